@@ -1,0 +1,305 @@
+"""The experiment config: one typed tree with defaults in code; YAML holds what differs.
+
+Sections that name a function (`data`, `model`, `augment`, `train.schedule`) take that
+function's keyword arguments beside `name`, and are checked against its signature, so a
+builder's arguments ARE its config section. Every problem is reported as one line naming the
+file, the dotted key, the value and what is allowed, before anything trains::
+
+    configs/mnist/cnn.yaml: train.bach_size: unknown key; did you mean 'batch_size'? ...
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import os
+import typing
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, create_model, model_validator
+
+from fastcourse.errors import ConfigError
+
+# Builder arguments the experiment fills in from the data; a config never sets them.
+DATA_SUPPLIED_ARGS = ("input_shape", "num_classes", "mean", "std")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Named(BaseModel):
+    """A section that names a registered function; other keys are that function's arguments."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataConfig(Named):
+    name: str = "mnist_sample"
+    train_limit: Optional[PositiveInt] = Field(None, description="use the first N training images")
+    test_limit: Optional[PositiveInt] = Field(None, description="use the first N test images")
+
+
+class ModelConfig(Named):
+    name: str = "cnn"
+
+
+class AugmentConfig(Named):
+    name: str = "none"
+
+
+class ScheduleConfig(Named):
+    name: str = "constant"
+
+
+class TrainConfig(Strict):
+    epochs: Optional[PositiveInt] = Field(None, description="total epochs; derived from `phases`")
+    batch_size: PositiveInt = 64
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    weight_decay: float = Field(0.0, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="constant", lr=1e-3))
+    steps_per_execution: PositiveInt = 1
+    jit_compile: bool = False
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"
+    validate_each_epoch: bool = True
+    deterministic: bool = True
+    verbose: Literal[0, 1, 2] = 1
+
+    @model_validator(mode="after")
+    def _epochs_from_phases(self):
+        if self.schedule.name == "phases":
+            phases = self.schedule.args.get("phases") or []
+            try:
+                total = sum(int(p[0]) for p in phases)
+            except (TypeError, ValueError, IndexError):
+                return self  # the schedule's own check reports the bad phases
+            if self.epochs is None:
+                self.epochs = total
+            elif self.epochs != total:
+                raise ValueError(
+                    f"epochs={self.epochs} but the phases add up to {total}; drop train.epochs "
+                    "or make them agree"
+                )
+        elif self.epochs is None:
+            self.epochs = 1
+        return self
+
+
+class EnsembleConfig(Strict):
+    members: PositiveInt = 1
+    seeds: Optional[list[int]] = Field(None, description="one seed per member; default seed + i")
+
+    @model_validator(mode="after")
+    def _seed_count(self):
+        if self.seeds is not None and len(self.seeds) != self.members:
+            raise ValueError(f"{len(self.seeds)} seeds for {self.members} members; give one per member")
+        return self
+
+
+class ExperimentConfig(Strict):
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    ensemble: Optional[EnsembleConfig] = None
+    out: str = Field("runs", description="folder under which each run gets its own directory")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+def load_config(
+    source: str | os.PathLike | dict, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """Read a YAML file (or a dict), apply `key.path=value` overrides, validate everything.
+
+    Raises ConfigError with one line naming the file, the key, the value and the fix.
+    """
+    where = str(source) if not isinstance(source, dict) else "<config>"
+    if isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        raw = _read_yaml(Path(source))
+    for item in overrides or []:
+        _apply_override(raw, item, where)
+    return validate_config(raw, where)
+
+
+def validate_config(raw: dict, where: str = "<config>") -> ExperimentConfig:
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, where, ExperimentConfig, raw)) from None
+    _check_named_sections(cfg, where)
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file; `fastcourse list` shows the configs folder")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(raw).__name__}")
+    return raw
+
+
+def parse_scalar(text: str) -> Any:
+    """YAML-typed value for an override; also accepts 1e-3 (YAML 1.1 reads that as a string)."""
+    value = yaml.safe_load(text) if text.strip() else ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _apply_override(raw: dict, item: str, where: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"{where}: override {item!r} must look like key.path=value")
+    key, text = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"{where}: override {item!r} has an empty key part")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: override {key}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = parse_scalar(text)
+
+
+# --- named sections: arguments checked against the registered function ------------------
+
+def _check_named_sections(cfg: ExperimentConfig, where: str) -> None:
+    from fastcourse.augment import AUGMENTATIONS
+    from fastcourse.data import DATASETS
+    from fastcourse.models import MODELS
+    from fastcourse.schedules import SCHEDULE_ARGS_SKIPPED, SCHEDULES
+
+    checks = [
+        ("data", cfg.data, DATASETS, ()),
+        ("model", cfg.model, MODELS, DATA_SUPPLIED_ARGS),
+        ("augment", cfg.augment, AUGMENTATIONS, ()),
+        ("train.schedule", cfg.train.schedule, SCHEDULES, SCHEDULE_ARGS_SKIPPED),
+    ]
+    for loc, section, registry, skipped in checks:
+        if section.name not in registry:
+            raise ConfigError(f"{where}: {loc}.name = {section.name!r}: {registry.unknown_message(section.name)}")
+        validated = check_arguments(registry.get(section.name), section.args, f"{loc}", where, skipped)
+        # keep the coerced values (e.g. "1e-3" -> 0.001) in the tree
+        for key, value in validated.items():
+            setattr(section, key, value)
+
+
+_ARG_MODELS: dict[Any, type[BaseModel]] = {}
+
+
+def signature_model(fn, skipped: tuple[str, ...] = ()) -> type[BaseModel]:
+    """A pydantic model of `fn`'s keyword arguments, for validating a config section."""
+    key = (fn, skipped)
+    if key not in _ARG_MODELS:
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # an annotation that does not resolve: check names only
+            hints = {}
+        fields: dict[str, Any] = {}
+        for p in inspect.signature(fn).parameters.values():
+            if p.name in skipped or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            default = ... if p.default is inspect.Parameter.empty else p.default
+            fields[p.name] = (hints.get(p.name, Any), default)
+        _ARG_MODELS[key] = create_model(
+            f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields
+        )
+    return _ARG_MODELS[key]
+
+
+def check_arguments(fn, args: dict, loc: str, where: str, skipped: tuple[str, ...] = ()) -> dict:
+    """Validate `args` against `fn`'s signature; return them coerced to the annotated types."""
+    model = signature_model(fn, skipped)
+    bad = [k for k in args if k in skipped]
+    if bad:
+        raise ConfigError(f"{where}: {loc}.{bad[0]}: set from the data, not the config; remove it")
+    try:
+        validated = model.model_validate(args)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, where, model, args, prefix=loc)) from None
+    return {k: getattr(validated, k) for k in args}
+
+
+# --- error messages ------------------------------------------------------------------------
+
+def _format_error(exc: ValidationError, where: str, root: type[BaseModel], raw: Any, prefix: str = "") -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    dotted = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        allowed = _fields_at(root, err["loc"][:-1])
+        near = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        return f"{where}: {dotted}: unknown key{hint} (allowed: {', '.join(allowed)})"
+    if err["type"] == "missing":
+        return f"{where}: {dotted}: required key is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    shown = _short(value)
+    if isinstance(value, dict) and not loc:
+        return f"{where}: {msg}"
+    if isinstance(value, dict) and err["type"].startswith("value_error"):
+        return f"{where}: {dotted}: {msg}"
+    return f"{where}: {dotted} = {shown}: {msg}"
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """Names of the fields of the sub-model that `loc` points into."""
+    for part in loc:
+        if not (inspect.isclass(model) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return []
+        model = _unwrap(model.model_fields[part].annotation)
+    if inspect.isclass(model) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    for arg in typing.get_args(annotation) or ():
+        if inspect.isclass(arg) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,44 @@
+"""The dataset registry and the in-memory dataset type."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastcourse.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+@dataclass
+class ArrayDataset:
+    """Images as uint8 arrays (N, H, W, C) with integer labels, split into train and test."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    source: str = ""  # where the data was found, for metrics.json
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def pixel_stats(self) -> tuple[float, float]:
+        """ONE global mean and std of the training pixels, as the course normalised."""
+        x = self.x_train.astype(np.float64)
+        return float(x.mean()), float(x.std())
+
+    def limit(self, train: int | None = None, test: int | None = None) -> "ArrayDataset":
+        """The first `train` / `test` images (for quick runs and tests)."""
+        return ArrayDataset(
+            self.name, self.x_train[:train], self.y_train[:train], self.x_test[:test],
+            self.y_test[:test], self.class_names, self.source, dict(self.notes),
+        )
