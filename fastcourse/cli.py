@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import Callable
 
 from fastcourse.errors import FastcourseError
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's start-up notices
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, list[tuple[tuple, dict]], Handler]] = {}

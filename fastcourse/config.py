@@ -59,6 +59,10 @@ class ScheduleConfig(Named):
     name: str = "constant"
 
 
+class TaskConfig(Named):
+    name: str = "train"
+
+
 class TrainConfig(Strict):
     epochs: Optional[PositiveInt] = Field(None, description="total epochs; derived from `phases`")
     batch_size: PositiveInt = 64
@@ -108,6 +112,7 @@ class EnsembleConfig(Strict):
 class ExperimentConfig(Strict):
     name: str = "experiment"
     seed: int = 0
+    task: TaskConfig = Field(default_factory=TaskConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -205,8 +210,10 @@ def _check_named_sections(cfg: ExperimentConfig, where: str) -> None:
     from fastcourse.data import DATASETS
     from fastcourse.models import MODELS
     from fastcourse.schedules import SCHEDULE_ARGS_SKIPPED, SCHEDULES
+    from fastcourse.tasks import TASK_ARGS_SKIPPED, TASKS
 
     checks = [
+        ("task", cfg.task, TASKS, TASK_ARGS_SKIPPED),
         ("data", cfg.data, DATASETS, ()),
         ("model", cfg.model, MODELS, DATA_SUPPLIED_ARGS),
         ("augment", cfg.augment, AUGMENTATIONS, ()),
@@ -219,6 +226,23 @@ def _check_named_sections(cfg: ExperimentConfig, where: str) -> None:
         # keep the coerced values (e.g. "1e-3" -> 0.001) in the tree
         for key, value in validated.items():
             setattr(section, key, value)
+    _check_schedule_values(cfg, where)
+
+
+def _check_schedule_values(cfg: ExperimentConfig, where: str) -> None:
+    """Evaluate the schedule once, so bad values (a negative rate) fail before training."""
+    import numpy as np
+
+    from fastcourse.schedules import SCHEDULES
+
+    sched = cfg.train.schedule
+    try:
+        values = SCHEDULES.get(sched.name)(np.array([0.0, cfg.train.epochs / 2]), cfg.train.epochs, **sched.args)
+    except (ValueError, TypeError, ZeroDivisionError) as exc:
+        raise ConfigError(f"{where}: train.schedule ({sched.name}): {exc}") from None
+    if not np.all(np.isfinite(values)) or np.any(np.asarray(values) < 0):
+        raise ConfigError(f"{where}: train.schedule ({sched.name}) = {sched.args}: gives a rate that is "
+                          "negative or not finite; use positive rates")
 
 
 _ARG_MODELS: dict[Any, type[BaseModel]] = {}

@@ -73,8 +73,9 @@ def build_for(cfg: ExperimentConfig, data: ArrayDataset, seed: Optional[int] = N
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, run_dir: str | Path | None = None) -> Path:
-    """Train and evaluate one experiment; return its run directory."""
-    from fastcourse.train.trainer import evaluate, fit, seed_everything
+    """Run one experiment (its `task`, default `train`); return its run directory."""
+    from fastcourse.tasks import TASKS
+    from fastcourse.train.trainer import seed_everything
 
     if cfg.ensemble is not None and cfg.ensemble.members > 1:
         from fastcourse.ensemble import run_ensemble
@@ -85,15 +86,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(run_dir / "config.yaml", cfg.to_yaml())
     seed_everything(cfg.seed, cfg.train.deterministic)
-    data = load_data(cfg)
-    model, augmenter = build_for(cfg, data)
-    print(f"fastcourse: {cfg.name}: {cfg.model.name} on {data.name} "
-          f"({len(data.x_train)} train / {len(data.x_test)} test), augment={cfg.augment.name}, "
-          f"{cfg.train.epochs} epochs -> {run_dir}", flush=True)
-    result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, augmenter,
-                 validation=(data.x_test, data.y_test))
-    test = evaluate(model, data.x_test, data.y_test)
-    write_artifacts(run_dir, cfg, data, model, result, test)
+    TASKS.get(cfg.task.name)(cfg, run_dir, **cfg.task.args)
     return run_dir
 
 

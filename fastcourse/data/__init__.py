@@ -1,6 +1,9 @@
-"""Datasets by name. Array datasets (mnist, fashion_mnist, mnist_sample) live in arrays.py;
-each loader is registered in DATASETS and returns an ArrayDataset."""
-from fastcourse.data.base import DATASETS, ArrayDataset  # noqa: F401
-from fastcourse.data import arrays  # noqa: F401  (registers the array datasets)
+"""Datasets by name, registered in DATASETS. Array datasets (mnist, fashion_mnist,
+mnist_sample) live in arrays.py; every module in this package is imported so its loaders
+register themselves."""
+from fastcourse.autoimport import import_submodules
+from fastcourse.data.base import DATASETS, ArrayDataset
+
+import_submodules(__name__, skip=("base", "make_sample"))
 
 __all__ = ["DATASETS", "ArrayDataset"]

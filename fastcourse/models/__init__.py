@@ -1,7 +1,9 @@
 """Model builders: plain functions returning keras.Model, registered by name in MODELS.
 
-Importing this package registers every builder module listed here."""
-from fastcourse.models.registry import MODELS, build_model  # noqa: F401
-from fastcourse.models import mnist  # noqa: F401  (registers the ladder)
+Every module in this package is imported, so its builders register themselves."""
+from fastcourse.autoimport import import_submodules
+from fastcourse.models.registry import MODELS, build_model
+
+import_submodules(__name__, skip=("registry",))
 
 __all__ = ["MODELS", "build_model"]
