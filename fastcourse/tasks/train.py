@@ -11,6 +11,7 @@ from fastcourse.tasks import TASKS
 def train(cfg: ExperimentConfig, run_dir: Path) -> dict:
     """Train the configured model on an array dataset; evaluate on the clean test set."""
     from fastcourse.experiment import build_for, load_data, write_artifacts
+    from fastcourse.rundir import checkpoint_dir
     from fastcourse.train.trainer import evaluate, fit
 
     data = load_data(cfg)
@@ -19,6 +20,6 @@ def train(cfg: ExperimentConfig, run_dir: Path) -> dict:
           f"({len(data.x_train)} train / {len(data.x_test)} test), augment={cfg.augment.name}, "
           f"{cfg.train.epochs} epochs -> {run_dir}", flush=True)
     result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, augmenter,
-                 validation=(data.x_test, data.y_test))
+                 validation=(data.x_test, data.y_test), checkpoint_dir=checkpoint_dir(run_dir))
     test = evaluate(model, data.x_test, data.y_test)
     return write_artifacts(run_dir, cfg, data, model, result, test)
