@@ -31,13 +31,11 @@ def load_data(cfg: ExperimentConfig) -> ArrayDataset:
 
 def new_run_dir(out: str | Path, name: str) -> Path:
     """A directory no other run uses: created here, never reused."""
-    from fastcourse.rundir import os_error
-
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise os_error(exc, f"cannot create output folder {out}") from None
+        raise io.os_error(exc, f"cannot create output folder {out}") from None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         candidate = out / (f"{name}-{stamp}" + (f"-{i + 1}" if i else ""))
@@ -47,7 +45,7 @@ def new_run_dir(out: str | Path, name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise os_error(exc, f"cannot create a run directory in {out}") from None
+            raise io.os_error(exc, f"cannot create a run directory in {out}") from None
     raise RunError(f"cannot find a free run directory name under {out}")
 
 
@@ -89,7 +87,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise rundir.os_error(exc, f"cannot create run directory {run_dir}") from None
+        raise io.os_error(exc, f"cannot create run directory {run_dir}") from None
     with rundir.claim(run_dir, cfg, fresh=fresh):
         if cfg.ensemble is not None and cfg.ensemble.members > 1:
             from fastcourse.ensemble import run_ensemble

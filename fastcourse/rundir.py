@@ -11,7 +11,6 @@ removes temporary files a killed writer left, and on success drops the checkpoin
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import re
@@ -58,7 +57,7 @@ def locked(run_dir: str | Path) -> Iterator[None]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise os_error(exc, f"cannot lock run directory {run_dir}") from None
+        raise io.os_error(exc, f"cannot lock run directory {run_dir}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -173,7 +172,7 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
         chosen = Path(run_dir)
         if chosen.exists() and not chosen.is_dir():
             raise UsageError(f"--run-dir {run_dir}: exists and is not a folder")
-        if chosen.is_dir() and any(chosen.iterdir()):
+        if chosen.is_dir() and any(p.name != LOCK for p in chosen.iterdir()):
             if not is_run_dir(chosen):
                 raise UsageError(f"--run-dir {run_dir}: a folder with other files in it, not a run directory; "
                                  "choose an empty or new folder")
@@ -207,9 +206,3 @@ def _announce(path: Path) -> None:
         done = "?"
     print(f"fastcourse: resuming {path} after {done} completed epoch(s)", flush=True)
 
-
-def os_error(exc: OSError, what: str) -> Exception:
-    """UsageError for a place the user cannot write (read-only, no permission); else RunError."""
-    cls = UsageError if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else RunError
-    hint = "; choose a writable folder (--out or --run-dir)" if cls is UsageError else ""
-    return cls(f"{what}: {exc.strerror or exc}{hint}")
