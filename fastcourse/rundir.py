@@ -88,6 +88,7 @@ def claim(run_dir: Path, cfg, fresh: bool) -> Iterator[None]:
         remove_stale_temps(run_dir)
         if is_run_dir(run_dir):
             check_same_config(run_dir, cfg)
+            _announce(run_dir)
         else:
             io.write_text(run_dir / CONFIG, cfg.to_yaml())
         try:
@@ -164,9 +165,7 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
             raise UsageError(f"{target}: a folder, but not a run directory (no {CONFIG}); "
                              "pass a config file or a run directory")
         _refuse_complete(path)
-        cfg = load_config(path / CONFIG, overrides)
-        _announce(path)
-        return cfg, path
+        return load_config(path / CONFIG, overrides), path
     cfg = load_config(target, overrides)
     if run_dir:
         chosen = Path(run_dir)
@@ -178,7 +177,6 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
                                  "choose an empty or new folder")
             _refuse_complete(chosen)
             check_same_config(chosen, cfg)
-            _announce(chosen)
         return cfg, chosen
     if resume:
         where = Path(out or cfg.out)
@@ -186,7 +184,6 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
         if found is None:
             print(f"fastcourse: no unfinished run of {cfg.name} under {where}; starting a new one", flush=True)
             return cfg, None
-        _announce(found)
         return cfg, found
     return cfg, None
 

@@ -123,7 +123,12 @@ def test_resume_flag_and_refusals(tmp_path, tiny_config, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and "train.epochs is 2 there, 3 here" in err and err.count("\n") == 1
 
+    # temporary files of writers killed mid-write are swept when the run resumes
+    stale = [run_dir / ".model.keras.k1ll3d_x.keras", run_dir / "checkpoints" / ".epoch-0002.keras.abcd1234.keras"]
+    for path in stale:
+        path.write_bytes(b"half a model")
     assert main(["run", str(cfg), "--out", str(out), "--resume"]) == 0
+    assert not any(p.exists() for p in stale)
     printed = capsys.readouterr().out
     assert f"resuming {run_dir} after 1 completed epoch" in printed and f"run directory: {run_dir}" in printed
     assert list(out.iterdir()) == [run_dir]

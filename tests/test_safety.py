@@ -41,6 +41,16 @@ def test_package_source_has_no_unsafe_loading():
     assert len(list(PACKAGE.rglob("*.py"))) > 10  # really scanned the package
 
 
+def test_models_are_loaded_through_the_safe_loader():
+    """fastcourse.io.load_model is the one place that deserialises a .keras file: it turns a
+    refused Lambda layer or a damaged file into one clear line instead of a traceback."""
+    direct = re.compile(r"(saving|models)\.load_model\(|from keras\.(saving|models) import load_model")
+    hits = [f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}"
+            for path in sorted(PACKAGE.rglob("*.py")) if path.name != "io.py" or path.parent != PACKAGE
+            for n, line in enumerate(path.read_text().splitlines(), 1) if direct.search(line.split("#", 1)[0])]
+    assert not hits, "use fastcourse.io.load_model instead:\n" + "\n".join(hits)
+
+
 def test_scanner_would_catch_each_pattern():
     samples = {"pickle": "import pickle", "yaml.load(": "yaml.load(text)", "allow_pickle=True":
                "np.load(p, allow_pickle=True)", "Lambda(": "layers.Lambda(lambda t: t)",
