@@ -3,7 +3,7 @@
 Every run gets a fresh directory of its own (`<out>/<name>-<timestamp>`), holding:
 config.yaml (the resolved config), metrics.json, history.csv, model.keras (loads with
 safe_mode=True), learning_curves.png and confusion_matrix.png. Every file is written
-atomically.
+atomically. An unfinished run (no metrics.json) continues from its checkpoints/ (rundir.py).
 """
 from __future__ import annotations
 

@@ -87,6 +87,7 @@ def claim(run_dir: Path, cfg, fresh: bool) -> Iterator[None]:
     with locked(run_dir):
         remove_stale_temps(run_dir)
         if is_run_dir(run_dir):
+            _refuse_complete(run_dir)  # a complete run is never overwritten
             check_same_config(run_dir, cfg)
             _announce(run_dir)
         else:
