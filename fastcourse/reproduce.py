@@ -76,25 +76,25 @@ def step_config(plan: dict, step: str):
     if plan.get("data_name"):
         raw.setdefault("data", {})["name"] = plan["data_name"]
     if plan.get("quick"):
-        _shrink(raw)
+        _shrink(raw, plan["quick"])
     for item in plan.get("overrides", []):
         _apply_override(raw, item, str(path))
     return validate_config(raw, str(path))
 
 
-def _shrink(raw: dict) -> None:
+def _shrink(raw: dict, quick: dict) -> None:
     data = raw.setdefault("data", {})
     for key in ("train_limit", "test_limit"):
-        data[key] = min(int(data.get(key) or QUICK[key]), QUICK[key])
+        data[key] = min(int(data.get(key) or quick[key]), quick[key])
     train = raw.setdefault("train", {})
     train.pop("epochs", None)
-    train["batch_size"] = QUICK["batch_size"]
-    train["schedule"] = {"name": "phases", "phases": QUICK["phases"]}
+    train["batch_size"] = quick["batch_size"]
+    train["schedule"] = {"name": "phases", "phases": quick["phases"]}
     ens = raw.get("ensemble")
-    if ens and int(ens.get("members", 1)) > QUICK["members"]:
-        ens["members"] = QUICK["members"]
+    if ens and int(ens.get("members", 1)) > quick["members"]:
+        ens["members"] = quick["members"]
         if ens.get("seeds"):
-            ens["seeds"] = list(ens["seeds"])[: QUICK["members"]]
+            ens["seeds"] = list(ens["seeds"])[: quick["members"]]
 
 
 def reproduce(
@@ -126,8 +126,9 @@ def reproduce(
         if missing:
             raise UsageError(f"{cdir / dataset}: no {missing[0]}.yaml; pass --configs pointing at the "
                              "project's configs folder")
-        plan = {"dataset": dataset, "steps": steps, "quick": bool(quick), "overrides": list(overrides or []),
-                "configs_dir": str(cdir.resolve()), "data_name": _quick_data(dataset) if quick else None}
+        plan = {"dataset": dataset, "steps": steps, "quick": dict(QUICK) if quick else None,
+                "overrides": list(overrides or []), "configs_dir": str(cdir.resolve()),
+                "data_name": _quick_data(dataset) if quick else None}
         for step in steps:  # every config must be valid before hours of training start
             step_config(plan, step)
         run_dir = new_run_dir(out, f"reproduce-{dataset}" + ("-quick" if quick else ""))
@@ -215,8 +216,10 @@ def write_report(run_dir: Path, plan: dict):
     plot_all_curves(run_dir, plan, run_dir / "learning_curves.png")
     ds = plan["dataset"]
     what = "the course's printed figures" if ds == "mnist" else "public anchors for each kind of model"
-    settings = ("quick smoke run (2 epochs per step, at most 4,000 training images, batch 32, "
-                f"{QUICK['members']} members)") if plan.get("quick") else "the course's settings"
+    q = plan.get("quick")
+    settings = (f"quick smoke run (at most {q['train_limit']} training and {q['test_limit']} test images, "
+                f"batch {q['batch_size']}, phases {q['phases']}, {q['members']} ensemble members)"
+                if q else "the course's settings (each step's config)")
     lines = [
         f"# Reproduction: the MNIST lesson on {ds}",
         "",
@@ -252,6 +255,7 @@ def plot_all_curves(run_dir: Path, plan: dict, path: Path) -> Path:
 
     from fastcourse import report  # noqa: F401  (selects the Agg backend)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.2))
     for step in plan["steps"]:
@@ -261,11 +265,16 @@ def plot_all_curves(run_dir: Path, plan: dict, path: Path) -> Path:
         h = pd.read_csv(hist)
         label = step + (" (member mean)" if step == "ensemble" else "")
         if "val_accuracy" in h:
-            ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=label)
+            (line,) = ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=label)
+            if step == "ensemble":  # the combined ensemble beside its members' mean
+                acc = json.loads((run_dir / step / "metrics.json").read_text())["test_accuracy"]
+                ax_acc.plot(h["epoch"].iloc[-1], acc, marker="*", ms=14, color=line.get_color(),
+                            linestyle="none", label="ensemble (averaged)")
         if "loss" in h:
             ax_loss.plot(h["epoch"], h["loss"], marker="o", ms=3, label=label)
     for ax, title in ((ax_acc, "clean test accuracy"), (ax_loss, "training loss")):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         if ax.lines:

@@ -150,3 +150,35 @@ def test_seed_count_must_match_members(tiny_config):
 
     with pytest.raises(ConfigError, match="2 seeds for 3 members"):
         load_config(tiny_config(ensemble={"members": 3, "seeds": [1, 2]}))
+
+
+def test_course_ensemble_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for ds in ("mnist", "fashion_mnist"):
+        cfg = load_config(root / ds / "ensemble.yaml")
+        assert cfg.ensemble.members == 6 and cfg.train.epochs == 35  # the course's 1 + 4 + 12 + 18
+        assert (cfg.model.name, cfg.augment.name, cfg.data.name) == ("cnn_bn_dropout", "course", ds)
+        assert ensemble.member_seeds(cfg) == [42, 43, 44, 45, 46, 47]
+
+
+def test_parallel_falls_back_to_one_after_another_without_gpus(tiny_config):
+    import tensorflow as tf
+
+    cfg = _ensemble_config(tiny_config, parallel=True)
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    assert ensemble._parallel_devices(cfg) == (gpus if gpus > 1 else 1)
+    assert ensemble._parallel_devices(_ensemble_config(tiny_config)) == 1
+
+
+@pytest.mark.slow
+def test_parallel_workers_train_and_save_members(tiny_config, tmp_path):
+    """The one-process-per-GPU path, exercised on CPU (each worker is told a GPU id it ignores)."""
+    cfg = _ensemble_config(tiny_config, parallel=True)
+    run_dir = tmp_path / "ens"
+    ensemble._train_parallel(cfg, ensemble.member_seeds(cfg), [0, 1], run_dir, gpus=2)
+    assert all(ensemble.is_finished(ensemble.member_dir(run_dir, i)) for i in (0, 1))
+    ensemble.finish_ensemble(cfg, run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [m["seed"] for m in metrics["members"]] == [1, 2]
