@@ -119,10 +119,10 @@ def is_finished(mdir: Path) -> bool:
 
 def train_member(cfg: ExperimentConfig, index: int, mdir: Path, data=None) -> dict:
     """Train, evaluate and save one member into `mdir`; the predictions file comes last."""
+    import keras
+
     from fastcourse.experiment import build_for, load_data, write_artifacts
     from fastcourse.train.trainer import evaluate, fit, seed_everything
-
-    import keras
 
     mdir.mkdir(parents=True, exist_ok=True)
     io.write_text(mdir / "config.yaml", cfg.to_yaml())
