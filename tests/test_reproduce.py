@@ -35,7 +35,7 @@ def tiny_configs(tmp_path):
             "train": {"batch_size": 64, "schedule": {"name": "phases", "phases": [[1, 1e-3], [4, 1e-3]]}},
         }
         if step == "ensemble":
-            cfg["ensemble"] = {"members": 6}
+            cfg["ensemble"] = {"members": 2}
         (folder / f"{step}.yaml").write_text(yaml.safe_dump(cfg))
     return tmp_path / "configs"
 
@@ -80,8 +80,8 @@ def test_quick_reproduction_on_the_sample_resumes_and_reports(tiny_configs, tmp_
         assert row["difference"] == pytest.approx(metrics["test_accuracy"] - row["reference"])
         assert row["minutes"] > 0
     ens = json.loads((run_dir / "ensemble" / "metrics.json").read_text())
-    assert ens["ensemble_members"] == rp.QUICK["members"]  # --quick trims the six members
-    assert "3 members" in table.set_index("step").loc["ensemble", "notes"]
+    assert ens["ensemble_members"] == 2 and len(ens["members"]) == 2
+    assert "2 members" in table.set_index("step").loc["ensemble", "notes"]
 
     md = (run_dir / "report.md").read_text()
     assert all(f"| {step} " in md for step in rp.STEPS) and "0.9969" in md and "learning_curves.png" in md
@@ -99,3 +99,18 @@ def test_reproduce_refuses_bad_input(tmp_path, tiny_configs, capsys):
     assert main(["reproduce", "mnist", "--configs", str(tiny_configs), "--out", str(tmp_path / "r")]) == 2
     assert "no hidden.yaml" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing started
+
+
+def test_quick_shrinks_the_course_configs():
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    plan = {"dataset": "fashion_mnist", "configs_dir": str(configs), "quick": dict(rp.QUICK),
+            "overrides": ["train.verbose=2"], "data_name": None}
+    ens = rp.step_config(plan, "ensemble")
+    assert ens.ensemble.members == rp.QUICK["members"] < 6  # the course's six, trimmed
+    assert (ens.data.train_limit, ens.data.test_limit) == (rp.QUICK["train_limit"], rp.QUICK["test_limit"])
+    assert ens.train.epochs == sum(p[0] for p in rp.QUICK["phases"]) and ens.train.verbose == 2
+    full = rp.step_config({**plan, "quick": None}, "ensemble")
+    assert full.ensemble.members == 6 and full.train.epochs == 35 and full.data.train_limit is None
+    assert rp.step_config({**plan, "dataset": "mnist", "data_name": "mnist_sample"}, "linear").data.name == "mnist_sample"
