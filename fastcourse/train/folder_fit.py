@@ -6,6 +6,8 @@ over files (fastcourse.data.folders) instead of arrays; plus fastai's `fine_tune
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import Callable, Optional
 
 import keras
@@ -34,8 +36,9 @@ def fit_folder(
     if valid and data.has(valid) and train.validate_each_epoch:
         val_ds = data.dataset(valid, image_size, train.batch_size)
     timer = Throughput()
-    hist = model.fit(ds, epochs=initial_epoch + train.epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
-                     validation_data=val_ds, callbacks=[timer, *(callbacks or [])], verbose=train.verbose)
+    with _quiet():
+        hist = model.fit(ds, epochs=initial_epoch + train.epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
+                         validation_data=val_ds, callbacks=[timer, *(callbacks or [])], verbose=train.verbose)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return FitResult(history, timer.seconds, len(files), steps)
 
@@ -76,7 +79,18 @@ def predict_folder(model: keras.Model, data: FolderDataset, split: str, image_si
                    augment: Optional[Callable] = None, seed: int = 0) -> np.ndarray:
     """Class probabilities for every file of `split`, in `split.files` order."""
     ds = data.dataset(split, image_size, batch_size, labels=False, augment=augment, seed=seed)
-    return np.asarray(model.predict(ds, verbose=0), np.float32)
+    with _quiet():
+        return np.asarray(model.predict(ds, verbose=0), np.float32)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Folder datasets have unknown length (undecodable files are dropped), so Keras warns that
+    validation/prediction "ran out of data" at their natural end; that is expected here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+        yield
 
 
 def evaluate_probs(probs: np.ndarray, labels: np.ndarray) -> dict:
