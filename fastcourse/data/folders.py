@@ -1,0 +1,464 @@
+"""Image-folder datasets (lesson 3): dogs vs cats, Statefarm, a folder plus a CSV of labels.
+
+The stable API (other modules build on it)::
+
+    from fastcourse.data.folders import open_folder, image_dataset
+
+    data = open_folder("data/dogscats")            # layout="auto" | "dogscats" | "statefarm" | "csv"
+    data.class_names                               # ["cats", "dogs"]: sorted folder names = label ids
+    train = data.split("train")                    # FolderSplit: .files (absolute paths, sorted),
+    train.files, train.labels                      #   .labels (int64 array, or None when unlabelled)
+    data.split("test").labels is None              #   .groups (Statefarm's driver per file, or None)
+    ds = data.dataset("train", image_size=(224, 224), batch_size=64, shuffle=True, seed=0)
+    # -> tf.data.Dataset of (float32 0-255 RGB images (B, H, W, 3), one-hot float32 labels (B, C));
+    #    unlabelled splits (or labels=False) yield images only, in `split.files` order.
+
+Layouts
+- dogscats:  root/{train,valid}/<class>/*.jpg, root/test/unknown/*.jpg (or images directly in
+  test/), optional root/sample/ with the same layout (``sample=True`` opens it).
+- statefarm: root/train/c0..c9/*.jpg plus root/driver_imgs_list.csv (subject, classname, img):
+  each file's driver becomes its group; root/valid/ when `fastcourse split` made one; root/test/.
+- csv:       one folder of images plus a CSV of ``filename,label`` rows ("Identify the digits"):
+  ``csv="train.csv", images="Images/train"``; optional ``valid_csv`` and ``test_images``.
+
+Every file listed is checked when the folder is opened (``check="fast"``: the header is read
+and a JPEG/PNG must end with its end marker, which catches truncated files; ``"full"`` decodes
+everything with Pillow; ``"none"``). A bad file is reported by its path and dropped
+(``on_error="skip"``) or stops with a DataError (``"raise"``) before any epoch starts. The
+tf.data pipeline also drops any element that still fails to decode, so an epoch never crashes
+halfway. Decoding runs in a parallel tf.data map; grayscale, RGBA, palette and CMYK images come
+out as RGB, resized (bilinear) to the model's size.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Literal, Optional, Sequence
+
+import numpy as np
+
+from fastcourse.data.base import DATASETS
+from fastcourse.errors import DataError, UsageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Formats tf.io.decode_image reads (Pillow's names); others are reported as unreadable.
+TF_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "MPO")
+Layout = Literal["auto", "dogscats", "statefarm", "csv"]
+OnError = Literal["skip", "raise"]
+Check = Literal["fast", "full", "none"]
+
+
+@dataclass
+class FolderSplit:
+    """One split: absolute file paths, integer labels (None when unlabelled), optional groups."""
+
+    name: str
+    files: list[str]
+    labels: Optional[np.ndarray] = None
+    groups: Optional[list[str]] = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None
+
+    def take(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "FolderSplit":
+        """The files at `index` (in that order)."""
+        index = np.asarray(index, dtype=np.int64)
+        return FolderSplit(
+            name or self.name, [self.files[i] for i in index],
+            None if self.labels is None else self.labels[index],
+            None if self.groups is None else [self.groups[i] for i in index],
+        )
+
+
+@dataclass
+class FolderDataset:
+    """Class names plus named splits of image files; `dataset()` streams them through tf.data."""
+
+    name: str
+    root: Path
+    layout: str
+    class_names: list[str]
+    splits: dict[str, FolderSplit]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) dropped at open
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split(self, name: str) -> FolderSplit:
+        if name not in self.splits:
+            hint = " (make one with `fastcourse split`)" if name == "valid" else ""
+            raise DataError(f"{self.root}: no {name!r} split{hint}; found: {', '.join(self.splits) or 'none'}")
+        return self.splits[name]
+
+    def has(self, name: str) -> bool:
+        return name in self.splits and len(self.splits[name]) > 0
+
+    def limit(self, train: int | None = None, test: int | None = None) -> "FolderDataset":
+        """The first `train` training files and `test` valid/test files (quick runs, tests)."""
+        cut = {}
+        for key, split in self.splits.items():
+            n = train if key == "train" else test
+            cut[key] = split.take(range(min(n, len(split))) if n else range(len(split)))
+        return replace(self, splits=cut)
+
+    def with_split(self, name: str, split: FolderSplit) -> "FolderDataset":
+        return replace(self, splits={**self.splits, name: replace(split, name=name)})
+
+    def dataset(self, split: str, image_size=(224, 224), batch_size: int = 64, shuffle: bool = False,
+                seed: int = 0, augment: Optional[Callable] = None, repeat: bool = False,
+                labels: bool = True, start_step: int = 0):
+        """tf.data over one split; see `image_dataset`."""
+        s = self.split(split)
+        return image_dataset(
+            s.files, s.labels if labels else None, self.num_classes, image_size, batch_size,
+            shuffle=shuffle, seed=seed, augment=augment, repeat=repeat, start_step=start_step,
+        )
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
+        return f"{self.name} ({self.layout}, {self.num_classes} classes: {parts})"
+
+
+# --- opening ------------------------------------------------------------------------------
+
+def open_folder(
+    path: str | os.PathLike, layout: Layout = "auto", sample: bool = False,
+    csv: str | None = None, images: str | None = None, valid_csv: str | None = None,
+    test_images: str | None = None, filename_column: str = "filename", label_column: str = "label",
+    on_error: OnError = "skip", check: Check = "fast", name: str | None = None,
+) -> FolderDataset:
+    """Open an image folder in one of the three layouts (auto-detected by default)."""
+    root = Path(path).expanduser()
+    if sample:
+        root = root / "sample"
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; point data.path at the dataset's root folder")
+    if on_error not in ("skip", "raise"):
+        raise UsageError(f"on_error={on_error!r}: use 'skip' or 'raise'")
+    if layout == "auto":
+        layout = detect_layout(root)
+    if layout == "dogscats":
+        classes, splits = _open_class_folders(root)
+    elif layout == "statefarm":
+        classes, splits = _open_statefarm(root)
+    elif layout == "csv":
+        classes, splits = _open_csv(root, csv, images, valid_csv, test_images, filename_column, label_column)
+    else:
+        raise UsageError(f"layout={layout!r}: use auto, dogscats, statefarm or csv")
+    data = FolderDataset(name or root.name, root, layout, classes, splits, source=str(root))
+    return _checked(data, on_error, check)
+
+
+def detect_layout(root: Path) -> str:
+    if (root / "driver_imgs_list.csv").is_file():
+        return "statefarm"
+    if (root / "train").is_dir() and any(p.is_dir() for p in (root / "train").iterdir()):
+        return "dogscats"
+    if any(root.glob("*.csv")):
+        return "csv"
+    raise DataError(f"{root}: not a known image-folder layout: expected train/<class>/ folders, "
+                    "train/ plus driver_imgs_list.csv, or a CSV of filename,label rows; set data.layout")
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files directly in `folder`, sorted by name (hidden files ignored)."""
+    if not folder.is_dir():
+        return []
+    return sorted(str(p.absolute()) for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def class_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _labelled_split(name: str, folder: Path, classes: list[str]) -> FolderSplit:
+    files, labels = [], []
+    for idx, cls in enumerate(classes):
+        found = list_images(folder / cls)
+        files += found
+        labels += [idx] * len(found)
+    extra = sorted(set(class_folders(folder)) - set(classes))
+    if extra:
+        raise DataError(f"{folder}: class folder(s) {extra} are not in train/ ({classes}); "
+                        "every split needs the same class folders")
+    return FolderSplit(name, files, np.asarray(labels, np.int64))
+
+
+def _unlabelled_split(name: str, folder: Path) -> FolderSplit:
+    # the course's test/unknown/ (one dummy class folder) or images directly in test/
+    files = list_images(folder)
+    for sub in class_folders(folder) if folder.is_dir() else []:
+        files += list_images(folder / sub)
+    return FolderSplit(name, sorted(files), None)
+
+
+def _open_class_folders(root: Path) -> tuple[list[str], dict[str, FolderSplit]]:
+    train = root / "train"
+    if not train.is_dir():
+        raise DataError(f"{root}: no train/ folder (expected train/<class>/ images)")
+    classes = class_folders(train)
+    if len(classes) < 2:
+        raise DataError(f"{train}: found {len(classes)} class folder(s); need at least 2 (train/<class>/*.jpg)")
+    splits = {"train": _labelled_split("train", train, classes)}
+    if (root / "valid").is_dir():
+        splits["valid"] = _labelled_split("valid", root / "valid", classes)
+    if (root / "test").is_dir():
+        splits["test"] = _unlabelled_split("test", root / "test")
+    if not len(splits["train"]):
+        raise DataError(f"{train}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders")
+    return classes, splits
+
+
+def _open_statefarm(root: Path) -> tuple[list[str], dict[str, FolderSplit]]:
+    classes, splits = _open_class_folders(root)
+    # a sample/ folder made by `fastcourse split` carries its own copy; else use the parent's
+    table_path = root / "driver_imgs_list.csv"
+    if not table_path.is_file() and (root.parent / "driver_imgs_list.csv").is_file():
+        table_path = root.parent / "driver_imgs_list.csv"
+    table = _read_csv(table_path, ["subject", "img"])
+    driver = dict(zip(table["img"].astype(str), table["subject"].astype(str)))
+    for key in ("train", "valid"):
+        if key in splits:
+            split = splits[key]
+            missing = [f for f in split.files if Path(f).name not in driver]
+            if missing:
+                raise DataError(f"{table_path}: no subject for {missing[0]} ({len(missing)} files missing); "
+                                "the CSV must list every training image")
+            split.groups = [driver[Path(f).name] for f in split.files]
+    return classes, splits
+
+
+def _read_csv(path: Path, columns: list[str]):
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such CSV file")
+    try:
+        table = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for a malformed file
+        raise DataError(f"{path}: cannot read CSV: {exc}") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; it has {list(table.columns)}")
+    return table
+
+
+def _open_csv(root, csv, images, valid_csv, test_images, filename_column, label_column):
+    if csv is None:
+        found = sorted(root.glob("*.csv"))
+        if len(found) != 1:
+            raise DataError(f"{root}: found {len(found)} CSV files; say which holds the labels with data.csv")
+        csv = found[0].name
+    table = _read_csv(root / csv, [filename_column, label_column])
+    image_dir = root / images if images else _find_image_dir(root, str(table[filename_column].iloc[0]))
+    classes = sorted({str(v) for v in table[label_column]}, key=_natural)
+    index = {c: i for i, c in enumerate(classes)}
+
+    def rows(tab, name):
+        files = [_image_path(image_dir, str(f)) for f in tab[filename_column]]
+        return FolderSplit(name, files, np.asarray([index[str(v)] for v in tab[label_column]], np.int64))
+
+    splits = {"train": rows(table, "train")}
+    if valid_csv:
+        vt = _read_csv(root / valid_csv, [filename_column, label_column])
+        unknown = sorted({str(v) for v in vt[label_column]} - set(classes))
+        if unknown:
+            raise DataError(f"{root / valid_csv}: labels {unknown[:5]} are not in {csv}")
+        splits["valid"] = rows(vt, "valid")
+    if test_images:
+        splits["test"] = _unlabelled_split("test", root / test_images)
+    return classes, splits
+
+
+def _find_image_dir(root: Path, first: str) -> Path:
+    """The folder holding the CSV's files: the root or one of its subfolders."""
+    for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        if Path(_image_path(folder, first)).is_file():
+            return folder
+    raise DataError(f"{root}: cannot find {first!r} (the CSV's first file) in the folder or its subfolders; "
+                    "set data.images to the folder of images")
+
+
+def _image_path(image_dir: Path, name: str) -> str:
+    path = image_dir / name
+    if not path.suffix:  # "Identify the digits" lists 0.png; some CSVs drop the extension
+        for ext in IMAGE_EXTENSIONS:
+            if path.with_suffix(ext).exists():
+                return str(path.with_suffix(ext).absolute())
+    return str(path.absolute())
+
+
+def _natural(text: str):
+    return (0, int(text), "") if text.lstrip("-").isdigit() else (1, 0, text)
+
+
+# --- checking files ------------------------------------------------------------------------
+
+def check_image(path: str, check: Check = "fast") -> Optional[str]:
+    """None when `path` is a readable image tf.data can decode, else the reason it is not."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            if fmt not in TF_FORMATS:
+                return f"{fmt} images cannot be decoded in tf.data; convert it to JPEG or PNG"
+            if check == "full":
+                im.load()
+        if check == "fast":
+            return _check_trailer(path, fmt)
+    except FileNotFoundError:
+        return "no such file"
+    except UnidentifiedImageError:
+        return "not an image (unreadable)"
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's truncated / corrupt errors
+        return f"unreadable image: {exc}"
+    return None
+
+
+def _check_trailer(path: str, fmt: str) -> Optional[str]:
+    """Truncated JPEG/PNG files lack their end marker; a cheap test that reads only the tail."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 1024))
+        tail = fh.read()
+    if fmt in ("JPEG", "MPO") and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker)"
+    if fmt == "PNG" and b"IEND" not in tail[-12:]:
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def check_images(files: Sequence[str], check: Check = "fast", workers: int = 8) -> list[tuple[str, str]]:
+    """(path, reason) for each bad file; checked in a thread pool (Pillow releases the GIL)."""
+    if check == "none" or not files:
+        return []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(pool.map(lambda f: check_image(f, check), files, chunksize=64))
+    return [(f, r) for f, r in zip(files, reasons) if r is not None]
+
+
+def _checked(data: FolderDataset, on_error: OnError, check: Check) -> FolderDataset:
+    bad: list[tuple[str, str]] = []
+    splits = {}
+    for key, split in data.splits.items():
+        problems = check_images(split.files, check)
+        if split.files and len(problems) == len(split.files):
+            raise DataError(f"{data.root}: none of the {len(split.files)} {key} images is readable "
+                            f"(first: {problems[0][0]}: {problems[0][1]})")
+        if problems and on_error == "raise":
+            path, reason = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise DataError(f"{path}: {reason}{more}; remove or replace it, or set data.on_error=skip")
+        if problems:
+            dropped = {p for p, _ in problems}
+            keep = [i for i, f in enumerate(split.files) if f not in dropped]
+            split = split.take(keep)
+            bad += problems
+        splits[key] = split
+    for path, reason in bad:
+        print(f"fastcourse: skipping {path}: {reason}", file=sys.stderr, flush=True)
+    return replace(data, splits=splits, skipped=bad)
+
+
+# --- tf.data -------------------------------------------------------------------------------
+
+def decode_image(path, image_size):
+    """Read one file -> float32 (H, W, 3) RGB in 0-255, resized (bilinear) to `image_size`."""
+    import tensorflow as tf
+
+    raw = tf.io.read_file(path)
+    # channels=3 turns grayscale, RGBA, palette and CMYK into RGB
+    image = tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(tf.cast(image, tf.float32), image_size, method="bilinear")
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def image_dataset(
+    files: Sequence[str], labels: Optional[np.ndarray] = None, num_classes: Optional[int] = None,
+    image_size=(224, 224), batch_size: int = 64, shuffle: bool = False, seed: int = 0,
+    augment: Optional[Callable] = None, repeat: bool = False, start_step: int = 0,
+):
+    """Batches of (images, one-hot labels), or images alone when `labels` is None.
+
+    Files are decoded in a parallel map, in order (deterministic) unless `shuffle`, which
+    reshuffles each epoch from `seed`. `augment(images, seed)` (fastcourse.augment) runs on
+    whole batches with a stateless seed made of `seed` and the batch index, as the array
+    pipeline does. Soft labels (N, C) pass through. Elements that fail to decode are dropped.
+    """
+    import tensorflow as tf
+
+    from fastcourse.data.pipeline import _labels
+
+    autotune = tf.data.AUTOTUNE
+    size = tuple(int(s) for s in image_size)
+    if labels is None:
+        ds = tf.data.Dataset.from_tensor_slices(list(files))
+    else:
+        if num_classes is None:
+            raise UsageError("image_dataset: num_classes is needed with labels")
+        ds = tf.data.Dataset.from_tensor_slices((list(files), _labels(labels, num_classes)))
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if labels is None:
+        ds = ds.map(lambda f: decode_image(f, size), num_parallel_calls=autotune, deterministic=True)
+    else:
+        ds = ds.map(lambda f, y: (decode_image(f, size), y), num_parallel_calls=autotune, deterministic=True)
+    ds = ds.ignore_errors(log_warning=True)  # a file that changed since the check: drop, not crash
+    ds = ds.batch(batch_size)
+    if repeat:
+        ds = ds.repeat()
+    if start_step:
+        ds = ds.skip(start_step)
+    if augment is not None:
+        seed_t = tf.constant(seed, tf.int64)
+        ds = ds.enumerate(start=start_step)
+        if labels is None:
+            ds = ds.map(lambda i, x: augment(x, tf.stack([seed_t, i])), num_parallel_calls=autotune)
+        else:
+            ds = ds.map(lambda i, b: (augment(b[0], tf.stack([seed_t, i])), b[1]), num_parallel_calls=autotune)
+    return ds.prefetch(autotune)
+
+
+# --- registered datasets (configs name them in `data:`) -------------------------------------
+
+@DATASETS.register()
+def image_folder(
+    path: str, layout: Layout = "auto", sample: bool = False, csv: Optional[str] = None,
+    images: Optional[str] = None, valid_csv: Optional[str] = None, test_images: Optional[str] = None,
+    filename_column: str = "filename", label_column: str = "label",
+    on_error: OnError = "skip", check: Check = "fast",
+) -> FolderDataset:
+    """Any image folder: dogscats / statefarm / csv layout (auto-detected)."""
+    return open_folder(path, layout, sample, csv, images, valid_csv, test_images,
+                       filename_column, label_column, on_error, check)
+
+
+@DATASETS.register()
+def dogscats(path: str = "data/dogscats", sample: bool = False, on_error: OnError = "skip",
+             check: Check = "fast") -> FolderDataset:
+    """Kaggle dogs vs cats as lesson 3 laid it out: train/valid/{cats,dogs}, test/unknown."""
+    return open_folder(path, "dogscats", sample, on_error=on_error, check=check, name="dogscats")
+
+
+@DATASETS.register()
+def statefarm(path: str = "data/statefarm", sample: bool = False, on_error: OnError = "skip",
+              check: Check = "fast") -> FolderDataset:
+    """Statefarm distracted drivers: train/c0..c9 + driver_imgs_list.csv (groups = drivers)."""
+    return open_folder(path, "statefarm", sample, on_error=on_error, check=check, name="statefarm")
+
+
+__all__ = ["FolderDataset", "FolderSplit", "open_folder", "image_dataset", "decode_image",
+           "check_image", "check_images", "detect_layout", "list_images"]
