@@ -174,20 +174,56 @@ def _class_names(run_dir: Path, cfg: dict) -> list[str]:
 
 def image_dataset(folder: str | os.PathLike, files: Sequence[str], image_shape: tuple[int, int, int],
                   batch_size: int = 32):
-    """Batches of float32 0-255 images (B, H, W, C), decoded and resized in tf.data, in order."""
+    """Batches of float32 0-255 images (B, H, W, C), decoded and resized in tf.data, in order.
+
+    RGB models get exactly the decoding their training folders had (fastcourse.data.folders:
+    any mode to RGB, bilinear resize); one-channel models get the image as grayscale.
+    """
     import tensorflow as tf
 
+    from fastcourse.data.folders import decode_image
+
     height, width, channels = image_shape
+    if channels not in (1, 3):
+        raise UsageError(f"the model takes {channels}-channel images; predict reads 1 (gray) or 3 (RGB)")
     paths = [str(Path(folder) / f) for f in files]
 
     def load(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-        image.set_shape([None, None, channels])
+        if channels == 3:
+            return decode_image(path, (height, width))
+        image = tf.io.decode_image(tf.io.read_file(path), channels=1, expand_animations=False)
+        image.set_shape([None, None, 1])
         image = tf.image.resize(tf.cast(image, tf.float32), (height, width), method="bilinear")
         return tf.clip_by_value(image, 0.0, 255.0)
 
     ds = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def readable(folder: str | os.PathLike, files: Sequence[str], labels: Optional[np.ndarray] = None,
+             on_error: str = "raise") -> tuple[list[str], Optional[np.ndarray]]:
+    """Check every file before predicting (truncated or foreign files): raise a DataError naming
+    the first bad one, or with on_error="skip" leave them out (printing each)."""
+    import sys
+
+    from fastcourse.data.folders import check_images
+
+    if on_error not in ("raise", "skip"):
+        raise UsageError(f"on_error={on_error!r}: use 'raise' or 'skip'")
+    bad = check_images([str(Path(folder) / f) for f in files])
+    if not bad:
+        return list(files), labels
+    if on_error == "raise":
+        path, reason = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(f"{path}: {reason}{more}; remove or replace it, or pass --on-error skip")
+    dropped = {p for p, _ in bad}
+    for path, reason in bad:
+        print(f"fastcourse: skipping {path}: {reason}", file=sys.stderr, flush=True)
+    keep = [i for i, f in enumerate(files) if str(Path(folder) / f) not in dropped]
+    if not keep:
+        raise DataError(f"{folder}: none of the {len(files)} images is readable")
+    return [files[i] for i in keep], (None if labels is None else labels[keep])
 
 
 def _unreadable(folder: Path, files: Sequence[str], image_shape) -> str:
@@ -284,12 +320,13 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
 def predict_folder(
     run: Run | str | os.PathLike, folder: str | os.PathLike, tta: int = 0, batch_size: int = 32,
     augment: str | None = None, labelled: bool = False, class_names: Sequence[str] | None = None,
-    progress: bool = True,
+    on_error: str = "raise", progress: bool = True,
 ) -> Predictions:
     """Predict every image of `folder` with the run's model (see the module docstring).
 
     With `labelled`, the folder has one subfolder per class and the result carries the labels.
-    `augment` names another pipeline for TTA than the run's own.
+    `augment` names another pipeline for TTA than the run's own. An unreadable image stops
+    with a DataError naming it, or (on_error="skip") is left out of the result.
     """
     import tensorflow as tf
 
@@ -300,6 +337,7 @@ def predict_folder(
         files, labels = labelled_images(folder, run.class_names)
     else:
         files, labels = list_images(folder), None
+    files, labels = readable(folder, files, labels, on_error)
     augmenter = run.augmenter(augment) if tta else None
     batches = image_dataset(folder, files, run.image_shape, batch_size)
     try:

@@ -14,6 +14,8 @@ PREDICT_ARGS = [
     arg("--batch-size", type=int, default=32, help="images per batch (default 32)"),
     arg("--classes", metavar="A,B,...",
         help="class names in the model's output order, when the run cannot tell them"),
+    arg("--on-error", default="raise", choices=["raise", "skip"],
+        help="an unreadable image: stop naming it (default), or leave it out"),
 ]
 
 
@@ -43,7 +45,8 @@ def predict(args: argparse.Namespace) -> int:
 
     _check_numbers(args)
     preds = predict_folder(args.run, args.folder, tta=args.tta, batch_size=args.batch_size,
-                           augment=args.augment, class_names=_classes(args))
+                           augment=args.augment, class_names=_classes(args),
+                           on_error=args.on_error)
     path = preds.write_csv(args.out or Path(args.run) / "predictions.csv")
     tta = f" (TTA: clean + {args.tta} augmented)" if args.tta else ""
     print(f"predicted {len(preds.filenames)} images{tta} -> {path}")
@@ -74,7 +77,8 @@ def submit(args: argparse.Namespace) -> int:
             raise UsageError("give RUN and FOLDER (a run directory and the test images), or --probs CSV")
         run = load_run(args.run, _classes(args))
         check_kind(args.kind, run.class_names, list_images(args.folder))  # before a long prediction
-        preds = predict_folder(run, args.folder, tta=args.tta, batch_size=args.batch_size, augment=args.augment)
+        preds = predict_folder(run, args.folder, tta=args.tta, batch_size=args.batch_size, augment=args.augment,
+                               on_error=args.on_error)
         where = Path(args.run)
     frame = submission_frame(args.kind, preds.filenames, preds.probs, preds.class_names)
     path = write_submission(frame, args.out or where / default_name(args.kind), args.kind)
@@ -104,7 +108,7 @@ def views(args: argparse.Namespace) -> int:
         raise UsageError(f"-n {args.n}: must be at least 1")
     run = load_run(args.run, _classes(args))
     preds = predict_folder(run, args.folder, tta=args.tta, batch_size=args.batch_size, augment=args.augment,
-                           labelled=True)
+                           labelled=True, on_error=args.on_error)
     if not 0 <= args.index < len(preds.filenames):
         raise UsageError(f"--index {args.index}: {args.folder} has {len(preds.filenames)} images")
     augmenter = run.augmenter(args.augment)
