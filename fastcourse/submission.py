@@ -56,6 +56,10 @@ def check_kind(kind: str, class_names: Sequence[str], filenames: Sequence[str] =
         if sorted(class_names) != STATEFARM_CLASSES:
             raise UsageError(f"a Statefarm submission needs exactly the classes c0..c9; this model's classes "
                              f"are {list(class_names)}")
+        names = [PurePath(f).name for f in filenames]
+        if len(set(names)) != len(names):
+            dup = next(n for i, n in enumerate(names) if n in names[:i])
+            raise UsageError(f"img {dup} appears twice among the images; one file per name")
         return []
     if "dogs" not in class_names:
         raise UsageError(f"a dogs-vs-cats submission needs a 'dogs' class; this model's classes are "

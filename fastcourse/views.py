@@ -120,7 +120,8 @@ def plot_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | Path
     from fastcourse.io import save_figure
 
     cols = max(1, max((len(r) for r in rows), default=1))
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.4 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.4 * len(rows)), squeeze=False,
+                             layout="constrained")
     for r, row in enumerate(rows):
         for c in range(cols):
             ax = axes[r, c]

@@ -68,6 +68,7 @@ def test_write_submission_plain_csv_and_statefarm_requires_gz(tmp_path):
     ("dogscats", ["cats", "dogs"], ["cat.1.jpg"], "numeric id"),
     ("dogscats", ["cats", "dogs"], ["a/1.jpg", "b/1.jpg"], "appears twice"),
     ("statefarm", ["cats", "dogs"], ["1.jpg"], "c0..c9"),
+    ("statefarm", [f"c{i}" for i in range(10)], ["a/img_1.jpg", "b/img_1.jpg"], "appears twice"),
     ("kaggle", ["cats", "dogs"], ["1.jpg"], "unknown submission kind"),
 ])
 def test_classes_and_names_that_do_not_fit_the_kind(kind, classes, files, message):
