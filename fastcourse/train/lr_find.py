@@ -78,7 +78,7 @@ def lr_find(
     lrs = np.geomspace(min_lr, max_lr, steps)
     probe = _RangeTest(lrs, beta, stop_factor)
     ds = train_dataset(x, y, int(model.output_shape[-1]), batch_size, seed, augment)
-    model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[probe], verbose=0)
+    model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[probe], verbose=0, shuffle=False)
     model.set_weights(weights)
     lr_arr, loss_arr = np.array(probe.seen_lrs), np.array(probe.losses)
     return LRFinderResult(lr_arr, loss_arr, suggest(lr_arr, loss_arr), float(lr_arr[np.nanargmin(loss_arr)]))

@@ -1,0 +1,81 @@
+"""The CLI end to end: a small run into a temporary directory, list, show-config, errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pandas as pd
+import yaml
+
+from fastcourse.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_run_writes_a_complete_run_directory(tmp_path, capsys):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "name": "small", "seed": 3, "data": {"name": "mnist_sample", "train_limit": 2000, "test_limit": 500},
+        "model": {"name": "cnn", "filters": [16, 32], "dense": 64}, "augment": {"name": "course"},
+        "train": {"verbose": 0, "schedule": {"name": "phases", "phases": [[1, 2e-3], [1, 5e-4]]}},
+    }))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--set", "train.batch_size=32"]) == 0
+    out = capsys.readouterr().out
+    run_dir = Path(out.split("run directory: ")[1].strip())
+    assert run_dir.parent == tmp_path / "runs"
+    for name in ("config.yaml", "metrics.json", "history.csv", "model.keras",
+                 "learning_curves.png", "confusion_matrix.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.85, metrics["test_accuracy"]  # a sane digit classifier
+    assert f"test accuracy: {metrics['test_accuracy']:.4f}" in out
+    for key in ("test_loss", "train_seconds", "images_per_second", "seed", "versions"):
+        assert key in metrics
+    assert metrics["versions"]["keras"] == keras.__version__
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["train"]["batch_size"] == 32 and resolved["train"]["epochs"] == 2
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == [1, 2] and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    assert model.output_shape == (None, 10)
+    assert not list(run_dir.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_second_run_gets_its_own_directory(tmp_path, tiny_config):
+    from fastcourse.experiment import new_run_dir
+
+    a, b = new_run_dir(tmp_path, "x"), new_run_dir(tmp_path, "x")
+    assert a != b and a.is_dir() and b.is_dir()
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model: {name: cnn}\ntrain: {epochs: 1, bach_size: 3}\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "did you mean 'batch_size'" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [cfg]  # nothing was created
+
+
+def test_show_config_and_list(capsys):
+    assert main(["show-config", str(ROOT / "configs/mnist/cnn_bn_dropout.yaml"), "--set", "seed=7"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["seed"] == 7 and shown["train"]["epochs"] == 35 and shown["model"]["name"] == "cnn_bn_dropout"
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    for word in ("models:", "cnn_bn_dropout", "datasets:", "fashion_mnist", "augmentations:", "course",
+                 "schedules:", "one_cycle"):
+        assert word in listed
+
+
+def test_console_script_runs():
+    exe = Path(sys.executable).parent / "fastcourse"
+    proc = subprocess.run([str(exe), "list", "schedules"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "phases" in proc.stdout
+
+
+def test_preview_augment_command(tmp_path, capsys):
+    out = tmp_path / "p.png"
+    assert main(["preview-augment", str(ROOT / "configs/mnist_sample/cnn.yaml"), "--output", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,53 @@
+"""Schedules are pure functions of fractional epochs, checked numerically."""
+import keras
+import numpy as np
+import pytest
+
+from fastcourse import schedules as S
+
+
+def test_constant():
+    np.testing.assert_allclose(S.constant(np.array([0, 1.5, 9.99]), 10, lr=0.01), [0.01] * 3)
+
+
+def test_phases_boundaries():
+    ph = [(1, 1e-3), (4, 1e-2), (12, 1e-3)]
+    e = np.array([0.0, 0.999, 1.0, 4.99, 5.0, 16.9, 17.0, 99.0])
+    np.testing.assert_allclose(S.phases(e, 17, phases=ph), [1e-3, 1e-3, 1e-2, 1e-2, 1e-3, 1e-3, 1e-3, 1e-3])
+
+
+@pytest.mark.parametrize("bad", [[], [(0, 1e-3)], [(1, -1.0)]])
+def test_phases_reject_bad(bad):
+    with pytest.raises(ValueError):
+        S.phases(np.array([0.0]), 1, phases=bad)
+
+
+def test_step():
+    np.testing.assert_allclose(S.step(np.array([0, 9.9, 10, 25]), 30, lr=1.0, factor=0.5, every=10),
+                               [1.0, 1.0, 0.5, 0.25])
+
+
+def test_cosine_with_warmup():
+    e = np.array([0.0, 1.0, 2.0, 6.0, 10.0])
+    got = S.cosine(e, 10, lr=1.0, min_lr=0.1, warmup=2)
+    np.testing.assert_allclose(got, [0.0, 0.5, 1.0, 0.1 + 0.45 * (1 + np.cos(np.pi * 0.5)), 0.1], atol=1e-12)
+
+
+def test_one_cycle_shape():
+    e = np.linspace(0, 10, 1001)
+    lr = S.one_cycle(e, 10, max_lr=1.0, pct_start=0.3, div=25, final_div=1e4)
+    assert lr[0] == pytest.approx(1 / 25)
+    assert lr.max() == pytest.approx(1.0)
+    assert e[lr.argmax()] == pytest.approx(3.0)
+    assert lr[-1] == pytest.approx(1 / (25 * 1e4))
+    assert np.all(np.diff(lr[:300]) >= 0) and np.all(np.diff(lr[300:]) <= 1e-15)
+
+
+def test_adapter_is_per_step_and_serialises():
+    sched = S.ScheduleAdapter("phases", {"phases": [(1, 0.1), (1, 0.01)]}, total_epochs=2, steps_per_epoch=5)
+    assert float(sched(0)) == pytest.approx(0.1)
+    assert float(sched(4)) == pytest.approx(0.1)
+    assert float(sched(5)) == pytest.approx(0.01)
+    assert float(sched(10_000)) == pytest.approx(0.01)  # past the end: the last rate
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(sched))
+    np.testing.assert_allclose(again.table, sched.table)
