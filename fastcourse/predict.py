@@ -98,8 +98,8 @@ class Run:
 def load_run(run_dir: str | os.PathLike, class_names: Sequence[str] | None = None) -> Run:
     """Load RUN/model.keras in safe mode and what config.yaml says about the run.
 
-    Class names come from `class_names`, else RUN/classes.json or metrics.json's
-    `class_names` / `classes`, else the run's dataset; they must match the model's outputs.
+    Class names come from `class_names`, else RUN/classes.json or metrics.json's `classes`,
+    else the run's dataset; they must match the model's outputs.
     """
     import keras
 
@@ -145,8 +145,7 @@ def _read_config(run_dir: Path) -> dict:
 
 
 def _class_names(run_dir: Path, cfg: dict) -> list[str]:
-    # metrics.json: `class_names` (array runs) or `classes` (folder runs)
-    for name, key in (("classes.json", None), ("metrics.json", "class_names"), ("metrics.json", "classes")):
+    for name, key in (("classes.json", None), ("metrics.json", "classes"), ("metrics.json", "class_names")):
         path = run_dir / name
         if path.is_file():
             try:

@@ -41,7 +41,7 @@ def make_model(classes=("cats", "dogs"), scale: float = 40.0):
 
 def make_run(tmp_path: Path, classes=("cats", "dogs"), augment: dict | None = None, model=None,
              name: str = "run") -> Path:
-    """A run directory: model.keras, config.yaml (seed, augment), metrics.json (class names)."""
+    """A run directory: model.keras, config.yaml (seed, augment), metrics.json (classes)."""
     from fastcourse import io
 
     run = tmp_path / name
@@ -50,7 +50,7 @@ def make_run(tmp_path: Path, classes=("cats", "dogs"), augment: dict | None = No
     cfg = {"name": "tiny", "seed": 3, "augment": augment or {"name": "none"},
            "data": {"name": "mnist_sample"}}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (run / "metrics.json").write_text(json.dumps({"class_names": list(classes)}))
+    (run / "metrics.json").write_text(json.dumps({"classes": list(classes)}))
     return run
 
 

@@ -110,7 +110,7 @@ def test_class_names_from_the_runs_dataset_and_mismatches(tmp_path):
     from fastcourse.models.mnist import linear
 
     run = make_run(tmp_path, classes=[str(i) for i in range(10)], model=linear((SIZE, SIZE, 3), 10))
-    (run / "metrics.json").write_text(json.dumps({"classes": list("abcdefghij")}))  # a folder run's key
+    (run / "metrics.json").write_text(json.dumps({"class_names": list("abcdefghij")}))  # older key
     assert load_run(run).class_names == list("abcdefghij")
     (run / "metrics.json").unlink()  # fall back to config.yaml's data: mnist_sample, classes "0".."9"
     assert load_run(run).class_names == [str(i) for i in range(10)]
