@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -75,12 +77,23 @@ def build_for(cfg: ExperimentConfig, data: ArrayDataset, seed: Optional[int] = N
 def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, run_dir: str | Path | None = None) -> Path:
     """Run one experiment (its `task`, default `train`); return its run directory."""
     from fastcourse.tasks import TASKS
+    from fastcourse.train.devices import is_chief
     from fastcourse.train.trainer import seed_everything
 
     if cfg.ensemble is not None and cfg.ensemble.members > 1:
         from fastcourse.ensemble import run_ensemble
 
         return run_ensemble(cfg, out=out, run_dir=run_dir)
+
+    if cfg.train.distribute == "multi_worker" and not is_chief():
+        # Every worker trains and saves (saving is collective); only the chief keeps its files.
+        scratch = Path(tempfile.mkdtemp(prefix="fastcourse-worker-"))
+        try:
+            seed_everything(cfg.seed, cfg.train.deterministic)
+            TASKS.get(cfg.task.name)(cfg, scratch, **cfg.task.args)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return scratch
 
     run_dir = Path(run_dir) if run_dir else new_run_dir(out or cfg.out, cfg.name)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     run_dir = run_experiment(cfg, out=args.out)
+    if not (run_dir / "metrics.json").exists():  # a non-chief worker: the chief keeps the results
+        print("worker finished; the chief worker wrote the run directory")
+        return 0
     metrics = _json.loads((run_dir / "metrics.json").read_text())
     print(f"test accuracy: {metrics['test_accuracy']:.4f}  (test loss {metrics['test_loss']:.4f})")
     print(f"run directory: {run_dir}")

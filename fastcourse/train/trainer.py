@@ -17,6 +17,7 @@ import tensorflow as tf
 from fastcourse.config import TrainConfig
 from fastcourse.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
 from fastcourse.schedules import ScheduleAdapter
+from fastcourse.train.multi_worker import fit_multi_worker, is_multi_worker
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -115,6 +116,11 @@ def fit(
     ds = train_dataset(
         x_train, y_train, num_classes, train.batch_size, seed, augment, start_step=initial_epoch * steps
     )
+    strategy = tf.distribute.get_strategy()
+    if is_multi_worker(strategy):  # Keras' fit cannot run there: see multi_worker.py
+        history, seconds = fit_multi_worker(model, ds, train.epochs, steps, train.batch_size, strategy,
+                                            initial_epoch, verbose=train.verbose)
+        return FitResult(history, seconds, len(x_train), steps)
     val_ds = None
     if validation is not None and train.validate_each_epoch:
         val_ds = eval_dataset(validation[0], validation[1], num_classes)
