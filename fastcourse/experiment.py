@@ -129,6 +129,7 @@ def write_artifacts(run_dir: Path, cfg: ExperimentConfig, data: ArrayDataset, mo
         "epochs": cfg.train.epochs, "train_images": int(len(data.x_train)), "test_images": int(len(data.x_test)),
         "train_seconds": result.train_seconds, "images_per_second": result.images_per_second,
         "epoch_seconds": result.epoch_seconds, "params": int(model.count_params()), "seed": cfg.seed,
+        "classes": list(data.class_names),  # `fastcourse predict` labels its columns with these (as folder runs do)
         "versions": versions(), **result.extra,
     }
     io.write_json(run_dir / "metrics.json", metrics)

@@ -1,0 +1,191 @@
+"""`fastcourse predict`: file order, CSV layout, equality with the model on the same pixels,
+test-time augmentation, and the error cases."""
+from __future__ import annotations
+
+import json
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from results_fixtures import SIZE, make_model, make_run, make_test_folder, shape_image, write_image
+
+from fastcourse import augment
+from fastcourse.cli import main
+from fastcourse.errors import DataError, UsageError
+from fastcourse.predict import list_images, load_run, predict_folder, read_predictions
+
+
+def _pixels(folder, files, channels=3, size=SIZE):
+    """The images as the model should see them: decoded, resized bilinear, float 0-255."""
+    out = []
+    for f in files:
+        image = tf.io.decode_image(tf.io.read_file(str(folder / f)), channels=channels, expand_animations=False)
+        out.append(tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear").numpy())
+    return np.clip(np.stack(out), 0, 255)
+
+
+def test_list_images_recursive_sorted_without_hidden_or_other_files(tmp_path):
+    for name in ["b/2.png", "a/10.png", "a/9.jpg", "c.JPG", ".hidden/1.png", "a/.x.png", "notes.txt"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert list_images(tmp_path) == ["a/10.png", "a/9.jpg", "b/2.png", "c.JPG"]
+
+
+def test_list_images_errors(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        list_images(tmp_path / "missing")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "readme.txt").write_text("x")
+    with pytest.raises(DataError, match="no images found"):
+        list_images(tmp_path)
+
+
+def test_predict_command_writes_probabilities_in_file_order(tmp_path):
+    run = make_run(tmp_path)
+    test = make_test_folder(tmp_path, n=7)
+    assert main(["predict", str(run), str(test), "--batch-size", "3"]) == 0  # batches of 3, 3, 1
+    frame = pd.read_csv(run / "predictions.csv")
+    files = list_images(test)
+    assert list(frame.columns) == ["filename", "cats", "dogs"]
+    assert frame["filename"].tolist() == files  # sorted text order: 1, 2, 3.jpg, ...
+    expected = make_model().predict(_pixels(test, files), verbose=0)
+    np.testing.assert_allclose(frame[["cats", "dogs"]].to_numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(frame[["cats", "dogs"]].sum(1), 1.0, atol=1e-5)
+    # blue squares (odd ids) are dogs, red (even ids) are cats
+    is_dog = frame["dogs"] > 0.5
+    assert is_dog.tolist() == [int(f.split("/")[-1].split(".")[0]) % 2 == 1 for f in files]
+    back = read_predictions(run / "predictions.csv")
+    assert back.filenames == files and back.class_names == ["cats", "dogs"]
+
+
+def test_grayscale_and_palette_images_become_rgb(tmp_path):
+    run = make_run(tmp_path)
+    folder = tmp_path / "mixed"
+    rgb = shape_image("blue", 24)
+    write_image(folder / "a.png", rgb)
+    write_image(folder / "b.png", rgb, mode="P")
+    write_image(folder / "c.png", rgb, mode="RGBA")
+    write_image(folder / "d.png", rgb, mode="L")
+    preds = predict_folder(run, folder, progress=False)
+    np.testing.assert_allclose(preds.probs[1:3], preds.probs[[0, 0]], atol=1e-3)  # same colours
+    assert preds.probs[3, 1] == pytest.approx(0.5, abs=1e-3)  # gray: no blue-minus-red signal
+
+
+def test_tta_is_the_mean_of_the_clean_and_augmented_predictions(tmp_path):
+    aug_cfg = {"name": "dogscats", "rotation": 15.0, "shift": 0.1}
+    run = make_run(tmp_path, augment=aug_cfg)
+    test = make_test_folder(tmp_path, n=5)
+    files = list_images(test)
+    model = make_model()
+    pipeline = augment.build("dogscats", {"rotation": 15.0, "shift": 0.1})
+    tta = 3
+    clean = _pixels(test, files)
+    expected = []
+    for b, start in enumerate(range(0, len(files), 4)):  # batch size 4: batches 0 and 1
+        images = tf.constant(clean[start:start + 4])
+        passes = [model.predict_on_batch(images)]
+        for k in range(tta):  # the run's seed (3), the batch, the pass: as predict seeds them
+            passes.append(model.predict_on_batch(pipeline(images, tf.constant([3, b * tta + k], tf.int64))))
+        expected.append(np.mean(passes, axis=0))
+    expected = np.concatenate(expected)
+    preds = predict_folder(run, test, tta=tta, batch_size=4, progress=False)
+    np.testing.assert_allclose(preds.probs, expected, atol=1e-5)
+    plain = predict_folder(run, test, batch_size=4, progress=False)
+    assert np.abs(preds.probs - plain.probs).max() > 1e-4  # the augmentation really changed something
+    again = predict_folder(run, test, tta=tta, batch_size=4, progress=False)
+    np.testing.assert_array_equal(again.probs, preds.probs)  # seeded: a rerun gives the same numbers
+
+
+def test_tta_needs_an_augmentation(tmp_path):
+    run = make_run(tmp_path)  # augment: none
+    test = make_test_folder(tmp_path, n=2)
+    with pytest.raises(UsageError, match="--augment"):
+        predict_folder(run, test, tta=2, progress=False)
+    preds = predict_folder(run, test, tta=2, augment="dogscats", progress=False)
+    assert preds.probs.shape == (2, 2)
+
+
+def test_class_names_from_the_runs_dataset_and_mismatches(tmp_path):
+    from fastcourse.models.mnist import linear
+
+    run = make_run(tmp_path, classes=[str(i) for i in range(10)], model=linear((SIZE, SIZE, 3), 10))
+    (run / "metrics.json").write_text(json.dumps({"class_names": list("abcdefghij")}))  # older key
+    assert load_run(run).class_names == list("abcdefghij")
+    (run / "metrics.json").unlink()  # fall back to config.yaml's data: mnist_sample, classes "0".."9"
+    assert load_run(run).class_names == [str(i) for i in range(10)]
+    with pytest.raises(UsageError, match="10 outputs but 2 class names"):
+        load_run(run, ["cats", "dogs"])
+
+
+def test_run_and_folder_errors(tmp_path, capsys):
+    run = make_run(tmp_path)
+    test = make_test_folder(tmp_path, n=2)
+    bad = tmp_path / "bad"
+    write_image(bad / "1.png", shape_image("red", 10))
+    (bad / "2.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    no_model = tmp_path / "empty_run"
+    no_model.mkdir()
+    (tmp_path / "broken_run").mkdir()
+    (tmp_path / "broken_run" / "model.keras").write_bytes(b"not a zip")
+    cases = [
+        (["predict", str(no_model), str(test)], 2, "no model.keras"),
+        (["predict", str(tmp_path / "nowhere"), str(test)], 2, "no such run directory"),
+        (["predict", str(tmp_path / "broken_run"), str(test)], 1, "cannot load the model"),
+        (["predict", str(run), str(tmp_path / "nothing")], 2, "no such folder"),
+        (["predict", str(run), str(bad)], 2, "2.jpg: unreadable image"),
+        (["predict", str(run), str(test), "--tta", "-1"], 2, "--tta -1"),
+        (["predict", str(run), str(test), "--classes", "a,,b"], 2, "--classes"),
+    ]
+    for argv, code, message in cases:
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("fastcourse: error:") and message in err, err
+    assert not (run / "predictions.csv").exists()
+
+
+def test_predict_a_trained_run_end_to_end(tmp_path, tiny_config):
+    """A model the trainer saved (28x28x1 digits) predicts PNG digits written from the data."""
+    from fastcourse.config import load_config
+    from fastcourse.data import DATASETS
+    from fastcourse.experiment import run_experiment
+
+    cfg = load_config(tiny_config(model={"name": "linear"}, data={"name": "mnist_sample", "train_limit": 256,
+                                                                  "test_limit": 32}))
+    run = run_experiment(cfg, run_dir=tmp_path / "run")
+    data = DATASETS.get("mnist_sample")()
+    folder = tmp_path / "digits"
+    for i in range(6):
+        write_image(folder / f"{i:02d}.png", data.x_test[i][..., 0])
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "digits.csv")]) == 0
+    frame = pd.read_csv(tmp_path / "digits.csv")
+    assert list(frame.columns) == ["filename"] + [str(i) for i in range(10)]
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)
+    expected = model.predict(data.x_test[:6].astype(np.float32), verbose=0)  # 28x28: no resize
+    np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), expected, atol=1e-5)
+
+
+def test_unreadable_images_are_skipped_when_asked(tmp_path, capsys):
+    run = make_run(tmp_path)
+    folder = tmp_path / "bad"
+    write_image(folder / "1.png", shape_image("red", 10))
+    write_image(folder / "3.png", shape_image("blue", 10))
+    (folder / "2.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    preds = predict_folder(run, folder, on_error="skip", progress=False)
+    assert preds.filenames == ["1.png", "3.png"] and preds.probs.shape == (2, 2)
+    assert "skipping" in capsys.readouterr().err
+
+
+def test_a_file_that_passes_the_check_but_does_not_decode_is_named(tmp_path):
+    run = make_run(tmp_path)
+    folder = tmp_path / "corrupt"
+    for i in range(3):
+        write_image(folder / f"{i}.png", np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    data = bytearray((folder / "1.png").read_bytes())
+    for i in range(60, len(data) - 20):  # scramble the pixel data, keep the header and IEND
+        data[i] ^= 0x55
+    (folder / "1.png").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"1\.png: cannot decode"):
+        predict_folder(run, folder, batch_size=2, progress=False)
