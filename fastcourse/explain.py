@@ -148,7 +148,9 @@ def _arithmetic(layer, in_shape):
         learned = int(layer.center) + int(layer.scale)
         n = (learned + 2) * c
         return tuple(in_shape), "same", n, f"{learned + 2}*{c} (gamma, beta, moving mean, variance) = {n:,}", 0
-    if isinstance(layer, (L.Dropout, L.Activation, L.ReLU, L.Softmax, L.Rescaling, L.Normalization)):
+    if isinstance(layer, L.Normalization):  # constants or adapted statistics: Keras counts those
+        return tuple(in_shape), "same", None, "", 0
+    if isinstance(layer, (L.Dropout, L.Activation, L.ReLU, L.Softmax, L.Rescaling)):
         return tuple(in_shape), "same", 0, "0", 0
     return None, "", None, "", 0
 
