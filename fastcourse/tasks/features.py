@@ -158,4 +158,5 @@ def _full_probs(clf, f: np.ndarray, num_classes: int) -> np.ndarray:
     """predict_proba spread over every class (a class absent from training gets 0)."""
     probs = np.zeros((len(f), num_classes), np.float64)
     probs[:, np.asarray(clf.classes_, np.int64)] = clf.predict_proba(f)
+    probs /= probs.sum(1, keepdims=True)  # float rounding: log_loss wants rows summing to 1
     return probs
