@@ -294,7 +294,7 @@ def feature_maps(model: keras.Model, layer: Optional[str], image: np.ndarray) ->
     layer = layer or names[0]
     if layer not in names:
         raise ValueError(f"{layer!r} is not a conv layer of {model.name!r}; conv layers: {', '.join(names)}")
-    probe = keras.Model(model.inputs, model.get_layer(layer).output)
+    probe = keras.Model(model.input, model.get_layer(layer).output)
     image = np.asarray(image, np.float32)
     if image.ndim == 2:
         image = image[..., None]

@@ -51,6 +51,8 @@ def build(name: str, input_shape: Optional[Sequence[int]] = None, num_classes: O
         p = params.get(key)
         return p.default if p is not None and p.default is not inspect.Parameter.empty else fallback
 
+    if "weights" in params and "weights" not in builder_args:
+        builder_args["weights"] = None  # the arithmetic needs no pretrained weights (nor a download)
     shape = tuple(int(d) for d in (input_shape or default("input_shape", (224, 224, 3))))
     classes = int(num_classes or default("num_classes", 1000))
     return build_model(name, shape, classes, **builder_args)

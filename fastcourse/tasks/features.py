@@ -62,8 +62,8 @@ def sklearn_features(
 
     io.save_model(extractor, run_dir / "features.keras")
     start = time.perf_counter()
-    f_train = features(extractor, data.x_train, pool, cfg.train.batch_size)
-    f_test = features(extractor, data.x_test, pool, cfg.train.batch_size)
+    f_train = features(extractor, data.x_train, pool, cfg.train.batch_size, cfg.train.verbose)
+    f_test = features(extractor, data.x_test, pool, cfg.train.batch_size, cfg.train.verbose)
     extract_seconds = time.perf_counter() - start
     print(f"fastcourse: {cfg.name}: {f_train.shape[1]} features from {extractor.layers[-1].name}"
           f" ({len(f_train)} train / {len(f_test)} test); fitting {classifier}", flush=True)
@@ -106,14 +106,14 @@ def cut(model, layer: Optional[str] = None):
         target = model.get_layer(layer).output
     else:
         raise ConfigError(f"task.layer = {layer!r}: {model.name} has no such layer (layers: {', '.join(names[1:])})")
-    return keras.Model(model.inputs, target, name=f"{model.name}_features")
+    return keras.Model(model.input, target, name=f"{model.name}_features")
 
 
-def features(extractor, x: np.ndarray, pool: str = "flatten", batch_size: int = 256) -> np.ndarray:
+def features(extractor, x: np.ndarray, pool: str = "flatten", batch_size: int = 256, verbose: int = 1) -> np.ndarray:
     """(N, D) features: spatial outputs are flattened or pooled over height and width."""
     from fastcourse.data.pipeline import eval_dataset
 
-    out = np.asarray(extractor.predict(eval_dataset(x, None, 1, batch_size), verbose=1), np.float32)
+    out = np.asarray(extractor.predict(eval_dataset(x, None, 1, batch_size), verbose=verbose), np.float32)
     if out.ndim > 2 and pool != "flatten":
         axes = tuple(range(1, out.ndim - 1))
         out = out.mean(axis=axes) if pool == "avg" else out.max(axis=axes)
