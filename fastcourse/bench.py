@@ -110,27 +110,75 @@ def run_peer(data: ArrayDataset, epochs: int, seed: int, on_epoch: Optional[Call
     return model, timer.images_per_second(), time.perf_counter() - start
 
 
-def run_fastcourse(data: ArrayDataset, epochs: int, seed: int, batch_size: int = 64, augment: bool = True,
-                   steps_per_execution: int = 1, schedule: Optional[dict] = None, jit_compile: bool = False,
-                   on_epoch: Optional[Callable] = None):
+def run_fastcourse(data: ArrayDataset, epochs: int, seed: int, batch_size: int = 64,
+                   augment: Optional[tuple[str, dict]] = ("course", {}), steps_per_execution: int = 1,
+                   schedule: Optional[dict] = None, jit_compile: bool = False, deterministic: bool = False,
+                   policy: str = "float32", on_epoch: Optional[Callable] = None):
+    """The same model through fastcourse's trainer; `policy` sets Keras' dtype policy directly
+    (the bench measures bfloat16 on a CPU too, which `train.precision` would refuse)."""
     from fastcourse import augment as aug
     from fastcourse.config import TrainConfig
     from fastcourse.train.trainer import fit, seed_everything
 
-    seed_everything(seed, deterministic=False)
+    seed_everything(seed, deterministic=deterministic)
     train = TrainConfig(
         epochs=epochs, batch_size=batch_size, verbose=0, steps_per_execution=steps_per_execution,
         jit_compile=jit_compile, validate_each_epoch=False,
         schedule=schedule or {"name": "constant", "lr": 1e-3},
     )
-    model = peer_model(data)
-    timer = SteadyTimer(batch_size, skip=max(2, 10 // steps_per_execution))
-    callbacks = [timer] + ([keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e, model))]
-                           if on_epoch else [])
-    start = time.perf_counter()
-    fit(model, data.x_train, data.y_train, train, seed, aug.build("course") if augment else None,
-        callbacks=callbacks)
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = peer_model(data)
+        if policy != "float32":
+            from fastcourse.train.devices import float32_outputs
+
+            model = float32_outputs(model)
+        timer = SteadyTimer(batch_size, skip=max(2, 10 // steps_per_execution))
+        callbacks = [timer] + ([keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e, model))]
+                               if on_epoch else [])
+        start = time.perf_counter()
+        fit(model, data.x_train, data.y_train, train, seed, aug.build(*augment) if augment else None,
+            callbacks=callbacks)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     return model, timer.images_per_second(steps_per_execution), time.perf_counter() - start
+
+
+# Each choice of issue 6, measured alone against the batch-64 baseline (one epoch each).
+KERAS_LAYERS_AUG = ("keras_layers", {"layers": [
+    {"RandomRotation": {"factor": 8 / 360, "fill_mode": "nearest"}},
+    {"RandomTranslation": {"height_factor": 0.08, "width_factor": 0.08, "fill_mode": "nearest"}},
+    {"RandomShear": {"x_factor": 0.3, "y_factor": 0.3, "fill_mode": "nearest"}},
+    {"RandomZoom": {"height_factor": 0.08, "width_factor": 0.08, "fill_mode": "nearest"}},
+]})
+CHOICES = [
+    ("baseline: batch 64, one affine op per batch", {}),
+    ("augmentation as 4 Keras preprocessing layers", {"augment": KERAS_LAYERS_AUG}),
+    ("no augmentation", {"augment": None}),
+    ("steps_per_execution 8", {"steps_per_execution": 8}),
+    ("batch 128 + steps_per_execution 8", {"batch_size": 128, "steps_per_execution": 8}),
+    ("batch 256 + steps_per_execution 8", {"batch_size": 256, "steps_per_execution": 8}),
+    ("XLA (jit_compile), batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8, "jit_compile": True}),
+    ("mixed_bfloat16, batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8,
+                                           "policy": "mixed_bfloat16"}),
+    ("op determinism on, batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8,
+                                               "deterministic": True}),
+]
+
+
+def choices_case(data: ArrayDataset, matmul: float, seed: int) -> list[Row]:
+    train_flops = flops.train_flops_per_image(peer_model(data))
+    rows = []
+    for label, options in CHOICES:
+        print(f"choices: {label}", flush=True)
+        _, ips, secs = run_fastcourse(data, 1, seed, **options)
+        gf = ips * train_flops / 1e9
+        rows.append(Row("choices_1_epoch", label, ips, gf, gf / matmul, seconds=secs))
+    base = rows[0].images_per_second
+    for r in rows:
+        r.notes = f"{r.images_per_second / base:.2f}x baseline" if base else ""
+    return rows
 
 
 def accuracy(model: keras.Model, data: ArrayDataset) -> float:
@@ -152,14 +200,22 @@ def ladder_case(data: ArrayDataset, matmul: float, seed: int, tuned: dict) -> li
     model, ips, secs = run_fastcourse(data, 1, seed)
     rows.append(row("fastcourse, course augmentation, batch 64", ips, model, secs))
     model, ips, secs = run_fastcourse(data, 1, seed, **tuned)
-    rows.append(row(f"fastcourse, course augmentation, tuned {tuned}", ips, model, secs))
-    model, ips, secs = run_fastcourse(data, 1, seed, augment=False, batch_size=tuned.get("batch_size", 64),
-                                      steps_per_execution=tuned.get("steps_per_execution", 1))
-    rows.append(row("same model, no augmentation (ceiling), tuned batch", ips, model, secs))
+    rows.append(row(f"fastcourse, course augmentation, tuned: {_describe(tuned)}", ips, model, secs))
+    model, ips, secs = run_fastcourse(data, 1, seed, augment=None, batch_size=tuned.get("batch_size", 64),
+                                      steps_per_execution=tuned.get("steps_per_execution", 1),
+                                      schedule=tuned.get("schedule"))
+    rows.append(row("same model and settings, no augmentation (the ceiling)", ips, model, secs))
     peer_ips = rows[0].images_per_second
     for r in rows:
         r.ratio_to_peer = r.images_per_second / peer_ips if peer_ips else None
     return rows
+
+
+def _describe(options: dict) -> str:
+    parts = [f"batch {options.get('batch_size', 64)}", f"spe {options.get('steps_per_execution', 1)}"]
+    if options.get("schedule"):
+        parts.append(", ".join(f"{k} {v}" for k, v in options["schedule"].items()))
+    return ", ".join(parts)
 
 
 def time_to_accuracy_case(data: ArrayDataset, seed: int, peer_epochs: int, tuned: dict,
@@ -184,30 +240,22 @@ def time_to_accuracy_case(data: ArrayDataset, seed: int, peer_epochs: int, tuned
     ours: list[tuple[float, float]] = []
     on_epoch = track(ours, {"start": time.perf_counter(), "eval": 0.0})
 
-    class StopAtTarget(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            on_epoch(epoch, self.model)
+    class StopAtTarget:
+        @staticmethod
+        def check(epoch, model):
+            on_epoch(epoch, model)
             if ours[-1][1] >= target:
-                self.model.stop_training = True
+                model.stop_training = True
 
-    print(f"time to accuracy: fastcourse, target {target:.4f}, at most {max_epochs} epochs", flush=True)
-    from fastcourse import augment as aug
-    from fastcourse.config import TrainConfig
-    from fastcourse.train.trainer import fit, seed_everything
-
-    seed_everything(seed, deterministic=False)
-    schedule = {"name": "one_cycle", "max_lr": tuned.get("max_lr", 1e-2)}
-    train = TrainConfig(epochs=max_epochs, batch_size=tuned.get("batch_size", 256), verbose=0,
-                        steps_per_execution=tuned.get("steps_per_execution", 1), validate_each_epoch=False,
-                        schedule=schedule)
-    model = peer_model(data)
-    fit(model, data.x_train, data.y_train, train, seed, aug.build("course"), callbacks=[StopAtTarget()])
+    print(f"time to accuracy: fastcourse, target {target:.4f}, one-cycle over {max_epochs} epoch(s)", flush=True)
+    options = {"batch_size": tuned["batch_size"], "steps_per_execution": tuned["steps_per_execution"],
+               "schedule": {"name": "one_cycle", "max_lr": tuned["max_lr"]}}
+    run_fastcourse(data, max_epochs, seed, **options, on_epoch=lambda e, model: StopAtTarget.check(e, model))
     our_time = _time_to(ours, target)
     rows = [
         Row("time_to_accuracy", f"peer: course recipe, {peer_epochs} epochs", 0.0, test_accuracy=target,
             seconds=peer_time, ratio_to_peer=1.0, extra={"curve": peer_curve}),
-        Row("time_to_accuracy", f"fastcourse one-cycle {schedule['max_lr']}, batch {train.batch_size}, "
-            f"{max_epochs} epochs planned", 0.0, test_accuracy=max(a for _, a in ours), seconds=our_time,
+        Row("time_to_accuracy", f"fastcourse: {_describe(options)}, {max_epochs} epoch(s) planned", 0.0, test_accuracy=max(a for _, a in ours), seconds=our_time,
             ratio_to_peer=(our_time / peer_time) if our_time and peer_time else None,
             notes="reached" if our_time else "NOT reached", extra={"curve": ours}),
     ]
@@ -248,9 +296,15 @@ def device_description() -> str:
     return f"{len(gpus)} GPU(s)" if gpus else f"CPU ({os.cpu_count()} cores)"
 
 
-def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = ("ladder", "time_to_accuracy", "vgg16"),
+CASES = ("ladder", "choices", "time_to_accuracy", "vgg16")
+# fastcourse's tuned settings for one epoch of the ladder CNN (the `choices` case shows why)
+TUNED = {"batch_size": 128, "steps_per_execution": 8, "schedule": {"name": "one_cycle", "max_lr": 4e-3}}
+FAST_TO_ACCURACY = {"batch_size": 256, "steps_per_execution": 8, "max_lr": 6e-3}
+
+
+def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = CASES,
               json_path: Optional[str] = None, tuned: Optional[dict] = None) -> list[Row]:
-    tuned = tuned or {"batch_size": 128, "steps_per_execution": 8}
+    tuned = tuned or TUNED
     data = bench_data(quick)
     print(f"bench: {data.name} ({len(data.x_train)} train / {len(data.x_test)} test) on {device_description()}",
           flush=True)
@@ -260,10 +314,12 @@ def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = ("lad
     if "ladder" in cases:
         rows += ladder_case(data, matmul, seed, tuned)
         print_table(rows)
+    if "choices" in cases:
+        rows += choices_case(data, matmul, seed)
+        print_table(rows)
     if "time_to_accuracy" in cases:
-        rows += time_to_accuracy_case(data, seed, peer_epochs=2 if quick else 5,
-                                      tuned={"batch_size": 256, "max_lr": 1e-2, **({} if quick else {})},
-                                      max_epochs=2 if quick else 5)
+        rows += time_to_accuracy_case(data, seed, peer_epochs=2 if quick else 5, tuned=FAST_TO_ACCURACY,
+                                      max_epochs=1 if quick else 2)
     if "vgg16" in cases:
         rows += vgg16_features_case(matmul, images=16 if quick else 64)
     print_table(rows)
