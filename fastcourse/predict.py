@@ -56,6 +56,11 @@ def labelled_images(folder: str | os.PathLike, class_names: Sequence[str]) -> tu
     Raises DataError when a subfolder is not one of `class_names`.
     """
     files = list_images(folder)
+    return files, labels_of(files, class_names, folder)
+
+
+def labels_of(files: Sequence[str], class_names: Sequence[str], folder: str | os.PathLike) -> np.ndarray:
+    """Each file's label: the class named by its first folder (``dogs/dog.1.jpg`` -> dogs)."""
     index = {name: i for i, name in enumerate(class_names)}
     labels = []
     for f in files:
@@ -64,7 +69,7 @@ def labelled_images(folder: str | os.PathLike, class_names: Sequence[str]) -> tu
             raise DataError(f"{Path(folder) / f}: a labelled folder holds one subfolder per class "
                             f"({', '.join(class_names)}); {top!r} is not one of them")
         labels.append(index[top])
-    return files, np.asarray(labels, np.int64)
+    return np.asarray(labels, np.int64)
 
 
 # --- the run ----------------------------------------------------------------------------
