@@ -63,4 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m fastcourse.cli`: run the imported module's main, whose COMMANDS the command
+    # modules fill (this __main__ copy's registry stays empty)
+    from fastcourse.cli import main as _main
+
+    sys.exit(_main())

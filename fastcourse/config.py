@@ -101,6 +101,7 @@ class TrainConfig(Strict):
 class EnsembleConfig(Strict):
     members: PositiveInt = 1
     seeds: Optional[list[int]] = Field(None, description="one seed per member; default seed + i")
+    parallel: bool = Field(False, description="train members at once, one per GPU, where several are visible")
 
     @model_validator(mode="after")
     def _seed_count(self):

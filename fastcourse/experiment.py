@@ -3,7 +3,7 @@
 Every run gets a fresh directory of its own (`<out>/<name>-<timestamp>`), holding:
 config.yaml (the resolved config), metrics.json, history.csv, model.keras (loads with
 safe_mode=True), learning_curves.png and confusion_matrix.png. Every file is written
-atomically.
+atomically. An unfinished run (no metrics.json) continues from its checkpoints/ (rundir.py).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def new_run_dir(out: str | Path, name: str) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+        raise io.os_error(exc, f"cannot create output folder {out}") from None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         candidate = out / (f"{name}-{stamp}" + (f"-{i + 1}" if i else ""))
@@ -47,7 +47,7 @@ def new_run_dir(out: str | Path, name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise RunError(f"cannot create run directory in {out}: {exc.strerror or exc}") from None
+            raise io.os_error(exc, f"cannot create a run directory in {out}") from None
     raise RunError(f"cannot find a free run directory name under {out}")
 
 
@@ -75,15 +75,15 @@ def build_for(cfg: ExperimentConfig, data: ArrayDataset, seed: Optional[int] = N
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, run_dir: str | Path | None = None) -> Path:
-    """Run one experiment (its `task`, default `train`); return its run directory."""
+    """Run one experiment (its `task`, default `train`); return its run directory.
+
+    Given the `run_dir` of an unfinished run, continue it from its last checkpoint. The run
+    directory is locked while the run lasts (see rundir.py).
+    """
+    from fastcourse import rundir
     from fastcourse.tasks import TASKS
     from fastcourse.train.devices import is_chief
     from fastcourse.train.trainer import seed_everything
-
-    if cfg.ensemble is not None and cfg.ensemble.members > 1:
-        from fastcourse.ensemble import run_ensemble
-
-        return run_ensemble(cfg, out=out, run_dir=run_dir)
 
     if cfg.train.distribute == "multi_worker" and not is_chief():
         # Every worker trains and saves (saving is collective); only the chief keeps its files.
@@ -95,11 +95,19 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, run_dir
             shutil.rmtree(scratch, ignore_errors=True)
         return scratch
 
+    fresh = not run_dir or not Path(run_dir).exists()
     run_dir = Path(run_dir) if run_dir else new_run_dir(out or cfg.out, cfg.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    io.write_text(run_dir / "config.yaml", cfg.to_yaml())
-    seed_everything(cfg.seed, cfg.train.deterministic)
-    TASKS.get(cfg.task.name)(cfg, run_dir, **cfg.task.args)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise io.os_error(exc, f"cannot create run directory {run_dir}") from None
+    with rundir.claim(run_dir, cfg, fresh=fresh):
+        if cfg.ensemble is not None and cfg.ensemble.members > 1:
+            from fastcourse.ensemble import run_ensemble
+
+            return run_ensemble(cfg, out=out, run_dir=run_dir)
+        seed_everything(cfg.seed, cfg.train.deterministic)
+        TASKS.get(cfg.task.name)(cfg, run_dir, **cfg.task.args)
     return run_dir
 
 

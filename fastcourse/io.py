@@ -3,13 +3,19 @@ whatever was there before untouched (write to a temporary file beside it, then r
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from fastcourse.errors import RunError
+from fastcourse.errors import FastcourseError, RunError, UsageError
+
+_umask = os.umask(0)
+os.umask(_umask)
+_FILE_MODE = 0o666 & ~_umask
 
 
 @contextlib.contextmanager
@@ -19,22 +25,45 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     `suffix` keeps the extension some writers insist on (Keras wants ".keras").
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix + ".tmp",
-        dir=path.parent,
-    )
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix + ".tmp",
+            dir=path.parent,
+        )
+        os.close(fd)
+    except OSError as exc:
+        raise os_error(exc, f"cannot write {path}") from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)  # mkstemp makes 0600; give the file the usual mode
+        _fsync(tmp_path)  # the data is on disk before the rename makes it visible
         os.replace(tmp_path, path)
+        _fsync(path.parent)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
-        raise RunError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise os_error(exc, f"cannot write {path}") from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def os_error(exc: OSError, what: str) -> FastcourseError:
+    """UsageError for a place the user cannot write (read-only, no permission); else RunError."""
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UsageError(f"{what}: {exc.strerror or exc}; choose a writable folder (--out or --run-dir)")
+    return RunError(f"{what}: {exc.strerror or exc}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -52,6 +81,31 @@ def save_model(model, path: str | os.PathLike) -> Path:
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
     return Path(path)
+
+
+def load_model(path: str | os.PathLike, compile: bool = True):
+    """Load a .keras model in Keras' safe mode: nothing in the file can run code.
+
+    A model that holds a Lambda layer (or anything else that needs unsafe deserialisation) is
+    refused with a UsageError, as is a file that is not a readable .keras model.
+    """
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path}: not a .keras model file (not a zip archive); it may be truncated")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except ValueError as exc:
+        text = str(exc)
+        if "Lambda" in text or "safe_mode" in text:
+            raise UsageError(f"{path}: refused: it holds a Lambda layer (arbitrary Python code), and fastcourse "
+                             "loads models in safe mode only; rebuild it with registered layers") from None
+        raise UsageError(f"{path}: cannot load this .keras model: {text.splitlines()[0]}") from None
+    except (TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{path}: cannot load this .keras model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:

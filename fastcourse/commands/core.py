@@ -15,16 +15,28 @@ CONFIG_ARGS = [
 ]
 
 
-@command("run", "train and evaluate an experiment into a new run directory", CONFIG_ARGS + [
+@command("run", "train and evaluate an experiment into a new run directory, or resume an "
+         "interrupted run from its last completed epoch", [
+    arg("config", metavar="CONFIG_OR_RUN_DIR",
+        help="experiment YAML file (a new run), or the directory of an unfinished run to resume it, "
+             "e.g. runs/mnist-cnn-20260101-120000"),
+    CONFIG_ARGS[1],
     arg("--out", help="folder for the run directory (default: the config's `out`, runs/)"),
+    arg("--resume", action="store_true",
+        help="continue the newest unfinished run of this config under --out from its last completed "
+             "epoch (starts a new run if there is none)"),
+    arg("--run-dir", metavar="DIR",
+        help="run into exactly this directory; if it holds an unfinished run of the same config, "
+             "continue that run"),
 ])
 def run(args: argparse.Namespace) -> int:
     import json as _json
 
     from fastcourse.experiment import run_experiment
+    from fastcourse.rundir import resolve
 
-    cfg = load_config(args.config, args.overrides)
-    run_dir = run_experiment(cfg, out=args.out)
+    cfg, run_dir = resolve(args.config, args.overrides, args.out, args.resume, args.run_dir)
+    run_dir = run_experiment(cfg, out=args.out, run_dir=run_dir)
     if not (run_dir / "metrics.json").exists():  # a non-chief worker: the chief keeps the results
         print("worker finished; the chief worker wrote the run directory")
         return 0

@@ -56,7 +56,7 @@ def draw_shape(kind: str, size: int, rng: np.random.Generator):
 def _save(im, path: Path, i: int, mixed_modes: bool) -> None:
     # cycle through the colour modes the loader must convert
     if mixed_modes and path.suffix == ".png":
-        im = [im, im.convert("L"), im.convert("RGBA"), im.convert("P")][i % 4]
+        im = [im, im.convert("L"), im.convert("RGBA"), im.convert("P")][(i // 2) % 4]
     elif mixed_modes and i % 5 == 4:
         im = im.convert("CMYK")
     im.save(path, quality=92) if path.suffix == ".jpg" else im.save(path)

@@ -11,6 +11,7 @@ from fastcourse.tasks import TASKS
 def train(cfg: ExperimentConfig, run_dir: Path) -> dict:
     """Train the configured model on an array dataset; evaluate on the clean test set."""
     from fastcourse.experiment import build_for, load_data, write_artifacts
+    from fastcourse.rundir import checkpoint_dir
     from fastcourse.train.devices import float32_outputs, training_scope
     from fastcourse.train.trainer import evaluate, fit
 
@@ -22,7 +23,7 @@ def train(cfg: ExperimentConfig, run_dir: Path) -> dict:
               f"({len(data.x_train)} train / {len(data.x_test)} test), augment={cfg.augment.name}, "
               f"{cfg.train.epochs} epochs, {strategy.num_replicas_in_sync} replica(s) -> {run_dir}", flush=True)
         result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, augmenter,
-                     validation=(data.x_test, data.y_test))
+                     validation=(data.x_test, data.y_test), checkpoint_dir=checkpoint_dir(run_dir))
         test = evaluate(model, data.x_test, data.y_test)
     result.extra["replicas"] = int(strategy.num_replicas_in_sync)
     return write_artifacts(run_dir, cfg, data, model, result, test)

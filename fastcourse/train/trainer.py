@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import keras
@@ -18,6 +19,9 @@ from fastcourse.config import TrainConfig
 from fastcourse.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
 from fastcourse.schedules import ScheduleAdapter
 from fastcourse.train.multi_worker import fit_multi_worker, is_multi_worker
+from fastcourse.train import checkpoint
+from fastcourse.train.checkpoint import CheckpointState
+from fastcourse.train.guards import StopOnNonFinite
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -102,17 +106,24 @@ def fit(
     callbacks: Optional[list[keras.callbacks.Callback]] = None,
     initial_epoch: int = 0,
     compile: bool = True,
+    checkpoint_dir: Optional[str | Path] = None,
 ) -> FitResult:
     """Train `model` for `train.epochs` epochs on arrays, with the configured schedule.
 
     Validation data, when given, is evaluated clean (never augmented) after each epoch.
     `initial_epoch` continues an interrupted run: the data stream and the schedule pick up
-    exactly where they stopped.
+    exactly where they stopped. With `checkpoint_dir`, each healthy epoch is checkpointed
+    there and a checkpoint found there is resumed (see checkpoint.py). A NaN or infinite loss
+    stops training with a RunError naming the epoch.
     """
     num_classes = int(model.output_shape[-1])
     steps = steps_per_epoch(len(x_train), train.batch_size)
     if compile:
         compile_model(model, train, steps)
+    resumed = CheckpointState()
+    if checkpoint_dir is not None:
+        resumed = checkpoint.restore(model, checkpoint_dir)
+        initial_epoch = resumed.epoch
     ds = train_dataset(
         x_train, y_train, num_classes, train.batch_size, seed, augment, start_step=initial_epoch * steps
     )
@@ -124,13 +135,19 @@ def fit(
     val_ds = None
     if validation is not None and train.validate_each_epoch:
         val_ds = eval_dataset(validation[0], validation[1], num_classes)
-    timer = Throughput()
-    keras_history = model.fit(
-        ds, epochs=train.epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
-        validation_data=val_ds, callbacks=[timer, *(callbacks or [])], verbose=train.verbose, shuffle=False,
-    )
-    history = {k: [float(v) for v in vals] for k, vals in keras_history.history.items()}
-    return FitResult(history, timer.seconds, len(x_train), steps)
+    timer, guard = Throughput(), StopOnNonFinite()
+    saver = checkpoint.EpochCheckpoint(checkpoint_dir, resumed, timer, guard) if checkpoint_dir is not None else None
+    new_history: dict = {}
+    if initial_epoch < train.epochs:  # a run whose epochs are all checkpointed trains no more
+        new_history = model.fit(
+            ds, epochs=train.epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
+            validation_data=val_ds, callbacks=[timer, guard, *(callbacks or []), *([saver] if saver else [])],
+            verbose=train.verbose, shuffle=False,
+        ).history
+    guard.raise_if_diverged(train.schedule.name, train.schedule.args, saver.last_good() if saver else "")
+    history = {k: [float(v) for v in [*resumed.history.get(k, []), *new_history.get(k, [])]]
+               for k in dict.fromkeys([*resumed.history, *new_history])}
+    return FitResult(history, resumed.epoch_seconds + timer.seconds, len(x_train), steps)
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> dict:

@@ -1,0 +1,160 @@
+"""Per-epoch checkpoints, so that a killed run continues from its last completed epoch.
+
+After each epoch whose loss and weights are finite, `EpochCheckpoint` writes in its folder:
+
+    epoch-0003.keras   the model with its optimizer state (atomic; loads with safe_mode=True)
+    state.json         the commit point: completed epochs, which model file, the history and
+                       epoch times so far, the dropout seed-generator states
+
+state.json is written after the model file and names it, and older model files are removed
+only afterwards, so a kill at any moment leaves a consistent pair. `restore(model, folder)`
+puts a compiled model back where the last checkpoint left it; `fit(..., checkpoint_dir=...)`
+does both, and the data stream and the per-step schedule continue from `initial_epoch`.
+
+Other resumable work (ensemble members, feature chunks) can keep its own progress with
+`read_state(folder)` / `write_state(folder, dict)`: one atomic JSON commit point per folder.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+from fastcourse import io
+from fastcourse.errors import RunError
+
+STATE = "state.json"
+FORMAT = 1
+
+
+@dataclass
+class CheckpointState:
+    """What a checkpoint folder says about the run so far."""
+
+    epoch: int = 0  # completed epochs
+    model_file: Optional[str] = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epoch_seconds: list[float] = field(default_factory=list)
+    seed_states: list[list[int]] = field(default_factory=list)
+    format: int = FORMAT
+
+
+def read_state(folder: str | Path) -> Optional[dict]:
+    """The JSON state committed in `folder`, or None when there is none yet."""
+    path = Path(folder) / STATE
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: unreadable checkpoint state ({exc}); delete {Path(folder)} to start over") from None
+    if not isinstance(state, dict):
+        raise RunError(f"{path}: not a checkpoint state; delete {Path(folder)} to start over")
+    return state
+
+
+def write_state(folder: str | Path, state: dict) -> Path:
+    """Commit `state` atomically: a reader sees the old state or the new one, never a mix."""
+    return io.write_json(Path(folder) / STATE, state)
+
+
+def load_checkpoint(folder: str | Path) -> CheckpointState:
+    """The training checkpoint in `folder` (an empty state when there is none)."""
+    raw = read_state(folder)
+    if raw is None:
+        return CheckpointState()
+    try:
+        state = CheckpointState(**raw)
+    except TypeError:
+        raise RunError(f"{Path(folder) / STATE}: not a training checkpoint; delete {folder} to start over") from None
+    if state.format != FORMAT:
+        raise RunError(f"{Path(folder) / STATE}: checkpoint format {state.format}, this fastcourse reads {FORMAT}")
+    return state
+
+
+def restore(model: keras.Model, folder: str | Path) -> CheckpointState:
+    """Load the last checkpoint's weights, optimizer state and seed states into a compiled model."""
+    folder = Path(folder)
+    state = load_checkpoint(folder)
+    if not state.epoch:
+        return state
+    path = folder / str(state.model_file)
+    if not path.is_file():
+        raise RunError(f"{folder / STATE} names {state.model_file}, which is missing; delete {folder} to start over")
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        # weights only: nothing from the file is deserialised into code
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError) as exc:
+        raise RunError(f"cannot resume from {path}: {str(exc).splitlines()[0]}; the run's model no longer "
+                       f"matches its checkpoint, delete {folder} to start over") from None
+    seeds = _seed_variables(model)
+    if len(seeds) != len(state.seed_states):
+        raise RunError(f"cannot resume from {path}: {len(state.seed_states)} seed states for {len(seeds)} "
+                       f"random layers; delete {folder} to start over")
+    for variable, value in zip(seeds, state.seed_states):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    return state
+
+
+def save(model: keras.Model, folder: str | Path, state: CheckpointState) -> None:
+    """Write the model file, then commit the state that names it, then drop older files."""
+    folder = Path(folder)
+    name = f"epoch-{state.epoch:04d}.keras"
+    io.save_model(model, folder / name)
+    state.model_file = name
+    state.seed_states = [np.asarray(v.numpy()).tolist() for v in _seed_variables(model)]
+    write_state(folder, asdict(state))
+    for old in folder.glob("epoch-*.keras"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def _seed_variables(model: keras.Model) -> list:
+    # Dropout & co. draw from a SeedGenerator whose counter is a variable that model files do
+    # not hold; without it a resumed run would repeat the first epoch's dropout masks.
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
+def _finite(model: keras.Model, logs: dict) -> bool:
+    if not all(math.isfinite(float(v)) for v in logs.values() if np.ndim(v) == 0):
+        return False
+    return all(bool(np.isfinite(keras.ops.convert_to_numpy(v)).all()) for v in model.trainable_variables)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Checkpoint after every healthy epoch; an epoch with a NaN loss or weights is never saved.
+
+    `timer` (the trainer's Throughput) supplies the epoch times; `guard` (StopOnNonFinite)
+    says whether the loss broke during the epoch.
+    """
+
+    def __init__(self, folder: str | Path, state: CheckpointState, timer=None, guard=None):
+        super().__init__()
+        self.folder = Path(folder)
+        self.state = CheckpointState(**asdict(state))
+        self._prior_seconds = list(state.epoch_seconds)
+        self.timer, self.guard = timer, guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if (self.guard is not None and self.guard.tripped) or not _finite(self.model, logs):
+            return
+        for key, value in logs.items():
+            if np.ndim(value) == 0:
+                self.state.history.setdefault(key, []).append(float(value))
+        self.state.epoch = epoch + 1
+        if self.timer is not None:
+            self.state.epoch_seconds = self._prior_seconds + list(self.timer.seconds)
+        save(self.model, self.folder, self.state)
+
+    def last_good(self) -> str:
+        if not self.state.epoch:
+            return "no epoch completed, so there is no checkpoint"
+        return f"the checkpoint of epoch {self.state.epoch} is kept in {self.folder}"

@@ -1,0 +1,147 @@
+"""Precomputed conv features (lesson 3): run the frozen conv part once, train dense heads on it.
+
+Features are cached on disk as .npy files read memory-mapped. The cache key is a hash of the
+backbone's weights, the cut layer, the preprocessing layer's config, the image size, the file
+list (paths, sizes, modification times) and the augmentation (name, seed, passes), so an
+unchanged rerun reuses the file and any change recomputes it::
+
+    conv = cut_model(vgg16((224, 224, 3), include_top=False, weights="imagenet"), "block5_conv3")
+    feats = precompute_features(conv, split.files, (224, 224), cache_dir="cache")  # (N, 14, 14, 512)
+    head = dense_head(feats.shape[1:], 2, dropout=0.0)
+    ... train head on feats ...
+    full = attach_head(conv, head)   # same predictions as head(feats), on raw images
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+from keras import layers
+
+from fastcourse import io
+from fastcourse.errors import RunError, UsageError
+from fastcourse.models.blocks import fc_block
+from fastcourse.models.registry import MODELS
+
+
+def cut_model(model: keras.Model, cut: str = "block5_conv3") -> keras.Model:
+    """The model from its input up to layer `cut`'s output (the course's split_at last conv)."""
+    names = [layer.name for layer in model.layers]
+    if cut not in names:
+        raise UsageError(f"cut={cut!r}: no such layer; layers: {', '.join(names)}")
+    return keras.Model(model.inputs, model.get_layer(cut).output, name=f"{model.name}_to_{cut}")
+
+
+def attach_head(conv: keras.Model, head: keras.Model, name: str = "finetuned") -> keras.Model:
+    """Put a head trained on features back on the conv part: raw images -> class probabilities."""
+    return keras.Model(conv.inputs, head(conv.outputs[0]), name=name)
+
+
+@MODELS.register()
+def dense_head(
+    input_shape=(14, 14, 512), num_classes: int = 2, units: int = 4096, depth: int = 2,
+    dropout: float = 0.5, batchnorm: bool = False, pool: bool = True,
+) -> keras.Model:
+    """Dense head for conv features: [MaxPool] -> Flatten -> depth x FCBlock(units, BN?, dropout p) -> softmax.
+
+    batchnorm=True with dropout 0.6 is the lesson's batchnorm head; dropout 0 its first head.
+    """
+    inputs = keras.Input(tuple(input_shape), name="features")
+    x = layers.MaxPooling2D(2, strides=2, name="head_pool")(inputs) if pool else inputs
+    x = layers.Flatten(name="head_flatten")(x)
+    if batchnorm:
+        x = layers.BatchNormalization(name="head_flatten_bn")(x)
+    for i in range(1, depth + 1):
+        x = fc_block(x, i, units, dropout, batchnorm, prefix="head_")  # apart from VGG's own fc1/fc2
+    outputs = layers.Dense(num_classes, activation="softmax", name="head_predictions")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+# --- the cache -------------------------------------------------------------------------------
+
+def weights_digest(model: keras.Model) -> str:
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(w.path.encode())
+        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
+    return h.hexdigest()
+
+
+def cache_key(conv: keras.Model, files: Sequence[str], image_size, augment: Optional[Callable] = None,
+              passes: int = 0, seed: int = 0) -> tuple[str, dict]:
+    """The hash that names a features file, and the description it was made from."""
+    files_h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        files_h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    # the weightless layers (VGGPreprocess, pools) and their settings
+    preprocess = [(layer.__class__.__name__, layer.get_config()) for layer in conv.layers
+                  if not layer.weights and layer.__class__.__name__ != "InputLayer"]
+    meta = {
+        "weights": weights_digest(conv), "cut": conv.layers[-1].name, "output_shape": list(conv.output_shape[1:]),
+        "preprocess": json.loads(json.dumps(preprocess, default=str)), "image_size": [int(s) for s in image_size],
+        "files": files_h.hexdigest(), "n": len(files), "augment": repr(augment) if augment is not None else None,
+        "passes": int(passes), "seed": int(seed) if passes else 0,
+    }
+    key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
+    return key, meta
+
+
+def precompute_features(
+    conv: keras.Model, files: Sequence[str], image_size, batch_size: int = 32,
+    cache_dir: str | os.PathLike | None = "cache/features", augment: Optional[Callable] = None,
+    passes: int = 0, seed: int = 0, desc: str = "features", verbose: bool = True,
+) -> np.ndarray:
+    """Conv features of `files`: (N, ...) clean, or ((1 + passes) * N, ...) with `passes`
+    augmented copies after the clean ones (Statefarm's trick). Memory-mapped from the cache."""
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from fastcourse.data.folders import image_dataset
+
+    if passes and augment is None:
+        raise UsageError(f"passes={passes} augmented passes need an augmentation")
+    key, meta = cache_key(conv, files, image_size, augment, passes, seed)
+    path = Path(cache_dir) / f"{desc}-{key}.npy" if cache_dir else None
+    if path is not None and path.is_file():
+        if verbose:
+            print(f"fastcourse: {desc}: reusing cached features {path}", flush=True)
+        return np.load(path, mmap_mode="r")
+    n = len(files)
+    shape = ((1 + passes) * n, *conv.output_shape[1:])
+    run = tf.function(lambda x: conv(x, training=False))
+    total_batches = (1 + passes) * -(-n // batch_size)
+    bar = tqdm(total=total_batches, desc=desc, unit="batch", disable=not verbose)
+
+    def fill(out):
+        row = 0
+        for p in range(1 + passes):
+            ds = image_dataset(files, None, None, image_size, batch_size,
+                               augment=augment if p else None, seed=seed + p)
+            for images in ds:
+                feats = run(images).numpy()
+                out[row:row + len(feats)] = feats
+                row += len(feats)
+                bar.update(1)
+            if row != (p + 1) * n:
+                raise RunError(f"{desc}: {row - p * n} of {n} images decoded; a file changed since it was "
+                               "checked; reopen the dataset")
+        return out
+
+    if path is None:
+        out = fill(np.empty(shape, np.float32))
+        bar.close()
+        return out
+    with io.atomic_path(path, suffix=".npy") as tmp:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        fill(mm)
+        mm.flush()
+        del mm
+    bar.close()
+    io.write_json(path.with_suffix(".json"), meta)
+    return np.load(path, mmap_mode="r")

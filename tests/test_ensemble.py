@@ -1,0 +1,184 @@
+"""Ensembles: the combination arithmetic, the one-model ensemble, and resuming after a crash."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import keras
+import numpy as np
+import pytest
+
+from fastcourse import ensemble
+from fastcourse.config import load_config
+from fastcourse.data import DATASETS
+from fastcourse.errors import RunError, UsageError
+from fastcourse.experiment import run_experiment
+from fastcourse.models import build_model
+from fastcourse.models.ensemble import average_members
+
+
+def test_rules_match_numpy(rng):
+    m, n, c = 5, 60, 4
+    probs = rng.dirichlet(np.ones(c) * 0.7, size=(m, n))
+    y = rng.integers(0, c, n)
+
+    np.testing.assert_allclose(ensemble.combine(probs, "mean"), np.mean(probs, axis=0))
+
+    geo = np.prod(probs, axis=0) ** (1.0 / m)
+    np.testing.assert_allclose(ensemble.combine(probs, "geometric"), geo / geo.sum(1, keepdims=True), rtol=1e-10)
+
+    votes = ensemble.combine(probs, "vote").argmax(1)
+    mean = probs.mean(0)
+    for i in range(n):
+        counts = Counter(probs[:, i].argmax(1).tolist())
+        top = max(counts.values())
+        tied = [k for k, v in counts.items() if v == top]
+        assert votes[i] == max(tied, key=lambda k: mean[i, k])
+
+    expected_ce = -np.mean(np.log(np.clip(mean[np.arange(n), y], 1e-7, 1 - 1e-7)))
+    assert ensemble.cross_entropy(mean, y) == pytest.approx(expected_ce)
+    assert ensemble.accuracy(mean, y) == pytest.approx(np.mean(mean.argmax(1) == y))
+
+
+def test_vote_is_not_the_mean_and_ties_go_to_the_more_confident_class():
+    # image 0: two members say class 0 barely, one says class 1 with certainty
+    # image 1: a 1-1 tie between classes 0 and 1; class 1 has the higher mean probability
+    probs = np.array([
+        [[0.51, 0.49], [0.60, 0.40]],
+        [[0.51, 0.49], [0.05, 0.95]],
+        [[0.00, 1.00], [0.50, 0.50]],
+    ])
+    assert ensemble.combine(probs, "mean").argmax(1)[0] == 1
+    assert ensemble.combine(probs, "vote").argmax(1)[0] == 0
+    tie = probs[:2, 1:2]  # members 0 and 1 on image 1: one vote each
+    assert ensemble.combine(tie, "vote").argmax(1)[0] == 1
+    with pytest.raises(ValueError, match="unknown combination rule"):
+        ensemble.combine(probs, "median")
+
+
+def test_summary_spread_and_gain():
+    probs = np.array([[[0.9, 0.1], [0.4, 0.6]], [[0.6, 0.4], [0.7, 0.3]], [[0.2, 0.8], [0.45, 0.55]]])
+    y = np.array([0, 1])
+    members = [{"test_accuracy": ensemble.accuracy(p, y), "test_loss": ensemble.cross_entropy(p, y), "seed": s}
+               for s, p in enumerate(probs)]
+    s = ensemble.summarize(probs, y, members)
+    accs = np.array([m["test_accuracy"] for m in members])
+    assert s["member_accuracy"]["mean"] == pytest.approx(accs.mean())
+    assert s["member_accuracy"]["std"] == pytest.approx(accs.std(ddof=1))
+    assert s["rules"]["mean"]["test_accuracy"] == pytest.approx(ensemble.accuracy(probs.mean(0), y))
+    assert s["rules"]["vote"]["test_loss"] is None
+    assert s["gain_over_member_mean"] == pytest.approx(s["rules"]["mean"]["test_accuracy"] - accs.mean())
+
+
+def test_ensemble_model_saves_reloads_in_safe_mode_and_averages(tmp_path, rng):
+    members = [build_model("cnn_bn_dropout", (28, 28, 1), 10, 33.0, 78.0, filters=(4, 8), dense=16)
+               for _ in range(3)]
+    model = average_members(members)
+    path = tmp_path / "ensemble.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert "average" in [layer.name for layer in reloaded.layers]
+    x = rng.uniform(0, 255, (6, 28, 28, 1)).astype("float32")
+    expected = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="disagree"):
+        average_members([members[0], build_model("linear", (28, 28, 1), 5)])
+
+
+def _ensemble_config(tiny_config, **extra):
+    return load_config(tiny_config(
+        name="tiny-ens", data__train_limit=128, data__test_limit=64,
+        model__filters=[4, 8], model__dense=16, ensemble={"members": 2, **extra}))
+
+
+def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tmp_path, monkeypatch):
+    cfg = _ensemble_config(tiny_config)
+    original = ensemble.train_member
+    calls: list[int] = []
+
+    def crash_at_member_1(member_cfg, index, mdir, data=None):
+        calls.append(index)
+        if index == 1:
+            raise RuntimeError("injected crash")
+        return original(member_cfg, index, mdir, data)
+
+    monkeypatch.setattr(ensemble, "train_member", crash_at_member_1)
+    run_dir = tmp_path / "ens"
+    with pytest.raises(RuntimeError, match="injected"):
+        run_experiment(cfg, run_dir=run_dir)
+    assert calls == [0, 1]  # member 1 started and crashed
+    assert [ensemble.is_finished(ensemble.member_dir(run_dir, i)) for i in range(2)] == [True, False]
+    assert not (run_dir / "metrics.json").exists()
+    kept = {p: p.stat().st_mtime_ns for p in ensemble.member_dir(run_dir, 0).iterdir()}
+
+    # finishing needs every member: a clear error, not a half-made ensemble
+    with pytest.raises(RunError, match="members 1 are not finished"):
+        ensemble.finish_ensemble(cfg, run_dir)
+
+    calls.clear()
+    monkeypatch.setattr(ensemble, "train_member", lambda *a, **k: (calls.append(a[1]), original(*a, **k))[1])
+    assert ensemble.resume_ensemble(run_dir) == run_dir
+    assert calls == [1]  # only the unfinished member trained again
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished members' files untouched
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    probs = np.stack([np.load(ensemble.member_dir(run_dir, i) / "test_probs.npy") for i in range(2)])
+    y = DATASETS.get("mnist_sample")().y_test[:64]
+    assert [m["seed"] for m in metrics["members"]] == [1, 2]
+    accs = [json.loads((ensemble.member_dir(run_dir, i) / "metrics.json").read_text())["test_accuracy"]
+            for i in range(2)]
+    assert [m["test_accuracy"] for m in metrics["members"]] == accs
+    assert metrics["member_accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    for rule in ensemble.RULES:
+        assert metrics["rules"][rule]["test_accuracy"] == pytest.approx(
+            ensemble.accuracy(ensemble.combine(probs, rule), y))
+    assert metrics["test_accuracy"] == metrics["rules"]["mean"]["test_accuracy"]
+    # the one-model ensemble reloads safely and predicts what the mean rule computes
+    assert metrics["keras_model"]["max_abs_diff_from_mean_rule"] < 1e-5
+    reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    assert reloaded.count_params() == 2 * keras.saving.load_model(
+        ensemble.member_dir(run_dir, 0) / "model.keras", safe_mode=True).count_params()
+
+    # resuming under a different config is refused, naming the key
+    other = _ensemble_config(tiny_config, seeds=[7, 8])
+    with pytest.raises(UsageError, match="ensemble.seeds"):
+        run_experiment(other, run_dir=run_dir)
+
+
+def test_seed_count_must_match_members(tiny_config):
+    from fastcourse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="2 seeds for 3 members"):
+        load_config(tiny_config(ensemble={"members": 3, "seeds": [1, 2]}))
+
+
+def test_course_ensemble_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for ds in ("mnist", "fashion_mnist"):
+        cfg = load_config(root / ds / "ensemble.yaml")
+        assert cfg.ensemble.members == 6 and cfg.train.epochs == 35  # the course's 1 + 4 + 12 + 18
+        assert (cfg.model.name, cfg.augment.name, cfg.data.name) == ("cnn_bn_dropout", "course", ds)
+        assert ensemble.member_seeds(cfg) == [42, 43, 44, 45, 46, 47]
+
+
+def test_parallel_falls_back_to_one_after_another_without_gpus(tiny_config):
+    import tensorflow as tf
+
+    cfg = _ensemble_config(tiny_config, parallel=True)
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    assert ensemble._parallel_devices(cfg) == (gpus if gpus > 1 else 1)
+    assert ensemble._parallel_devices(_ensemble_config(tiny_config)) == 1
+
+
+@pytest.mark.slow
+def test_parallel_workers_train_and_save_members(tiny_config, tmp_path):
+    """The one-process-per-GPU path, exercised on CPU (each worker is told a GPU id it ignores)."""
+    cfg = _ensemble_config(tiny_config, parallel=True)
+    run_dir = tmp_path / "ens"
+    ensemble._train_parallel(cfg, ensemble.member_seeds(cfg), [0, 1], run_dir, gpus=2)
+    assert all(ensemble.is_finished(ensemble.member_dir(run_dir, i)) for i in (0, 1))
+    ensemble.finish_ensemble(cfg, run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [m["seed"] for m in metrics["members"]] == [1, 2]

@@ -1,0 +1,121 @@
+"""Image-folder datasets and splits, on small generated folders."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from fastcourse.data.folders import check_image, image_dataset, open_folder
+from fastcourse.data.split import make_split, split_indices
+from fastcourse.data.synthetic import make_image_folder
+from fastcourse.errors import DataError, UsageError
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folders")
+    return {
+        "dogscats": make_image_folder(root / "dc", "dogscats", classes=2, per_class=10, valid_per_class=3, size=40),
+        "statefarm": make_image_folder(root / "sf", "statefarm", classes=3, per_class=12, drivers=6, size=40),
+        "csv": make_image_folder(root / "csv", "csv", classes=3, per_class=6, size=40),
+    }
+
+
+def test_layouts_detected_with_classes_labels_and_groups(folders):
+    dc = open_folder(folders["dogscats"])
+    assert dc.layout == "dogscats" and dc.class_names == ["circle", "square"]
+    assert [len(dc.split(s)) for s in ("train", "valid", "test")] == [20, 6, 6]
+    assert dc.split("test").labels is None
+    assert np.bincount(dc.split("train").labels).tolist() == [10, 10]
+    assert all(f"/{dc.class_names[y]}/" in f for f, y in zip(dc.split("train").files, dc.split("train").labels))
+    sf = open_folder(folders["statefarm"])
+    assert sf.layout == "statefarm" and sf.class_names == ["c0", "c1", "c2"]
+    assert len(set(sf.split("train").groups)) == 6
+    csv = open_folder(folders["csv"])
+    assert csv.layout == "csv" and len(csv.split("train")) == 18 and csv.num_classes == 3
+    with pytest.raises(DataError, match="no 'valid' split"):
+        sf.split("valid")
+
+
+def test_modes_decode_to_rgb_at_model_size(folders):
+    # the generator writes grayscale, RGBA and palette PNGs and CMYK JPEGs among RGB ones
+    from PIL import Image
+
+    dc = open_folder(folders["dogscats"])
+    modes = {Image.open(f).mode for f in dc.split("train").files}
+    assert {"L", "RGBA", "P", "CMYK", "RGB"} <= modes
+    ds = image_dataset(dc.split("train").files, dc.split("train").labels, 2, (32, 24), batch_size=7)
+    batches = list(ds)
+    x, y = batches[0]
+    assert x.shape == (7, 32, 24, 3) and x.dtype.name == "float32" and y.shape == (7, 2)
+    assert sum(int(b[0].shape[0]) for b in batches) == 20
+    assert 0.0 <= float(np.min(x)) and float(np.max(x)) <= 255.0 and float(np.max(x)) > 100
+    unlabelled = list(dc.dataset("test", (32, 32), 4))
+    assert sum(int(b.shape[0]) for b in unlabelled) == 6
+
+
+def test_truncated_and_corrupt_images_are_reported_and_skipped_or_raised(folders, tmp_path, capsys):
+    root = make_image_folder(tmp_path / "bad", "dogscats", classes=2, per_class=6, size=40, test=0)
+    files = sorted((root / "train" / "circle").iterdir())
+    jpg = next(f for f in files if f.suffix == ".jpg")
+    png = next(f for f in files if f.suffix == ".png")
+    jpg.write_bytes(jpg.read_bytes()[:200])  # truncated
+    png.write_bytes(b"not an image at all")   # corrupt
+    assert "truncated" in check_image(str(jpg)).lower() and check_image(str(png))
+    data = open_folder(root, on_error="skip")
+    assert len(data.split("train")) == 10 and {p for p, _ in data.skipped} == {str(jpg), str(png)}
+    assert str(jpg) in capsys.readouterr().err
+    # a whole epoch runs over the remaining files
+    assert sum(int(b[0].shape[0]) for b in data.dataset("train", (32, 32), 4)) == 10
+    with pytest.raises(DataError, match="circle/img_"):
+        open_folder(root, on_error="raise")
+    # unchecked, the pipeline still drops the bad files instead of crashing halfway
+    unchecked = open_folder(root, check="none")
+    assert sum(int(b[0].shape[0]) for b in unchecked.dataset("train", (32, 32), 4)) == 10
+
+
+def test_split_methods_are_reproducible_and_stratified(rng):
+    labels = np.repeat([0, 1, 2], [30, 20, 10])
+    a = split_indices(60, 0.2, "stratified", 3, labels)
+    b = split_indices(60, 0.2, "stratified", 3, labels)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert np.bincount(labels[a[1]]).tolist() == [6, 4, 2]
+    c = split_indices(60, 12, "random", 4)
+    assert len(c[1]) == 12 and not set(c[0]) & set(c[1]) and len(c[0]) + len(c[1]) == 60
+    with pytest.raises(UsageError):
+        split_indices(60, 0.0, "random")
+
+
+def test_grouped_split_leaks_no_group(rng):
+    groups = [f"p{i % 7}" for i in range(70)]
+    for seed in range(5):
+        tr, va = split_indices(70, 0.3, "grouped", seed, groups=groups)
+        assert not {groups[i] for i in tr} & {groups[i] for i in va}
+        assert len(va) >= 21 and len(tr) > 0
+
+
+def test_split_command_makes_grouped_valid_and_sample_without_touching_originals(folders, tmp_path):
+    from fastcourse.cli import main
+
+    root = folders["statefarm"]
+    before = sorted(p for p in root.rglob("*") if p.is_file())
+    out = tmp_path / "sf_split"
+    code = main(["split", str(root), "--out", str(out), "--method", "grouped", "--valid", "0.3",
+                 "--sample-train", "8", "--sample-valid", "4", "--seed", "1"])
+    assert code == 0
+    assert sorted(p for p in root.rglob("*") if p.is_file()) == before  # nothing moved or deleted
+    data = open_folder(out)
+    train_g, valid_g = set(data.split("train").groups), set(data.split("valid").groups)
+    assert valid_g and not train_g & valid_g
+    assert len(data.split("train")) + len(data.split("valid")) == 36
+    sample = open_folder(out, sample=True)
+    assert (len(sample.split("train")), len(sample.split("valid"))) == (8, 4)
+    assert not set(sample.split("train").groups) & set(sample.split("valid").groups)
+    # same seed, same split
+    out2 = tmp_path / "again"
+    main(["split", str(root), "--out", str(out2), "--method", "grouped", "--valid", "0.3", "--seed", "1"])
+    names = lambda p: sorted(os.path.basename(f) for f in open_folder(p).split("valid").files)  # noqa: E731
+    assert names(out) == names(out2)
+    # refuses to write into a non-empty folder
+    assert main(["split", str(root), "--out", str(out)]) == 2

@@ -1,0 +1,116 @@
+"""`fastcourse reproduce`: a tiny quick reproduction on the bundled sample, interrupted and resumed."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from fastcourse import reproduce as rp
+from fastcourse.cli import main
+
+TINY_MODELS = {
+    "linear": {"name": "linear"},
+    "hidden": {"name": "hidden", "units": 16},
+    "cnn": {"name": "cnn", "filters": [4, 8], "dense": 16},
+    "cnn_augment": {"name": "cnn", "filters": [4, 8], "dense": 16},
+    "cnn_bn": {"name": "cnn_bn", "filters": [4, 8], "dense": 16},
+    "cnn_bn_dropout": {"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16},
+    "ensemble": {"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16},
+}
+
+
+@pytest.fixture
+def tiny_configs(tmp_path):
+    """configs/mnist/<step>.yaml for every step: the ladder's shape, tiny models, 128 images."""
+    folder = tmp_path / "configs" / "mnist"
+    folder.mkdir(parents=True)
+    for step, model in TINY_MODELS.items():
+        cfg = {
+            "name": f"mnist-{step}", "seed": 3,
+            "data": {"name": "mnist", "train_limit": 128, "test_limit": 64},
+            "model": model,
+            "augment": {"name": "course" if step in ("cnn_augment", "cnn_bn", "cnn_bn_dropout", "ensemble") else "none"},
+            "train": {"batch_size": 64, "schedule": {"name": "phases", "phases": [[1, 1e-3], [4, 1e-3]]}},
+        }
+        if step == "ensemble":
+            cfg["ensemble"] = {"members": 2}
+        (folder / f"{step}.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path / "configs"
+
+
+def test_quick_reproduction_on_the_sample_resumes_and_reports(tiny_configs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "runs"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no MNIST anywhere: the sample stands in
+    monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
+    args = ["reproduce", "mnist", "--quick", "--configs", str(tiny_configs), "--out", str(out),
+            "--set", "train.verbose=0", "--set", "train.schedule.phases=[[1, 1e-3]]"]
+    original = rp.run_step
+    ran: list[str] = []
+
+    def interrupted_at_cnn_bn(cfg, sdir):
+        ran.append(sdir.name)
+        if sdir.name == "cnn_bn":
+            raise KeyboardInterrupt  # as Ctrl-C would
+        return original(cfg, sdir)
+
+    monkeypatch.setattr(rp, "run_step", interrupted_at_cnn_bn)
+    assert main(args) == 130
+    (run_dir,) = out.iterdir()
+    assert ran == ["linear", "hidden", "cnn", "cnn_augment", "cnn_bn"]
+    assert not (run_dir / "report.md").exists()
+    finished = {s: (run_dir / s / "metrics.json").stat().st_mtime_ns for s in ran[:-1]}
+
+    ran.clear()
+    monkeypatch.setattr(rp, "run_step", lambda cfg, sdir: (ran.append(sdir.name), original(cfg, sdir))[1])
+    assert main(["reproduce", "--resume", str(run_dir)]) == 0
+    assert ran == ["cnn_bn", "cnn_bn_dropout", "ensemble"]  # completed steps are not rerun
+    assert {s: (run_dir / s / "metrics.json").stat().st_mtime_ns for s in finished} == finished
+
+    plan = yaml.safe_load((run_dir / rp.PLAN_FILE).read_text())
+    assert plan["quick"] and plan["data_name"] == "mnist_sample"  # MNIST itself is not on this machine
+    table = pd.read_csv(run_dir / "results.csv")
+    assert table["step"].tolist() == list(rp.STEPS)
+    for _, row in table.iterrows():
+        metrics = json.loads((run_dir / row["step"] / "metrics.json").read_text())
+        assert metrics["dataset"] == "mnist_sample" and metrics["epochs"] == 1
+        assert row["test accuracy"] == pytest.approx(metrics["test_accuracy"])
+        assert row["reference"] == rp.REFERENCES["mnist"][row["step"]][0]
+        assert row["difference"] == pytest.approx(metrics["test_accuracy"] - row["reference"])
+        assert row["minutes"] > 0
+    ens = json.loads((run_dir / "ensemble" / "metrics.json").read_text())
+    assert ens["ensemble_members"] == 2 and len(ens["members"]) == 2
+    assert "2 members" in table.set_index("step").loc["ensemble", "notes"]
+
+    md = (run_dir / "report.md").read_text()
+    assert all(f"| {step} " in md for step in rp.STEPS) and "0.9969" in md and "learning_curves.png" in md
+    html = (run_dir / "report.html").read_text()
+    assert html.count("<tr") == len(rp.STEPS) + 1
+    assert (run_dir / "learning_curves.png").stat().st_size > 10_000
+    assert "| ensemble" in capsys.readouterr().out  # the table is printed too
+
+
+def test_reproduce_refuses_bad_input(tmp_path, tiny_configs, capsys):
+    assert main(["reproduce"]) == 2
+    assert main(["reproduce", "--resume", str(tmp_path)]) == 2
+    assert "no reproduce.yaml" in capsys.readouterr().err
+    (tiny_configs / "mnist" / "hidden.yaml").unlink()
+    assert main(["reproduce", "mnist", "--configs", str(tiny_configs), "--out", str(tmp_path / "r")]) == 2
+    assert "no hidden.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing started
+
+
+def test_quick_shrinks_the_course_configs():
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    plan = {"dataset": "fashion_mnist", "configs_dir": str(configs), "quick": dict(rp.QUICK),
+            "overrides": ["train.verbose=2"], "data_name": None}
+    ens = rp.step_config(plan, "ensemble")
+    assert ens.ensemble.members == rp.QUICK["members"] < 6  # the course's six, trimmed
+    assert (ens.data.train_limit, ens.data.test_limit) == (rp.QUICK["train_limit"], rp.QUICK["test_limit"])
+    assert ens.train.epochs == sum(p[0] for p in rp.QUICK["phases"]) and ens.train.verbose == 2
+    full = rp.step_config({**plan, "quick": None}, "ensemble")
+    assert full.ensemble.members == 6 and full.train.epochs == 35 and full.data.train_limit is None
+    assert rp.step_config({**plan, "dataset": "mnist", "data_name": "mnist_sample"}, "linear").data.name == "mnist_sample"

@@ -1,0 +1,164 @@
+"""Interrupted runs resume: kill -9 mid-epoch, resume, and end where an uninterrupted run ends.
+
+Also: `--resume` finds the unfinished run, resuming refuses a complete run or a changed
+config, and a NaN loss stops the run naming the epoch while the last good checkpoint stays.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from fastcourse.cli import main
+from fastcourse.train import checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def resumable_yaml(tmp_path, tiny_config):
+    """Dropout, augmentation and a two-phase schedule: everything a resume must continue."""
+    cfg = tiny_config(
+        name="resumable", data={"name": "mnist_sample", "train_limit": 384, "test_limit": 128},
+        model={"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16}, augment={"name": "course"},
+        train={"batch_size": 32, "verbose": 0,
+               "schedule": {"name": "phases", "phases": [[2, 2e-3], [2, 5e-4]]}},
+    )
+    path = tmp_path / "resumable.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _kill_after_first_checkpoint(config: Path, run_dir: Path) -> int:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastcourse.cli", "run", str(config), "--run-dir", str(run_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    state = run_dir / "checkpoints" / checkpoint.STATE
+    deadline = time.time() + 240
+    while not state.exists():
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline, "no checkpoint within 4 minutes"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: as a crash or an OOM kill
+    proc.wait()
+    return json.loads(state.read_text())["epoch"]
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, resumable_yaml, capsys):
+    killed = tmp_path / "killed"
+    done_at_kill = _kill_after_first_checkpoint(resumable_yaml, killed)
+    assert 1 <= done_at_kill < 4 and not (killed / "metrics.json").exists()
+
+    assert main(["run", str(killed)]) == 0  # pointing at the unfinished run directory resumes it
+    out = capsys.readouterr().out
+    assert f"resuming {killed} after {done_at_kill} completed epoch" in out
+
+    straight = tmp_path / "straight"
+    assert main(["run", str(resumable_yaml), "--run-dir", str(straight)]) == 0
+    capsys.readouterr()
+
+    a = json.loads((straight / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    print(f"\nkill -9 after {done_at_kill} epoch(s), resumed: test accuracy {b['test_accuracy']:.6f} "
+          f"loss {b['test_loss']:.6f}; uninterrupted: accuracy {a['test_accuracy']:.6f} loss {a['test_loss']:.6f}")
+    assert b["test_accuracy"] == pytest.approx(a["test_accuracy"], abs=1e-6)
+    assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4, abs=1e-5)
+    ha, hb = pd.read_csv(straight / "history.csv"), pd.read_csv(killed / "history.csv")
+    assert list(ha.columns) == list(hb.columns) and len(hb) == 4
+    np.testing.assert_allclose(hb.to_numpy(), ha.to_numpy(), rtol=1e-4, atol=1e-5)
+    assert len(b["epoch_seconds"]) == 4  # the killed run's epoch times are kept too
+
+    # the finished run: no checkpoints left, no temporary files, the model loads in safe mode
+    assert not (killed / "checkpoints").exists()
+    assert not [p for p in killed.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+    from fastcourse.io import load_model
+
+    model = load_model(killed / "model.keras")
+    np.testing.assert_allclose(
+        np.concatenate([w.ravel() for w in model.get_weights()]),
+        np.concatenate([w.ravel() for w in keras.saving.load_model(straight / "model.keras").get_weights()]),
+        rtol=1e-4, atol=1e-5,
+    )
+
+
+def _interrupt_after_epochs(monkeypatch, n: int):
+    """Ctrl-C right after the n-th checkpoint is committed."""
+    real = checkpoint.save
+
+    def save(model, folder, state):
+        real(model, folder, state)
+        if state.epoch >= n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save)
+
+
+def test_resume_flag_and_refusals(tmp_path, tiny_config, capsys, monkeypatch):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(
+        data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
+        model={"name": "cnn", "filters": [4, 8], "dense": 16}, train__epochs=2)))
+    out = tmp_path / "runs"
+    _interrupt_after_epochs(monkeypatch, 1)
+    assert main(["run", str(cfg), "--out", str(out)]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    (run_dir,) = out.iterdir()
+    assert checkpoint.read_state(run_dir / "checkpoints")["epoch"] == 1
+
+    # a changed config is refused: the run resumes with the config it started with
+    code = main(["run", str(run_dir), "--set", "train.epochs=3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.epochs is 2 there, 3 here" in err and err.count("\n") == 1
+
+    # temporary files of writers killed mid-write are swept when the run resumes
+    stale = [run_dir / ".model.keras.k1ll3d_x.keras", run_dir / "checkpoints" / ".epoch-0002.keras.abcd1234.keras"]
+    for path in stale:
+        path.write_bytes(b"half a model")
+    assert main(["run", str(cfg), "--out", str(out), "--resume"]) == 0
+    assert not any(p.exists() for p in stale)
+    printed = capsys.readouterr().out
+    assert f"resuming {run_dir} after 1 completed epoch" in printed and f"run directory: {run_dir}" in printed
+    assert list(out.iterdir()) == [run_dir]
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
+
+    code = main(["run", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "complete run" in err and "nothing to resume" in err
+    from fastcourse.rundir import find_unfinished
+    from fastcourse.config import load_config
+
+    assert find_unfinished(out, load_config(cfg)) is None  # --resume would start a new run
+
+
+def test_nan_loss_stops_naming_the_epoch_and_keeps_the_last_checkpoint(tmp_path, tiny_config, capsys):
+    cfg = tmp_path / "diverge.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(
+        data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
+        model={"name": "cnn", "filters": [4, 8], "dense": 16},
+        train={"batch_size": 32, "verbose": 0, "optimizer": "sgd",
+               "schedule": {"name": "phases", "phases": [[1, 1e-3], [1, 1e30]]}})))
+    run_dir = tmp_path / "run"
+    code = main(["run", str(cfg), "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("fastcourse: error: epoch 2: the training loss became nan")
+    assert "lower learning rate" in lines[0] and "checkpoint of epoch 1 is kept" in lines[0]
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
+    state = checkpoint.read_state(run_dir / "checkpoints")
+    assert state["epoch"] == 1 and all(np.isfinite(v) for v in state["history"]["loss"])
+    good = keras.saving.load_model(run_dir / "checkpoints" / state["model_file"], safe_mode=True)
+    assert all(np.isfinite(w).all() for w in good.get_weights())
