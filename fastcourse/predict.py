@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from fastcourse.errors import DataError, RunError, UsageError
+from fastcourse.errors import DataError, UsageError
 
 # What tf.io.decode_image reads (GIF: first frame only).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -106,8 +106,7 @@ def load_run(run_dir: str | os.PathLike, class_names: Sequence[str] | None = Non
     Class names come from `class_names`, else RUN/classes.json or metrics.json's `classes`,
     else the run's dataset; they must match the model's outputs.
     """
-    import keras
-
+    from fastcourse import io
     import fastcourse.augment  # noqa: F401  (registers RandomAffine)
     import fastcourse.models  # noqa: F401  (registers every builder's custom layers)
 
@@ -116,13 +115,14 @@ def load_run(run_dir: str | os.PathLike, class_names: Sequence[str] | None = Non
         raise UsageError(f"{run_dir}: no such run directory")
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
+        if (run_dir / "config.yaml").is_file() and not (run_dir / "metrics.json").is_file():
+            raise UsageError(f"{run_dir}: no model.keras: the run is unfinished; continue it with "
+                             f"`fastcourse run {run_dir}`")
         raise UsageError(f"{run_dir}: no model.keras in this run; train one with `fastcourse run CONFIG` "
                          "and pass the run directory it prints")
-    try:
-        # compile=False: prediction needs no optimizer (and the schedule need not deserialize)
-        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
-    except Exception as exc:  # a corrupt or foreign file: one line, not a traceback
-        raise RunError(f"{model_path}: cannot load the model: {str(exc).splitlines()[0]}") from None
+    # safe mode, one-line errors for a corrupt or foreign file; compile=False: prediction needs
+    # no optimizer (and the learning-rate schedule need not deserialize)
+    model = io.load_model(model_path, compile=False)
     if len(model.input_shape) != 4:
         raise UsageError(f"{model_path}: the model takes inputs of shape {model.input_shape}, not images")
     cfg = _read_config(run_dir)

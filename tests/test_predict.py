@@ -126,12 +126,16 @@ def test_run_and_folder_errors(tmp_path, capsys):
     (bad / "2.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     no_model = tmp_path / "empty_run"
     no_model.mkdir()
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_text("name: x\n")
     (tmp_path / "broken_run").mkdir()
     (tmp_path / "broken_run" / "model.keras").write_bytes(b"not a zip")
     cases = [
         (["predict", str(no_model), str(test)], 2, "no model.keras"),
         (["predict", str(tmp_path / "nowhere"), str(test)], 2, "no such run directory"),
-        (["predict", str(tmp_path / "broken_run"), str(test)], 1, "cannot load the model"),
+        (["predict", str(tmp_path / "broken_run"), str(test)], 2, "not a .keras model file"),
+        (["predict", str(unfinished), str(test)], 2, "the run is unfinished"),
         (["predict", str(run), str(tmp_path / "nothing")], 2, "no such folder"),
         (["predict", str(run), str(bad)], 2, "2.jpg: unreadable image"),
         (["predict", str(run), str(test), "--tta", "-1"], 2, "--tta -1"),
