@@ -265,14 +265,15 @@ def predict_images(
 
         def copies(step, images):
             passes = [images] + [augmenter(images, tf.stack([seed_t, step * tta + k])) for k in range(tta)]
-            return tf.concat(passes, axis=0)  # one model call per batch: ((tta+1)*B, H, W, C)
+            return tf.stack(passes)  # (tta+1, B, H, W, C), augmented in parallel with the model's work
 
         batches = batches.enumerate().map(copies, num_parallel_calls=tf.data.AUTOTUNE)
     out = []
     for images in tqdm(batches, total=total, desc="predict", unit="batch", disable=not progress, leave=False):
-        probs = np.asarray(model.predict_on_batch(images), np.float64)
-        if tta:
-            probs = probs.reshape(tta + 1, -1, probs.shape[-1]).mean(axis=0)
+        if tta:  # one model call per pass: the model's batch stays `batch_size` (VGG memory)
+            probs = np.mean([np.asarray(model.predict_on_batch(p), np.float64) for p in images], axis=0)
+        else:
+            probs = np.asarray(model.predict_on_batch(images), np.float64)
         out.append(probs)
     classes = int(model.output_shape[-1])
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, classes), np.float32)
