@@ -9,8 +9,8 @@ model's input gives the image size; images are decoded and resized in tf.data. E
     preds.write_csv("runs/dogscats-20260101-120000/predictions.csv")
 
 TTA averages the probabilities of the clean images and of `tta` augmented copies of them,
-each copy drawn from a stateless seed (the run's seed, the batch, the pass), so a rerun gives
-the same numbers.
+each copy drawn from a stateless seed (the run's seed, the batch, the pass), so a rerun with
+the same --batch-size gives the same numbers.
 """
 from __future__ import annotations
 
@@ -23,10 +23,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from fastcourse.data.folders import IMAGE_EXTENSIONS  # what the folder datasets read
 from fastcourse.errors import DataError, UsageError
-
-# What tf.io.decode_image reads (GIF: first frame only).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 # --- files ------------------------------------------------------------------------------
