@@ -9,8 +9,8 @@ model's input gives the image size; images are decoded and resized in tf.data. E
     preds.write_csv("runs/dogscats-20260101-120000/predictions.csv")
 
 TTA averages the probabilities of the clean images and of `tta` augmented copies of them,
-each copy drawn from a stateless seed (the run's seed, the batch, the pass), so a rerun gives
-the same numbers.
+each copy drawn from a stateless seed (the run's seed, the batch, the pass), so a rerun with
+the same --batch-size gives the same numbers.
 """
 from __future__ import annotations
 
@@ -23,10 +23,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from fastcourse.errors import DataError, RunError, UsageError
-
-# What tf.io.decode_image reads (GIF: first frame only).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+from fastcourse.data.folders import IMAGE_EXTENSIONS  # what the folder datasets read
+from fastcourse.errors import DataError, UsageError
 
 
 # --- files ------------------------------------------------------------------------------
@@ -56,6 +54,11 @@ def labelled_images(folder: str | os.PathLike, class_names: Sequence[str]) -> tu
     Raises DataError when a subfolder is not one of `class_names`.
     """
     files = list_images(folder)
+    return files, labels_of(files, class_names, folder)
+
+
+def labels_of(files: Sequence[str], class_names: Sequence[str], folder: str | os.PathLike) -> np.ndarray:
+    """Each file's label: the class named by its first folder (``dogs/dog.1.jpg`` -> dogs)."""
     index = {name: i for i, name in enumerate(class_names)}
     labels = []
     for f in files:
@@ -64,7 +67,7 @@ def labelled_images(folder: str | os.PathLike, class_names: Sequence[str]) -> tu
             raise DataError(f"{Path(folder) / f}: a labelled folder holds one subfolder per class "
                             f"({', '.join(class_names)}); {top!r} is not one of them")
         labels.append(index[top])
-    return files, np.asarray(labels, np.int64)
+    return np.asarray(labels, np.int64)
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -101,8 +104,7 @@ def load_run(run_dir: str | os.PathLike, class_names: Sequence[str] | None = Non
     Class names come from `class_names`, else RUN/classes.json or metrics.json's `classes`,
     else the run's dataset; they must match the model's outputs.
     """
-    import keras
-
+    from fastcourse import io
     import fastcourse.augment  # noqa: F401  (registers RandomAffine)
     import fastcourse.models  # noqa: F401  (registers every builder's custom layers)
 
@@ -111,13 +113,14 @@ def load_run(run_dir: str | os.PathLike, class_names: Sequence[str] | None = Non
         raise UsageError(f"{run_dir}: no such run directory")
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
+        if (run_dir / "config.yaml").is_file() and not (run_dir / "metrics.json").is_file():
+            raise UsageError(f"{run_dir}: no model.keras: the run is unfinished; continue it with "
+                             f"`fastcourse run {run_dir}`")
         raise UsageError(f"{run_dir}: no model.keras in this run; train one with `fastcourse run CONFIG` "
                          "and pass the run directory it prints")
-    try:
-        # compile=False: prediction needs no optimizer (and the schedule need not deserialize)
-        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
-    except Exception as exc:  # a corrupt or foreign file: one line, not a traceback
-        raise RunError(f"{model_path}: cannot load the model: {str(exc).splitlines()[0]}") from None
+    # safe mode, one-line errors for a corrupt or foreign file; compile=False: prediction needs
+    # no optimizer (and the learning-rate schedule need not deserialize)
+    model = io.load_model(model_path, compile=False)
     if len(model.input_shape) != 4:
         raise UsageError(f"{model_path}: the model takes inputs of shape {model.input_shape}, not images")
     cfg = _read_config(run_dir)
@@ -260,14 +263,15 @@ def predict_images(
 
         def copies(step, images):
             passes = [images] + [augmenter(images, tf.stack([seed_t, step * tta + k])) for k in range(tta)]
-            return tf.concat(passes, axis=0)  # one model call per batch: ((tta+1)*B, H, W, C)
+            return tf.stack(passes)  # (tta+1, B, H, W, C), augmented in parallel with the model's work
 
         batches = batches.enumerate().map(copies, num_parallel_calls=tf.data.AUTOTUNE)
     out = []
     for images in tqdm(batches, total=total, desc="predict", unit="batch", disable=not progress, leave=False):
-        probs = np.asarray(model.predict_on_batch(images), np.float64)
-        if tta:
-            probs = probs.reshape(tta + 1, -1, probs.shape[-1]).mean(axis=0)
+        if tta:  # one model call per pass: the model's batch stays `batch_size` (VGG memory)
+            probs = np.mean([np.asarray(model.predict_on_batch(p), np.float64) for p in images], axis=0)
+        else:
+            probs = np.asarray(model.predict_on_batch(images), np.float64)
         out.append(probs)
     classes = int(model.output_shape[-1])
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, classes), np.float32)

@@ -13,7 +13,6 @@ hand-made arrays; `write_views` draws them as PNG grids (through fastcourse.io.s
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 

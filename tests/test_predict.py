@@ -45,7 +45,7 @@ def test_predict_command_writes_probabilities_in_file_order(tmp_path):
     run = make_run(tmp_path)
     test = make_test_folder(tmp_path, n=7)
     assert main(["predict", str(run), str(test), "--batch-size", "3"]) == 0  # batches of 3, 3, 1
-    frame = pd.read_csv(run / "predictions.csv")
+    frame = pd.read_csv(run / "predictions_test.csv")  # named after the folder
     files = list_images(test)
     assert list(frame.columns) == ["filename", "cats", "dogs"]
     assert frame["filename"].tolist() == files  # sorted text order: 1, 2, 3.jpg, ...
@@ -55,7 +55,7 @@ def test_predict_command_writes_probabilities_in_file_order(tmp_path):
     # blue squares (odd ids) are dogs, red (even ids) are cats
     is_dog = frame["dogs"] > 0.5
     assert is_dog.tolist() == [int(f.split("/")[-1].split(".")[0]) % 2 == 1 for f in files]
-    back = read_predictions(run / "predictions.csv")
+    back = read_predictions(run / "predictions_test.csv")
     assert back.filenames == files and back.class_names == ["cats", "dogs"]
 
 
@@ -126,12 +126,16 @@ def test_run_and_folder_errors(tmp_path, capsys):
     (bad / "2.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     no_model = tmp_path / "empty_run"
     no_model.mkdir()
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_text("name: x\n")
     (tmp_path / "broken_run").mkdir()
     (tmp_path / "broken_run" / "model.keras").write_bytes(b"not a zip")
     cases = [
         (["predict", str(no_model), str(test)], 2, "no model.keras"),
         (["predict", str(tmp_path / "nowhere"), str(test)], 2, "no such run directory"),
-        (["predict", str(tmp_path / "broken_run"), str(test)], 1, "cannot load the model"),
+        (["predict", str(tmp_path / "broken_run"), str(test)], 2, "not a .keras model file"),
+        (["predict", str(unfinished), str(test)], 2, "the run is unfinished"),
         (["predict", str(run), str(tmp_path / "nothing")], 2, "no such folder"),
         (["predict", str(run), str(bad)], 2, "2.jpg: unreadable image"),
         (["predict", str(run), str(test), "--tta", "-1"], 2, "--tta -1"),
@@ -141,7 +145,7 @@ def test_run_and_folder_errors(tmp_path, capsys):
         assert main(argv) == code, argv
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("fastcourse: error:") and message in err, err
-    assert not (run / "predictions.csv").exists()
+    assert not list(run.glob("predictions*"))
 
 
 def test_predict_a_trained_run_end_to_end(tmp_path, tiny_config):

@@ -136,3 +136,24 @@ def test_views_errors(tmp_path, capsys):
     (folder / "birds" / "b.png").unlink()
     assert main(["views", str(run), str(folder), "--index", "99"]) == 2
     assert "--index 99" in capsys.readouterr().err
+
+
+def test_views_from_a_predictions_csv_match_views_that_predict(tmp_path):
+    run = make_run(tmp_path)
+    folder, _ = make_labelled_folder(tmp_path)
+    assert main(["views", str(run), str(folder), "--out", str(tmp_path / "a")]) == 0
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["views", str(run), str(folder), "--probs", str(tmp_path / "p.csv"), "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / d / "views.json").read_text()) for d in "ab")
+    assert a["shown"] == b["shown"] and a["confusion_matrix"] == b["confusion_matrix"]
+
+
+def test_views_probs_csv_errors(tmp_path, capsys):
+    run = make_run(tmp_path)
+    folder, _ = make_labelled_folder(tmp_path)
+    (tmp_path / "other.csv").write_text("filename,a,b\ncats/cat.0.png,0.5,0.5\n")
+    (tmp_path / "gone.csv").write_text("filename,cats,dogs\ncats/nope.png,0.5,0.5\n")
+    for csv, message in (("other.csv", "not the run's classes"), ("gone.csv", "cats/nope.png is not in")):
+        assert main(["views", str(run), str(folder), "--probs", str(tmp_path / csv)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err

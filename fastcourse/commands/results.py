@@ -38,7 +38,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 @command("predict", "write a CSV of class probabilities for every image of a folder", [
     arg("run", help="run directory holding model.keras and config.yaml"),
     arg("folder", help="folder of images (searched recursively, predicted in sorted file order)"),
-    arg("--out", help="CSV path (default RUN/predictions.csv)"),
+    arg("--out", help="CSV path (default RUN/predictions_FOLDERNAME.csv)"),
 ] + PREDICT_ARGS)
 def predict(args: argparse.Namespace) -> int:
     from fastcourse.predict import predict_folder
@@ -47,7 +47,7 @@ def predict(args: argparse.Namespace) -> int:
     preds = predict_folder(args.run, args.folder, tta=args.tta, batch_size=args.batch_size,
                            augment=args.augment, class_names=_classes(args),
                            on_error=args.on_error)
-    path = preds.write_csv(args.out or Path(args.run) / "predictions.csv")
+    path = preds.write_csv(args.out or Path(args.run) / f"predictions_{Path(args.folder).resolve().name}.csv")
     tta = f" (TTA: clean + {args.tta} augmented)" if args.tta else ""
     print(f"predicted {len(preds.filenames)} images{tta} -> {path}")
     return 0
@@ -95,20 +95,33 @@ def submit(args: argparse.Namespace) -> int:
     arg("--index", type=int, default=0, help="which image (in file order) to show augmented (default 0)"),
     arg("--uncertainty", default="auto", choices=["auto", "entropy", "max_prob", "half"],
         help="how 'most uncertain' is measured (auto: |p-0.5| for two classes, else entropy)"),
+    arg("--probs", metavar="CSV", help="use a CSV that `fastcourse predict` wrote for FOLDER instead of predicting"),
 ] + PREDICT_ARGS)
 def views(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fastcourse import io
-    from fastcourse.predict import image_dataset, load_run, predict_folder
+    from fastcourse.errors import DataError
+    from fastcourse.predict import image_dataset, labels_of, load_run, predict_folder, read_predictions
     from fastcourse.views import write_views
 
     _check_numbers(args)
     if args.n < 1:
         raise UsageError(f"-n {args.n}: must be at least 1")
     run = load_run(args.run, _classes(args))
-    preds = predict_folder(run, args.folder, tta=args.tta, batch_size=args.batch_size, augment=args.augment,
-                           labelled=True, on_error=args.on_error)
+    if args.probs:
+        preds = read_predictions(args.probs)
+        if preds.class_names != run.class_names:
+            raise UsageError(f"{args.probs}: its columns {preds.class_names} are not the run's classes "
+                             f"{run.class_names}")
+        missing = [f for f in preds.filenames if not (Path(args.folder) / f).is_file()]
+        if missing:
+            raise DataError(f"{args.probs}: {missing[0]} is not in {args.folder} ({len(missing)} missing); "
+                            "pass the folder the CSV was predicted from")
+        preds.labels = labels_of(preds.filenames, run.class_names, args.folder)
+    else:
+        preds = predict_folder(run, args.folder, tta=args.tta, batch_size=args.batch_size, augment=args.augment,
+                               labelled=True, on_error=args.on_error)
     if not 0 <= args.index < len(preds.filenames):
         raise UsageError(f"--index {args.index}: {args.folder} has {len(preds.filenames)} images")
     augmenter = run.augmenter(args.augment)
