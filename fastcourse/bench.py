@@ -53,7 +53,10 @@ class SteadyTimer(keras.callbacks.Callback):
     def __init__(self, batch_size: int, skip: int = 10):
         super().__init__()
         self.batch_size, self.skip = batch_size, skip
-        self.steps, self.t0, self.t1, self.n0 = 0, None, None, 0
+        self.steps, self.t0, self.t1, self.n0, self.begin = 0, None, None, 0, None
+
+    def on_train_begin(self, logs=None):
+        self.begin = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
@@ -62,8 +65,9 @@ class SteadyTimer(keras.callbacks.Callback):
         self.t1 = time.perf_counter()
 
     def images_per_second(self, steps_per_call: int = 1) -> float:
-        if self.t0 is None or self.t1 <= self.t0:
-            return 0.0
+        if self.t0 is None or self.t1 <= self.t0:  # too few steps to skip any: time them all
+            t0, n0 = self.begin, 0
+            return (self.steps - n0) * self.batch_size * steps_per_call / (self.t1 - t0) if self.t1 else 0.0
         return (self.steps - self.n0) * self.batch_size * steps_per_call / (self.t1 - self.t0)
 
 
