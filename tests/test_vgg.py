@@ -1,6 +1,8 @@
 """VGG16 builder, fine-tuning, cached features, heads, pseudo-labels and the lesson-3 tasks."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -181,3 +183,30 @@ def test_finetune_task_runs_fastai_fine_tune(folder, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["unfreeze_epochs"] == 1
     assert set(json.loads(json.dumps(metrics)).keys()) >= {"test_accuracy", "test_loss"}
+
+
+def test_imagenet_weights_come_from_the_keras_cache_or_fail_clearly(tmp_path, monkeypatch):
+    from fastcourse.errors import DataError
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(DataError, match="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        vgg16((32, 32, 3), include_top=False, weights="imagenet")  # tests run offline
+    source = vgg16((32, 32, 3), include_top=False)
+    (tmp_path / "models").mkdir()
+    source.save(tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    loaded = vgg16((64, 64, 3), include_top=False, weights="imagenet")  # conv weights fit any size
+    for name in ("block1_conv1", "block5_conv3"):
+        np.testing.assert_array_equal(loaded.get_layer(name).get_weights()[0], source.get_layer(name).get_weights()[0])
+    with pytest.raises(DataError, match="no such file"):
+        vgg16((32, 32, 3), include_top=False, weights=str(tmp_path / "missing.h5"))
+
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(map(str, [*CONFIGS.glob("dogscats/*.yaml"), *CONFIGS.glob("statefarm/*.yaml")])))
+def test_lesson_configs_validate_and_say_what_the_course_reached(path):
+    cfg = load_config(path)
+    text = Path(path).read_text()
+    assert text.startswith("#") and "fastcourse run" in text and "course" in text.split("\nname:")[0]
+    assert cfg.task.name in ("finetune", "features")

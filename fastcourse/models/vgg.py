@@ -7,6 +7,9 @@ registered layer, so saved models reload with safe_mode=True::
 
     model = vgg16(num_classes=2, weights="imagenet")          # the course's finetune(): new 2-class top
     conv = vgg16((96, 96, 3), include_top=False, weights=None) # conv part at any size
+
+With pretrained weights and another class count the 1000-way top is replaced by a new softmax
+(as the course's finetune()); `imagenet_top: true` keeps it (features = ImageNet probabilities).
 """
 from __future__ import annotations
 
@@ -53,7 +56,8 @@ def vgg_conv(inputs, blocks=VGG16_BLOCKS, preprocess: bool = True):
     return x
 
 
-def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm, fc_units=4096):
+def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm, imagenet_top=False,
+         fc_units=4096):
     if weights not in (None, "none", "imagenet") and not Path(str(weights)).expanduser().is_file():
         raise DataError(f"weights={weights!r}: no such file; give 'imagenet', none, or a path to a weights file")
     if pooling not in (None, "avg", "max"):
@@ -80,7 +84,7 @@ def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling,
     outputs = layers.Dense(top, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=name)
     load_weights(model, weights, include_top=True)
-    if top != num_classes:
+    if top != num_classes and not imagenet_top:
         from fastcourse.train.finetune import replace_top
 
         model = replace_top(model, num_classes)
@@ -90,19 +94,21 @@ def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling,
 @MODELS.register()
 def vgg16(
     input_shape=(224, 224, 3), num_classes: int = 1000, weights: Optional[str] = None,
-    include_top: bool = True, dropout: float = 0.5, pooling: Optional[str] = None,
+    include_top: bool = True, dropout: float = 0.5, pooling: Optional[str] = None, imagenet_top: bool = False,
 ) -> keras.Model:
     """VGG16 (138,357,544 params with the top); weights: imagenet, none or a file path."""
-    return _vgg("vgg16", input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm=False)
+    return _vgg("vgg16", input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm=False,
+                imagenet_top=imagenet_top)
 
 
 @MODELS.register()
 def vgg16_bn(
     input_shape=(224, 224, 3), num_classes: int = 1000, weights: Optional[str] = None,
-    include_top: bool = True, dropout: float = 0.5, pooling: Optional[str] = None,
+    include_top: bool = True, dropout: float = 0.5, pooling: Optional[str] = None, imagenet_top: bool = False,
 ) -> keras.Model:
     """VGG16 with BatchNorm after fc1 and fc2 (the course's vgg16bn); weights load by name."""
-    return _vgg("vgg16_bn", input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm=True)
+    return _vgg("vgg16_bn", input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm=True,
+                imagenet_top=imagenet_top)
 
 
 # --- weights ---------------------------------------------------------------------------------
