@@ -119,3 +119,14 @@ def test_split_command_makes_grouped_valid_and_sample_without_touching_originals
     assert names(out) == names(out2)
     # refuses to write into a non-empty folder
     assert main(["split", str(root), "--out", str(out)]) == 2
+
+
+def test_split_moves_in_place_only_when_asked(tmp_path):
+    root = make_image_folder(tmp_path / "dc", "dogscats", classes=2, per_class=10, size=32, test=0)
+    summary = make_split(root, method="stratified", valid=4, sample_train=4, seed=0, mode="move")
+    data = open_folder(root)
+    assert (len(data.split("train")), len(data.split("valid"))) == (16, 4)
+    assert np.bincount(data.split("valid").labels).tolist() == [2, 2]
+    assert summary["out"] == str(root.resolve()) and len(open_folder(root, sample=True).split("train")) == 4
+    with pytest.raises(UsageError, match="already has a valid"):
+        make_split(root, mode="move")

@@ -62,6 +62,22 @@ def dense_head(
     return keras.Model(inputs, outputs, name="head")
 
 
+_LAST_RUNNER: list = []  # one slot: (model, size, function); holds at most one model alive
+
+
+def _runner(conv: keras.Model, image_size):
+    """A traced inference function for any batch size; the same model and size reuse it (no retrace)."""
+    import tensorflow as tf
+
+    size = tuple(int(s) for s in image_size)
+    if _LAST_RUNNER and _LAST_RUNNER[0] is conv and _LAST_RUNNER[1] == size:
+        return _LAST_RUNNER[2]
+    spec = tf.TensorSpec([None, *size, 3], tf.float32)
+    fn = tf.function(lambda x: conv(x, training=False), input_signature=[spec])
+    _LAST_RUNNER[:] = [conv, size, fn]
+    return fn
+
+
 # --- the cache -------------------------------------------------------------------------------
 
 def weights_digest(model: keras.Model) -> str:
@@ -114,7 +130,7 @@ def precompute_features(
         return np.load(path, mmap_mode="r")
     n = len(files)
     shape = ((1 + passes) * n, *conv.output_shape[1:])
-    run = tf.function(lambda x: conv(x, training=False))
+    run = _runner(conv, image_size)
     total_batches = (1 + passes) * -(-n // batch_size)
     bar = tqdm(total=total_batches, desc=desc, unit="batch", disable=not verbose)
 
