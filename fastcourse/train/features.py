@@ -21,12 +21,10 @@ from typing import Callable, Optional, Sequence
 
 import keras
 import numpy as np
-from keras import layers
 
 from fastcourse import io
 from fastcourse.errors import RunError, UsageError
-from fastcourse.models.blocks import fc_block
-from fastcourse.models.registry import MODELS
+from fastcourse.models.heads import dense_head  # noqa: F401  (re-exported: heads train on features)
 
 
 def cut_model(model: keras.Model, cut: str = "block5_conv3") -> keras.Model:
@@ -40,26 +38,6 @@ def cut_model(model: keras.Model, cut: str = "block5_conv3") -> keras.Model:
 def attach_head(conv: keras.Model, head: keras.Model, name: str = "finetuned") -> keras.Model:
     """Put a head trained on features back on the conv part: raw images -> class probabilities."""
     return keras.Model(conv.inputs, head(conv.outputs[0]), name=name)
-
-
-@MODELS.register()
-def dense_head(
-    input_shape=(14, 14, 512), num_classes: int = 2, units: int = 4096, depth: int = 2,
-    dropout: float = 0.5, batchnorm: bool = False, pool: bool = True,
-) -> keras.Model:
-    """Dense head for conv features: [MaxPool] -> Flatten -> depth x FCBlock(units, BN?, dropout p) -> softmax.
-
-    batchnorm=True with dropout 0.6 is the lesson's batchnorm head; dropout 0 its first head.
-    """
-    inputs = keras.Input(tuple(input_shape), name="features")
-    x = layers.MaxPooling2D(2, strides=2, name="head_pool")(inputs) if pool else inputs
-    x = layers.Flatten(name="head_flatten")(x)
-    if batchnorm:
-        x = layers.BatchNormalization(name="head_flatten_bn")(x)
-    for i in range(1, depth + 1):
-        x = fc_block(x, i, units, dropout, batchnorm, prefix="head_")  # apart from VGG's own fc1/fc2
-    outputs = layers.Dense(num_classes, activation="softmax", name="head_predictions")(x)
-    return keras.Model(inputs, outputs, name="head")
 
 
 _LAST_RUNNER: list = []  # one slot: (model, size, function); holds at most one model alive
