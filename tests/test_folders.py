@@ -130,3 +130,20 @@ def test_split_moves_in_place_only_when_asked(tmp_path):
     assert summary["out"] == str(root.resolve()) and len(open_folder(root, sample=True).split("train")) == 4
     with pytest.raises(UsageError, match="already has a valid"):
         make_split(root, mode="move")
+
+
+def test_csv_layout_with_valid_csv_and_unknown_labels(tmp_path):
+    import pandas as pd
+
+    root = make_image_folder(tmp_path / "digits", "csv", classes=3, per_class=4, size=32)
+    table = pd.read_csv(root / "labels.csv")
+    table.iloc[:9].to_csv(root / "train.csv", index=False)
+    table.iloc[9:].to_csv(root / "valid.csv", index=False)
+    data = open_folder(root, layout="csv", csv="train.csv", valid_csv="valid.csv")
+    assert (len(data.split("train")), len(data.split("valid"))) == (9, 3)
+    assert data.class_names == sorted(set(table["label"]))
+    table.assign(label="nope").to_csv(root / "bad.csv", index=False)
+    with pytest.raises(DataError, match="not in train.csv"):
+        open_folder(root, layout="csv", csv="train.csv", valid_csv="bad.csv")
+    with pytest.raises(DataError, match="3 CSV files|4 CSV files"):
+        open_folder(root, layout="csv")

@@ -213,3 +213,23 @@ def test_lesson_configs_validate_and_say_what_the_course_reached(path):
     text = Path(path).read_text()
     assert text.startswith("#") and "fastcourse run" in text and "course" in text.split("\nname:")[0]
     assert cfg.task.name in ("finetune", "features")
+
+
+def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder):
+    from fastcourse.train.folder_fit import fine_tune
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(4, 3, name="block1_conv1")(keras.layers.Rescaling(1 / 255, name="scale")(inputs))
+    h = keras.layers.Conv2D(4, 3, name="block5_conv3")(h)
+    top = keras.layers.Dense(2, activation="softmax", name="predictions")(keras.layers.Flatten(name="flatten")(h))
+    model = keras.Model(inputs, top)
+    train = TrainConfig(batch_size=8, verbose=0, schedule={"name": "constant", "lr": 1e-2})
+    conv0 = np.array(model.get_layer("block1_conv1").kernel)
+    top0 = np.array(model.get_layer("predictions").kernel)
+    result = fine_tune(model, folder, train, 0, (16, 16), freeze_epochs=1, epochs=0)
+    assert np.array_equal(np.array(model.get_layer("block1_conv1").kernel), conv0)  # frozen
+    assert not np.array_equal(np.array(model.get_layer("predictions").kernel), top0)
+    result = fine_tune(model, folder, train, 0, (16, 16), freeze_epochs=0, epochs=1, lr_mult=10)
+    assert not np.array_equal(np.array(model.get_layer("block1_conv1").kernel), conv0)  # unfrozen
+    assert len(result.history["loss"]) == 1 and "val_accuracy" in result.history
