@@ -1,0 +1,6 @@
+"""`python -m fastcourse ...` is the `fastcourse` command."""
+import sys
+
+from fastcourse.cli import main
+
+sys.exit(main())
