@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +148,40 @@ def test_csv_layout_with_valid_csv_and_unknown_labels(tmp_path):
         open_folder(root, layout="csv", csv="train.csv", valid_csv="bad.csv")
     with pytest.raises(DataError, match="3 CSV files|4 CSV files"):
         open_folder(root, layout="csv")
+
+
+def test_file_cache_decodes_once_and_follows_changes(tmp_path):
+    """The second pass reads the tf.data file cache (it still yields a file deleted since),
+    the pixels match the uncached stream to rounding, and a changed file list gets a new cache."""
+    import numpy as np
+
+    from fastcourse.data.folders import open_folder
+    from fastcourse.data.synthetic import make_image_folder
+
+    root = make_image_folder(tmp_path / "shapes", classes=2, per_class=6, test=0, size=32, mixed_modes=False)
+    cache = tmp_path / "cache"
+    data = open_folder(root, cache_dir=str(cache))
+    plain = open_folder(root)
+
+    def images(ds):
+        return np.concatenate([x.numpy() for x, _ in ds])
+
+    first = images(data.dataset("train", image_size=(24, 24), batch_size=5))
+    assert len(list(cache.glob("decoded-24x24-*.index"))) == 1
+    np.testing.assert_allclose(first, images(plain.dataset("train", image_size=(24, 24), batch_size=5)), atol=0.5)
+    # scribble over one image but keep its size and mtime: the cache key is unchanged, so the
+    # second pass must serve the cached pixels, not decode the file again
+    victim = Path(data.split("train").files[0])
+    stat = victim.stat()
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 3: len(raw) // 3 + 200] = bytes(200)
+    victim.write_bytes(bytes(raw))
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = images(data.dataset("train", image_size=(24, 24), batch_size=5))
+    np.testing.assert_array_equal(first, again)
+    fresh = images(plain.dataset("train", image_size=(24, 24), batch_size=5))
+    # decoding the file now gives other pixels, or nothing (a corrupt JPEG is dropped)
+    assert fresh.shape != first.shape or not np.allclose(fresh, first, atol=0.5)
+    victim.unlink()
+    images(open_folder(root, cache_dir=str(cache), check="none").dataset("train", image_size=(24, 24)))
+    assert len(list(cache.glob("decoded-24x24-*.index"))) == 2  # a file gone: a new cache

@@ -88,6 +88,7 @@ class FolderDataset:
     splits: dict[str, FolderSplit]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) dropped at open
     source: str = ""
+    cache_dir: Optional[str] = None  # decoded, resized images cached here (see image_dataset)
 
     @property
     def num_classes(self) -> int:
@@ -121,6 +122,7 @@ class FolderDataset:
         return image_dataset(
             s.files, s.labels if labels else None, self.num_classes, image_size, batch_size,
             shuffle=shuffle, seed=seed, augment=augment, repeat=repeat, start_step=start_step,
+            cache_dir=self.cache_dir,
         )
 
     def describe(self) -> str:
@@ -135,8 +137,10 @@ def open_folder(
     csv: str | None = None, images: str | None = None, valid_csv: str | None = None,
     test_images: str | None = None, filename_column: str = "filename", label_column: str = "label",
     on_error: OnError = "skip", check: Check = "fast", name: str | None = None,
+    cache_dir: str | None = None,
 ) -> FolderDataset:
-    """Open an image folder in one of the three layouts (auto-detected by default)."""
+    """Open an image folder in one of the three layouts (auto-detected by default).
+    With `cache_dir`, decoded and resized images are cached there (see image_dataset)."""
     root = Path(path).expanduser()
     if sample:
         root = root / "sample"
@@ -154,7 +158,7 @@ def open_folder(
         classes, splits = _open_csv(root, csv, images, valid_csv, test_images, filename_column, label_column)
     else:
         raise UsageError(f"layout={layout!r}: use auto, dogscats, statefarm or csv")
-    data = FolderDataset(name or root.name, root, layout, classes, splits, source=str(root))
+    data = FolderDataset(name or root.name, root, layout, classes, splits, source=str(root), cache_dir=cache_dir)
     return _checked(data, on_error, check)
 
 
@@ -395,8 +399,14 @@ def image_dataset(
     files: Sequence[str], labels: Optional[np.ndarray] = None, num_classes: Optional[int] = None,
     image_size=(224, 224), batch_size: int = 64, shuffle: bool = False, seed: int = 0,
     augment: Optional[Callable] = None, repeat: bool = False, start_step: int = 0,
+    cache_dir: Optional[str] = None, shuffle_buffer: int = 2048,
 ):
     """Batches of (images, one-hot labels), or images alone when `labels` is None.
+
+    With `cache_dir`, images are decoded and resized once: the first pass writes them (as
+    uint8) to a tf.data file cache named after the file list, their sizes and mtimes, and the
+    image size; later epochs and runs read that instead of decoding JPEGs again. Shuffling
+    then happens after the cache, within a buffer of `shuffle_buffer` images.
 
     Files are decoded in a parallel map, in order (deterministic) unless `shuffle`, which
     reshuffles each epoch from `seed`. `augment(images, seed)` (fastcourse.augment) runs on
@@ -415,13 +425,18 @@ def image_dataset(
         if num_classes is None:
             raise UsageError("image_dataset: num_classes is needed with labels")
         ds = tf.data.Dataset.from_tensor_slices((list(files), _labels(labels, num_classes)))
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    if labels is None:
-        ds = ds.map(lambda f: decode_image(f, size), num_parallel_calls=autotune, deterministic=True)
+    if cache_dir:
+        ds = _cached_decode(ds, files, size, cache_dir, labels is not None)
+        if shuffle:
+            ds = ds.shuffle(min(len(files), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     else:
-        ds = ds.map(lambda f, y: (decode_image(f, size), y), num_parallel_calls=autotune, deterministic=True)
-    ds = ds.ignore_errors(log_warning=True)  # a file that changed since the check: drop, not crash
+        if shuffle:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        if labels is None:
+            ds = ds.map(lambda f: decode_image(f, size), num_parallel_calls=autotune, deterministic=True)
+        else:
+            ds = ds.map(lambda f, y: (decode_image(f, size), y), num_parallel_calls=autotune, deterministic=True)
+        ds = ds.ignore_errors(log_warning=True)  # a file that changed since the check: drop, not crash
     ds = ds.batch(batch_size)
     if repeat:
         ds = ds.repeat()
@@ -437,6 +452,36 @@ def image_dataset(
     return ds.prefetch(autotune)
 
 
+def _cached_decode(ds, files: Sequence[str], size: tuple[int, int], cache_dir: str, labelled: bool):
+    """Decode -> uint8 -> tf.data file cache -> float32; the cache name changes with the input."""
+    import hashlib
+
+    import tensorflow as tf
+
+    digest = hashlib.sha1(repr(size).encode())
+    for f in files:
+        try:
+            st = os.stat(f)
+            digest.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:  # gone since the folder was opened: a change (decoding will drop it)
+            digest.update(f"{f}|missing\n".encode())
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    path = str(Path(cache_dir) / f"decoded-{size[0]}x{size[1]}-{digest.hexdigest()[:16]}")
+
+    def to_uint8(image):
+        return tf.cast(tf.round(decode_image(image, size)), tf.uint8)
+
+    autotune = tf.data.AUTOTUNE
+    if labelled:
+        ds = ds.map(lambda f, y: (to_uint8(f), y), num_parallel_calls=autotune, deterministic=True)
+    else:
+        ds = ds.map(to_uint8, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.ignore_errors(log_warning=True).cache(path)
+    if labelled:
+        return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
+    return ds.map(lambda x: tf.cast(x, tf.float32), num_parallel_calls=autotune)
+
+
 # --- registered datasets (configs name them in `data:`) -------------------------------------
 
 @DATASETS.register()
@@ -444,25 +489,27 @@ def image_folder(
     path: str, layout: Layout = "auto", sample: bool = False, csv: Optional[str] = None,
     images: Optional[str] = None, valid_csv: Optional[str] = None, test_images: Optional[str] = None,
     filename_column: str = "filename", label_column: str = "label",
-    on_error: OnError = "skip", check: Check = "fast",
+    on_error: OnError = "skip", check: Check = "fast", cache_dir: Optional[str] = None,
 ) -> FolderDataset:
     """Any image folder: dogscats / statefarm / csv layout (auto-detected)."""
     return open_folder(path, layout, sample, csv, images, valid_csv, test_images,
-                       filename_column, label_column, on_error, check)
+                       filename_column, label_column, on_error, check, cache_dir=cache_dir)
 
 
 @DATASETS.register()
 def dogscats(path: str = "data/dogscats", sample: bool = False, on_error: OnError = "skip",
-             check: Check = "fast") -> FolderDataset:
+             check: Check = "fast", cache_dir: Optional[str] = None) -> FolderDataset:
     """Kaggle dogs vs cats as lesson 3 laid it out: train/valid/{cats,dogs}, test/unknown."""
-    return open_folder(path, "dogscats", sample, on_error=on_error, check=check, name="dogscats")
+    return open_folder(path, "dogscats", sample, on_error=on_error, check=check, name="dogscats",
+                       cache_dir=cache_dir)
 
 
 @DATASETS.register()
 def statefarm(path: str = "data/statefarm", sample: bool = False, on_error: OnError = "skip",
-              check: Check = "fast") -> FolderDataset:
+              check: Check = "fast", cache_dir: Optional[str] = None) -> FolderDataset:
     """Statefarm distracted drivers: train/c0..c9 + driver_imgs_list.csv (groups = drivers)."""
-    return open_folder(path, "statefarm", sample, on_error=on_error, check=check, name="statefarm")
+    return open_folder(path, "statefarm", sample, on_error=on_error, check=check, name="statefarm",
+                       cache_dir=cache_dir)
 
 
 __all__ = ["FolderDataset", "FolderSplit", "open_folder", "image_dataset", "decode_image",

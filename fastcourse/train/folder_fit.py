@@ -31,7 +31,8 @@ def fit_folder(
     if compile:
         compile_discriminative(model, train, steps, lr_multipliers)
     ds = image_dataset(files.files, files.labels, data.num_classes, image_size, train.batch_size, shuffle=True,
-                       seed=seed, augment=augment, repeat=True, start_step=initial_epoch * steps)
+                       seed=seed, augment=augment, repeat=True, start_step=initial_epoch * steps,
+                       cache_dir=data.cache_dir)
     val_ds = None
     if valid and data.has(valid) and train.validate_each_epoch:
         val_ds = data.dataset(valid, image_size, train.batch_size)
