@@ -325,6 +325,8 @@ def check_image(path: str, check: Check = "fast") -> Optional[str]:
         return "no such file"
     except UnidentifiedImageError:
         return "not an image (unreadable)"
+    except Image.DecompressionBombError as exc:  # decoding it would take gigabytes
+        return f"image too large to decode safely ({exc}); resize it first"
     except (OSError, SyntaxError, ValueError) as exc:  # Pillow's truncated / corrupt errors
         return f"unreadable image: {exc}"
     return None

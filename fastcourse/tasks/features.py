@@ -137,16 +137,15 @@ def make_classifier(kind: str, C: float = 1.0, max_iter: Optional[int] = None, s
 
 def load_weights(model, path: str):
     """A .keras model (safe mode) replaces the built one; a .weights.h5 file fills it."""
-    import keras
-
     from fastcourse.errors import DataError
+    from fastcourse.io import load_model
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"task.weights = {path!r}: no such file; give a .keras model or a .weights.h5 file")
     try:
         if p.name.endswith(".keras"):
-            return keras.saving.load_model(p, safe_mode=True)
+            return load_model(p)
         model.load_weights(p)
         return model
     except Exception as exc:  # a wrong file or architecture: one line, no traceback
