@@ -201,6 +201,6 @@ def _announce(path: Path) -> None:
     try:
         done = (read_state(checkpoint_dir(path)) or {}).get("epoch", 0)
     except RunError:
-        done = "?"
-    print(f"fastcourse: resuming {path} after {done} completed epoch(s)", flush=True)
-
+        done = 0
+    after = f" after {done} completed epoch(s)" if done else ""
+    print(f"fastcourse: resuming {path}{after}", flush=True)
