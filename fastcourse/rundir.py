@@ -98,6 +98,12 @@ def claim(run_dir: Path, cfg, fresh: bool) -> Iterator[None]:
             if fresh and not checkpoint_dir(run_dir).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+        except RunError as exc:
+            from fastcourse.train.guards import Diverged
+
+            if isinstance(exc, Diverged) or not checkpoint_dir(run_dir).exists():
+                raise
+            raise RunError(f"{exc}; once fixed, continue with `fastcourse run {run_dir}`") from exc
         shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
 
 

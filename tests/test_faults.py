@@ -269,7 +269,8 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tiny_
 
     monkeypatch.setattr(checkpoint, "save", save_then_fill_disk)
     code, _, err = run_cli(["run", tiny_yaml, "--run-dir", run_dir], capsys)
-    assert_clean_error(code, err, 1, "epoch-0002.keras", "No space left on device")
+    assert_clean_error(code, err, 1, "epoch-0002.keras", "No space left on device",
+                       f"continue with `fastcourse run {run_dir}`")
     state = checkpoint.read_state(run_dir / "checkpoints")
     assert state["epoch"] == 1 and [p.name for p in (run_dir / "checkpoints").glob("*.keras")] == ["epoch-0001.keras"]
     assert not leftovers(run_dir) and not (run_dir / "model.keras").exists()

@@ -157,6 +157,7 @@ def test_nan_loss_stops_naming_the_epoch_and_keeps_the_last_checkpoint(tmp_path,
     assert code == 1 and len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("fastcourse: error: epoch 2: the training loss became nan")
     assert "lower learning rate" in lines[0] and "checkpoint of epoch 1 is kept" in lines[0]
+    assert "continue with" not in lines[0]  # the same config would diverge again
     assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
     state = checkpoint.read_state(run_dir / "checkpoints")
     assert state["epoch"] == 1 and all(np.isfinite(v) for v in state["history"]["loss"])
