@@ -87,8 +87,8 @@ def claim(run_dir: Path, cfg, fresh: bool) -> Iterator[None]:
     with locked(run_dir):
         remove_stale_temps(run_dir)
         if is_run_dir(run_dir):
-            _refuse_complete(run_dir)  # a complete run is never overwritten
             check_same_config(run_dir, cfg)
+            _refuse_complete(run_dir)  # a complete run is never overwritten
             _announce(run_dir)
         else:
             io.write_text(run_dir / CONFIG, cfg.to_yaml())
@@ -182,8 +182,8 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
             if not is_run_dir(chosen):
                 raise UsageError(f"--run-dir {run_dir}: a folder with other files in it, not a run directory; "
                                  "choose an empty or new folder")
-            _refuse_complete(chosen)
             check_same_config(chosen, cfg)
+            _refuse_complete(chosen)
         return cfg, chosen
     if resume:
         where = Path(out or cfg.out)
