@@ -87,8 +87,8 @@ def claim(run_dir: Path, cfg, fresh: bool) -> Iterator[None]:
     with locked(run_dir):
         remove_stale_temps(run_dir)
         if is_run_dir(run_dir):
-            _refuse_complete(run_dir)  # a complete run is never overwritten
             check_same_config(run_dir, cfg)
+            _refuse_complete(run_dir)  # a complete run is never overwritten
             _announce(run_dir)
         else:
             io.write_text(run_dir / CONFIG, cfg.to_yaml())
@@ -98,6 +98,12 @@ def claim(run_dir: Path, cfg, fresh: bool) -> Iterator[None]:
             if fresh and not checkpoint_dir(run_dir).exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+        except RunError as exc:
+            from fastcourse.train.guards import Diverged
+
+            if isinstance(exc, Diverged) or not checkpoint_dir(run_dir).exists():
+                raise
+            raise RunError(f"{exc}; once fixed, continue with `fastcourse run {run_dir}`") from exc
         shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
 
 
@@ -176,8 +182,8 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
             if not is_run_dir(chosen):
                 raise UsageError(f"--run-dir {run_dir}: a folder with other files in it, not a run directory; "
                                  "choose an empty or new folder")
-            _refuse_complete(chosen)
             check_same_config(chosen, cfg)
+            _refuse_complete(chosen)
         return cfg, chosen
     if resume:
         where = Path(out or cfg.out)
@@ -201,6 +207,6 @@ def _announce(path: Path) -> None:
     try:
         done = (read_state(checkpoint_dir(path)) or {}).get("epoch", 0)
     except RunError:
-        done = "?"
-    print(f"fastcourse: resuming {path} after {done} completed epoch(s)", flush=True)
-
+        done = 0
+    after = f" after {done} completed epoch(s)" if done else ""
+    print(f"fastcourse: resuming {path}{after}", flush=True)

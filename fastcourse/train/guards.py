@@ -15,6 +15,10 @@ import keras
 from fastcourse.errors import RunError
 
 
+class Diverged(RunError):
+    """The loss became NaN or infinite: rerunning the same config would diverge again."""
+
+
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
     """Stop at the first batch whose training loss is NaN or infinite; remember where."""
 
@@ -47,7 +51,7 @@ class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
             return
         args = ", ".join(f"{k}={v}" for k, v in schedule_args.items())
         kept = f"; {last_good}" if last_good else ""
-        raise RunError(
+        raise Diverged(
             f"epoch {self.epoch}: the training loss became {self.loss} at batch {self.batch}, so training "
             f"stopped{kept}. Try a lower learning rate (train.schedule: {schedule_name}({args}))"
         )
