@@ -233,3 +233,39 @@ def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder):
     result = fine_tune(model, folder, train, 0, (16, 16), freeze_epochs=0, epochs=1, lr_mult=10)
     assert not np.array_equal(np.array(model.get_layer("block1_conv1").kernel), conv0)  # unfrozen
     assert len(result.history["loss"]) == 1 and "val_accuracy" in result.history
+
+
+def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, monkeypatch):
+    """A precomputation killed mid-way keeps its committed chunks; the rerun computes only the
+    rest (augmented pass included) and ends with exactly the uninterrupted features."""
+    import fastcourse.train.features as features
+    from fastcourse.augment import build
+
+    files = folder.split("train").files  # 16 images: 4 batches of 4 per pass, 2 passes
+    conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
+    aug = build("dogscats")
+    whole = precompute_features(conv, files, (32, 32), 4, tmp_path / "a", augment=aug, passes=1,
+                                verbose=False, commit_every=2)
+    real_runner = features._runner
+    calls = {"n": 0, "limit": 5}
+
+    def counting_runner(model, size):
+        fn = real_runner(model, size)
+
+        def run(images):
+            calls["n"] += 1
+            if calls["n"] > calls["limit"]:
+                raise KeyboardInterrupt  # the process dies in batch 6 (pass 2, batch 2)
+            return fn(images)
+        return run
+
+    monkeypatch.setattr(features, "_runner", counting_runner)
+    with pytest.raises(KeyboardInterrupt):
+        precompute_features(conv, files, (32, 32), 4, tmp_path / "b", augment=aug, passes=1,
+                            verbose=False, commit_every=2)
+    assert not list((tmp_path / "b").glob("features-*.npy"))  # no complete-looking file yet
+    calls.update(n=0, limit=10**6)
+    resumed = precompute_features(conv, files, (32, 32), 4, tmp_path / "b", augment=aug, passes=1,
+                                  verbose=False, commit_every=2)
+    assert calls["n"] == 4  # committed through batch 4 (end of pass 1): only pass 2 is recomputed
+    np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-5)

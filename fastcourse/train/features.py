@@ -22,8 +22,9 @@ from typing import Callable, Optional, Sequence
 import keras
 import numpy as np
 
-from fastcourse import io
+from fastcourse import io, rundir
 from fastcourse.errors import RunError, UsageError
+from fastcourse.train.chunks import ChunkedArray
 from fastcourse.models.heads import dense_head  # noqa: F401  (re-exported: heads train on features)
 
 
@@ -89,10 +90,12 @@ def cache_key(conv: keras.Model, files: Sequence[str], image_size, augment: Opti
 def precompute_features(
     conv: keras.Model, files: Sequence[str], image_size, batch_size: int = 32,
     cache_dir: str | os.PathLike | None = "cache/features", augment: Optional[Callable] = None,
-    passes: int = 0, seed: int = 0, desc: str = "features", verbose: bool = True,
+    passes: int = 0, seed: int = 0, desc: str = "features", verbose: bool = True, commit_every: int = 8,
 ) -> np.ndarray:
     """Conv features of `files`: (N, ...) clean, or ((1 + passes) * N, ...) with `passes`
-    augmented copies after the clean ones (Statefarm's trick). Memory-mapped from the cache."""
+    augmented copies after the clean ones (Statefarm's trick). Memory-mapped from the cache.
+
+    Interrupted, it resumes at the last committed chunk (every `commit_every` batches)."""
     import tensorflow as tf
     from tqdm.auto import tqdm
 
@@ -109,19 +112,24 @@ def precompute_features(
     n = len(files)
     shape = ((1 + passes) * n, *conv.output_shape[1:])
     run = _runner(conv, image_size)
-    total_batches = (1 + passes) * -(-n // batch_size)
-    bar = tqdm(total=total_batches, desc=desc, unit="batch", disable=not verbose)
+    steps_per_pass = -(-n // batch_size)
+    bar = tqdm(total=(1 + passes) * steps_per_pass, desc=desc, unit="batch", disable=not verbose)
 
-    def fill(out):
-        row = 0
-        for p in range(1 + passes):
+    def fill(out: np.ndarray, done: int = 0, commit: Optional[Callable[[int], None]] = None) -> np.ndarray:
+        """Rows [done, end): resumes inside a pass at the batch where `done` stopped."""
+        for p in range(done // n, 1 + passes):
+            start_step = (done - p * n) // batch_size if done > p * n else 0
+            row = p * n + start_step * batch_size
+            bar.update(p * steps_per_pass + start_step - bar.n)
             ds = image_dataset(files, None, None, image_size, batch_size,
-                               augment=augment if p else None, seed=seed + p)
-            for images in ds:
+                               augment=augment if p else None, seed=seed + p, start_step=start_step)
+            for step, images in enumerate(ds, start=start_step + 1):
                 feats = run(images).numpy()
                 out[row:row + len(feats)] = feats
                 row += len(feats)
                 bar.update(1)
+                if commit is not None and (step % commit_every == 0 or row == (p + 1) * n):
+                    commit(row)  # a kill from here on resumes after this batch
             if row != (p + 1) * n:
                 raise RunError(f"{desc}: {row - p * n} of {n} images decoded; a file changed since it was "
                                "checked; reopen the dataset")
@@ -131,11 +139,18 @@ def precompute_features(
         out = fill(np.empty(shape, np.float32))
         bar.close()
         return out
-    with io.atomic_path(path, suffix=".npy") as tmp:
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        fill(mm)
-        mm.flush()
-        del mm
+    # Filled chunk by chunk into a memory-mapped file whose progress survives a kill; the
+    # cache file itself appears only when complete. The lock keeps two runs off one file.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise io.os_error(exc, f"cannot create the features cache {path.parent}") from None
+    with rundir.locked(path.parent):
+        chunked = ChunkedArray(path, shape, "float32", key=key)
+        if chunked.rows and verbose:
+            print(f"fastcourse: {desc}: resuming at image {chunked.rows} of {shape[0]}", flush=True)
+        fill(chunked.array, chunked.rows, chunked.commit)
+        chunked.finish()
     bar.close()
     io.write_json(path.with_suffix(".json"), meta)
     return np.load(path, mmap_mode="r")
