@@ -6,7 +6,8 @@ Cut any builder at `layer` (default: the input of its last layer), run the image
 it once, and fit a scikit-learn classifier on those features. The network's weights come
 from the builder itself (e.g. ImageNet weights in a VGG builder), from `weights` (a .keras
 model or a .weights.h5 file), or from training it first on the same data (`pretrain: true`,
-with the config's `train` section). The run directory gets metrics.json, features.keras (the
+with the config's `train` section; array datasets). Image-folder datasets (dogscats,
+statefarm) work too: their train split is fitted, their valid split tested, at `image_size`. The run directory gets metrics.json, features.keras (the
 cut network, loads in safe mode), confusion_matrix.png and, when pretrained here,
 history.csv and learning_curves.png.
 """
@@ -32,20 +33,34 @@ def sklearn_features(
     weights: Optional[str] = None,
     C: float = 1.0,
     max_iter: Optional[int] = None,
+    image_size: list[int] = (224, 224),
 ) -> dict:
     """Features from a builder's cut layer -> logistic regression or gradient boosting."""
     import pandas as pd
     from sklearn.metrics import accuracy_score, log_loss
 
     from fastcourse import io, report
-    from fastcourse.errors import ConfigError
+    from fastcourse.errors import ConfigError, DataError
     from fastcourse.experiment import build_for, load_data, versions
+    from fastcourse.models import build_model
     from fastcourse.train.trainer import evaluate, fit
 
     if C <= 0 or (max_iter is not None and max_iter < 1):
         raise ConfigError(f"task: C={C}, max_iter={max_iter}: both must be positive")
     data = load_data(cfg)
-    model, _ = build_for(cfg, data)
+    arrays = hasattr(data, "x_train")
+    if arrays:
+        model, _ = build_for(cfg, data)
+        x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    else:  # an image-folder dataset: streamed from disk, train split vs valid split
+        if pretrain:
+            raise ConfigError(f"task.pretrain: not for image folders ({data.name}); train with the finetune "
+                              "task and pass its model.keras as task.weights")
+        size = tuple(int(v) for v in image_size)
+        model = build_model(cfg.model.name, (*size, 3), data.num_classes, **cfg.model.args)
+        batch = cfg.train.batch_size
+        x_train, y_train = data.dataset("train", size, batch, labels=False), data.split("train").labels
+        x_test, y_test = data.dataset("valid", size, batch, labels=False), data.split("valid").labels
     if weights:
         model = load_weights(model, weights)
     extractor = cut(model, layer)  # a bad layer name fails here, before any training
@@ -53,8 +68,8 @@ def sklearn_features(
     if pretrain:
         print(f"fastcourse: {cfg.name}: training {cfg.model.name} for {cfg.train.epochs} epochs before the cut",
               flush=True)
-        result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, None, validation=(data.x_test, data.y_test))
-        extra["network_test_accuracy"] = evaluate(model, data.x_test, data.y_test)["accuracy"]
+        result = fit(model, x_train, y_train, cfg.train, cfg.seed, None, validation=(x_test, y_test))
+        extra["network_test_accuracy"] = evaluate(model, x_test, y_test)["accuracy"]
         history = pd.DataFrame(result.history)
         history.insert(0, "epoch", np.arange(1, len(history) + 1))
         io.write_text(run_dir / "history.csv", history.to_csv(index=False))
@@ -62,32 +77,35 @@ def sklearn_features(
 
     io.save_model(extractor, run_dir / "features.keras")
     start = time.perf_counter()
-    f_train = features(extractor, data.x_train, pool, cfg.train.batch_size, cfg.train.verbose)
-    f_test = features(extractor, data.x_test, pool, cfg.train.batch_size, cfg.train.verbose)
+    f_train = features(extractor, x_train, pool, cfg.train.batch_size, cfg.train.verbose)
+    f_test = features(extractor, x_test, pool, cfg.train.batch_size, cfg.train.verbose)
+    if len(f_train) != len(y_train) or len(f_test) != len(y_test):
+        raise DataError(f"{data.name}: {len(y_train) - len(f_train)} train / {len(y_test) - len(f_test)} valid "
+                        "images could not be decoded; check the folder (`fastcourse split --check`)")
     extract_seconds = time.perf_counter() - start
     print(f"fastcourse: {cfg.name}: {f_train.shape[1]} features from {extractor.layers[-1].name}"
           f" ({len(f_train)} train / {len(f_test)} test); fitting {classifier}", flush=True)
 
     start = time.perf_counter()
-    clf = make_classifier(classifier, C, max_iter, cfg.seed).fit(f_train, data.y_train)
+    clf = make_classifier(classifier, C, max_iter, cfg.seed).fit(f_train, y_train)
     fit_seconds = time.perf_counter() - start
     labels = np.arange(data.num_classes)
     probs = _full_probs(clf, f_test, data.num_classes)
     y_pred = probs.argmax(1)
-    test_accuracy = float(accuracy_score(data.y_test, y_pred))
+    test_accuracy = float(accuracy_score(y_test, y_pred))
     metrics = {
         "name": cfg.name, "task": "sklearn_features", "model": cfg.model.name, "layer": extractor.layers[-1].name,
         "classifier": classifier, "pool": pool, "pretrained_here": pretrain, "weights": weights,
         "dataset": data.name, "data_source": data.source, "feature_dim": int(f_train.shape[1]),
         "train_images": int(len(f_train)), "test_images": int(len(f_test)),
         "test_accuracy": test_accuracy,
-        "test_loss": float(log_loss(data.y_test, probs, labels=labels)),
-        "train_accuracy": float(accuracy_score(data.y_train, clf.predict(f_train))),
+        "test_loss": float(log_loss(y_test, probs, labels=labels)),
+        "train_accuracy": float(accuracy_score(y_train, clf.predict(f_train))),
         "extract_seconds": extract_seconds, "fit_seconds": fit_seconds, "seed": cfg.seed,
         **extra, "versions": versions(),
     }
     io.write_json(run_dir / "metrics.json", metrics)
-    cm = report.confusion_matrix(data.y_test, y_pred, data.num_classes)
+    cm = report.confusion_matrix(y_test, y_pred, data.num_classes)
     report.plot_confusion_matrix(cm, data.class_names, run_dir / "confusion_matrix.png",
                                  f"{cfg.name}: {classifier} on {metrics['layer']}: {test_accuracy:.4f}")
     return metrics
@@ -109,11 +127,13 @@ def cut(model, layer: Optional[str] = None):
     return keras.Model(model.input, target, name=f"{model.name}_features")
 
 
-def features(extractor, x: np.ndarray, pool: str = "flatten", batch_size: int = 256, verbose: int = 1) -> np.ndarray:
-    """(N, D) features: spatial outputs are flattened or pooled over height and width."""
+def features(extractor, x, pool: str = "flatten", batch_size: int = 256, verbose: int = 1) -> np.ndarray:
+    """(N, D) features of images `x` (an array, or a tf.data dataset of image batches); spatial
+    outputs are flattened or pooled over height and width."""
     from fastcourse.data.pipeline import eval_dataset
 
-    out = np.asarray(extractor.predict(eval_dataset(x, None, 1, batch_size), verbose=verbose), np.float32)
+    source = eval_dataset(x, None, 1, batch_size) if isinstance(x, np.ndarray) else x
+    out = np.asarray(extractor.predict(source, verbose=verbose), np.float32)
     if out.ndim > 2 and pool != "flatten":
         axes = tuple(range(1, out.ndim - 1))
         out = out.mean(axis=axes) if pool == "avg" else out.max(axis=axes)
