@@ -101,6 +101,7 @@ def _rows(model: keras.Model, prefix: str):
         shape, shape_f, params, params_f, macs = _arithmetic(layer, in_shape)
         if shape is None:
             shape = out_shape
+            shape_f = "same" if in_shape == out_shape else shape_f
         if params is None:
             params, params_f = keras_params, params_f or f"{keras_params:,} (from Keras)"
         yield {
