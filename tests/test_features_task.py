@@ -59,3 +59,33 @@ def test_bad_task_settings_fail_before_training(tiny_config, tmp_path):
         run_experiment(_cfg(tiny_config, tmp_path, weights=str(tmp_path / "missing.keras")))
     with pytest.raises(ConfigError, match="task.classifier"):
         _cfg(tiny_config, tmp_path, classifier="svm")
+
+
+def test_image_folder_train_vs_valid(tmp_path):
+    """A folder dataset: features of train/ fit the classifier, valid/ scores it."""
+    from fastcourse.data.synthetic import make_image_folder
+
+    root = make_image_folder(tmp_path / "shapes", layout="dogscats", classes=2, per_class=16, valid_per_class=8,
+                             test=0, size=32)
+    cfg = load_config({
+        "name": "folder", "seed": 0, "out": str(tmp_path / "runs"),
+        "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max", "image_size": [32, 32]},
+        "data": {"name": "image_folder", "path": str(root)},
+        "model": {"name": "lenet"}, "train": {"batch_size": 8, "verbose": 0},
+    })
+    m = json.loads((run_experiment(cfg) / "metrics.json").read_text())
+    assert (m["train_images"], m["test_images"], m["feature_dim"]) == (32, 16, 16)
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["train_accuracy"] > 0.5
+    with pytest.raises(ConfigError, match="pretrain"):
+        run_experiment(load_config({**cfg.to_dict(), "task": {"name": "sklearn_features", "pretrain": True,
+                                                                "image_size": [32, 32]}}))
+
+
+@pytest.mark.parametrize("path", ["configs/dogscats/vgg_logistic.yaml", "configs/statefarm/vgg_boosting.yaml"])
+def test_vgg_feature_configs_validate(path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / path)
+    assert cfg.task.name == "sklearn_features" and cfg.model.name == "vgg16"
+    assert f"fastcourse run {path}" in (root / path).read_text()
