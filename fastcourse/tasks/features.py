@@ -57,6 +57,8 @@ def sklearn_features(
             raise ConfigError(f"task.pretrain: not for image folders ({data.name}); train with the finetune "
                               "task and pass its model.keras as task.weights")
         size = tuple(int(v) for v in image_size)
+        if len(size) != 2 or min(size) < 1:
+            raise ConfigError(f"task.image_size = {list(image_size)}: give [height, width]")
         model = build_model(cfg.model.name, (*size, 3), data.num_classes, **cfg.model.args)
         batch = cfg.train.batch_size
         x_train, y_train = data.dataset("train", size, batch, labels=False), data.split("train").labels
@@ -81,7 +83,7 @@ def sklearn_features(
     f_test = features(extractor, x_test, pool, cfg.train.batch_size, cfg.train.verbose)
     if len(f_train) != len(y_train) or len(f_test) != len(y_test):
         raise DataError(f"{data.name}: {len(y_train) - len(f_train)} train / {len(y_test) - len(f_test)} valid "
-                        "images could not be decoded; check the folder (`fastcourse split --check`)")
+                        "images could not be decoded; check those files (the folder datasets' on_error/check options)")
     extract_seconds = time.perf_counter() - start
     print(f"fastcourse: {cfg.name}: {f_train.shape[1]} features from {extractor.layers[-1].name}"
           f" ({len(f_train)} train / {len(f_test)} test); fitting {classifier}", flush=True)
