@@ -53,13 +53,9 @@ def test_saved_notebook_carries_a_full_run(path):
     assert "data:" in "".join(_text(c) for c in code), "the outputs say which data was used"
 
 
-# Small mode takes under a minute per notebook on an idle 2-core machine, several on a busy one;
-# the default run executes concepts.ipynb, `pytest -m slow` (make test-slow) executes all four.
-FAST = {"concepts.ipynb"}
-
-
-@pytest.mark.parametrize("path", [p if p.name in FAST else pytest.param(p, marks=pytest.mark.slow)
-                                  for p in NOTEBOOKS], ids=lambda p: p.name)
+# Every notebook runs in small mode in the default test run, so none can rot unnoticed
+# (under a minute each on an idle 2-core machine, several on a busy one).
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_small_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("FASTCOURSE_SMALL", "1")
     monkeypatch.setenv("FASTCOURSE_OUT", str(tmp_path / "runs"))
