@@ -303,8 +303,10 @@ def device_description() -> str:
 
 
 CASES = ("ladder", "choices", "time_to_accuracy", "vgg16")
-# fastcourse's tuned settings for one epoch of the ladder CNN (the `choices` case shows why)
-TUNED = {"batch_size": 128, "steps_per_execution": 8, "schedule": {"name": "one_cycle", "max_lr": 4e-3}}
+# fastcourse's tuned settings for one epoch of the ladder CNN. Batch 64 stays: at batch 128 one
+# epoch makes half the updates and ended at 0.70 test accuracy against 0.82 (Fashion-MNIST,
+# constant 1e-3); one-cycle at 3e-3 reached 0.869 after one epoch (the peer: 0.857).
+TUNED = {"batch_size": 64, "steps_per_execution": 8, "schedule": {"name": "one_cycle", "max_lr": 3e-3}}
 FAST_TO_ACCURACY = {"batch_size": 256, "steps_per_execution": 8, "max_lr": 6e-3}
 
 
