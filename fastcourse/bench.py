@@ -219,6 +219,8 @@ def ladder_case(data: ArrayDataset, matmul: float, seed: int, tuned: dict) -> li
 
 def _describe(options: dict) -> str:
     parts = [f"batch {options.get('batch_size', 64)}", f"spe {options.get('steps_per_execution', 1)}"]
+    if "augment" in options:
+        parts.append(f"augment {options['augment'][0] if options['augment'] else 'none'}")
     if options.get("schedule"):
         parts.append(", ".join(f"{k} {v}" for k, v in options["schedule"].items()))
     return ", ".join(parts)
@@ -255,7 +257,8 @@ def time_to_accuracy_case(data: ArrayDataset, seed: int, peer_epochs: int, tuned
 
     print(f"time to accuracy: fastcourse, target {target:.4f}, one-cycle over {max_epochs} epoch(s)", flush=True)
     options = {"batch_size": tuned["batch_size"], "steps_per_execution": tuned["steps_per_execution"],
-               "schedule": {"name": "one_cycle", "max_lr": tuned["max_lr"]}}
+               "schedule": {"name": "one_cycle", "max_lr": tuned["max_lr"]},
+               "augment": tuned.get("augment", ("course", {}))}
     run_fastcourse(data, max_epochs, seed, **options, on_epoch=lambda e, model: StopAtTarget.check(e, model))
     our_time = _time_to(ours, target)
     rows = [
@@ -307,7 +310,10 @@ CASES = ("ladder", "choices", "time_to_accuracy", "vgg16")
 # epoch makes half the updates and ended at 0.70 test accuracy against 0.82 (Fashion-MNIST,
 # constant 1e-3); one-cycle at 3e-3 reached 0.869 after one epoch (the peer: 0.857).
 TUNED = {"batch_size": 64, "steps_per_execution": 8, "schedule": {"name": "one_cycle", "max_lr": 3e-3}}
-FAST_TO_ACCURACY = {"batch_size": 256, "steps_per_execution": 8, "max_lr": 6e-3}
+# Time to the peer's 5-epoch accuracy: one-cycle over 2 epochs at batch 64 WITHOUT augmentation
+# (augmentation pays over long runs but slows the first epochs: with it, 0.888 after 2 epochs;
+# without, 0.915; Fashion-MNIST, measured while choosing these).
+FAST_TO_ACCURACY = {"batch_size": 64, "steps_per_execution": 8, "max_lr": 3e-3, "augment": None}
 
 
 def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = CASES,
