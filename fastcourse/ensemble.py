@@ -118,10 +118,17 @@ def is_finished(mdir: Path) -> bool:
 
 
 def train_member(cfg: ExperimentConfig, index: int, mdir: Path, data=None) -> dict:
-    """Train, evaluate and save one member into `mdir`; the predictions file comes last."""
+    """Train, evaluate and save one member into `mdir`; the predictions file comes last.
+
+    Like the `train` task: the configured precision and distribution apply, and each epoch is
+    checkpointed under the ensemble's checkpoints/members/<i>/, so a member killed mid-way
+    continues from its last completed epoch (the checkpoints go when the ensemble completes).
+    """
     import keras
 
     from fastcourse.experiment import build_for, load_data, write_artifacts
+    from fastcourse.rundir import checkpoint_dir
+    from fastcourse.train.devices import float32_outputs, training_scope
     from fastcourse.train.trainer import evaluate, fit, seed_everything
 
     mdir.mkdir(parents=True, exist_ok=True)
@@ -129,10 +136,14 @@ def train_member(cfg: ExperimentConfig, index: int, mdir: Path, data=None) -> di
     keras.backend.clear_session()  # drop the previous member's graphs before building the next
     seed_everything(cfg.seed, cfg.train.deterministic)
     data = data if data is not None else load_data(cfg)
-    model, augmenter = build_for(cfg, data)
-    result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, augmenter,
-                 validation=(data.x_test, data.y_test))
-    test = evaluate(model, data.x_test, data.y_test)
+    with training_scope(cfg.train.precision, cfg.train.distribute) as strategy:
+        model, augmenter = build_for(cfg, data)
+        model = float32_outputs(model)
+        result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, augmenter,
+                     validation=(data.x_test, data.y_test),
+                     checkpoint_dir=checkpoint_dir(mdir.parent.parent, "members", mdir.name))
+        test = evaluate(model, data.x_test, data.y_test)
+    result.extra["replicas"] = int(strategy.num_replicas_in_sync)
     metrics = write_artifacts(mdir, cfg, data, model, result, test)
     with io.atomic_path(mdir / PROBS_FILE, suffix=".npy") as tmp:
         np.save(tmp, test["probs"].astype(np.float32))
@@ -256,7 +267,9 @@ def resume_ensemble(run_dir: str | Path) -> Path:
     cfg = load_config(run_dir / "config.yaml")
     if cfg.ensemble is None or cfg.ensemble.members < 2:
         raise UsageError(f"{run_dir}: its config has no ensemble section; this is a single-model run")
-    return run_ensemble(cfg, run_dir=run_dir)
+    from fastcourse.experiment import run_experiment
+
+    return run_experiment(cfg, run_dir=run_dir)  # takes the run directory's lock, then run_ensemble
 
 
 # --- helpers ---------------------------------------------------------------------------
