@@ -18,6 +18,7 @@ each member's test accuracy and loss, their mean and spread, and the ensemble's 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 import numpy as np
 
@@ -122,7 +123,7 @@ def train_member(cfg: ExperimentConfig, index: int, mdir: Path, data=None) -> di
 
     Like the `train` task: the configured precision and distribution apply, and each epoch is
     checkpointed under the ensemble's checkpoints/members/<i>/, so a member killed mid-way
-    continues from its last completed epoch (the checkpoints go when the ensemble completes).
+    continues from its last completed epoch (its checkpoints go once it is saved).
     """
     import keras
 
@@ -139,14 +140,15 @@ def train_member(cfg: ExperimentConfig, index: int, mdir: Path, data=None) -> di
     with training_scope(cfg.train.precision, cfg.train.distribute) as strategy:
         model, augmenter = build_for(cfg, data)
         model = float32_outputs(model)
+        checkpoints = checkpoint_dir(mdir.parent.parent, "members", mdir.name)
         result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, augmenter,
-                     validation=(data.x_test, data.y_test),
-                     checkpoint_dir=checkpoint_dir(mdir.parent.parent, "members", mdir.name))
+                     validation=(data.x_test, data.y_test), checkpoint_dir=checkpoints)
         test = evaluate(model, data.x_test, data.y_test)
     result.extra["replicas"] = int(strategy.num_replicas_in_sync)
     metrics = write_artifacts(mdir, cfg, data, model, result, test)
     with io.atomic_path(mdir / PROBS_FILE, suffix=".npy") as tmp:
         np.save(tmp, test["probs"].astype(np.float32))
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the member is saved: its epochs are no longer needed
     return metrics
 
 

@@ -106,6 +106,7 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
     assert [ensemble.is_finished(ensemble.member_dir(run_dir, i)) for i in range(2)] == [True, False]
     assert not (run_dir / "metrics.json").exists()
     assert (run_dir / "checkpoints" / "members" / "1" / "state.json").is_file()  # its epoch was kept
+    assert not (run_dir / "checkpoints" / "members" / "0").exists()  # a saved member needs none
     kept = {p: p.stat().st_mtime_ns for p in ensemble.member_dir(run_dir, 0).iterdir()}
     monkeypatch.setattr(trainer, "evaluate", evaluate)
 
