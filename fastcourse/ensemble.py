@@ -7,8 +7,9 @@ augmentation and schedule once per member, one after another (or one per GPU at 
     <run_dir>/members/<i>/  config.yaml model.keras history.csv metrics.json test_probs.npy ...
 
 `test_probs.npy` is written last, so a member is finished when it exists. Running the same
-config on the same run directory again (`run_ensemble(cfg, run_dir=...)`, or
-`resume_ensemble(run_dir)`) skips the finished members and starts at the first unfinished one.
+config on the same run directory again (`fastcourse run RUN_DIR`, `resume_ensemble(run_dir)`)
+skips the finished members and starts at the first unfinished one, which itself continues from
+its last completed epoch (checkpoints/members/<i>/, dropped once the member is saved).
 
 When every member is done, the ensemble is combined from the saved test predictions by three
 rules (arithmetic mean, geometric mean, majority vote), and built as ONE Keras model (shared
@@ -20,9 +21,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+
 import numpy as np
 
-from fastcourse import io
+from fastcourse import io, rundir
 from fastcourse.config import ExperimentConfig, load_config
 from fastcourse.errors import RunError, UsageError
 
@@ -167,9 +169,17 @@ def run_ensemble(cfg: ExperimentConfig, out: str | Path | None = None, run_dir: 
                          "with an ensemble section (use task.name: train)")
     run_dir = Path(run_dir) if run_dir else new_run_dir(out or cfg.out, cfg.name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_config(cfg, run_dir)
-    io.write_text(run_dir / "config.yaml", cfg.to_yaml())
+    with rundir.locked(run_dir):  # already held when called through run_experiment
+        if rundir.is_run_dir(run_dir):
+            rundir.check_same_config(run_dir, cfg)  # never mix members of another config
+        else:
+            io.write_text(run_dir / rundir.CONFIG, cfg.to_yaml())
+        _train_missing(cfg, run_dir)
+        return finish_ensemble(cfg, run_dir)
 
+
+def _train_missing(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Train the members not finished yet: one after another, or one per GPU."""
     seeds = member_seeds(cfg)
     n = len(seeds)
     pending = [i for i in range(n) if not is_finished(member_dir(run_dir, i))]
@@ -190,7 +200,6 @@ def run_ensemble(cfg: ExperimentConfig, out: str | Path | None = None, run_dir: 
             print(f"fastcourse: ensemble {cfg.name}: member {i + 1}/{n} (seed {seeds[i]})", flush=True)
             m = train_member(member_config(cfg, i, seeds[i]), i, member_dir(run_dir, i), data)
             print(f"fastcourse: member {i}: test accuracy {m['test_accuracy']:.4f}", flush=True)
-    return finish_ensemble(cfg, run_dir)
 
 
 def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
@@ -275,36 +284,6 @@ def resume_ensemble(run_dir: str | Path) -> Path:
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-# Keys that may differ between the run that started a directory and the one that resumes it.
-RESUME_FREE_KEYS = {"out", "train.verbose"}
-
-
-def _check_same_config(cfg: ExperimentConfig, run_dir: Path) -> None:
-    """Refuse to mix members trained under another config into this ensemble."""
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file() or not (run_dir / "members").is_dir():
-        return
-    saved = _flatten(load_config(saved_path).to_dict())
-    now = _flatten(cfg.to_dict())
-    for key in sorted(set(saved) | set(now)):
-        if key in RESUME_FREE_KEYS:
-            continue
-        if saved.get(key) != now.get(key):
-            raise UsageError(f"{run_dir}: was started with {key} = {saved.get(key)!r}, now {now.get(key)!r}; "
-                             "resume with the same config, or start a new run directory")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            flat.update(_flatten(v, key + "."))
-        else:
-            flat[key] = v
-    return flat
-
 
 def _model_name(name: str) -> str:
     # Keras model names: keep them simple identifiers
