@@ -7,8 +7,9 @@ augmentation and schedule once per member, one after another (or one per GPU at 
     <run_dir>/members/<i>/  config.yaml model.keras history.csv metrics.json test_probs.npy ...
 
 `test_probs.npy` is written last, so a member is finished when it exists. Running the same
-config on the same run directory again (`run_ensemble(cfg, run_dir=...)`, or
-`resume_ensemble(run_dir)`) skips the finished members and starts at the first unfinished one.
+config on the same run directory again (`fastcourse run RUN_DIR`, `resume_ensemble(run_dir)`)
+skips the finished members and starts at the first unfinished one, which itself continues from
+its last completed epoch (checkpoints/members/<i>/, dropped once the member is saved).
 
 When every member is done, the ensemble is combined from the saved test predictions by three
 rules (arithmetic mean, geometric mean, majority vote), and built as ONE Keras model (shared
@@ -18,10 +19,12 @@ each member's test accuracy and loss, their mean and spread, and the ensemble's 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+
 import numpy as np
 
-from fastcourse import io
+from fastcourse import io, rundir
 from fastcourse.config import ExperimentConfig, load_config
 from fastcourse.errors import RunError, UsageError
 
@@ -118,10 +121,17 @@ def is_finished(mdir: Path) -> bool:
 
 
 def train_member(cfg: ExperimentConfig, index: int, mdir: Path, data=None) -> dict:
-    """Train, evaluate and save one member into `mdir`; the predictions file comes last."""
+    """Train, evaluate and save one member into `mdir`; the predictions file comes last.
+
+    Like the `train` task: the configured precision and distribution apply, and each epoch is
+    checkpointed under the ensemble's checkpoints/members/<i>/, so a member killed mid-way
+    continues from its last completed epoch (its checkpoints go once it is saved).
+    """
     import keras
 
     from fastcourse.experiment import build_for, load_data, write_artifacts
+    from fastcourse.rundir import checkpoint_dir
+    from fastcourse.train.devices import float32_outputs, training_scope
     from fastcourse.train.trainer import evaluate, fit, seed_everything
 
     mdir.mkdir(parents=True, exist_ok=True)
@@ -129,13 +139,18 @@ def train_member(cfg: ExperimentConfig, index: int, mdir: Path, data=None) -> di
     keras.backend.clear_session()  # drop the previous member's graphs before building the next
     seed_everything(cfg.seed, cfg.train.deterministic)
     data = data if data is not None else load_data(cfg)
-    model, augmenter = build_for(cfg, data)
-    result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, augmenter,
-                 validation=(data.x_test, data.y_test))
-    test = evaluate(model, data.x_test, data.y_test)
+    with training_scope(cfg.train.precision, cfg.train.distribute) as strategy:
+        model, augmenter = build_for(cfg, data)
+        model = float32_outputs(model)
+        checkpoints = checkpoint_dir(mdir.parent.parent, "members", mdir.name)
+        result = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed, augmenter,
+                     validation=(data.x_test, data.y_test), checkpoint_dir=checkpoints)
+        test = evaluate(model, data.x_test, data.y_test)
+    result.extra["replicas"] = int(strategy.num_replicas_in_sync)
     metrics = write_artifacts(mdir, cfg, data, model, result, test)
     with io.atomic_path(mdir / PROBS_FILE, suffix=".npy") as tmp:
         np.save(tmp, test["probs"].astype(np.float32))
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the member is saved: its epochs are no longer needed
     return metrics
 
 
@@ -154,9 +169,17 @@ def run_ensemble(cfg: ExperimentConfig, out: str | Path | None = None, run_dir: 
                          "with an ensemble section (use task.name: train)")
     run_dir = Path(run_dir) if run_dir else new_run_dir(out or cfg.out, cfg.name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_config(cfg, run_dir)
-    io.write_text(run_dir / "config.yaml", cfg.to_yaml())
+    with rundir.locked(run_dir):  # already held when called through run_experiment
+        if rundir.is_run_dir(run_dir):
+            rundir.check_same_config(run_dir, cfg)  # never mix members of another config
+        else:
+            io.write_text(run_dir / rundir.CONFIG, cfg.to_yaml())
+        _train_missing(cfg, run_dir)
+        return finish_ensemble(cfg, run_dir)
 
+
+def _train_missing(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Train the members not finished yet: one after another, or one per GPU."""
     seeds = member_seeds(cfg)
     n = len(seeds)
     pending = [i for i in range(n) if not is_finished(member_dir(run_dir, i))]
@@ -177,7 +200,6 @@ def run_ensemble(cfg: ExperimentConfig, out: str | Path | None = None, run_dir: 
             print(f"fastcourse: ensemble {cfg.name}: member {i + 1}/{n} (seed {seeds[i]})", flush=True)
             m = train_member(member_config(cfg, i, seeds[i]), i, member_dir(run_dir, i), data)
             print(f"fastcourse: member {i}: test accuracy {m['test_accuracy']:.4f}", flush=True)
-    return finish_ensemble(cfg, run_dir)
 
 
 def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
@@ -256,40 +278,12 @@ def resume_ensemble(run_dir: str | Path) -> Path:
     cfg = load_config(run_dir / "config.yaml")
     if cfg.ensemble is None or cfg.ensemble.members < 2:
         raise UsageError(f"{run_dir}: its config has no ensemble section; this is a single-model run")
-    return run_ensemble(cfg, run_dir=run_dir)
+    from fastcourse.experiment import run_experiment
+
+    return run_experiment(cfg, run_dir=run_dir)  # takes the run directory's lock, then run_ensemble
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-# Keys that may differ between the run that started a directory and the one that resumes it.
-RESUME_FREE_KEYS = {"out", "train.verbose"}
-
-
-def _check_same_config(cfg: ExperimentConfig, run_dir: Path) -> None:
-    """Refuse to mix members trained under another config into this ensemble."""
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file() or not (run_dir / "members").is_dir():
-        return
-    saved = _flatten(load_config(saved_path).to_dict())
-    now = _flatten(cfg.to_dict())
-    for key in sorted(set(saved) | set(now)):
-        if key in RESUME_FREE_KEYS:
-            continue
-        if saved.get(key) != now.get(key):
-            raise UsageError(f"{run_dir}: was started with {key} = {saved.get(key)!r}, now {now.get(key)!r}; "
-                             "resume with the same config, or start a new run directory")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            flat.update(_flatten(v, key + "."))
-        else:
-            flat[key] = v
-    return flat
-
 
 def _model_name(name: str) -> str:
     # Keras model names: keep them simple identifiers

@@ -16,7 +16,6 @@ from fastcourse.experiment import run_experiment
 from fastcourse.models import build_model
 from fastcourse.models.ensemble import average_members
 
-
 def test_rules_match_numpy(rng):
     m, n, c = 5, 60, 4
     probs = rng.dirichlet(np.ones(c) * 0.7, size=(m, n))
@@ -39,7 +38,6 @@ def test_rules_match_numpy(rng):
     assert ensemble.cross_entropy(mean, y) == pytest.approx(expected_ce)
     assert ensemble.accuracy(mean, y) == pytest.approx(np.mean(mean.argmax(1) == y))
 
-
 def test_vote_is_not_the_mean_and_ties_go_to_the_more_confident_class():
     # image 0: two members say class 0 barely, one says class 1 with certainty
     # image 1: a 1-1 tie between classes 0 and 1; class 1 has the higher mean probability
@@ -55,7 +53,6 @@ def test_vote_is_not_the_mean_and_ties_go_to_the_more_confident_class():
     with pytest.raises(ValueError, match="unknown combination rule"):
         ensemble.combine(probs, "median")
 
-
 def test_summary_spread_and_gain():
     probs = np.array([[[0.9, 0.1], [0.4, 0.6]], [[0.6, 0.4], [0.7, 0.3]], [[0.2, 0.8], [0.45, 0.55]]])
     y = np.array([0, 1])
@@ -68,7 +65,6 @@ def test_summary_spread_and_gain():
     assert s["rules"]["mean"]["test_accuracy"] == pytest.approx(ensemble.accuracy(probs.mean(0), y))
     assert s["rules"]["vote"]["test_loss"] is None
     assert s["gain_over_member_mean"] == pytest.approx(s["rules"]["mean"]["test_accuracy"] - accs.mean())
-
 
 def test_ensemble_model_saves_reloads_in_safe_mode_and_averages(tmp_path, rng):
     members = [build_model("cnn_bn_dropout", (28, 28, 1), 10, 33.0, 78.0, filters=(4, 8), dense=16)
@@ -84,42 +80,49 @@ def test_ensemble_model_saves_reloads_in_safe_mode_and_averages(tmp_path, rng):
     with pytest.raises(ValueError, match="disagree"):
         average_members([members[0], build_model("linear", (28, 28, 1), 5)])
 
-
 def _ensemble_config(tiny_config, **extra):
     return load_config(tiny_config(
         name="tiny-ens", data__train_limit=128, data__test_limit=64,
         model__filters=[4, 8], model__dense=16, ensemble={"members": 2, **extra}))
 
-
 def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tmp_path, monkeypatch):
+    from fastcourse.train import trainer
+
     cfg = _ensemble_config(tiny_config)
-    original = ensemble.train_member
+    original, evaluate = ensemble.train_member, trainer.evaluate
     calls: list[int] = []
+    monkeypatch.setattr(ensemble, "train_member", lambda *a, **k: (calls.append(a[1]), original(*a, **k))[1])
 
-    def crash_at_member_1(member_cfg, index, mdir, data=None):
-        calls.append(index)
-        if index == 1:
+    def crash_in_member_1(*args, **kwargs):  # member 1 dies after its epochs, before it is saved
+        if calls[-1] == 1:
             raise RuntimeError("injected crash")
-        return original(member_cfg, index, mdir, data)
+        return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(ensemble, "train_member", crash_at_member_1)
+    monkeypatch.setattr(trainer, "evaluate", crash_in_member_1)
     run_dir = tmp_path / "ens"
     with pytest.raises(RuntimeError, match="injected"):
         run_experiment(cfg, run_dir=run_dir)
-    assert calls == [0, 1]  # member 1 started and crashed
+    assert calls == [0, 1]
     assert [ensemble.is_finished(ensemble.member_dir(run_dir, i)) for i in range(2)] == [True, False]
     assert not (run_dir / "metrics.json").exists()
+    assert (run_dir / "checkpoints" / "members" / "1" / "state.json").is_file()  # its epoch was kept
+    assert not (run_dir / "checkpoints" / "members" / "0").exists()  # a saved member needs none
     kept = {p: p.stat().st_mtime_ns for p in ensemble.member_dir(run_dir, 0).iterdir()}
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+
+    # resuming under a different config is refused, naming the key
+    with pytest.raises(UsageError, match="ensemble.seeds"):
+        run_experiment(_ensemble_config(tiny_config, seeds=[7, 8]), run_dir=run_dir)
 
     # finishing needs every member: a clear error, not a half-made ensemble
     with pytest.raises(RunError, match="members 1 are not finished"):
         ensemble.finish_ensemble(cfg, run_dir)
 
     calls.clear()
-    monkeypatch.setattr(ensemble, "train_member", lambda *a, **k: (calls.append(a[1]), original(*a, **k))[1])
     assert ensemble.resume_ensemble(run_dir) == run_dir
-    assert calls == [1]  # only the unfinished member trained again
+    assert calls == [1]  # only the unfinished member ran again
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished members' files untouched
+    assert not (run_dir / "checkpoints").exists()  # dropped once the ensemble is complete
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     probs = np.stack([np.load(ensemble.member_dir(run_dir, i) / "test_probs.npy") for i in range(2)])
@@ -139,18 +142,11 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
     assert reloaded.count_params() == 2 * keras.saving.load_model(
         ensemble.member_dir(run_dir, 0) / "model.keras", safe_mode=True).count_params()
 
-    # resuming under a different config is refused, naming the key
-    other = _ensemble_config(tiny_config, seeds=[7, 8])
-    with pytest.raises(UsageError, match="ensemble.seeds"):
-        run_experiment(other, run_dir=run_dir)
-
-
 def test_seed_count_must_match_members(tiny_config):
     from fastcourse.errors import ConfigError
 
     with pytest.raises(ConfigError, match="2 seeds for 3 members"):
         load_config(tiny_config(ensemble={"members": 3, "seeds": [1, 2]}))
-
 
 def test_course_ensemble_configs_load():
     from pathlib import Path
@@ -162,7 +158,6 @@ def test_course_ensemble_configs_load():
         assert (cfg.model.name, cfg.augment.name, cfg.data.name) == ("cnn_bn_dropout", "course", ds)
         assert ensemble.member_seeds(cfg) == [42, 43, 44, 45, 46, 47]
 
-
 def test_parallel_falls_back_to_one_after_another_without_gpus(tiny_config):
     import tensorflow as tf
 
@@ -170,7 +165,6 @@ def test_parallel_falls_back_to_one_after_another_without_gpus(tiny_config):
     gpus = len(tf.config.list_physical_devices("GPU"))
     assert ensemble._parallel_devices(cfg) == (gpus if gpus > 1 else 1)
     assert ensemble._parallel_devices(_ensemble_config(tiny_config)) == 1
-
 
 @pytest.mark.slow
 def test_parallel_workers_train_and_save_members(tiny_config, tmp_path):

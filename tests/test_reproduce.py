@@ -95,6 +95,8 @@ def test_reproduce_refuses_bad_input(tmp_path, tiny_configs, capsys):
     assert main(["reproduce"]) == 2
     assert main(["reproduce", "--resume", str(tmp_path)]) == 2
     assert "no reproduce.yaml" in capsys.readouterr().err
+    assert main(["reproduce", "--resume", str(tmp_path), "--quick"]) == 2
+    assert "resumes with the plan it started with" in capsys.readouterr().err
     (tiny_configs / "mnist" / "hidden.yaml").unlink()
     assert main(["reproduce", "mnist", "--configs", str(tiny_configs), "--out", str(tmp_path / "r")]) == 2
     assert "no hidden.yaml" in capsys.readouterr().err

@@ -23,6 +23,9 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
     if not args.dataset and not args.resume:
         raise UsageError("reproduce: name a dataset (mnist or fashion_mnist), or --resume DIR")
+    if args.resume and (args.quick or args.overrides or args.steps or args.configs):
+        raise UsageError(f"--resume {args.resume}: a reproduction resumes with the plan it started with "
+                         "(its reproduce.yaml); drop --quick, --set, --steps and --configs")
     steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None
     reproduce(args.dataset, out=args.out, quick=args.quick, overrides=args.overrides,
               configs_dir=args.configs, resume=args.resume, steps=steps)
