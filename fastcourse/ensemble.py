@@ -206,7 +206,6 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     """Combine the finished members of `run_dir`: rules, the Keras model, metrics.json, plots."""
     import json
 
-    import keras
     import pandas as pd
 
     from fastcourse import report
@@ -229,9 +228,9 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     summary = summarize(probs, data.y_test, member_metrics)
 
     # The ensemble as one model: saved, reloaded in safe mode, and checked against the mean rule.
-    members = [keras.saving.load_model(d / "model.keras", safe_mode=True) for d in dirs]
+    members = [io.load_model(d / "model.keras") for d in dirs]
     io.save_model(average_members(members, name=_model_name(cfg.name)), run_dir / "model.keras")
-    reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    reloaded = io.load_model(run_dir / "model.keras")
     model_probs = predict(reloaded, data.x_test)
     mean_probs = combine(probs, "mean")
     with io.atomic_path(run_dir / PROBS_FILE, suffix=".npy") as tmp:

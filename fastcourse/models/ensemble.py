@@ -4,7 +4,7 @@ Built from trained members (not registered in MODELS: it has no config section o
 `fastcourse.ensemble` trains the members and calls this). Only stock layers are used (nested
 functional models and `Average`, no Lambda), so the saved model reloads with safe_mode=True::
 
-    model = average_members([keras.saving.load_model(p, safe_mode=True) for p in paths])
+    model = average_members([fastcourse.io.load_model(p) for p in paths])  # safe mode
     probs = model.predict(images)   # == the mean of the members' predictions
 """
 from __future__ import annotations
