@@ -14,7 +14,6 @@ import math
 from typing import Any, Optional, Sequence
 
 import keras
-import numpy as np
 import pandas as pd
 
 COLUMNS = ["layer", "type", "output_shape", "params", "shape_formula", "params_formula", "macs", "matches_keras"]

@@ -218,7 +218,7 @@ def write_report(run_dir: Path, plan: dict):
     io.write_text(run_dir / "results.csv", table.to_csv(index=False))
     plot_all_curves(run_dir, plan, run_dir / "learning_curves.png")
     ds = plan["dataset"]
-    intro = (f"Clean test accuracy of every ladder step and the ensemble, compared with "
+    intro = ("Clean test accuracy of every ladder step and the ensemble, compared with "
              + ("the course's printed figures" if ds == "mnist" else "public anchors for each kind of model") + ".")
     q = plan.get("quick")
     settings = [f"quick smoke run: at most {q['train_limit']} training and {q['test_limit']} test images, "

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from fastcourse.cli import arg, command
 from fastcourse.config import load_config

@@ -96,7 +96,6 @@ def precompute_features(
     augmented copies after the clean ones (Statefarm's trick). Memory-mapped from the cache.
 
     Interrupted, it resumes at the last committed chunk (every `commit_every` batches)."""
-    import tensorflow as tf
     from tqdm.auto import tqdm
 
     from fastcourse.data.folders import image_dataset
