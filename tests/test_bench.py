@@ -19,7 +19,8 @@ def test_bench_ladder_case_writes_table_and_json(tmp_path, monkeypatch, capsys):
     assert all(r["images_per_second"] > 0 and 0 <= r["test_accuracy"] <= 1 for r in rows)
     assert report["matmul_gflops"] > 0
     printed = capsys.readouterr().out
-    assert "images/s" in printed and "vs peer" in printed
+    assert "images/s (wall)" in printed and "vs peer (steady)" in printed
+    assert rows[0]["wall_ratio_to_peer"] == pytest.approx(1.0) and rows[1]["wall_images_per_second"] > 0
 
 
 def test_unknown_case_is_a_usage_error(capsys):
