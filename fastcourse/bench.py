@@ -58,6 +58,9 @@ class SteadyTimer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.begin = time.perf_counter()
 
+    def on_train_end(self, logs=None):
+        self.end = time.perf_counter()
+
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
         if self.steps == self.skip:
@@ -65,9 +68,11 @@ class SteadyTimer(keras.callbacks.Callback):
         self.t1 = time.perf_counter()
 
     def images_per_second(self, steps_per_call: int = 1) -> float:
-        if self.t0 is None or self.t1 <= self.t0:  # too few steps to skip any: time them all
-            t0, n0 = self.begin, 0
-            return (self.steps - n0) * self.batch_size * steps_per_call / (self.t1 - t0) if self.t1 else 0.0
+        if self.t0 is None or self.steps <= self.n0:  # too few steps to skip any: time the whole fit
+            params = self.params or {}
+            steps = int(params.get("steps") or 0) * int(params.get("epochs") or 1)
+            seconds = getattr(self, "end", 0.0) - (self.begin or 0.0)
+            return steps * self.batch_size / seconds if steps and seconds > 0 else 0.0
         return (self.steps - self.n0) * self.batch_size * steps_per_call / (self.t1 - self.t0)
 
 
