@@ -4,15 +4,66 @@ Typical use in a notebook::
 
     from fastcourse import load_config, run_experiment
     run_dir = run_experiment(load_config("configs/mnist/cnn.yaml"))
+
+The package is layered, each layer importing only the ones above it: data, models, train,
+run, tasks, results, lessons, cli (import-linter checks it in the tests). `import fastcourse`
+imports no TensorFlow; the names below load on first use. fastcourse's own Keras classes
+(layers, the schedule in a saved optimizer) are registered as soon as Keras is imported, so
+`keras.saving.load_model(path, safe_mode=True)` reads any model fastcourse wrote.
 """
+import importlib
+import importlib.abc
+import importlib.util
 import os
+import sys
 
 # Quiet TensorFlow's start-up notices unless the user asked for them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+from fastcourse.version import __version__  # noqa: E402
 
-from fastcourse.config import load_config  # noqa: E402
-from fastcourse.experiment import run_experiment  # noqa: E402
+_LAZY = {
+    "load_config": "fastcourse.tasks.check:load_checked",
+    "run_experiment": "fastcourse.tasks.runner:run_experiment",
+}
+__all__ = [*_LAZY, "__version__"]
 
-__all__ = ["load_config", "run_experiment", "__version__"]
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attr = _LAZY[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'fastcourse' has no attribute {name!r}")
+
+
+def _register_keras_classes() -> None:
+    from fastcourse.run.artifacts import register_custom_objects
+
+    register_custom_objects()
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder):
+    """Registers fastcourse's Keras classes right after `import keras` completes, so that importing
+    fastcourse stays free of TensorFlow and a plain keras.saving.load_model still finds them."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)  # find the real keras, once
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            _register_keras_classes()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_keras_classes()
+elif not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKerasImport())

@@ -1,9 +1,11 @@
 """The experiment config: one typed tree with defaults in code; YAML holds what differs.
 
-Sections that name a function (`data`, `model`, `augment`, `train.schedule`) take that
-function's keyword arguments beside `name`, and are checked against its signature, so a
-builder's arguments ARE its config section. Every problem is reported as one line naming the
-file, the dotted key, the value and what is allowed, before anything trains::
+Sections that name a function (`task`, `data`, `model`, `augment`, `train.schedule`) take that
+function's keyword arguments beside `name`. This module checks the tree's shape and values; it
+names things and imports no builder. `fastcourse.tasks.check.check_config` then checks each
+named section against its registered function's signature, so a builder's arguments ARE its
+config section. Every problem is reported as one line naming the file, the dotted key, the value
+and what is allowed, before anything trains::
 
     configs/mnist/cnn.yaml: train.bach_size: unknown key; did you mean 'batch_size'? ...
 """
@@ -75,6 +77,8 @@ class TrainConfig(Strict):
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     validate_each_epoch: bool = True
+    bn_recalibrate: int = Field(100, ge=0, le=100000, description="batches over which batchnorm statistics "
+                                "are recomputed after training (precise BN); 0 turns it off")
     deterministic: bool = True
     verbose: Literal[0, 1, 2] = 1
 
@@ -141,9 +145,9 @@ def load_config(
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
     else:
-        raw = _read_yaml(Path(source))
+        raw = read_yaml(Path(source))
     for item in overrides or []:
-        _apply_override(raw, item, where)
+        apply_override(raw, item, where)
     return validate_config(raw, where)
 
 
@@ -152,11 +156,10 @@ def validate_config(raw: dict, where: str = "<config>") -> ExperimentConfig:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, where, ExperimentConfig, raw)) from None
-    _check_named_sections(cfg, where)
     return cfg
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; `fastcourse list` shows the configs folder")
     try:
@@ -186,7 +189,7 @@ def parse_scalar(text: str) -> Any:
     return value
 
 
-def _apply_override(raw: dict, item: str, where: str) -> None:
+def apply_override(raw: dict, item: str, where: str) -> None:
     if "=" not in item:
         raise ConfigError(f"{where}: override {item!r} must look like key.path=value")
     key, text = item.split("=", 1)
@@ -204,47 +207,7 @@ def _apply_override(raw: dict, item: str, where: str) -> None:
     node[parts[-1]] = parse_scalar(text)
 
 
-# --- named sections: arguments checked against the registered function ------------------
-
-def _check_named_sections(cfg: ExperimentConfig, where: str) -> None:
-    from fastcourse.augment import AUGMENTATIONS
-    from fastcourse.data import DATASETS
-    from fastcourse.models import MODELS
-    from fastcourse.schedules import SCHEDULE_ARGS_SKIPPED, SCHEDULES
-    from fastcourse.tasks import TASK_ARGS_SKIPPED, TASKS
-
-    checks = [
-        ("task", cfg.task, TASKS, TASK_ARGS_SKIPPED),
-        ("data", cfg.data, DATASETS, ()),
-        ("model", cfg.model, MODELS, DATA_SUPPLIED_ARGS),
-        ("augment", cfg.augment, AUGMENTATIONS, ()),
-        ("train.schedule", cfg.train.schedule, SCHEDULES, SCHEDULE_ARGS_SKIPPED),
-    ]
-    for loc, section, registry, skipped in checks:
-        if section.name not in registry:
-            raise ConfigError(f"{where}: {loc}.name = {section.name!r}: {registry.unknown_message(section.name)}")
-        validated = check_arguments(registry.get(section.name), section.args, f"{loc}", where, skipped)
-        # keep the coerced values (e.g. "1e-3" -> 0.001) in the tree
-        for key, value in validated.items():
-            setattr(section, key, value)
-    _check_schedule_values(cfg, where)
-
-
-def _check_schedule_values(cfg: ExperimentConfig, where: str) -> None:
-    """Evaluate the schedule once, so bad values (a negative rate) fail before training."""
-    import numpy as np
-
-    from fastcourse.schedules import SCHEDULES
-
-    sched = cfg.train.schedule
-    try:
-        values = SCHEDULES.get(sched.name)(np.array([0.0, cfg.train.epochs / 2]), cfg.train.epochs, **sched.args)
-    except (ValueError, TypeError, ZeroDivisionError) as exc:
-        raise ConfigError(f"{where}: train.schedule ({sched.name}): {exc}") from None
-    if not np.all(np.isfinite(values)) or np.any(np.asarray(values) < 0):
-        raise ConfigError(f"{where}: train.schedule ({sched.name}) = {sched.args}: gives a rate that is "
-                          "negative or not finite; use positive rates")
-
+# --- checking a function's keyword arguments (builders, augmentations, tasks) ------------
 
 _ARG_MODELS: dict[Any, type[BaseModel]] = {}
 

@@ -92,9 +92,9 @@ def load_model(path: str | os.PathLike, compile: bool = True):
     import keras
 
     # register fastcourse's custom layers and the learning-rate schedule a compiled model names
-    import fastcourse.augment  # noqa: F401
+    import fastcourse.data.augment  # noqa: F401
     import fastcourse.models  # noqa: F401
-    import fastcourse.schedules  # noqa: F401
+    import fastcourse.train.schedules  # noqa: F401
 
     path = Path(path)
     if not path.is_file():

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fastcourse import augment
-from fastcourse.augment import affine_transforms
+from fastcourse.data import augment
+from fastcourse.data.augment import affine_transforms
 from fastcourse.data.arrays import mnist_sample
 
 

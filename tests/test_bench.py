@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-import fastcourse.bench as bench
+import fastcourse.lessons.bench as bench
 from fastcourse.data.arrays import mnist_sample
 from fastcourse.cli import main
 
@@ -28,8 +28,8 @@ def test_unknown_case_is_a_usage_error(capsys):
     assert "unknown case(s) ['warp']" in capsys.readouterr().err
 
 
-def test_flops_of_the_ladder_cnn_match_performance_md():
-    from fastcourse.flops import forward_flops_per_image, train_flops_per_image
+def test_flops_of_the_ladder_cnn_match_the_published_estimate():
+    from fastcourse.lessons.flops import forward_flops_per_image, train_flops_per_image
     from fastcourse.models import build_model
 
     model = build_model("cnn_bn_dropout", (28, 28, 1), 10)

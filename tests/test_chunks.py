@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastcourse.errors import RunError
-from fastcourse.train.chunks import ChunkedArray
+from fastcourse.data.chunks import ChunkedArray
 
 SHAPE = (10, 3, 2)
 FULL = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)

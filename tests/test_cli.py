@@ -43,7 +43,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, capsys):
 
 
 def test_second_run_gets_its_own_directory(tmp_path, tiny_config):
-    from fastcourse.experiment import new_run_dir
+    from fastcourse.run.experiment import new_run_dir
 
     a, b = new_run_dir(tmp_path, "x"), new_run_dir(tmp_path, "x")
     assert a != b and a.is_dir() and b.is_dir()

@@ -12,7 +12,7 @@ from fastcourse import ensemble
 from fastcourse.config import load_config
 from fastcourse.data import DATASETS
 from fastcourse.errors import RunError, UsageError
-from fastcourse.experiment import run_experiment
+from fastcourse.run.experiment import run_experiment
 from fastcourse.models import build_model
 from fastcourse.models.ensemble import average_members
 

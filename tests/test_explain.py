@@ -6,7 +6,7 @@ import pytest
 from keras import layers
 
 from fastcourse.cli import main
-from fastcourse.explain import explain, parse_shape, summary
+from fastcourse.lessons.explain import explain, parse_shape, summary
 from fastcourse.models import MODELS
 
 

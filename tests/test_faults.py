@@ -307,7 +307,7 @@ def test_two_runs_in_one_run_directory(tmp_path, tiny_yaml, capsys):
     """A second process is refused while the first holds the run directory's lock."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    # the other run: a process holding the lock as fastcourse.rundir.locked takes it (flock on
+    # the other run: a process holding the lock as fastcourse.run.rundir.locked takes it (flock on
     # run_dir/.lock, its pid inside), without the cost of importing TensorFlow
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, os, sys\n"
@@ -324,7 +324,7 @@ def test_two_runs_in_one_run_directory(tmp_path, tiny_yaml, capsys):
     finally:
         holder.communicate("", timeout=30)
     # once the holder is gone (the OS frees the lock even after kill -9), the directory is free
-    from fastcourse.rundir import locked
+    from fastcourse.run.rundir import locked
 
     with locked(run_dir):
         assert (run_dir / ".lock").read_text() == str(os.getpid())

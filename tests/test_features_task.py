@@ -9,7 +9,7 @@ import pytest
 
 from fastcourse.config import load_config
 from fastcourse.errors import ConfigError, DataError
-from fastcourse.experiment import run_experiment
+from fastcourse.run.experiment import run_experiment
 from fastcourse.models import build_model
 
 

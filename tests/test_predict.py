@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from results_fixtures import SIZE, make_model, make_run, make_test_folder, shape_image, write_image
 
-from fastcourse import augment
+from fastcourse.data import augment
 from fastcourse.cli import main
 from fastcourse.errors import DataError, UsageError
-from fastcourse.predict import list_images, load_run, predict_folder, read_predictions
+from fastcourse.results.predict import list_images, load_run, predict_folder, read_predictions
 
 
 def _pixels(folder, files, channels=3, size=SIZE):
@@ -152,7 +152,7 @@ def test_predict_a_trained_run_end_to_end(tmp_path, tiny_config):
     """A model the trainer saved (28x28x1 digits) predicts PNG digits written from the data."""
     from fastcourse.config import load_config
     from fastcourse.data import DATASETS
-    from fastcourse.experiment import run_experiment
+    from fastcourse.run.experiment import run_experiment
 
     cfg = load_config(tiny_config(model={"name": "linear"}, data={"name": "mnist_sample", "train_limit": 256,
                                                                   "test_limit": 32}))

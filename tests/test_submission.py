@@ -10,7 +10,7 @@ from results_fixtures import make_run, make_test_folder
 
 from fastcourse.cli import main
 from fastcourse.errors import UsageError
-from fastcourse.submission import (
+from fastcourse.results.submission import (
     dogscats_frame, statefarm_clip, statefarm_frame, submission_frame, write_submission,
 )
 

@@ -7,7 +7,7 @@ import pytest
 
 from fastcourse.config import load_config
 from fastcourse.data.arrays import mnist_sample
-from fastcourse.experiment import run_experiment
+from fastcourse.run.experiment import run_experiment
 from fastcourse.models import build_model
 from fastcourse.train.lr_find import lr_find, suggest
 from fastcourse.train.trainer import fit, seed_everything

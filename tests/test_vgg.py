@@ -11,7 +11,7 @@ from fastcourse.config import TrainConfig, load_config
 from fastcourse.data.folders import open_folder
 from fastcourse.data.synthetic import make_image_folder
 from fastcourse.models.vgg import VGGPreprocess, vgg16, vgg16_bn
-from fastcourse.train.features import attach_head, cache_key, cut_model, dense_head, precompute_features
+from fastcourse.data.features import attach_head, cache_key, cut_model, dense_head, precompute_features
 from fastcourse.train.finetune import (compile_discriminative, freeze, layer_groups, replace_top, set_trainable,
                                        spread_multipliers)
 from fastcourse.train.pseudo import mix_pseudo_labels
@@ -98,7 +98,7 @@ def test_discriminative_rates_scale_adam_updates_per_block():
 
 
 def test_features_cache_reuse_and_invalidation_and_augmented_passes(folder, tmp_path):
-    from fastcourse.augment import build
+    from fastcourse.data.augment import build
 
     files = folder.split("train").files
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
@@ -160,7 +160,7 @@ def _cfg(folder, task, tmp_path, **train):
 def test_features_task_end_to_end(folder, tmp_path):
     import json
 
-    from fastcourse.experiment import run_experiment
+    from fastcourse.run.experiment import run_experiment
 
     cfg = _cfg(folder, {"name": "features", "image_size": [32, 32], "cache_dir": str(tmp_path / "cache"),
                         "passes": 1, "head": {"units": 16, "dropout": 0.6, "batchnorm": True},
@@ -178,7 +178,7 @@ def test_features_task_end_to_end(folder, tmp_path):
 def test_finetune_task_runs_fastai_fine_tune(folder, tmp_path):
     import json
 
-    from fastcourse.experiment import run_experiment
+    from fastcourse.run.experiment import run_experiment
 
     cfg = _cfg(folder, {"name": "finetune", "image_size": [32, 32], "freeze_epochs": 1, "unfreeze_epochs": 1},
                tmp_path)
@@ -238,8 +238,8 @@ def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder):
 def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, monkeypatch):
     """A precomputation killed mid-way keeps its committed chunks; the rerun computes only the
     rest (augmented pass included) and ends with exactly the uninterrupted features."""
-    import fastcourse.train.features as features
-    from fastcourse.augment import build
+    import fastcourse.data.features as features
+    from fastcourse.data.augment import build
 
     files = folder.split("train").files  # 16 images: 4 batches of 4 per pass, 2 passes
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from results_fixtures import make_labelled_folder, make_run
 
-from fastcourse import views
+from fastcourse.results import views
 from fastcourse.cli import main
 
 # 3 classes; predicted = argmax. Rows:     label  predicted  P(pred)

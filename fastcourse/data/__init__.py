@@ -1,9 +1,8 @@
-"""Datasets by name, registered in DATASETS. Array datasets (mnist, fashion_mnist,
-mnist_sample) live in arrays.py; every module in this package is imported so its loaders
-register themselves."""
-from fastcourse.autoimport import import_submodules
-from fastcourse.data.base import DATASETS, ArrayDataset
+"""Layer 1, data: what a batch is. Array datasets (arrays.py), image folders (folders.py),
+splits, augmentation, the feature cache, and the Sources that every trainer call reads.
 
-import_submodules(__name__, skip=("base", "make_sample"))
+Datasets are registered by name in DATASETS (data/base.py); importing this package imports no
+TensorFlow."""
+from fastcourse.data.base import AUGMENTATIONS, DATASETS, ArrayDataset
 
-__all__ = ["DATASETS", "ArrayDataset"]
+__all__ = ["AUGMENTATIONS", "DATASETS", "ArrayDataset"]

@@ -1,4 +1,4 @@
-"""The dataset registry and the in-memory dataset type."""
+"""The registries of this layer (datasets, augmentations) and the in-memory dataset type."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,7 +7,8 @@ import numpy as np
 
 from fastcourse.registry import Registry
 
-DATASETS: Registry = Registry("dataset")
+DATASETS: Registry = Registry("dataset", "fastcourse.data", "DATASETS")
+AUGMENTATIONS: Registry = Registry("augmentation", "fastcourse.data.augment", "AUGMENTATIONS")
 
 
 @dataclass

@@ -40,7 +40,6 @@ from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 
-from fastcourse.data.base import DATASETS
 from fastcourse.errors import DataError, UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -89,6 +88,15 @@ class FolderDataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) dropped at open
     source: str = ""
     cache_dir: Optional[str] = None  # decoded, resized images cached here (see image_dataset)
+    image_size: tuple[int, int] = (224, 224)  # what every image is resized to
+
+    def pixel_stats(self, n: int = 256) -> tuple[float, float]:
+        """ONE global mean and std of the pixels of the first `n` training images (resized), for
+        the builders that normalise their input as the course's MNIST models did."""
+        train = self.split("train")
+        pixels = np.concatenate([np.asarray(b, np.float64).ravel() for b in image_dataset(
+            train.files[:n], None, None, self.image_size, 64)])
+        return float(pixels.mean()), float(pixels.std() or 1.0)
 
     @property
     def num_classes(self) -> int:
@@ -411,13 +419,13 @@ def image_dataset(
     then happens after the cache, within a buffer of `shuffle_buffer` images.
 
     Files are decoded in a parallel map, in order (deterministic) unless `shuffle`, which
-    reshuffles each epoch from `seed`. `augment(images, seed)` (fastcourse.augment) runs on
+    reshuffles each epoch from `seed`. `augment(images, seed)` (fastcourse.data.augment) runs on
     whole batches with a stateless seed made of `seed` and the batch index, as the array
     pipeline does. Soft labels (N, C) pass through. Elements that fail to decode are dropped.
     """
     import tensorflow as tf
 
-    from fastcourse.data.pipeline import _labels
+    from fastcourse.data.sources import onehot as _labels
 
     autotune = tf.data.AUTOTUNE
     size = tuple(int(s) for s in image_size)
@@ -482,36 +490,6 @@ def _cached_decode(ds, files: Sequence[str], size: tuple[int, int], cache_dir: s
     if labelled:
         return ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
     return ds.map(lambda x: tf.cast(x, tf.float32), num_parallel_calls=autotune)
-
-
-# --- registered datasets (configs name them in `data:`) -------------------------------------
-
-@DATASETS.register()
-def image_folder(
-    path: str, layout: Layout = "auto", sample: bool = False, csv: Optional[str] = None,
-    images: Optional[str] = None, valid_csv: Optional[str] = None, test_images: Optional[str] = None,
-    filename_column: str = "filename", label_column: str = "label",
-    on_error: OnError = "skip", check: Check = "fast", cache_dir: Optional[str] = None,
-) -> FolderDataset:
-    """Any image folder: dogscats / statefarm / csv layout (auto-detected)."""
-    return open_folder(path, layout, sample, csv, images, valid_csv, test_images,
-                       filename_column, label_column, on_error, check, cache_dir=cache_dir)
-
-
-@DATASETS.register()
-def dogscats(path: str = "data/dogscats", sample: bool = False, on_error: OnError = "skip",
-             check: Check = "fast", cache_dir: Optional[str] = None) -> FolderDataset:
-    """Kaggle dogs vs cats as lesson 3 laid it out: train/valid/{cats,dogs}, test/unknown."""
-    return open_folder(path, "dogscats", sample, on_error=on_error, check=check, name="dogscats",
-                       cache_dir=cache_dir)
-
-
-@DATASETS.register()
-def statefarm(path: str = "data/statefarm", sample: bool = False, on_error: OnError = "skip",
-              check: Check = "fast", cache_dir: Optional[str] = None) -> FolderDataset:
-    """Statefarm distracted drivers: train/c0..c9 + driver_imgs_list.csv (groups = drivers)."""
-    return open_folder(path, "statefarm", sample, on_error=on_error, check=check, name="statefarm",
-                       cache_dir=cache_dir)
 
 
 __all__ = ["FolderDataset", "FolderSplit", "open_folder", "image_dataset", "decode_image",

@@ -1,9 +1,7 @@
-"""Model builders: plain functions returning keras.Model, registered by name in MODELS.
+"""Layer 2, models: builders (plain functions returning keras.Model, registered by name in
+MODELS), the blocks they are made of, and surgery (cut, new top, freeze by block).
 
-Every module in this package is imported, so its builders register themselves."""
-from fastcourse.autoimport import import_submodules
+Importing this package imports no TensorFlow; `build_model` imports the builder's module."""
 from fastcourse.models.registry import MODELS, build_model
-
-import_submodules(__name__, skip=("registry",))
 
 __all__ = ["MODELS", "build_model"]

@@ -5,7 +5,8 @@ its weight files load by name, and freezing or cutting "at block4" is a name loo
 """
 from __future__ import annotations
 
-from keras import layers
+import keras
+from keras import layers, ops
 
 
 def conv_block(x, block: int, repeats: int, filters: int, pool: bool = True):
@@ -29,3 +30,14 @@ def fc_block(x, index: int, units: int = 4096, dropout: float = 0.5, batchnorm: 
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return x
+
+
+@keras.saving.register_keras_serializable(package="fastcourse")
+class Step(layers.Layer):
+    """The step activation f(z) = 1 if z >= 0 else 0 (no gradient: for hand-set weights)."""
+
+    def call(self, x):
+        return ops.cast(ops.greater_equal(x, 0), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -24,7 +24,7 @@ LENET = [
     ("dense", dict(name="fc4", units=84)),
 ]
 
-# AlexNet as course-reference.md gives it (one tower; Keras has no local response normalisation).
+# AlexNet as the course's material gives it (one tower; Keras has no local response normalisation).
 ALEXNET = [
     ("conv", dict(name="conv1", filters=96, size=11, strides=4)),       # 227 -> 55
     ("pool", dict(name="pool1", size=3, strides=2)),                    # -> 27

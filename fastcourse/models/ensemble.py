@@ -1,10 +1,10 @@
 """The ensemble as one Keras model: one shared input, every member's probabilities averaged.
 
 Built from trained members (not registered in MODELS: it has no config section of its own;
-`fastcourse.ensemble` trains the members and calls this). Only stock layers are used (nested
+`fastcourse.run.ensemble` trains the members and calls this). Only stock layers are used (nested
 functional models and `Average`, no Lambda), so the saved model reloads with safe_mode=True::
 
-    model = average_members([fastcourse.io.load_model(p) for p in paths])  # safe mode
+    model = average_members([fastcourse.run.artifacts.load_model(p) for p in paths])  # safe mode
     probs = model.predict(images)   # == the mean of the members' predictions
 """
 from __future__ import annotations

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import inspect
 
-import keras
-
 from fastcourse.registry import Registry
 
-MODELS: Registry = Registry("model")
+MODELS: Registry = Registry("model", "fastcourse.models", "MODELS")
 
 
-def build_model(name: str, input_shape, num_classes: int, mean: float = 0.0, std: float = 1.0, **kwargs) -> keras.Model:
+def build_model(name: str, input_shape, num_classes: int, mean: float = 0.0, std: float = 1.0, **kwargs):
     """Build the registered model `name`, passing the data-supplied arguments it accepts."""
     builder = MODELS.get(name)
     accepted = inspect.signature(builder).parameters

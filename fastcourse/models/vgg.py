@@ -85,7 +85,7 @@ def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling,
     model = keras.Model(inputs, outputs, name=name)
     load_weights(model, weights, include_top=True)
     if top != num_classes and not imagenet_top:
-        from fastcourse.train.finetune import replace_top
+        from fastcourse.models.surgery import replace_top
 
         model = replace_top(model, num_classes)
     return model

@@ -1,183 +1,96 @@
-"""Pretrained features plus a classic classifier (the feature-extraction recipe).
+"""Lesson 3 on precomputed features, as one task on any dataset (image folders or arrays):
 
-    task: {name: sklearn_features, layer: fc4, classifier: logistic}
-
-Cut any builder at `layer` (default: the input of its last layer), run the images through
-it once, and fit a scikit-learn classifier on those features. The network's weights come
-from the builder itself (e.g. ImageNet weights in a VGG builder), from `weights` (a .keras
-model or a .weights.h5 file), or from training it first on the same data (`pretrain: true`,
-with the config's `train` section; array datasets). Image-folder datasets (dogscats,
-statefarm) work too: their train split is fitted, their valid split tested, at `image_size`. The run directory gets metrics.json, features.keras (the
-cut network, loads in safe mode), confusion_matrix.png and, when pretrained here,
-history.csv and learning_curves.png.
+cut the builder at `cut` -> precompute the conv features once, with `passes` augmented copies
+(cached on disk, streamed back a batch at a time) -> train a `dense_head` on them (any dropout,
+the batchnorm head) -> optionally `pseudo_rounds` of pseudo-labelling with the unlabelled test
+images' soft labels -> put the head back on the conv part (checked to give the same
+predictions) -> optionally `finetune_epochs` of that full model with augmentation and the convs
+frozen. Every training call is the one trainer's, with its own schedule table and checkpoints.
+An `ensemble` section makes the lesson's ensemble of heads: the members share the cache.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 
-from fastcourse.config import ExperimentConfig
+from fastcourse.config import ExperimentConfig, check_arguments
+from fastcourse.data import augment
+from fastcourse.data.features import precompute_features
+from fastcourse.data.sources import FeaturePart, FeatureSource
+from fastcourse.errors import UsageError
+from fastcourse.models import build_model
+from fastcourse.models.heads import dense_head
+from fastcourse.models.surgery import attach_head, cut_model, set_trainable
+from fastcourse.run.artifacts import write_run
+from fastcourse.run.inputs import inputs_for
+from fastcourse.run.rundir import checkpoint_dir
 from fastcourse.tasks import TASKS
+from fastcourse.train.devices import float32_outputs
+from fastcourse.train.pseudo import pseudo_rows
+from fastcourse.train.trainer import FitResult, evaluate, fit, predict
 
 
 @TASKS.register()
-def sklearn_features(
-    cfg: ExperimentConfig, run_dir: Path,
-    layer: Optional[str] = None,
-    classifier: Literal["logistic", "gradient_boosting"] = "logistic",
-    pool: Literal["flatten", "avg", "max"] = "flatten",
-    pretrain: bool = False,
-    weights: Optional[str] = None,
-    C: float = 1.0,
-    max_iter: Optional[int] = None,
-    image_size: list[int] = (224, 224),
+def features(
+    cfg: ExperimentConfig, run_dir: Path, cut: str = "block5_conv3", cache_dir: str = "cache/features",
+    passes: int = 0, dtype: Literal["float32", "float16"] = "float32", head: dict[str, Any] = None,
+    pseudo_ratio: float = 0.0, pseudo_rounds: int = 1, pseudo_epochs: int = 0,
+    finetune_epochs: int = 0, finetune_scale: float = 0.1,
 ) -> dict:
-    """Features from a builder's cut layer -> logistic regression or gradient boosting."""
-    import pandas as pd
-    from sklearn.metrics import accuracy_score, log_loss
+    """Cached conv features -> dense head (-> pseudo-labels) -> head back on the conv part."""
+    if passes < 0 or pseudo_rounds < 1 or not 0 <= pseudo_ratio < 1 or finetune_scale <= 0:
+        raise UsageError("task: passes >= 0, pseudo_rounds >= 1, 0 <= pseudo_ratio < 1 and finetune_scale > 0")
+    head_args = check_arguments(dense_head, dict(head or {}), "task.head", str(run_dir / "config.yaml"),
+                                ("input_shape", "num_classes"))
+    inputs = inputs_for(cfg)
+    augmenter = augment.build(cfg.augment.name, cfg.augment.args)
+    spec = {"name": cfg.augment.name, **cfg.augment.args}
+    backbone = build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean,
+                           std=inputs.std, **cfg.model.args)
+    conv = cut_model(backbone, cut)
+    print(f"fastcourse: {cfg.name}: features of {cfg.model.name} at {cut} on {inputs.describe()}, "
+          f"{passes} augmented passes -> {run_dir}", flush=True)
+    common = dict(batch_size=cfg.train.batch_size, dtype=dtype, verbose=cfg.train.verbose > 0)
+    train_paths = precompute_features(conv, inputs.train, cache_dir, augment=augmenter, augment_spec=spec,
+                                      passes=passes, seed=cfg.seed, desc=f"{inputs.name}-train", **common)
+    eval_path, = precompute_features(conv, inputs.eval, cache_dir, desc=f"{inputs.name}-{inputs.eval_split}",
+                                     **common)
+    labels = np.asarray(inputs.train.labels)
+    train_parts = [FeaturePart(p, labels) for p in train_paths]
+    n = inputs.num_classes
+    train_src, eval_src = FeatureSource(train_parts, n), FeatureSource([FeaturePart(eval_path, inputs.eval.labels)], n)
+    head_model = float32_outputs(dense_head(tuple(conv.output_shape[1:]), n, **head_args))
+    parts = [fit(head_model, train_src, cfg.train, cfg.seed, validation=eval_src,
+                 checkpoint_dir=checkpoint_dir(run_dir, "head"))]
+    extra: dict = {"cut": cut, "passes": passes, "head": head_args, "feature_shape": list(train_src.input_shape),
+                   "feature_dtype": dtype, "feature_files": [str(p) for p in [*train_paths, eval_path]]}
 
-    from fastcourse import io, report
-    from fastcourse.errors import ConfigError, DataError
-    from fastcourse.experiment import build_for, load_data, versions
-    from fastcourse.models import build_model
-    from fastcourse.train.trainer import evaluate, fit
+    if pseudo_ratio > 0:
+        if inputs.unlabelled is None:
+            raise UsageError(f"task.pseudo_ratio: {inputs.name} has no unlabelled images to pseudo-label "
+                             "(an image folder's test/ split); set pseudo_ratio: 0")
+        un_path, = precompute_features(conv, inputs.unlabelled, cache_dir, desc=f"{inputs.name}-test", **common)
+        unlabelled = FeatureSource([FeaturePart(un_path)], n)
+        for r in range(pseudo_rounds):
+            soft = predict(head_model, unlabelled)
+            rows = pseudo_rows(len(train_src), len(unlabelled), pseudo_ratio, cfg.seed + r)
+            mixed = FeatureSource([*train_parts, FeaturePart(un_path, soft[rows], rows)], n)
+            parts.append(fit(head_model, mixed, cfg.train, cfg.seed + 1 + r, validation=eval_src,
+                             epochs=pseudo_epochs or cfg.train.epochs,
+                             checkpoint_dir=checkpoint_dir(run_dir, f"pseudo{r + 1}")))
+        extra.update(pseudo_ratio=pseudo_ratio, pseudo_rounds=pseudo_rounds, pseudo_images=int(len(rows)))
 
-    if C <= 0 or (max_iter is not None and max_iter < 1):
-        raise ConfigError(f"task: C={C}, max_iter={max_iter}: both must be positive")
-    data = load_data(cfg)
-    arrays = hasattr(data, "x_train")
-    if arrays:
-        model, _ = build_for(cfg, data)
-        x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
-    else:  # an image-folder dataset: streamed from disk, train split vs valid split
-        if pretrain:
-            raise ConfigError(f"task.pretrain: not for image folders ({data.name}); train with the finetune "
-                              "task and pass its model.keras as task.weights")
-        size = tuple(int(v) for v in image_size)
-        if len(size) != 2 or min(size) < 1:
-            raise ConfigError(f"task.image_size = {list(image_size)}: give [height, width]")
-        model = build_model(cfg.model.name, (*size, 3), data.num_classes, **cfg.model.args)
-        batch = cfg.train.batch_size
-        x_train, y_train = data.dataset("train", size, batch, labels=False), data.split("train").labels
-        x_test, y_test = data.dataset("valid", size, batch, labels=False), data.split("valid").labels
-    if weights:
-        model = load_weights(model, weights)
-    extractor = cut(model, layer)  # a bad layer name fails here, before any training
-    extra: dict = {}
-    if pretrain:
-        print(f"fastcourse: {cfg.name}: training {cfg.model.name} for {cfg.train.epochs} epochs before the cut",
-              flush=True)
-        result = fit(model, x_train, y_train, cfg.train, cfg.seed, None, validation=(x_test, y_test))
-        extra["network_test_accuracy"] = evaluate(model, x_test, y_test)["accuracy"]
-        history = pd.DataFrame(result.history)
-        history.insert(0, "epoch", np.arange(1, len(history) + 1))
-        io.write_text(run_dir / "history.csv", history.to_csv(index=False))
-        report.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name}: pretraining")
-
-    io.save_model(extractor, run_dir / "features.keras")
-    start = time.perf_counter()
-    f_train = features(extractor, x_train, pool, cfg.train.batch_size, cfg.train.verbose)
-    f_test = features(extractor, x_test, pool, cfg.train.batch_size, cfg.train.verbose)
-    if len(f_train) != len(y_train) or len(f_test) != len(y_test):
-        raise DataError(f"{data.name}: {len(y_train) - len(f_train)} train / {len(y_test) - len(f_test)} valid "
-                        "images could not be decoded; check those files (the folder datasets' on_error/check options)")
-    extract_seconds = time.perf_counter() - start
-    print(f"fastcourse: {cfg.name}: {f_train.shape[1]} features from {extractor.layers[-1].name}"
-          f" ({len(f_train)} train / {len(f_test)} test); fitting {classifier}", flush=True)
-
-    start = time.perf_counter()
-    clf = make_classifier(classifier, C, max_iter, cfg.seed).fit(f_train, y_train)
-    fit_seconds = time.perf_counter() - start
-    labels = np.arange(data.num_classes)
-    probs = _full_probs(clf, f_test, data.num_classes)
-    y_pred = probs.argmax(1)
-    test_accuracy = float(accuracy_score(y_test, y_pred))
-    metrics = {
-        "name": cfg.name, "task": "sklearn_features", "model": cfg.model.name, "layer": extractor.layers[-1].name,
-        "classifier": classifier, "pool": pool, "pretrained_here": pretrain, "weights": weights,
-        "dataset": data.name, "data_source": data.source, "feature_dim": int(f_train.shape[1]),
-        "train_images": int(len(f_train)), "test_images": int(len(f_test)),
-        "test_accuracy": test_accuracy,
-        "test_loss": float(log_loss(y_test, probs, labels=labels)),
-        "train_accuracy": float(accuracy_score(y_train, clf.predict(f_train))),
-        "extract_seconds": extract_seconds, "fit_seconds": fit_seconds, "seed": cfg.seed,
-        **extra, "versions": versions(),
-    }
-    io.write_json(run_dir / "metrics.json", metrics)
-    cm = report.confusion_matrix(y_test, y_pred, data.num_classes)
-    report.plot_confusion_matrix(cm, data.class_names, run_dir / "confusion_matrix.png",
-                                 f"{cfg.name}: {classifier} on {metrics['layer']}: {test_accuracy:.4f}")
-    return metrics
-
-
-def cut(model, layer: Optional[str] = None):
-    """The model from its input up to `layer` (default: the layer feeding the last one)."""
-    import keras
-
-    from fastcourse.errors import ConfigError
-
-    names = [lyr.name for lyr in model.layers]
-    if layer is None:
-        target = model.layers[-1].input
-    elif layer in names:
-        target = model.get_layer(layer).output
+    model = attach_head(conv, head_model, name=f"{cfg.model.name}_{cut}_head")
+    k = min(64, len(inputs.eval))
+    head_probs = predict(head_model, eval_src.take(k))
+    extra["attach_max_abs_diff"] = float(np.abs(predict(model, inputs.eval.take(k)) - head_probs).max())
+    if finetune_epochs:
+        set_trainable(model, "head")  # convs frozen, as the lesson's augmented full-model step
+        parts.append(fit(model, inputs.train, cfg.train, cfg.seed + 100, augment=augmenter, validation=inputs.eval,
+                         epochs=finetune_epochs, scale=finetune_scale, checkpoint_dir=checkpoint_dir(run_dir, "full")))
+        evaluation = evaluate(model, inputs.eval)
     else:
-        raise ConfigError(f"task.layer = {layer!r}: {model.name} has no such layer (layers: {', '.join(names[1:])})")
-    return keras.Model(model.input, target, name=f"{model.name}_features")
-
-
-def features(extractor, x, pool: str = "flatten", batch_size: int = 256, verbose: int = 1) -> np.ndarray:
-    """(N, D) features of images `x` (an array, or a tf.data dataset of image batches); spatial
-    outputs are flattened or pooled over height and width."""
-    from fastcourse.data.pipeline import eval_dataset
-
-    source = eval_dataset(x, None, 1, batch_size) if isinstance(x, np.ndarray) else x
-    out = np.asarray(extractor.predict(source, verbose=verbose), np.float32)
-    if out.ndim > 2 and pool != "flatten":
-        axes = tuple(range(1, out.ndim - 1))
-        out = out.mean(axis=axes) if pool == "avg" else out.max(axis=axes)
-    return out.reshape(len(out), -1)
-
-
-def make_classifier(kind: str, C: float = 1.0, max_iter: Optional[int] = None, seed: int = 0):
-    """Logistic regression on standardised features (`max_iter` solver steps, default 1000), or
-    histogram gradient boosting (`max_iter` trees, default 100)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if kind == "logistic":
-        return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter or 1000))
-    if kind == "gradient_boosting":
-        return HistGradientBoostingClassifier(max_iter=max_iter or 100, random_state=seed)
-    raise ValueError(f"classifier={kind!r}: use 'logistic' or 'gradient_boosting'")
-
-
-def load_weights(model, path: str):
-    """A .keras model (safe mode) replaces the built one; a .weights.h5 file fills it."""
-    from fastcourse.errors import DataError
-    from fastcourse.io import load_model
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"task.weights = {path!r}: no such file; give a .keras model or a .weights.h5 file")
-    try:
-        if p.name.endswith(".keras"):
-            return load_model(p)
-        model.load_weights(p)
-        return model
-    except Exception as exc:  # a wrong file or architecture: one line, no traceback
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"task.weights = {path!r}: cannot load into {model.name}: {first[:200]}") from None
-
-
-def _full_probs(clf, f: np.ndarray, num_classes: int) -> np.ndarray:
-    """predict_proba spread over every class (a class absent from training gets 0)."""
-    probs = np.zeros((len(f), num_classes), np.float64)
-    probs[:, np.asarray(clf.classes_, np.int64)] = clf.predict_proba(f)
-    probs /= probs.sum(1, keepdims=True)  # float rounding: log_loss wants rows summing to 1
-    return probs
+        evaluation = evaluate(head_model, eval_src)  # the same predictions, without rerunning the convs
+    return write_run(run_dir, cfg, inputs, model, FitResult.join(parts), evaluation, extra)

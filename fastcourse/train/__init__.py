@@ -1,2 +1,3 @@
-"""Training: the shared trainer (fit in phases or by schedule) and the learning-rate finder."""
-from fastcourse.train.trainer import FitResult, compile_model, evaluate, fit, predict, seed_everything  # noqa: F401
+"""Layer 3, train: THE trainer (trainer.py) for arrays, image folders and cached features alike,
+optimizers and schedules, checkpoints and resume, the NaN stop, precision and tf.distribute,
+batchnorm recalibration and the learning-rate finder. Importing this package imports nothing."""

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
-from fastcourse.data.pipeline import train_dataset
+from fastcourse.data.sources import Source
 
 
 @dataclass
@@ -66,18 +66,19 @@ class _RangeTest(keras.callbacks.Callback):
 
 
 def lr_find(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 64, seed: int = 0,
+    model: keras.Model, source: Source, batch_size: int = 64, seed: int = 0,
     augment: Optional[Callable] = None, min_lr: float = 1e-7, max_lr: float = 10.0,
     steps: int = 200, optimizer: str = "adam", beta: float = 0.98, stop_factor: float = 4.0,
 ) -> LRFinderResult:
-    """Run the range test on a copy of the model's weights (they are restored afterwards)."""
+    """Run the range test on any Source (arrays, folders, features) on a copy of the model's
+    weights (they are restored afterwards)."""
     weights = model.get_weights()
     opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
            "adamw": keras.optimizers.AdamW}[optimizer](learning_rate=min_lr)
     model.compile(optimizer=opt, loss="categorical_crossentropy")
     lrs = np.geomspace(min_lr, max_lr, steps)
     probe = _RangeTest(lrs, beta, stop_factor)
-    ds = train_dataset(x, y, int(model.output_shape[-1]), batch_size, seed, augment)
+    ds = source.batches(batch_size, shuffle=True, seed=seed, augment=augment, repeat=True)
     model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[probe], verbose=0, shuffle=False)
     model.set_weights(weights)
     lr_arr, loss_arr = np.array(probe.seen_lrs), np.array(probe.losses)

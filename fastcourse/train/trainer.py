@@ -1,12 +1,28 @@
-"""The shared trainer: every builder trains through `fit`.
+"""THE trainer: every task and every model trains through `fit`, on any Source (arrays, image
+folders, cached features alike).
 
-It compiles with a per-step learning-rate schedule (phases, constant, step, cosine,
-one-cycle: see schedules.py), feeds a tf.data pipeline with batch augmentation, and records
-the per-epoch history and the training throughput (images/s, validation excluded).
+Each call compiles a fresh optimizer whose per-step learning-rate table spans exactly that call
+(`epochs`, any schedule stretched to it, times `scale`), so fine-tune phases and pseudo-label
+rounds each get their own table. Every call gets the same machinery:
+
+- checkpoints after each healthy epoch into `checkpoint_dir`, and resume from there (the data
+  stream and the schedule continue at the step where the run stopped; see checkpoint.py);
+- the NaN stop (guards.py): a non-finite loss ends the run with one line, no checkpoint;
+- Keras progress bars; precision and tf.distribute come from the scope the caller opened
+  (fastcourse.train.devices.training_scope: the run layer opens it around every task);
+- `epochs` always means the epochs of this call; histories of several calls are joined;
+- true batchnorm statistics: after training, BN moving statistics are recomputed over
+  `train.bn_recalibrate` clean training batches (bn_stats.py), so a briefly trained model is
+  evaluated, saved and used for prediction as it really is.
+
+    result = fit(model, ArraySource(x, y, 10), cfg.train, seed=0, augment=aug,
+                 validation=ArraySource(x_test, y_test, 10), checkpoint_dir=run_dir / "checkpoints")
 """
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -15,13 +31,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fastcourse.config import TrainConfig
-from fastcourse.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
-from fastcourse.schedules import ScheduleAdapter
-from fastcourse.train.multi_worker import fit_multi_worker, is_multi_worker
+from fastcourse.data.sources import Source, steps_per_epoch
+from fastcourse.errors import RunError
 from fastcourse.train import checkpoint
 from fastcourse.train.checkpoint import CheckpointState
 from fastcourse.train.guards import StopOnNonFinite
+from fastcourse.train.multi_worker import fit_multi_worker, is_multi_worker
+from fastcourse.train.optimizers import compile_model
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -29,29 +45,6 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     keras.utils.set_random_seed(int(seed))
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-def make_optimizer(train: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
-    """The configured optimizer driven by the configured schedule, evaluated per step."""
-    lr = ScheduleAdapter(train.schedule.name, train.schedule.args, train.epochs, steps)
-    if train.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
-    if train.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=train.weight_decay or 1e-4)
-    if train.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
-    return keras.optimizers.RMSprop(learning_rate=lr)
-
-
-def compile_model(model: keras.Model, train: TrainConfig, steps: int) -> keras.Model:
-    model.compile(
-        optimizer=make_optimizer(train, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        steps_per_execution=train.steps_per_execution,
-        jit_compile=train.jit_compile,
-    )
-    return model
 
 
 class Throughput(keras.callbacks.Callback):
@@ -96,70 +89,126 @@ class FitResult:
         secs = self.epoch_seconds[1:] or self.epoch_seconds
         return float(self.images_per_epoch / np.median(secs)) if secs else 0.0
 
+    @staticmethod
+    def join(parts: list["FitResult"]) -> "FitResult":
+        """One result for several calls (phases, rounds): histories end to end."""
+        history: dict[str, list[float]] = {}
+        for part in parts:
+            for key, values in part.history.items():
+                history.setdefault(key, []).extend(values)
+        extra: dict = {}
+        for part in parts:
+            extra.update(part.extra)
+        return FitResult(history, [s for p in parts for s in p.epoch_seconds], parts[-1].images_per_epoch,
+                         parts[-1].steps_per_epoch, extra)
+
 
 def fit(
-    model: keras.Model,
-    x_train: np.ndarray, y_train: np.ndarray,
-    train: TrainConfig, seed: int,
+    model: keras.Model, source: Source, train, seed: int, *,
     augment: Optional[Callable] = None,
-    validation: Optional[tuple[np.ndarray, np.ndarray]] = None,
-    callbacks: Optional[list[keras.callbacks.Callback]] = None,
-    initial_epoch: int = 0,
-    compile: bool = True,
+    validation: Optional[Source] = None,
     checkpoint_dir: Optional[str | Path] = None,
+    callbacks: Optional[list[keras.callbacks.Callback]] = None,
+    epochs: Optional[int] = None,
+    scale: float = 1.0,
+    lr_multipliers: Optional[dict] = None,
 ) -> FitResult:
-    """Train `model` for `train.epochs` epochs on arrays, with the configured schedule.
+    """Train `model` on `source` for `epochs` (default `train.epochs`) with the configured schedule.
 
-    Validation data, when given, is evaluated clean (never augmented) after each epoch.
-    `initial_epoch` continues an interrupted run: the data stream and the schedule pick up
-    exactly where they stopped. With `checkpoint_dir`, each healthy epoch is checkpointed
-    there and a checkpoint found there is resumed (see checkpoint.py). A NaN or infinite loss
-    stops training with a RunError naming the epoch.
+    Validation, when given, is evaluated clean (never augmented) after each epoch. With
+    `checkpoint_dir`, each healthy epoch is checkpointed there and a checkpoint found there is
+    resumed. A NaN or infinite loss stops training with a RunError naming the epoch.
     """
-    num_classes = int(model.output_shape[-1])
-    steps = steps_per_epoch(len(x_train), train.batch_size)
-    if compile:
-        compile_model(model, train, steps)
-    resumed = CheckpointState()
-    if checkpoint_dir is not None:
-        resumed = checkpoint.restore(model, checkpoint_dir)
-        initial_epoch = resumed.epoch
-    ds = train_dataset(
-        x_train, y_train, num_classes, train.batch_size, seed, augment, start_step=initial_epoch * steps
-    )
+    epochs = int(epochs or train.epochs)
+    steps = steps_per_epoch(len(source), train.batch_size)
+    compile_model(model, train, steps, epochs, scale, lr_multipliers)
+    resumed = checkpoint.restore(model, checkpoint_dir) if checkpoint_dir is not None else CheckpointState()
+    initial_epoch = min(resumed.epoch, epochs)
+    ds = source.batches(train.batch_size, shuffle=True, seed=seed, augment=augment, repeat=True,
+                        start_step=initial_epoch * steps)
     strategy = tf.distribute.get_strategy()
     if is_multi_worker(strategy):  # Keras' fit cannot run there: see multi_worker.py
-        history, seconds = fit_multi_worker(model, ds, train.epochs, steps, train.batch_size, strategy,
+        history, seconds = fit_multi_worker(model, ds, epochs, steps, train.batch_size, strategy,
                                             initial_epoch, verbose=train.verbose)
-        return FitResult(history, seconds, len(x_train), steps)
+        result = FitResult(history, seconds, len(source), steps)
+    else:
+        result = _keras_fit(model, ds, source, validation, train, epochs, steps, initial_epoch, resumed,
+                            checkpoint_dir, callbacks)
+    if train.bn_recalibrate:
+        recalibrate(model, source, train, seed, result)
+    return result
+
+
+def _keras_fit(model, ds, source, validation, train, epochs, steps, initial_epoch, resumed, checkpoint_dir,
+               callbacks) -> FitResult:
     val_ds = None
     if validation is not None and train.validate_each_epoch:
-        val_ds = eval_dataset(validation[0], validation[1], num_classes)
+        val_ds = validation.batches(eval_batch_size(train))
     timer, guard = Throughput(), StopOnNonFinite()
     saver = checkpoint.EpochCheckpoint(checkpoint_dir, resumed, timer, guard) if checkpoint_dir is not None else None
     new_history: dict = {}
-    if initial_epoch < train.epochs:  # a run whose epochs are all checkpointed trains no more
-        new_history = model.fit(
-            ds, epochs=train.epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
-            validation_data=val_ds, callbacks=[timer, guard, *(callbacks or []), *([saver] if saver else [])],
-            verbose=train.verbose, shuffle=False,
-        ).history
+    if initial_epoch < epochs:  # a call whose epochs are all checkpointed trains no more
+        with quiet():
+            new_history = model.fit(
+                ds, epochs=epochs, steps_per_epoch=steps, initial_epoch=initial_epoch, validation_data=val_ds,
+                callbacks=[timer, guard, *(callbacks or []), *([saver] if saver else [])],
+                verbose=train.verbose, shuffle=False,
+            ).history
     guard.raise_if_diverged(train.schedule.name, train.schedule.args, saver.last_good() if saver else "")
     history = {k: [float(v) for v in [*resumed.history.get(k, []), *new_history.get(k, [])]]
                for k in dict.fromkeys([*resumed.history, *new_history])}
-    return FitResult(history, resumed.epoch_seconds + timer.seconds, len(x_train), steps)
+    return FitResult(history, resumed.epoch_seconds + timer.seconds, len(source), steps)
 
 
-def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> dict:
-    """Loss, accuracy and class probabilities on clean images."""
-    num_classes = int(model.output_shape[-1])
-    probs = predict(model, x, batch_size)
-    onehot = np.eye(num_classes, dtype=np.float32)[np.asarray(y, np.int64)]
-    loss = float(keras.losses.categorical_crossentropy(onehot, probs).numpy().mean())
-    accuracy = float((probs.argmax(1) == np.asarray(y)).mean())
-    return {"loss": loss, "accuracy": accuracy, "probs": probs}
+def recalibrate(model: keras.Model, source: Source, train, seed: int, result: FitResult | None = None) -> int:
+    """Recompute batchnorm statistics over `train.bn_recalibrate` clean training batches."""
+    from fastcourse.train.bn_stats import recalibrate_bn
+
+    n = int(train.bn_recalibrate)
+    batches = source.batches(train.batch_size, shuffle=True, seed=seed + 7919, repeat=True, labels=False)
+    used = recalibrate_bn(model, batches, max_batches=min(n, steps_per_epoch(len(source), train.batch_size) * 4))
+    if result is not None and used:
+        result.extra["bn_recalibrated_batches"] = used
+    return used
 
 
-def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    ds = eval_dataset(x, None, int(model.output_shape[-1]), batch_size)
-    return np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
+def eval_batch_size(train) -> int:
+    return max(256, int(train.batch_size))
+
+
+def predict(model: keras.Model, source: Source, batch_size: int = 256, augment: Optional[Callable] = None,
+            seed: int = 0) -> np.ndarray:
+    """Class probabilities for every example of `source`, in order (float32)."""
+    with quiet():
+        probs = np.asarray(model.predict(source.batches(batch_size, labels=False, augment=augment, seed=seed),
+                                         verbose=0), np.float32)
+    if len(probs) != len(source):
+        raise RunError(f"{len(probs)} predictions for {len(source)} examples: a file changed or became "
+                       "unreadable since the dataset was opened; open it again")
+    return probs
+
+
+def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Log loss and accuracy of class probabilities against integer (or soft) labels."""
+    labels = np.asarray(labels)
+    target = labels if labels.ndim == 2 else np.eye(probs.shape[1], dtype=np.float32)[labels.astype(np.int64)]
+    p = np.clip(probs, 1e-7, 1.0)
+    return {"loss": float(-(target * np.log(p)).sum(1).mean()),
+            "accuracy": float((probs.argmax(1) == target.argmax(1)).mean()), "probs": probs}
+
+
+def evaluate(model: keras.Model, source: Source, batch_size: int = 256) -> dict:
+    """Loss, accuracy and class probabilities on clean examples."""
+    if source.labels is None:
+        raise RunError("cannot evaluate on unlabelled examples")
+    return scores(predict(model, source, batch_size), source.labels)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Folder datasets have unknown length (undecodable files are dropped), so Keras warns that
+    validation/prediction "ran out of data" at their natural end; that is expected here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+        yield

@@ -1,0 +1,149 @@
+"""The core commands: run, list, show-config, preview-augment, lr-find, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import sys
+
+from fastcourse.cli import OUT_ARG, arg, command, out_folder
+from fastcourse.tasks.check import load_checked
+
+CONFIG_ARGS = [
+    arg("config", help="experiment YAML file, e.g. configs/mnist/cnn.yaml"),
+    arg("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override a config value (repeatable), e.g. --set train.batch_size=128"),
+]
+
+
+@command("run", "train and evaluate an experiment into a new run directory, or resume an "
+         "interrupted run from its last completed epoch", [
+    arg("config", metavar="CONFIG_OR_RUN_DIR",
+        help="experiment YAML file (a new run), or the directory of an unfinished run to resume it, "
+             "e.g. runs/mnist-cnn-20260101-120000"),
+    CONFIG_ARGS[1],
+    arg("--out", metavar="FOLDER", help="folder under which the run directory is made (default: the config's "
+                                        "`out`, runs/)"),
+    arg("--resume", action="store_true",
+        help="continue the newest unfinished run of this config under --out from its last completed "
+             "epoch (starts a new run if there is none)"),
+    arg("--run-dir", metavar="DIR",
+        help="run into exactly this directory; if it holds an unfinished run of the same config, "
+             "continue that run"),
+])
+def run(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from fastcourse.run.rundir import resolve
+    from fastcourse.tasks.check import check_config
+    from fastcourse.tasks.runner import run_experiment
+
+    cfg, run_dir = resolve(args.config, args.overrides, args.out, args.resume, args.run_dir)
+    check_config(cfg, args.config)
+    run_dir = run_experiment(cfg, out=args.out, run_dir=run_dir)
+    if not (run_dir / "metrics.json").exists():  # a non-chief worker: the chief keeps the results
+        print("worker finished; the chief worker wrote the run directory")
+        return 0
+    metrics = _json.loads((run_dir / "metrics.json").read_text())
+    split = metrics.get("test_split", "test")
+    print(f"{split} accuracy: {metrics['test_accuracy']:.4f}  ({split} loss {metrics['test_loss']:.4f})")
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+@command("show-config", "print the resolved config (defaults filled in, overrides applied)", CONFIG_ARGS)
+def show_config(args: argparse.Namespace) -> int:
+    print(load_checked(args.config, args.overrides).to_yaml(), end="")
+    return 0
+
+
+@command("list", "list the registered tasks, models, datasets, augmentations and schedules", [
+    arg("what", nargs="?", choices=["tasks", "models", "datasets", "augmentations", "schedules"],
+        help="one kind only"),
+])
+def list_registered(args: argparse.Namespace) -> int:
+    # the registries read their modules' source: listing imports no TensorFlow
+    from fastcourse.data import AUGMENTATIONS, DATASETS
+    from fastcourse.models import MODELS
+    from fastcourse.tasks import TASKS
+    from fastcourse.train.schedules import SCHEDULES
+
+    kinds = {"tasks": TASKS, "models": MODELS, "datasets": DATASETS, "augmentations": AUGMENTATIONS,
+             "schedules": SCHEDULES}
+    for kind, registry in kinds.items():
+        if args.what and args.what != kind:
+            continue
+        print(f"{kind}:")
+        for name in registry.names():
+            print(f"  {name:<22} {registry.describe(name)}")
+    return 0
+
+
+def _example(source, index: int):
+    """One clean example of a Source, as float32 0-255 (arrays and image folders alike)."""
+    import numpy as np
+
+    from fastcourse.errors import UsageError
+
+    if not 0 <= index < len(source):
+        raise UsageError(f"--index {index}: the training set has {len(source)} images")
+    batch = next(iter(source.take(index + 1).batches(index + 1, labels=False)))
+    return np.asarray(batch)[index]
+
+
+@command("preview-augment", "write a PNG grid of augmented copies of one training image", CONFIG_ARGS + [
+    arg("--index", type=int, default=0, help="which training image (default 0)"),
+    arg("-n", type=int, default=8, help="how many augmented copies (default 8)"),
+    OUT_ARG,
+])
+def preview_augment(args: argparse.Namespace) -> int:
+    from fastcourse.data import augment
+    from fastcourse.run.inputs import inputs_for
+
+    cfg = load_checked(args.config, args.overrides)
+    inputs = inputs_for(cfg)
+    pipeline = augment.build(cfg.augment.name, cfg.augment.args)
+    path = augment.preview(pipeline, _example(inputs.train, args.index), out_folder(args.out) / "augment_preview.png",
+                           n=args.n, seed=cfg.seed, title=f"{cfg.augment.name} on {inputs.name}[{args.index}]")
+    print(f"preview: {path}")
+    return 0
+
+
+@command("lr-find", "learning-rate range test: save a loss-vs-rate plot and suggest a rate", CONFIG_ARGS + [
+    arg("--steps", type=int, default=200, help="steps of the range test (default 200)"),
+    arg("--min-lr", type=float, default=1e-7),
+    arg("--max-lr", type=float, default=10.0),
+    OUT_ARG,
+])
+def lr_find_command(args: argparse.Namespace) -> int:
+    from fastcourse.data import augment
+    from fastcourse.models import build_model
+    from fastcourse.run.inputs import inputs_for
+    from fastcourse.train.devices import float32_outputs
+    from fastcourse.train.lr_find import lr_find
+    from fastcourse.train.trainer import seed_everything
+
+    cfg = load_checked(args.config, args.overrides)
+    seed_everything(cfg.seed, cfg.train.deterministic)
+    inputs = inputs_for(cfg)
+    model = float32_outputs(build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean,
+                                        std=inputs.std, **cfg.model.args))
+    augmenter = augment.build(cfg.augment.name, cfg.augment.args)
+    result = lr_find(model, inputs.train, cfg.train.batch_size, cfg.seed, augmenter, args.min_lr, args.max_lr,
+                     args.steps, cfg.train.optimizer if cfg.train.optimizer != "adamw" else "adam")
+    path = result.plot(out_folder(args.out) / "lr_find.png")
+    print(json.dumps({"suggested_lr": result.suggestion, "min_loss_lr": result.min_loss_lr, "plot": str(path)}))
+    return 0
+
+
+@command("check", "validate a config without running it (exit 0 when it is valid, 1 when not)", CONFIG_ARGS)
+def check(args: argparse.Namespace) -> int:
+    from fastcourse.errors import UsageError
+
+    try:
+        load_checked(args.config, args.overrides)
+    except UsageError as exc:
+        print(f"fastcourse: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.config}: ok")
+    return 0

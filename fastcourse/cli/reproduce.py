@@ -1,0 +1,32 @@
+"""`fastcourse reproduce mnist|fashion_mnist`: every ladder step and the ensemble, one report."""
+from __future__ import annotations
+
+import argparse
+
+from fastcourse.cli import arg, command
+
+
+@command("reproduce", "run the whole MNIST lesson (ladder + ensemble) and write report.md/.html", [
+    arg("dataset", nargs="?", choices=["mnist", "fashion_mnist"], help="which dataset's ladder"),
+    arg("--quick", action="store_true",
+        help="smoke run: 2 epochs per step, at most 4,000 training images, 3 members (minutes on 2 CPU cores)"),
+    arg("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override a value in every step's config, e.g. --set 'train.schedule.phases=[[1, 1e-3]]'"),
+    arg("--steps", help="comma-separated subset of the steps, e.g. linear,hidden,ensemble"),
+    arg("--out", default="runs", help="folder for the reproduction directory (default runs/)"),
+    arg("--configs", help="the configs folder (default ./configs, else the one beside the package)"),
+    arg("--resume", metavar="DIR", help="finish an interrupted reproduction: completed steps are kept"),
+])
+def reproduce_command(args: argparse.Namespace) -> int:
+    from fastcourse.errors import UsageError
+    from fastcourse.lessons.reproduce import reproduce
+
+    if not args.dataset and not args.resume:
+        raise UsageError("reproduce: name a dataset (mnist or fashion_mnist), or --resume DIR")
+    if args.resume and (args.quick or args.overrides or args.steps or args.configs):
+        raise UsageError(f"--resume {args.resume}: a reproduction resumes with the plan it started with "
+                         "(its reproduce.yaml); drop --quick, --set, --steps and --configs")
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None
+    reproduce(args.dataset, out=args.out, quick=args.quick, overrides=args.overrides,
+              configs_dir=args.configs, resume=args.resume, steps=steps)
+    return 0

@@ -1,0 +1,276 @@
+"""Sources: what the ONE trainer reads, whatever the data is.
+
+A Source knows how many examples it has, their labels and the classes, and makes tf.data
+pipelines of batches from them:
+
+- `ArraySource`: images in memory (MNIST, Fashion-MNIST, the bundled sample);
+- `FolderSource`: image files decoded in a parallel map (dogs vs cats, Statefarm, your photos);
+- `FeatureSource`: precomputed features read from memory-mapped .npy chunks on disk, a batch at
+  a time, never loaded whole (fastcourse.data.features writes them).
+
+Training batches are an endless, reshuffled (from `seed`) stream; `start_step` continues it
+exactly where a killed run stopped. Evaluation batches are clean and in order.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from fastcourse.errors import UsageError
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))
+
+
+def onehot(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """One-hot float labels; soft labels (N, C) pass through (pseudo-labelling)."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return y.astype(np.float32)
+    return np.eye(num_classes, dtype=np.float32)[y.astype(np.int64)]
+
+
+class Source:
+    """Base class. Subclasses set `num_classes`, `labels` and implement `_examples`."""
+
+    num_classes: int
+    labels: Optional[np.ndarray]
+    kind = "source"
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _examples(self, with_labels: bool):
+        """tf.data of single examples (x float32) or (x, one-hot y), in order."""
+        raise NotImplementedError
+
+    def _batched(self, batch_size: int, with_labels: bool, shuffle: bool, seed: int, repeat: bool,
+                 start_step: int):
+        """Batches before augmentation; subclasses may do better than example by example."""
+        import tensorflow as tf
+
+        ds = self._examples(with_labels)
+        if shuffle:
+            ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+        if repeat:
+            ds = ds.repeat()
+        if start_step:
+            ds = ds.skip(start_step)  # before the augmenting map: skipped batches cost nothing
+        return ds
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, augment: Optional[Callable] = None,
+                repeat: bool = False, start_step: int = 0, labels: bool = True):
+        """tf.data of (images float32, one-hot labels), or images alone (`labels=False` or none).
+
+        `augment(images, seed)` runs on whole batches with a stateless seed made of `seed` and the
+        global batch index, so a run is reproducible and a resumed one continues the sequence."""
+        import tensorflow as tf
+
+        with_labels = labels and self.labels is not None
+        ds = self._batched(batch_size, with_labels, shuffle, seed, repeat, start_step)
+        if augment is not None:
+            seed_t = tf.constant(seed, tf.int64)
+            ds = ds.enumerate(start=start_step)
+            if with_labels:
+                ds = ds.map(lambda i, b: (augment(b[0], tf.stack([seed_t, i])), b[1]),
+                            num_parallel_calls=tf.data.AUTOTUNE)
+            else:
+                ds = ds.map(lambda i, x: augment(x, tf.stack([seed_t, i])), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def take(self, n: int) -> "Source":
+        """The first `n` examples (quick runs)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A hash of what the examples are, for caches keyed by data."""
+        raise NotImplementedError
+
+
+@dataclass
+class ArraySource(Source):
+    """uint8 (or float 0-255) images in memory, with integer (or soft) labels or none."""
+
+    x: np.ndarray
+    labels: Optional[np.ndarray]
+    num_classes: int
+    kind = "arrays"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    def _examples(self, with_labels: bool):
+        import tensorflow as tf
+
+        if with_labels:
+            ds = tf.data.Dataset.from_tensor_slices((self.x, onehot(self.labels, self.num_classes)))
+            return ds.map(lambda im, y: (tf.cast(im, tf.float32), y))
+        return tf.data.Dataset.from_tensor_slices(self.x).map(lambda im: tf.cast(im, tf.float32))
+
+    def _batched(self, batch_size, with_labels, shuffle, seed, repeat, start_step):
+        import tensorflow as tf
+
+        # shuffle and batch the uint8 arrays, cast whole batches: cheaper than per example
+        ds = (tf.data.Dataset.from_tensor_slices((self.x, onehot(self.labels, self.num_classes)))
+              if with_labels else tf.data.Dataset.from_tensor_slices(self.x))
+        if shuffle:
+            ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+        if repeat:
+            ds = ds.repeat()
+        if start_step:
+            ds = ds.skip(start_step)
+        if with_labels:
+            return ds.map(lambda im, y: (tf.cast(im, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda im: tf.cast(im, tf.float32), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def fingerprint(self) -> str:
+        """What identifies these images for a features cache: a hash of the pixels."""
+        import hashlib
+
+        return hashlib.sha256(np.ascontiguousarray(self.x).tobytes()).hexdigest()
+
+    def take(self, n: int) -> "ArraySource":
+        return ArraySource(self.x[:n], None if self.labels is None else self.labels[:n], self.num_classes)
+
+
+@dataclass
+class FolderSource(Source):
+    """Image files (absolute paths) decoded and resized to `image_size` in a parallel map."""
+
+    files: Sequence[str]
+    labels: Optional[np.ndarray]
+    num_classes: int
+    image_size: tuple[int, int]
+    cache_dir: Optional[str] = None
+    kind = "folder"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (*self.image_size, 3)
+
+    def batches(self, batch_size, *, shuffle=False, seed=0, augment=None, repeat=False, start_step=0, labels=True):
+        from fastcourse.data.folders import image_dataset
+
+        return image_dataset(self.files, self.labels if labels else None, self.num_classes, self.image_size,
+                             batch_size, shuffle=shuffle, seed=seed, augment=augment, repeat=repeat,
+                             start_step=start_step, cache_dir=self.cache_dir)
+
+    def fingerprint(self) -> str:
+        """What identifies these images for a features cache: paths, sizes, mtimes, image size."""
+        import hashlib
+        import os
+
+        h = hashlib.sha256(repr(tuple(self.image_size)).encode())
+        for f in self.files:
+            st = os.stat(f)
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def take(self, n: int) -> "FolderSource":
+        return FolderSource(list(self.files[:n]), None if self.labels is None else self.labels[:n],
+                            self.num_classes, self.image_size, self.cache_dir)
+
+
+@dataclass
+class FeaturePart:
+    """Rows of one features file (.npy, read memory-mapped) with their labels (ints or soft)."""
+
+    path: str | Path
+    labels: Optional[np.ndarray] = None
+    rows: Optional[np.ndarray] = None  # a subset of the file's rows, in this order; None = all
+
+
+class FeatureSource(Source):
+    """Precomputed features in memory-mapped .npy files, read batch by batch, never whole.
+
+    Parts are concatenated: the clean pass, each augmented pass (same images, same labels), and
+    pseudo-labelled rows of the test images (soft labels). Shuffling draws row indices; rows are
+    gathered from the memory maps inside tf.data, so resident memory stays at a few batches
+    whatever the files' sizes. Files may hold float16 (half the disk); batches are float32."""
+
+    kind = "features"
+
+    def __init__(self, parts: Sequence[FeaturePart], num_classes: int):
+        if not parts:
+            raise UsageError("a FeatureSource needs at least one features file")
+        self.parts, self.num_classes = list(parts), int(num_classes)
+        self._maps = [np.load(p.path, mmap_mode="r") for p in self.parts]
+        shapes = {m.shape[1:] for m in self._maps}
+        if len(shapes) != 1:
+            raise UsageError(f"features files of different shapes: {sorted(shapes)}")
+        self._rows = [np.arange(len(m)) if p.rows is None else np.asarray(p.rows, np.int64)
+                      for p, m in zip(self.parts, self._maps)]
+        self._offsets = np.cumsum([0] + [len(r) for r in self._rows])
+        labelled = [p.labels is not None for p in self.parts]
+        if any(labelled) and not all(labelled):
+            raise UsageError("either every features part has labels or none has")
+        self.labels = None
+        if all(labelled):
+            for p, r in zip(self.parts, self._rows):
+                if len(p.labels) != len(r):
+                    raise UsageError(f"{p.path}: {len(p.labels)} labels for {len(r)} feature rows")
+            self.labels = np.concatenate([onehot(p.labels, self.num_classes) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self._maps[0].shape[1:])
+
+    def _gather(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, np.int64)
+        out = np.empty((len(index), *self.input_shape), np.float32)
+        part = np.searchsorted(self._offsets, index, side="right") - 1
+        for k in np.unique(part):
+            sel = np.flatnonzero(part == k)
+            rows = self._rows[k][index[sel] - self._offsets[k]]
+            order = np.argsort(rows, kind="stable")  # memory-mapped reads in file order
+            out[sel[order]] = self._maps[k][rows[order]]
+        return out
+
+    def _batched(self, batch_size, with_labels, shuffle, seed, repeat, start_step):
+        import tensorflow as tf
+
+        n = len(self)
+        ds = tf.data.Dataset.range(n)
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+        if repeat:
+            ds = ds.repeat()
+        if start_step:
+            ds = ds.skip(start_step)
+        shape = [None, *self.input_shape]
+        labels = tf.constant(self.labels) if with_labels else None
+
+        def load(index):
+            x = tf.numpy_function(self._gather, [index], tf.float32, stateful=False)
+            x.set_shape(shape)
+            return (x, tf.gather(labels, index)) if with_labels else x
+
+        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def take(self, n: int) -> "FeatureSource":
+        first = self.parts[0]
+        rows = self._rows[0][:n]
+        return FeatureSource([FeaturePart(first.path, None if first.labels is None else first.labels[:n], rows)],
+                             self.num_classes)

@@ -1,0 +1,205 @@
+"""Looking at results, as lesson 3 did: which images a model gets right, wrong, and unsure.
+
+The pickers are pure functions of (labels, probs) that return indices, so they are tested on
+hand-made arrays; `write_views` draws them as PNG grids (through fastcourse.io.save_figure):
+
+- random_correct.png, random_incorrect.png
+- most_confident_correct.png: per class (one row each), the images of that class predicted
+  right with the highest P(class)
+- most_confident_incorrect.png: per class, the images predicted as that class that are not,
+  with the highest P(class) (the lesson's "most confident cats that are really dogs")
+- most_uncertain.png: P closest to 0.5 for two classes; highest entropy for more
+- confusion_matrix.png, augmented.png (copies of one image through the run's augmentation)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+UNCERTAINTY = ("auto", "entropy", "max_prob", "half")
+
+
+def _check(labels: np.ndarray | None, probs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    probs = np.asarray(probs, np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be (N, classes), got shape {probs.shape}")
+    if labels is not None:
+        labels = np.asarray(labels, np.int64)
+        if labels.shape != (len(probs),):
+            raise ValueError(f"{labels.shape[0] if labels.ndim else 0} labels for {len(probs)} rows of probs")
+    return labels, probs
+
+
+def _sample(candidates: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Up to n of `candidates`, drawn without replacement, kept in index order."""
+    if len(candidates) <= n:
+        return candidates
+    return np.sort(np.random.default_rng(seed).choice(candidates, size=n, replace=False))
+
+
+def random_correct(labels, probs, n: int = 4, seed: int = 0) -> np.ndarray:
+    """Indices of up to n random images whose predicted class is their label."""
+    labels, probs = _check(labels, probs)
+    return _sample(np.flatnonzero(probs.argmax(1) == labels), n, seed)
+
+
+def random_incorrect(labels, probs, n: int = 4, seed: int = 0) -> np.ndarray:
+    """Indices of up to n random images whose predicted class is not their label."""
+    labels, probs = _check(labels, probs)
+    return _sample(np.flatnonzero(probs.argmax(1) != labels), n, seed)
+
+
+def _by_confidence(candidates: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    # stable sort on the negated score: ties keep file order, so a rerun picks the same images
+    order = np.argsort(-scores[candidates], kind="stable")
+    return candidates[order[:n]]
+
+
+def most_confident_correct(labels, probs, cls: int, n: int = 4) -> np.ndarray:
+    """Images of class `cls` predicted as `cls`, highest P(cls) first."""
+    labels, probs = _check(labels, probs)
+    candidates = np.flatnonzero((labels == cls) & (probs.argmax(1) == cls))
+    return _by_confidence(candidates, probs[:, cls], n)
+
+
+def most_confident_incorrect(labels, probs, cls: int, n: int = 4) -> np.ndarray:
+    """Images predicted as `cls` whose label is another class, highest P(cls) first."""
+    labels, probs = _check(labels, probs)
+    candidates = np.flatnonzero((labels != cls) & (probs.argmax(1) == cls))
+    return _by_confidence(candidates, probs[:, cls], n)
+
+
+def uncertainty(probs, by: str = "auto") -> np.ndarray:
+    """A score per image, larger = less sure. `half`: -|P(class 0) - 0.5| (two classes, the
+    lesson's measure); `entropy`: -sum p log p; `max_prob`: 1 - max p; `auto`: half for two
+    classes, else entropy."""
+    _, probs = _check(None, probs)
+    if by == "auto":
+        by = "half" if probs.shape[1] == 2 else "entropy"
+    if by == "half":
+        if probs.shape[1] != 2:
+            raise ValueError(f"uncertainty 'half' is for two classes; these probs have {probs.shape[1]}")
+        return -np.abs(probs[:, 0] - 0.5)
+    if by == "entropy":
+        p = np.clip(probs, 1e-12, 1.0)
+        return -(probs * np.log(p)).sum(axis=1)
+    if by == "max_prob":
+        return 1.0 - probs.max(axis=1)
+    raise ValueError(f"unknown uncertainty {by!r}: use one of {', '.join(UNCERTAINTY)}")
+
+
+def most_uncertain(probs, n: int = 4, by: str = "auto") -> np.ndarray:
+    """Indices of the n least certain images, least certain first (ties in file order)."""
+    score = uncertainty(probs, by)
+    return np.argsort(-score, kind="stable")[:n]
+
+
+# --- drawing ----------------------------------------------------------------------------
+
+def load_display_image(path: str | Path, size: int = 160) -> np.ndarray:
+    """An RGB uint8 thumbnail of any image Pillow reads (grayscale, palette, CMYK included)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((size, size))
+        return np.asarray(im)
+
+
+def plot_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | Path, title: str = "",
+              row_labels: Sequence[str] | None = None) -> Path:
+    """A PNG of image rows; each cell is (image, caption). Empty rows show 'none'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fastcourse.io import save_figure
+
+    cols = max(1, max((len(r) for r in rows), default=1))
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.4 * len(rows)), squeeze=False,
+                             layout="constrained")
+    for r, row in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(row):
+                image, caption = row[c]
+                ax.imshow(image)
+                ax.set_title(caption, fontsize=8)
+            elif c == 0:
+                ax.text(0.5, 0.5, "none", ha="center", va="center", color="gray", transform=ax.transAxes)
+        if row_labels:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def _caption(i: int, labels, probs, class_names) -> str:
+    pred = int(probs[i].argmax())
+    p = float(probs[i, pred])
+    if labels is not None and labels[i] != pred:
+        return f"{class_names[labels[i]]} as {class_names[pred]} {p:.2f}"
+    return f"{class_names[pred]} {p:.2f}"
+
+
+def write_views(
+    folder: str | Path, filenames: Sequence[str], labels: np.ndarray, probs: np.ndarray,
+    class_names: Sequence[str], out_dir: str | Path, n: int = 4, seed: int = 0,
+    augment: Optional[Callable] = None, augment_image: Optional[tuple[str, np.ndarray]] = None,
+    uncertainty_by: str = "auto",
+) -> dict:
+    """Draw every view into `out_dir`; return the accuracy, the confusion matrix, the file names
+    each view shows and the PNG paths. `augment_image` is (name, image as the model sees it)."""
+    from fastcourse.run import plots as report
+
+    labels, probs = _check(labels, probs)
+    folder, out_dir = Path(folder), Path(out_dir)
+    cache: dict[int, np.ndarray] = {}
+
+    def cells(indices):
+        out = []
+        for i in indices:
+            if i not in cache:
+                cache[i] = load_display_image(folder / filenames[i])
+            out.append((cache[i], _caption(i, labels, probs, class_names)))
+        return out
+
+    picks = {
+        "random_correct": random_correct(labels, probs, n, seed),
+        "random_incorrect": random_incorrect(labels, probs, n, seed),
+        "most_uncertain": most_uncertain(probs, n, uncertainty_by),
+    }
+    per_class = {
+        "most_confident_correct": [most_confident_correct(labels, probs, c, n) for c in range(len(class_names))],
+        "most_confident_incorrect": [most_confident_incorrect(labels, probs, c, n) for c in range(len(class_names))],
+    }
+    written: dict[str, Path] = {}
+    titles = {"random_correct": "random correct", "random_incorrect": "random incorrect (true as predicted)",
+              "most_uncertain": "most uncertain"}
+    for view, idx in picks.items():
+        written[view] = plot_grid([cells(idx)], out_dir / f"{view}.png", titles[view])
+    for view, rows in per_class.items():
+        written[view] = plot_grid([cells(idx) for idx in rows], out_dir / f"{view}.png",
+                                  view.replace("_", " ") + " per class", row_labels=list(class_names))
+    cm = report.confusion_matrix(labels, probs.argmax(1), len(class_names))
+    accuracy = float(np.trace(cm) / max(1, cm.sum()))
+    written["confusion_matrix"] = report.plot_confusion_matrix(
+        cm, class_names, out_dir / "confusion_matrix.png", f"accuracy {accuracy:.4f} on {len(labels)} images")
+    if augment is not None and augment_image is not None:
+        from fastcourse.data.augment import preview
+
+        name, image = augment_image
+        written["augmented"] = preview(augment, image, out_dir / "augmented.png", n=8, seed=seed,
+                                       title=f"augmented copies of {name}")
+    shown = {view: [filenames[i] for i in idx] for view, idx in picks.items()}
+    for view, rows in per_class.items():
+        shown[view] = {class_names[c]: [filenames[i] for i in idx] for c, idx in enumerate(rows)}
+    return {"accuracy": accuracy, "confusion_matrix": cm.tolist(), "shown": shown,
+            "files": {k: str(v) for k, v in written.items()}}

@@ -1,0 +1,128 @@
+"""What every run leaves in its directory, whatever the task, each file written atomically:
+
+    model.keras            loads with keras.saving.load_model(path, safe_mode=True)
+    metrics.json           evaluation loss/accuracy (on `test` for arrays, `valid` for folders),
+                           timings, images/s, seed, classes, versions, the task's extras
+    history.csv            per-epoch values of every training call, joined
+    eval_probs.npy         class probabilities on the evaluation split (ensembles combine these)
+    eval_labels.npy        its labels
+    eval_predictions.csv   the same with file names (image folders)
+    learning_curves.png, confusion_matrix.png
+
+`load_model` is the one way fastcourse reads a .keras file: safe mode, with fastcourse's own
+registered classes imported first.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from fastcourse import io
+from fastcourse.errors import UsageError
+from fastcourse.run import plots
+
+PROBS = "eval_probs.npy"
+LABELS = "eval_labels.npy"
+
+
+def register_custom_objects() -> None:
+    """Import every module that defines a registered Keras class (layers, schedules,
+    optimizers), so that safe-mode loading finds them."""
+    import fastcourse.data.augment  # noqa: F401  RandomAffine
+    import fastcourse.models.blocks  # noqa: F401  Step
+    import fastcourse.models.vgg  # noqa: F401  VGGPreprocess
+    import fastcourse.train.optimizers  # noqa: F401  ScheduleAdapter, Multiplied*
+
+
+def load_model(path: str | Path, compile: bool = True):
+    """Load a .keras model in Keras' safe mode: nothing in the file can run code.
+
+    A model that holds a Lambda layer (or anything else that needs unsafe deserialisation) is
+    refused with a UsageError, as is a file that is not a readable .keras model.
+    """
+    import keras
+
+    register_custom_objects()
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path}: not a .keras model file (not a zip archive); it may be truncated")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except ValueError as exc:
+        text = str(exc)
+        if "Lambda" in text or "safe_mode" in text:
+            raise UsageError(f"{path}: refused: it holds a Lambda layer (arbitrary Python code), and fastcourse "
+                             "loads models in safe mode only; rebuild it with registered layers") from None
+        raise UsageError(f"{path}: cannot load this .keras model: {text.splitlines()[0]}") from None
+    except (TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path}: cannot load this .keras model: {first}") from None
+
+
+def inference_model(model):
+    """The same layers and weights, uncompiled: the saved model then holds no optimizer (nor its
+    fastcourse schedule), so a model made of Keras' own layers loads in plain Keras."""
+    import keras
+
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    from fastcourse.version import __version__
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "fastcourse": __version__, "platform": sys.platform}
+
+
+def write_run(run_dir: Path, cfg, inputs, model, result, evaluation: dict, extra: dict | None = None) -> dict:
+    """Write a finished run's artifacts (metrics.json last of the summary files); return the metrics.
+
+    `evaluation` is `fastcourse.train.trainer.scores(...)` on `inputs.eval` (probs, loss, accuracy).
+    """
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    probs = evaluation["probs"]
+    labels = np.asarray(inputs.eval.labels)
+    io.save_model(inference_model(model), run_dir / "model.keras")
+    history = pd.DataFrame(result.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    io.write_text(run_dir / "history.csv", history.to_csv(index=False))
+    if inputs.eval_files is not None:
+        table = pd.DataFrame(probs, columns=inputs.class_names)
+        table.insert(0, "label", [inputs.class_names[i] for i in labels])
+        table.insert(0, "file", inputs.eval_files)
+        io.write_text(run_dir / "eval_predictions.csv", table.to_csv(index=False))
+    with io.atomic_path(run_dir / LABELS, suffix=".npy") as tmp:
+        np.save(tmp, labels)
+    metrics = {
+        "name": cfg.name, "task": cfg.task.name, "model": cfg.model.name, "dataset": inputs.name,
+        "data_kind": inputs.kind, "data_source": inputs.source, "classes": list(inputs.class_names),
+        "augment": cfg.augment.name, "test_split": inputs.eval_split,
+        "test_loss": evaluation["loss"], "test_accuracy": evaluation["accuracy"],
+        "epochs": len(result.epoch_seconds), "train_images": len(inputs.train), "test_images": len(inputs.eval),
+        "train_seconds": result.train_seconds, "images_per_second": result.images_per_second,
+        "epoch_seconds": result.epoch_seconds, "params": int(model.count_params()), "seed": cfg.seed,
+        "versions": versions(), **result.extra, **(extra or {}),
+    }
+    if result.history:
+        plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name} ({inputs.name})")
+    cm = plots.confusion_matrix(labels, probs.argmax(1), inputs.num_classes)
+    plots.plot_confusion_matrix(cm, inputs.class_names, run_dir / "confusion_matrix.png",
+                                f"{cfg.name}: {inputs.eval_split} accuracy {evaluation['accuracy']:.4f}")
+    io.write_json(run_dir / "metrics.json", metrics)
+    # the predictions file comes last: an ensemble member is finished when it exists
+    with io.atomic_path(run_dir / PROBS, suffix=".npy") as tmp:
+        np.save(tmp, probs.astype(np.float32))
+    print(f"fastcourse: {cfg.name}: {inputs.eval_split} accuracy {evaluation['accuracy']:.4f}, "
+          f"loss {evaluation['loss']:.4f}", flush=True)
+    return metrics

@@ -1,0 +1,296 @@
+"""Ensembles: train N members of one config with different seeds, then combine them.
+
+An experiment with `ensemble: {members: 6}` (and optionally `seeds: [...]`) trains its model,
+augmentation and schedule once per member, one after another (or one per GPU at a time with
+`parallel: true` where several GPUs are visible). Each member is saved as soon as it finishes::
+
+    <run_dir>/members/<i>/  config.yaml model.keras history.csv metrics.json eval_probs.npy ...
+
+`eval_probs.npy` is written last, so a member is finished when it exists. Running the same
+config on the same run directory again (`fastcourse run RUN_DIR`, `resume_ensemble(run_dir)`)
+skips the finished members and starts at the first unfinished one, which itself continues from
+its last completed epoch (members/<i>/checkpoints/, dropped once the member is saved).
+Any task can be an ensemble: the lesson's 5 batchnorm heads on cached features share one
+feature cache.
+
+When every member is done, the ensemble is combined from the saved test predictions by three
+rules (arithmetic mean, geometric mean, majority vote), and built as ONE Keras model (shared
+input, outputs averaged: models/ensemble.py) saved as <run_dir>/model.keras. metrics.json holds
+each member's test accuracy and loss, their mean and spread, and the ensemble's per rule.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from fastcourse import io
+from fastcourse.run import rundir
+from fastcourse.config import ExperimentConfig, load_config
+from fastcourse.errors import RunError, UsageError
+
+RULES = ("mean", "geometric", "vote")
+PROBS_FILE = "eval_probs.npy"  # written last by every task (run/artifacts.py)
+EPS = 1e-7  # the clipping Keras' cross-entropy uses
+
+
+# --- combination rules: pure numpy over (members, images, classes) -----------------------
+
+def combine(probs: np.ndarray, rule: str = "mean") -> np.ndarray:
+    """Combine member probabilities `probs` (M, N, C) into (N, C) scores by `rule`.
+
+    - "mean": the arithmetic mean of the probabilities (what the Keras ensemble model outputs);
+    - "geometric": the normalised geometric mean, exp(mean(log p)) / sum;
+    - "vote": each member votes for its argmax; scores are vote fractions, and a tie goes to
+      the tied class with the highest mean probability.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 3:
+        raise ValueError(f"member probabilities must be (members, images, classes), got {probs.shape}")
+    if rule == "mean":
+        return probs.mean(0)
+    if rule == "geometric":
+        g = np.exp(np.log(np.clip(probs, EPS, 1.0)).mean(0))
+        return g / g.sum(1, keepdims=True)
+    if rule == "vote":
+        m, n, c = probs.shape
+        votes = np.zeros((n, c))
+        np.add.at(votes, (np.arange(n)[None, :].repeat(m, 0), probs.argmax(2)), 1.0)
+        # mean probabilities are < 1 apart, so half of them breaks ties without overturning a vote
+        return (votes + 0.5 * probs.mean(0)) / (m + 0.5)
+    raise ValueError(f"unknown combination rule {rule!r}; use one of {', '.join(RULES)}")
+
+
+def accuracy(scores: np.ndarray, y: np.ndarray) -> float:
+    return float((np.asarray(scores).argmax(1) == np.asarray(y)).mean())
+
+
+def cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean categorical cross-entropy, clipped as Keras clips it."""
+    p = np.asarray(probs, dtype=np.float64)
+    p = p / p.sum(1, keepdims=True)
+    picked = np.clip(p[np.arange(len(y)), np.asarray(y, np.int64)], EPS, 1 - EPS)
+    return float(-np.log(picked).mean())
+
+
+def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict]) -> dict:
+    """Members' test accuracy/loss with mean and spread, and the ensemble's for every rule."""
+    acc = np.array([m["test_accuracy"] for m in member_metrics], dtype=np.float64)
+    loss = np.array([m["test_loss"] for m in member_metrics], dtype=np.float64)
+
+    def spread(v):
+        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                "min": float(v.min()), "max": float(v.max())}
+
+    rules = {}
+    for rule in RULES:
+        scores = combine(member_probs, rule)
+        # vote fractions are no probabilities: a vote has no meaningful cross-entropy
+        rules[rule] = {"test_accuracy": accuracy(scores, y),
+                       "test_loss": None if rule == "vote" else cross_entropy(scores, y)}
+    best_member = float(acc.max())
+    return {
+        "members": [{"index": i, "seed": m.get("seed"), "test_accuracy": m["test_accuracy"],
+                     "test_loss": m["test_loss"], "epochs": m.get("epochs"),
+                     "train_seconds": m.get("train_seconds")} for i, m in enumerate(member_metrics)],
+        "member_accuracy": spread(acc),
+        "member_loss": spread(loss),
+        "rules": rules,
+        "gain_over_member_mean": rules["mean"]["test_accuracy"] - float(acc.mean()),
+        "gain_over_best_member": rules["mean"]["test_accuracy"] - best_member,
+    }
+
+
+# --- training --------------------------------------------------------------------------
+
+def member_seeds(cfg: ExperimentConfig) -> list[int]:
+    ens = cfg.ensemble
+    return list(ens.seeds) if ens.seeds is not None else [cfg.seed + i for i in range(ens.members)]
+
+
+def member_config(cfg: ExperimentConfig, index: int, seed: int) -> ExperimentConfig:
+    """The single-model config of member `index`: the experiment's own, with its seed."""
+    return cfg.model_copy(update={"name": f"{cfg.name}-member{index}", "seed": int(seed), "ensemble": None})
+
+
+def member_dir(run_dir: Path, index: int) -> Path:
+    return Path(run_dir) / "members" / str(index)
+
+
+def is_finished(mdir: Path) -> bool:
+    return (mdir / PROBS_FILE).is_file() and (mdir / "metrics.json").is_file()
+
+
+def train_member(cfg: ExperimentConfig, task, mdir: Path) -> dict:
+    """Run the task for one member into `mdir`, like a run of its own: seeded, in the precision and
+    distribution scope, checkpointed under `mdir/checkpoints/` (dropped once the member is saved)."""
+    from fastcourse.run.experiment import run_task
+
+    mdir.mkdir(parents=True, exist_ok=True)
+    io.write_text(mdir / "config.yaml", cfg.to_yaml())
+    metrics = run_task(cfg, task, mdir)
+    shutil.rmtree(rundir.checkpoint_dir(mdir), ignore_errors=True)
+    return metrics
+
+
+def run_ensemble(cfg: ExperimentConfig, task, run_dir: str | Path) -> Path:
+    """Train the members still missing in `run_dir`, then combine them; any task works, since every
+    task leaves the same artifacts. Finished members are kept as they are."""
+    if cfg.ensemble is None or cfg.ensemble.members < 1:
+        raise UsageError(f"{cfg.name}: no `ensemble` section; add `ensemble: {{members: 5}}`")
+    run_dir = Path(run_dir)
+    with rundir.locked(run_dir):  # already held when called through execute
+        if rundir.is_run_dir(run_dir):
+            rundir.check_same_config(run_dir, cfg)  # never mix members of another config
+        else:
+            io.write_text(run_dir / rundir.CONFIG, cfg.to_yaml())
+        _train_missing(cfg, task, run_dir)
+        return finish_ensemble(cfg, run_dir)
+
+
+def _train_missing(cfg: ExperimentConfig, task, run_dir: Path) -> None:
+    """Train the members not finished yet: one after another, or one per GPU."""
+    seeds = member_seeds(cfg)
+    n = len(seeds)
+    pending = [i for i in range(n) if not is_finished(member_dir(run_dir, i))]
+    done = n - len(pending)
+    print(f"fastcourse: ensemble {cfg.name}: {n} x {cfg.task.name} of {cfg.model.name}, augment={cfg.augment.name}"
+          f" -> {run_dir}" + (f" ({done} finished member(s) kept, resuming at member {pending[0]})"
+                              if done and pending else ""), flush=True)
+    workers = _parallel_devices(cfg) if pending else 0
+    if workers > 1:
+        _train_parallel(cfg, task, seeds, pending, run_dir, workers)
+        return
+    for i in pending:
+        print(f"fastcourse: ensemble {cfg.name}: member {i + 1}/{n} (seed {seeds[i]})", flush=True)
+        m = train_member(member_config(cfg, i, seeds[i]), task, member_dir(run_dir, i))
+        print(f"fastcourse: member {i}: {m.get('test_split', 'test')} accuracy {m['test_accuracy']:.4f}", flush=True)
+
+
+def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
+    """Combine the finished members of `run_dir`: rules, the Keras model, metrics.json, plots."""
+    import json
+
+    import pandas as pd
+
+    from fastcourse.models.ensemble import average_members
+    from fastcourse.run import plots
+    from fastcourse.run.artifacts import LABELS, load_model, versions
+    from fastcourse.run.inputs import inputs_for
+    from fastcourse.train.trainer import predict
+
+    n = len(member_seeds(cfg))
+    dirs = [member_dir(run_dir, i) for i in range(n)]
+    missing = [str(i) for i, d in enumerate(dirs) if not is_finished(d)]
+    if missing:
+        raise RunError(f"{run_dir}: members {', '.join(missing)} are not finished; run the ensemble again "
+                       "on this run directory to train them")
+    member_metrics = [json.loads((d / "metrics.json").read_text()) for d in dirs]
+    probs = np.stack([np.load(d / PROBS_FILE, allow_pickle=False) for d in dirs])
+    labels = np.load(dirs[0] / LABELS, allow_pickle=False)
+    for d in dirs[1:]:
+        if not np.array_equal(np.load(d / LABELS, allow_pickle=False), labels):
+            raise RunError(f"{run_dir}: member {d.name} was evaluated on other images than member 0; "
+                           "was the data changed between members?")
+    summary = summarize(probs, labels, member_metrics)
+
+    # The ensemble as one model: saved, reloaded in safe mode, and checked against the mean rule
+    # on the first evaluation images.
+    members = [load_model(d / "model.keras") for d in dirs]
+    io.save_model(average_members(members, name=_model_name(cfg.name)), run_dir / "model.keras")
+    reloaded = load_model(run_dir / "model.keras")
+    inputs = inputs_for(cfg)
+    k = min(64, len(inputs.eval))
+    mean_probs = combine(probs, "mean")
+    model_probs = predict(reloaded, inputs.eval.take(k))
+    with io.atomic_path(run_dir / LABELS, suffix=".npy") as tmp:
+        np.save(tmp, labels)
+
+    histories = [pd.read_csv(d / "history.csv") for d in dirs]
+    mean_history = pd.concat(histories).groupby("epoch", as_index=False).mean()
+    io.write_text(run_dir / "history.csv", mean_history.to_csv(index=False))
+
+    rules = summary["rules"]
+    first = member_metrics[0]
+    metrics = {
+        "name": cfg.name, "task": cfg.task.name, "model": cfg.model.name, "dataset": first.get("dataset"),
+        "data_kind": first.get("data_kind"), "data_source": first.get("data_source"),
+        "classes": first.get("classes"), "augment": cfg.augment.name, "ensemble_members": n,
+        "test_split": first.get("test_split", "test"),
+        # the headline numbers are the arithmetic mean's, as the course averaged predictions
+        "test_accuracy": rules["mean"]["test_accuracy"], "test_loss": rules["mean"]["test_loss"],
+        **summary,
+        "keras_model": {
+            "path": "model.keras", "checked_images": k,
+            "max_abs_diff_from_mean_rule": float(np.abs(model_probs - mean_probs[:k]).max()),
+        },
+        "epochs": first.get("epochs"), "train_images": first.get("train_images"), "test_images": int(len(labels)),
+        "train_seconds": float(sum(m.get("train_seconds", 0.0) for m in member_metrics)),
+        "params": int(reloaded.count_params()), "seed": cfg.seed, "versions": versions(),
+    }
+    classes = list(first.get("classes") or range(probs.shape[2]))
+    plots.plot_learning_curves(mean_history.drop(columns="epoch").to_dict("list"), run_dir / "learning_curves.png",
+                               f"{cfg.name}: mean of {n} members")
+    cm = plots.confusion_matrix(labels, mean_probs.argmax(1), probs.shape[2])
+    plots.plot_confusion_matrix(cm, [str(c) for c in classes], run_dir / "confusion_matrix.png",
+                                f"{cfg.name} ({n} members): accuracy {metrics['test_accuracy']:.4f}")
+    io.write_json(run_dir / "metrics.json", metrics)
+    with io.atomic_path(run_dir / PROBS_FILE, suffix=".npy") as tmp:
+        np.save(tmp, mean_probs.astype(np.float32))
+    acc = summary["member_accuracy"]
+    print(f"fastcourse: ensemble {cfg.name}: members {acc['mean']:.4f} +- {acc['std']:.4f} "
+          f"(min {acc['min']:.4f}, max {acc['max']:.4f}); ensemble mean {rules['mean']['test_accuracy']:.4f}, "
+          f"geometric {rules['geometric']['test_accuracy']:.4f}, vote {rules['vote']['test_accuracy']:.4f}",
+          flush=True)
+    return run_dir
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _model_name(name: str) -> str:
+    # Keras model names: keep them simple identifiers
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "ensemble"
+
+
+def _parallel_devices(cfg: ExperimentConfig) -> int:
+    """How many members may train at once: one per visible GPU with `parallel`, else 1."""
+    if not cfg.ensemble.parallel:
+        return 1
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    if gpus < 2:
+        print(f"fastcourse: ensemble.parallel: {gpus} GPU(s) visible; training members one after another",
+              flush=True)
+        return 1
+    return gpus
+
+
+def _train_parallel(cfg: ExperimentConfig, task, seeds: list[int], pending: list[int], run_dir: Path,
+                    gpus: int) -> None:
+    """One worker process per GPU, each seeing only its own GPU; members are saved as they finish."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")  # a fresh TensorFlow per worker, before it picks its GPU
+    queue = ctx.Manager().Queue()
+    for g in range(gpus):
+        queue.put(g)
+    with ProcessPoolExecutor(max_workers=min(gpus, len(pending)), mp_context=ctx,
+                             initializer=_pick_gpu, initargs=(queue,)) as pool:
+        futures = {pool.submit(_train_member_worker, cfg.to_dict(), task, i, seeds[i],
+                               str(member_dir(run_dir, i))): i for i in pending}
+        for fut in as_completed(futures):
+            metrics = fut.result()
+            print(f"fastcourse: member {futures[fut]}: accuracy {metrics['test_accuracy']:.4f}", flush=True)
+
+
+def _pick_gpu(queue) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+
+
+def _train_member_worker(cfg_dict: dict, task, index: int, seed: int, mdir: str) -> dict:
+    cfg = load_config(cfg_dict)
+    return train_member(member_config(cfg, index, seed), task, Path(mdir))

@@ -1,0 +1,96 @@
+"""execute(config, task) -> run directory: the frame every task runs in.
+
+Every run gets a fresh directory of its own (`<out>/<name>-<timestamp>`), locked while it runs
+(rundir.py), with config.yaml from the start and the artifacts at the end (artifacts.py). The
+task runs seeded, inside the configured precision policy and tf.distribute scope, whatever it
+is; a config with an `ensemble` section runs the task once per member (ensemble.py). An
+unfinished run (no metrics.json) continues from its checkpoints.
+
+The task registry lives one layer down (fastcourse.tasks); `fastcourse.tasks.runner` looks the
+task up and calls `execute`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from fastcourse import io
+from fastcourse.config import ExperimentConfig
+from fastcourse.errors import RunError, UsageError
+from fastcourse.run import rundir
+
+Task = Callable[..., dict]
+
+
+def new_run_dir(out: str | Path, name: str) -> Path:
+    """A directory no other run uses: created here, never reused."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder; give a folder for run directories")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise io.os_error(exc, f"cannot create output folder {out}") from None
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        candidate = out / (f"{name}-{stamp}" + (f"-{i + 1}" if i else ""))
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise io.os_error(exc, f"cannot create a run directory in {out}") from None
+    raise RunError(f"cannot find a free run directory name under {out}")
+
+
+def run_task(cfg: ExperimentConfig, task: Task, run_dir: Path) -> dict:
+    """One task call: cleared Keras state, seeded, inside the precision and distribution scope."""
+    import keras
+
+    from fastcourse.train.devices import training_scope
+    from fastcourse.train.trainer import seed_everything
+
+    keras.backend.clear_session()  # drop earlier models' graphs (ensemble members, reproduce steps)
+    seed_everything(cfg.seed, cfg.train.deterministic)
+    with training_scope(cfg.train.precision, cfg.train.distribute) as strategy:
+        metrics = task(cfg, Path(run_dir), **cfg.task.args)
+    if isinstance(metrics, dict) and (Path(run_dir) / "metrics.json").is_file():
+        metrics.setdefault("replicas", int(strategy.num_replicas_in_sync))
+    return metrics
+
+
+def execute(cfg: ExperimentConfig, task: Task, out: str | Path | None = None,
+            run_dir: str | Path | None = None) -> Path:
+    """Run `task` for `cfg` (as an ensemble when it has one); return the run directory.
+
+    Given the `run_dir` of an unfinished run, continue it from its last checkpoint.
+    """
+    from fastcourse.train.devices import is_chief
+
+    if cfg.train.distribute == "multi_worker" and not is_chief():
+        # Every worker trains and saves (saving is collective); only the chief keeps its files.
+        scratch = Path(tempfile.mkdtemp(prefix="fastcourse-worker-"))
+        try:
+            run_task(cfg, task, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return scratch
+
+    fresh = not run_dir or not Path(run_dir).exists()
+    run_dir = Path(run_dir) if run_dir else new_run_dir(out or cfg.out, cfg.name)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise io.os_error(exc, f"cannot create run directory {run_dir}") from None
+    with rundir.claim(run_dir, cfg, fresh=fresh):
+        if cfg.ensemble is not None and cfg.ensemble.members > 1:
+            from fastcourse.run.ensemble import run_ensemble
+
+            run_ensemble(cfg, task, run_dir)
+        else:
+            run_task(cfg, task, run_dir)
+    return run_dir

@@ -1,0 +1,90 @@
+"""A config's data as every task sees it, whatever its kind (arrays or image folders).
+
+    inputs = inputs_for(cfg)
+    inputs.train, inputs.eval          # Sources: what the trainer fits on and what is reported
+    inputs.eval_split                  # "test" for array datasets, "valid" for folders
+    inputs.unlabelled                  # a folder's test/ images (pseudo-labels), else None
+    inputs.input_shape, inputs.mean, inputs.std, inputs.class_names
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from fastcourse.config import ExperimentConfig
+from fastcourse.data import DATASETS, ArrayDataset
+from fastcourse.data.folders import FolderDataset
+from fastcourse.data.sources import ArraySource, FolderSource, Source
+from fastcourse.errors import UsageError
+
+
+@dataclass
+class Inputs:
+    name: str
+    kind: str  # "arrays" | "folder"
+    class_names: list[str]
+    train: Source
+    eval: Source
+    eval_split: str
+    input_shape: tuple[int, ...]
+    mean: float
+    std: float
+    source: str = ""
+    unlabelled: Optional[Source] = None
+    eval_files: Optional[list[str]] = None
+    dataset: object = field(default=None, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> str:
+        return (f"{self.name} ({self.kind}: {len(self.train)} train / {len(self.eval)} {self.eval_split}, "
+                f"{self.num_classes} classes)")
+
+
+def load_dataset(cfg: ExperimentConfig):
+    """The configured dataset object (ArrayDataset or FolderDataset), cut to the limits."""
+    data = DATASETS.get(cfg.data.name)(**cfg.data.args)
+    if cfg.data.train_limit or cfg.data.test_limit:
+        data = data.limit(cfg.data.train_limit, cfg.data.test_limit)
+    return data
+
+
+def inputs_for(cfg: ExperimentConfig, data=None) -> Inputs:
+    """Sources for `cfg` (the dataset is loaded unless given)."""
+    data = data if data is not None else load_dataset(cfg)
+    if isinstance(data, ArrayDataset):
+        mean, std = data.pixel_stats()
+        return Inputs(
+            data.name, "arrays", list(data.class_names),
+            ArraySource(data.x_train, data.y_train, data.num_classes),
+            ArraySource(data.x_test, data.y_test, data.num_classes), "test", data.input_shape, mean, std,
+            data.source, dataset=data,
+        )
+    if isinstance(data, FolderDataset):
+        size = data.image_size
+        if not data.has("valid"):
+            raise UsageError(f"{data.root}: no valid/ split to evaluate on; run `fastcourse split {data.root}` "
+                             "or set data.valid_fraction")
+        train, valid = data.split("train"), data.split("valid")
+        mean, std = data.pixel_stats()
+        unlabelled = None
+        if data.has("test"):
+            test = data.split("test")
+            unlabelled = FolderSource(test.files, None, data.num_classes, size, data.cache_dir)
+        return Inputs(
+            data.name, "folder", list(data.class_names),
+            FolderSource(train.files, train.labels, data.num_classes, size, data.cache_dir),
+            FolderSource(valid.files, valid.labels, data.num_classes, size, data.cache_dir), "valid",
+            (*size, 3), mean, std, data.source, unlabelled, list(valid.files), dataset=data,
+        )
+    raise UsageError(f"data.name={cfg.data.name!r} gave a {type(data).__name__}, not a dataset fastcourse can train on")
+
+
+def labels_of(source: Source) -> np.ndarray:
+    if source.labels is None:
+        raise UsageError("this split has no labels")
+    return np.asarray(source.labels)
