@@ -105,6 +105,9 @@ def fetch(remote: Remote, dest: Path, *, progress: bool = True, retries: int = 3
             time.sleep(min(2 ** attempt, 10))
     else:
         have = part.stat().st_size if part.exists() else 0
+        if not have:
+            raise RunError(f"{url}: cannot download ({reason}); check the network (or {sources.MIRROR_ENV}) "
+                           "and run again")
         raise RunError(f"{url}: download stopped at {have:,} bytes ({reason}); "
                        f"run the same command again to resume from {part}")
     problem = check(part, remote)
@@ -344,6 +347,6 @@ def _present(source: Source, path: Path) -> bool:
 def _size_mb(path: Path) -> float:
     # lstat: a split folder of symlinks counts the links, not the images twice
     if path.is_file():
-        return round(path.stat().st_size / 2 ** 20, 1)
+        return round(path.stat().st_size / 2 ** 20, 3)
     total = sum(f.lstat().st_size for f in path.rglob("*") if not f.is_dir() or f.is_symlink())
-    return round(total / 2 ** 20, 1)
+    return round(total / 2 ** 20, 3)
