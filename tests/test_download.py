@@ -85,9 +85,10 @@ def _jpeg(color) -> bytes:
     return buf.getvalue()
 
 
-def _dogscats_zip(path: Path, with_valid: bool = True) -> bytes:
+def _dogscats_zip(path: Path, with_valid: bool = True, with_sample: bool = True) -> bytes:
     """A tiny archive shaped like fast.ai's: dogscats/{train,valid,sample}/{cats,dogs}, test1/."""
-    splits = {"train": 6} | ({"valid": 2, "sample/train": 2, "sample/valid": 1} if with_valid else {})
+    splits = {"train": 6} | ({"valid": 2} if with_valid else {})
+    splits |= {"sample/train": 2, "sample/valid": 1} if with_valid and with_sample else {}
     with zipfile.ZipFile(path, "w") as z:
         for split, n in splits.items():
             for cls, color in (("cats", (200, 10, 10)), ("dogs", (10, 10, 200))):
@@ -186,6 +187,17 @@ def test_missing_valid_and_sample_are_made_from_train(monkeypatch, server, tmp_p
     assert len(valid) == 4 and len(train) == 8 and not train & valid
     assert len(list((out / "sample" / "train").rglob("*.jpg"))) == 2
     assert str(tmp_path / "dogscats") in (out / "split.json").read_text()  # not the temporary folder
+
+
+def test_missing_sample_is_copied_from_train_and_valid(monkeypatch, server, tmp_path):
+    data = _dogscats_zip(tmp_path / "made.zip", with_sample=False)
+    _serve(monkeypatch, server, "dogscats", "dogscats.zip", data)
+    split = {"method": "stratified", "valid": 4, "sample_train": 4, "sample_valid": 2, "seed": 0}
+    monkeypatch.setitem(sources.SOURCES, "dogscats", dataclasses.replace(sources.SOURCES["dogscats"], split=split))
+    out = download.get("dogscats", tmp_path / "dogscats", progress=False)
+    sample = sorted(p.relative_to(out / "sample") for p in (out / "sample").rglob("*.jpg"))
+    assert len(sample) == 6 and {p.parts[1] for p in sample} == {"cats", "dogs"}  # stratified
+    assert all((out / p.parts[0] / p.parts[1] / p.name).is_file() for p in sample)  # copies, originals stay
 
 
 def _idx_gz(array: np.ndarray) -> bytes:
@@ -330,5 +342,6 @@ def test_statefarm_success_is_split_by_driver(monkeypatch, tmp_path):
     valid = {driver[p.name] for p in (out / "valid").rglob("*.jpg")}
     assert valid and train and not train & valid  # no driver on both sides
     assert _leftovers(tmp_path / "data") == ["statefarm", "statefarm_split"]
-    row = download.list_local(tmp_path / "data").set_index("name").loc["statefarm"]
-    assert row["present"] and row["where"] == str(out)
+    table = download.list_local(tmp_path / "data")
+    rows = table[table.name == "statefarm"]  # the split folder the configs read, then the download
+    assert list(rows["where"]) == [str(out), str(tmp_path / "data" / "statefarm")] and rows.present.all()

@@ -232,11 +232,23 @@ def _unpack(archive: Path, dest: Path) -> None:
                 z.extractall(dest)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as t:
-                t.extractall(dest, filter="data")  # no links out of dest, no device files
+                if hasattr(tarfile, "data_filter"):  # 3.11.4+: no links out of dest, no device files
+                    t.extractall(dest, filter="data")
+                else:
+                    t.extractall(dest, members=_plain_members(t, archive))
         else:
             raise DataError(f"{archive}: neither a zip nor a tar archive; delete it and run again")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
         raise DataError(f"{archive}: cannot unpack ({exc}); delete it and run again") from None
+
+
+def _plain_members(t: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    members = t.getmembers()
+    for m in members:
+        if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in Path(m.name).parts:
+            raise DataError(f"{archive}: refused member {m.name!r} (a link, a device or a path outside); "
+                            "the archive is not the expected dataset")
+    return members
 
 
 def _single_folder(folder: Path) -> Path:
@@ -334,7 +346,7 @@ def _places(name: str, source: Source, root: Path) -> list[Path]:
 
 def _present(source: Source, path: Path) -> bool:
     if source.kind != "keras":
-        return _complete(path)
+        return (path / "train").is_dir()  # statefarm's raw download has no valid/ until it is split
     if path.is_file():
         return True
     if not path.is_dir():
