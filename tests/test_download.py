@@ -345,3 +345,21 @@ def test_statefarm_success_is_split_by_driver(monkeypatch, tmp_path):
     table = download.list_local(tmp_path / "data")
     rows = table[table.name == "statefarm"]  # the split folder the configs read, then the download
     assert list(rows["where"]) == [str(out), str(tmp_path / "data" / "statefarm")] and rows.present.all()
+
+
+def test_tgz_under_the_real_name_through_the_mirror(monkeypatch, server, tmp_path):
+    import tarfile
+
+    with zipfile.ZipFile(io.BytesIO(_dogscats_zip(tmp_path / "made.zip"))) as z:
+        z.extractall(tmp_path / "tree")
+    with tarfile.open(tmp_path / "dogscats.tgz", "w:gz") as t:
+        t.add(tmp_path / "tree" / "dogscats", arcname="dogscats")
+    data = (tmp_path / "dogscats.tgz").read_bytes()
+    (server.root / "dogscats.tgz").write_bytes(data)
+    real = sources.SOURCES["dogscats"].files[0]
+    assert real.file == "dogscats.tgz" and real.md5_head and real.size  # fastai's published check
+    fake = dataclasses.replace(real, size=len(data), md5_head=hashlib.md5(data[:2 ** 20]).hexdigest())
+    monkeypatch.setitem(sources.SOURCES, "dogscats", dataclasses.replace(sources.SOURCES["dogscats"], files=(fake,)))
+    monkeypatch.setenv(sources.MIRROR_ENV, server.url)
+    out = download.get("dogscats", tmp_path / "data" / "dogscats", progress=False)
+    assert (out / "test").is_dir() and len(list((out / "train").rglob("*.jpg"))) == 12
