@@ -26,8 +26,8 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from fastcourse.data import sources
-from fastcourse.data.sources import Remote, Source
+from fastcourse.data import remote as sources
+from fastcourse.data.remote import Remote, Source
 from fastcourse.errors import DataError, RunError, UsageError
 
 CHUNK = 1 << 20

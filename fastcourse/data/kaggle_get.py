@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fastcourse.data.sources import Source
+from fastcourse.data.remote import Source
 from fastcourse.errors import DataError, UsageError
 
 TOKEN_HELP = ("create an API token at https://www.kaggle.com/settings (API > Create New Token) and save it as "
