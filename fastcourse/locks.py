@@ -1,0 +1,73 @@
+"""One process at a time per folder, on the `filelock` library.
+
+    from fastcourse.locks import hold
+    with hold(run_dir):             # RunError at once if another process holds run_dir/.lock
+        ...
+
+The lock is filelock's UnixFileLock (flock(2)): the OS releases it when the holder exits or is
+killed (kill -9 included), so a crash never leaves a folder locked. filelock records no holder,
+so the holder's pid goes to a side file `<lock>.pid`, removed on release (a killed holder's file
+stays and is overwritten by the next one). Holding is re-entrant within a process, as
+run_experiment -> run_ensemble nest.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+from filelock import Timeout, UnixFileLock
+
+from fastcourse import io
+from fastcourse.errors import RunError
+
+LOCK = ".lock"
+
+
+def pid_path(folder: str | os.PathLike, name: str = LOCK) -> Path:
+    return Path(folder) / f"{name}.pid"
+
+
+def holder(folder: str | os.PathLike, name: str = LOCK) -> Optional[int]:
+    """The pid recorded by the process holding `folder`'s lock, if one is recorded."""
+    # fall back to the lock file: fastcourse before filelock wrote the pid into it
+    for path in (pid_path(folder, name), Path(folder) / name):
+        try:
+            text = path.read_text(errors="replace").strip()
+        except FileNotFoundError:
+            continue
+        if text.isdigit():
+            return int(text)
+    return None
+
+
+@contextlib.contextmanager
+def hold(folder: str | os.PathLike, name: str = LOCK, what: str = "run directory") -> Iterator[None]:
+    """Hold `folder`/`name` without waiting; a one-line RunError naming the holder's pid if taken."""
+    folder = Path(folder)
+    # is_singleton: one lock object per path in this process, so nested holds only count up
+    lock = UnixFileLock(str(folder / name), is_singleton=True, thread_local=False)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        pid = holder(folder, name)
+        raise RunError(f"{what} {folder} is in use by another fastcourse run (pid {pid or 'unknown'}); "
+                       "wait for it to finish, or start a separate run") from None
+    except OSError as exc:  # a read-only or foreign folder
+        raise io.os_error(exc, f"cannot lock {what} {folder}") from None
+    outer = lock.lock_counter == 1
+    try:
+        if outer:
+            try:
+                pid_path(folder, name).write_text(str(os.getpid()))
+            except OSError as exc:
+                raise io.os_error(exc, f"cannot lock {what} {folder}") from None
+        yield
+    finally:
+        if outer:  # while still held, so the next holder's pid file is never removed
+            pid_path(folder, name).unlink(missing_ok=True)
+        lock.release()
+
+
+__all__ = ["hold", "holder", "pid_path", "LOCK"]
