@@ -1,51 +1,98 @@
-"""One process at a time on a folder (a run directory, a features cache).
+"""One process at a time per folder, on the `filelock` library.
 
-`locked(folder)` holds `<folder>/.lock` with fcntl.flock: the OS frees it when the process dies,
-even after kill -9. A second process is refused at once with the holder's pid. Nested use in
-one process is allowed (a run directory's lock held around an ensemble's).
+    from fastcourse.locks import hold
+    with hold(run_dir):             # RunError at once if another process holds run_dir/.lock
+        ...
+
+The lock is filelock's UnixFileLock (flock(2)): the OS releases it when the holder exits or is
+killed (kill -9 included), so a crash never leaves a folder locked. filelock records no holder,
+so the holder's pid goes to a side file `<lock>.pid`, removed on release (a killed holder's file
+stays and is overwritten by the next one). Holding is re-entrant within a process, as
+run_experiment -> run_ensemble nest.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
+
+from filelock import Timeout, UnixFileLock
 
 from fastcourse import io
 from fastcourse.errors import RunError
 
 LOCK = ".lock"
-_held: set[str] = set()  # lock files this process holds
+
+
+def pid_path(folder: str | os.PathLike, name: str = LOCK) -> Path:
+    return Path(folder) / f"{name}.pid"
+
+
+def holder(folder: str | os.PathLike, name: str = LOCK) -> Optional[int]:
+    """The pid recorded by the process holding `folder`'s lock, if one is recorded."""
+    # fall back to the lock file: fastcourse before filelock wrote the pid into it
+    for path in (pid_path(folder, name), Path(folder) / name):
+        try:
+            text = path.read_text(errors="replace").strip()
+        except FileNotFoundError:
+            continue
+        if text.isdigit():
+            return int(text)
+    return None
 
 
 @contextlib.contextmanager
-def locked(run_dir: str | Path) -> Iterator[None]:
-    """Hold `run_dir`'s lock (fcntl.flock; the OS frees it if the process dies)."""
-    path = Path(run_dir) / LOCK
-    key = str(path.resolve())
-    if key in _held:
+def hold(folder: str | os.PathLike, name: str = LOCK, what: str = "run directory") -> Iterator[None]:
+    """Hold `folder`/`name` without waiting; a one-line RunError naming the holder's pid if taken."""
+    folder = Path(folder)
+    # is_singleton: one lock object per path in this process, so nested holds only count up
+    lock = UnixFileLock(str(folder / name), is_singleton=True, thread_local=False)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        pid = holder(folder, name)
+        raise RunError(f"{what} {folder} is in use by another fastcourse run (pid {pid or 'unknown'}); "
+                       "wait for it to finish, or start a separate run") from None
+    except OSError as exc:  # a read-only or foreign folder
+        raise io.os_error(exc, f"cannot lock {what} {folder}") from None
+    outer = lock.lock_counter == 1
+    try:
+        if outer:
+            try:
+                pid_path(folder, name).write_text(str(os.getpid()))
+            except OSError as exc:
+                raise io.os_error(exc, f"cannot lock {what} {folder}") from None
         yield
-        return
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise io.os_error(exc, f"cannot lock {run_dir}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunError(f"{run_dir} is in use by another fastcourse run (pid {holder}); "
-                           "wait for it to finish, or start a separate run") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        _held.add(key)
-        try:
-            yield
-        finally:
-            _held.discard(key)
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        if outer:  # while still held, so the next holder's pid file is never removed
+            pid_path(folder, name).unlink(missing_ok=True)
+        lock.release()
 
 
+
+
+@contextlib.contextmanager
+def locked(folder: str | os.PathLike, what: str = "run directory") -> Iterator[None]:
+    """`hold(folder)`: the lock every fastcourse writer of a folder takes (run directories,
+    features caches)."""
+    with hold(folder, LOCK, what):
+        yield
+
+
+def is_held(folder: str | os.PathLike, name: str = LOCK) -> bool:
+    """Whether another process holds `folder`'s lock right now (checked without waiting)."""
+    path = Path(folder) / name
+    if not path.exists():
+        return False
+    lock = UnixFileLock(str(path), is_singleton=False, thread_local=False)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+__all__ = ["hold", "holder", "is_held", "locked", "pid_path", "LOCK"]

@@ -21,30 +21,38 @@ Layouts
 - csv:       one folder of images plus a CSV of ``filename,label`` rows ("Identify the digits"):
   ``csv="train.csv", images="Images/train"``; optional ``valid_csv`` and ``test_images``.
 
-Every file listed is checked when the folder is opened (``check="fast"``: the header is read
-and a JPEG/PNG must end with its end marker, which catches truncated files; ``"full"`` decodes
-everything with Pillow; ``"none"``). A bad file is reported by its path and dropped
-(``on_error="skip"``) or stops with a DataError (``"raise"``) before any epoch starts. The
-tf.data pipeline also drops any element that still fails to decode, so an epoch never crashes
-halfway. Decoding runs in a parallel tf.data map; grayscale, RGBA, palette and CMYK images come
-out as RGB, resized (bilinear) to the model's size.
+Opening a folder scans every file once (``check="fast"``: the header is read and a JPEG/PNG
+must end with its end marker, which catches truncated files; ``"full"`` decodes everything;
+``"none"`` opens nothing and so applies no EXIF rotation). The scan prints one line per split
+with counts by kind, names the first bad files, and keeps all of them in
+``FolderDataset.report[split]`` (a fastcourse.data.images.ScanReport); bad files are dropped
+(``on_error="skip"``) or stop with a DataError (``"raise"``) before any epoch starts.
+See fastcourse/data/images.py for which files are legal and how each is converted.
+
+Decoding: plain RGB/gray/palette JPEG and PNG go through TensorFlow's decoder in a parallel
+tf.data map; the files the scan marked (EXIF rotation, CMYK, alpha, 16-bit gray, WebP, TIFF,
+BMP, GIF) go through Pillow in the same map (tf.numpy_function). Either way the result is RGB,
+resized (bilinear) to the model's size. An element that still fails (a file changed since the
+scan) is named on stderr and dropped, so an epoch never crashes halfway.
+
+Class folders: train/ needs at least 2 non-empty class folders; valid/ may lack a class (a
+warning says its accuracy leaves it out) but may not add one; hidden folders and __MACOSX/
+are ignored.
 """
 from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 
+from fastcourse.data import images as _images
+from fastcourse.data.images import IMAGE_EXTENSIONS, ScanReport
 from fastcourse.errors import DataError, UsageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# Formats tf.io.decode_image reads (Pillow's names); others are reported as unreadable.
-TF_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "MPO")
 Layout = Literal["auto", "dogscats", "statefarm", "csv"]
 OnError = Literal["skip", "raise"]
 Check = Literal["fast", "full", "none"]
@@ -58,6 +66,8 @@ class FolderSplit:
     files: list[str]
     labels: Optional[np.ndarray] = None
     groups: Optional[list[str]] = None
+    pillow: Optional[np.ndarray] = None  # bool per file: decode with Pillow (set by the scan)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, kind) not listed as images
 
     def __len__(self) -> int:
         return len(self.files)
@@ -73,6 +83,7 @@ class FolderSplit:
             name or self.name, [self.files[i] for i in index],
             None if self.labels is None else self.labels[index],
             None if self.groups is None else [self.groups[i] for i in index],
+            None if self.pillow is None else self.pillow[index],
         )
 
 
@@ -88,6 +99,7 @@ class FolderDataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) dropped at open
     source: str = ""
     cache_dir: Optional[str] = None  # decoded, resized images cached here (see image_dataset)
+    report: dict[str, ScanReport] = field(default_factory=dict)  # the scan, per split
     image_size: tuple[int, int] = (224, 224)  # what every image is resized to
 
     def pixel_stats(self, n: int = 256) -> tuple[float, float]:
@@ -95,7 +107,8 @@ class FolderDataset:
         the builders that normalise their input as the course's MNIST models did."""
         train = self.split("train")
         pixels = np.concatenate([np.asarray(b, np.float64).ravel() for b in image_dataset(
-            train.files[:n], None, None, self.image_size, 64)])
+            train.files[:n], None, None, self.image_size, 64,
+            pillow=None if train.pillow is None else train.pillow[:n])])
         return float(pixels.mean()), float(pixels.std() or 1.0)
 
     @property
@@ -130,7 +143,7 @@ class FolderDataset:
         return image_dataset(
             s.files, s.labels if labels else None, self.num_classes, image_size, batch_size,
             shuffle=shuffle, seed=seed, augment=augment, repeat=repeat, start_step=start_step,
-            cache_dir=self.cache_dir,
+            cache_dir=self.cache_dir, pillow=s.pillow,
         )
 
     def describe(self) -> str:
@@ -182,36 +195,59 @@ def detect_layout(root: Path) -> str:
 
 
 def list_images(folder: Path) -> list[str]:
-    """Image files directly in `folder`, sorted by name (hidden files ignored)."""
+    """Image files directly in `folder`, sorted by name (hidden files and OS litter ignored)."""
+    return _list_folder(folder)[0]
+
+
+def _list_folder(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(image paths, [(other path, ignored kind)]) directly in `folder`, sorted by name."""
     if not folder.is_dir():
-        return []
-    return sorted(str(p.absolute()) for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+        return [], []
+    found, ignored = [], []
+    for p in sorted(folder.iterdir()):
+        if p.is_dir():
+            continue
+        path = str(p.absolute())
+        if _images.is_os_litter(p.name):
+            ignored.append((path, _images.IGNORED_OS))
+        elif _images.is_image_name(p.name):
+            found.append(path)
+        else:
+            ignored.append((path, _images.IGNORED_OTHER))
+    return found, ignored
 
 
 def class_folders(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not _images.is_os_litter(p.name))
 
 
 def _labelled_split(name: str, folder: Path, classes: list[str]) -> FolderSplit:
-    files, labels = [], []
+    files, labels, ignored, empty = [], [], [], []
     for idx, cls in enumerate(classes):
-        found = list_images(folder / cls)
+        found, other = _list_folder(folder / cls)
         files += found
         labels += [idx] * len(found)
+        ignored += other
+        if not found:
+            empty.append(cls)
     extra = sorted(set(class_folders(folder)) - set(classes))
     if extra:
         raise DataError(f"{folder}: class folder(s) {extra} are not in train/ ({classes}); "
                         "every split needs the same class folders")
-    return FolderSplit(name, files, np.asarray(labels, np.int64))
+    if empty and name == "train":
+        raise DataError(f"{folder / empty[0]}: no images in this class folder ({len(empty)} empty: {empty}); "
+                        "add images or remove the folder")
+    return FolderSplit(name, files, np.asarray(labels, np.int64), ignored=ignored)
 
 
 def _unlabelled_split(name: str, folder: Path) -> FolderSplit:
     # the course's test/unknown/ (one dummy class folder) or images directly in test/
-    files = list_images(folder)
+    files, ignored = _list_folder(folder)
     for sub in class_folders(folder) if folder.is_dir() else []:
-        files += list_images(folder / sub)
-    return FolderSplit(name, sorted(files), None)
+        found, other = _list_folder(folder / sub)
+        files += found
+        ignored += other
+    return FolderSplit(name, sorted(files), None, ignored=ignored)
 
 
 def _open_class_folders(root: Path) -> tuple[list[str], dict[str, FolderSplit]]:
@@ -317,62 +353,30 @@ def _natural(text: str):
 # --- checking files ------------------------------------------------------------------------
 
 def check_image(path: str, check: Check = "fast") -> Optional[str]:
-    """None when `path` is a readable image tf.data can decode, else the reason it is not."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            fmt = im.format
-            if fmt not in TF_FORMATS:
-                return f"{fmt} images cannot be decoded in tf.data; convert it to JPEG or PNG"
-            if check == "full":
-                im.load()
-        if check == "fast":
-            return _check_trailer(path, fmt)
-    except FileNotFoundError:
-        return "no such file"
-    except UnidentifiedImageError:
-        return "not an image (unreadable)"
-    except Image.DecompressionBombError as exc:  # decoding it would take gigabytes
-        return f"image too large to decode safely ({exc}); resize it first"
-    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's truncated / corrupt errors
-        return f"unreadable image: {exc}"
-    return None
-
-
-def _check_trailer(path: str, fmt: str) -> Optional[str]:
-    """Truncated JPEG/PNG files lack their end marker; a cheap test that reads only the tail."""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 1024))
-        tail = fh.read()
-    if fmt in ("JPEG", "MPO") and b"\xff\xd9" not in tail:
-        return "truncated JPEG (no end-of-image marker)"
-    if fmt == "PNG" and b"IEND" not in tail[-12:]:
-        return "truncated PNG (no IEND chunk)"
-    return None
+    """None when `path` is a readable image, else the reason it is not."""
+    problem = _images.inspect(path, check).problem
+    return None if problem is None else problem[1]
 
 
 def check_images(files: Sequence[str], check: Check = "fast", workers: int = 8) -> list[tuple[str, str]]:
     """(path, reason) for each bad file; checked in a thread pool (Pillow releases the GIL)."""
-    if check == "none" or not files:
-        return []
-    from tqdm.auto import tqdm
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda f: check_image(f, check), files, chunksize=64)
-        # a bar only where the check takes a while (Statefarm's 80k test images)
-        reasons = list(tqdm(results, total=len(files), desc="checking images", unit="file",
-                            disable=len(files) < 5000))
-    return [(f, r) for f, r in zip(files, reasons) if r is not None]
+    return [(st.path, st.problem[1]) for st in _images.scan(files, check, workers) if st.problem]
 
 
 def _checked(data: FolderDataset, on_error: OnError, check: Check) -> FolderDataset:
+    """Scan every split once: report, drop or raise on bad files, mark the files Pillow decodes."""
     bad: list[tuple[str, str]] = []
-    splits = {}
+    splits, reports = {}, {}
     for key, split in data.splits.items():
-        problems = check_images(split.files, check)
+        statuses = _images.scan(split.files, check)
+        report = ScanReport(_shown(data.root / key if data.layout != "csv" else data.root), ignored=split.ignored)
+        for st in statuses:
+            if st.problem:
+                report.problems.append((st.path, *st.problem))
+            else:
+                report.ok += 1
+                report.notes.update(st.notes)
+        problems = [(p, reason) for p, _, reason in report.problems]
         if split.files and len(problems) == len(split.files):
             raise DataError(f"{data.root}: none of the {len(split.files)} {key} images is readable "
                             f"(first: {problems[0][0]}: {problems[0][1]})")
@@ -380,36 +384,79 @@ def _checked(data: FolderDataset, on_error: OnError, check: Check) -> FolderData
             path, reason = problems[0]
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise DataError(f"{path}: {reason}{more}; remove or replace it, or set data.on_error=skip")
-        if problems:
-            dropped = {p for p, _ in problems}
-            keep = [i for i, f in enumerate(split.files) if f not in dropped]
-            split = split.take(keep)
-            bad += problems
-        splits[key] = split
-    for path, reason in bad:
-        print(f"fastcourse: skipping {path}: {reason}", file=sys.stderr, flush=True)
-    return replace(data, splits=splits, skipped=bad)
+        keep = [i for i, st in enumerate(statuses) if st.problem is None]
+        split = replace(split, pillow=np.asarray([st.pillow for st in statuses], bool)).take(keep)
+        bad += problems
+        if split.labels is not None:
+            _check_classes(data, key, split, report)
+        splits[key], reports[key] = split, report
+        if report.problems or report.ignored or report.notes or report.warnings:
+            for line in report.lines():
+                print(f"fastcourse: {line}", file=sys.stderr, flush=True)
+    return replace(data, splits=splits, skipped=bad, report=reports)
+
+
+def _check_classes(data: FolderDataset, key: str, split: FolderSplit, report: ScanReport) -> None:
+    """train/ needs readable images of every class; valid/ may lack some (said in the report)."""
+    counts = np.bincount(split.labels, minlength=data.num_classes)
+    missing = [c for c, n in zip(data.class_names, counts) if n == 0]
+    if not missing:
+        return
+    if key == "train":
+        raise DataError(f"{data.root}: no readable train images of class(es) {missing}; "
+                        "add images or remove the class")
+    report.warnings.append(f"{key} has no images of class(es) {missing}: its accuracy leaves them out")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when under it (shorter lines), else absolute."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 # --- tf.data -------------------------------------------------------------------------------
 
-def decode_image(path, image_size):
-    """Read one file -> float32 (H, W, 3) RGB in 0-255, resized (bilinear) to `image_size`."""
+def decode_image(path, image_size, pillow=False):
+    """Read one file -> float32 (H, W, 3) RGB in 0-255, resized (bilinear) to `image_size`.
+
+    `pillow` (a bool or a bool tensor, from the scan) sends the file through Pillow: EXIF
+    rotation, CMYK, alpha on white, 16-bit gray, WebP/TIFF/BMP/GIF (see data/images.py)."""
     import tensorflow as tf
 
-    raw = tf.io.read_file(path)
-    # channels=3 turns grayscale, RGBA, palette and CMYK into RGB
-    image = tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
-    image.set_shape([None, None, 3])
+    def fast():
+        # channels=3 turns grayscale and palette into RGB
+        raw = tf.io.read_file(path)
+        image = tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    def slow():
+        image = tf.numpy_function(_pillow_decode, [path], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    if isinstance(pillow, (bool, np.bool_)):
+        image = slow() if pillow else fast()
+    else:
+        image = tf.cond(pillow, slow, fast)
     image = tf.image.resize(tf.cast(image, tf.float32), image_size, method="bilinear")
     return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def _pillow_decode(path: bytes) -> np.ndarray:
+    name = path.decode("utf-8")
+    try:
+        return _images.pillow_rgb(name)
+    except (OSError, SyntaxError, ValueError) as exc:  # changed since the scan: named, then dropped
+        print(f"fastcourse: skipping {name}: unreadable image: {exc}", file=sys.stderr, flush=True)
+        raise
 
 
 def image_dataset(
     files: Sequence[str], labels: Optional[np.ndarray] = None, num_classes: Optional[int] = None,
     image_size=(224, 224), batch_size: int = 64, shuffle: bool = False, seed: int = 0,
     augment: Optional[Callable] = None, repeat: bool = False, start_step: int = 0,
-    cache_dir: Optional[str] = None, shuffle_buffer: int = 2048,
+    cache_dir: Optional[str] = None, shuffle_buffer: int = 2048, pillow: Optional[Sequence[bool]] = None,
 ):
     """Batches of (images, one-hot labels), or images alone when `labels` is None.
 
@@ -422,6 +469,9 @@ def image_dataset(
     reshuffles each epoch from `seed`. `augment(images, seed)` (fastcourse.data.augment) runs on
     whole batches with a stateless seed made of `seed` and the batch index, as the array
     pipeline does. Soft labels (N, C) pass through. Elements that fail to decode are dropped.
+
+    `pillow` marks the files to decode with Pillow (FolderSplit.pillow, from the folder's
+    scan); without it, every file's header is read here to decide (a quick threaded pass).
     """
     import tensorflow as tf
 
@@ -429,12 +479,17 @@ def image_dataset(
 
     autotune = tf.data.AUTOTUNE
     size = tuple(int(s) for s in image_size)
+    if pillow is None:
+        pillow = [st.pillow or st.problem is not None for st in _images.scan(files, "fast")]
+    if len(pillow) != len(files):
+        raise UsageError(f"image_dataset: {len(pillow)} pillow flags for {len(files)} files")
+    items = (list(files), np.asarray(pillow, bool).reshape(len(files)))
     if labels is None:
-        ds = tf.data.Dataset.from_tensor_slices(list(files))
+        ds = tf.data.Dataset.from_tensor_slices(items)
     else:
         if num_classes is None:
             raise UsageError("image_dataset: num_classes is needed with labels")
-        ds = tf.data.Dataset.from_tensor_slices((list(files), _labels(labels, num_classes)))
+        ds = tf.data.Dataset.from_tensor_slices((items, _labels(labels, num_classes)))
     if cache_dir:
         ds = _cached_decode(ds, files, size, cache_dir, labels is not None)
         if shuffle:
@@ -443,9 +498,10 @@ def image_dataset(
         if shuffle:
             ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
         if labels is None:
-            ds = ds.map(lambda f: decode_image(f, size), num_parallel_calls=autotune, deterministic=True)
+            ds = ds.map(lambda f, p: decode_image(f, size, p), num_parallel_calls=autotune, deterministic=True)
         else:
-            ds = ds.map(lambda f, y: (decode_image(f, size), y), num_parallel_calls=autotune, deterministic=True)
+            ds = ds.map(lambda x, y: (decode_image(x[0], size, x[1]), y), num_parallel_calls=autotune,
+                        deterministic=True)
         ds = ds.ignore_errors(log_warning=True)  # a file that changed since the check: drop, not crash
     ds = ds.batch(batch_size)
     if repeat:
@@ -478,12 +534,12 @@ def _cached_decode(ds, files: Sequence[str], size: tuple[int, int], cache_dir: s
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     path = str(Path(cache_dir) / f"decoded-{size[0]}x{size[1]}-{digest.hexdigest()[:16]}")
 
-    def to_uint8(image):
-        return tf.cast(tf.round(decode_image(image, size)), tf.uint8)
+    def to_uint8(path, pillow):
+        return tf.cast(tf.round(decode_image(path, size, pillow)), tf.uint8)
 
     autotune = tf.data.AUTOTUNE
     if labelled:
-        ds = ds.map(lambda f, y: (to_uint8(f), y), num_parallel_calls=autotune, deterministic=True)
+        ds = ds.map(lambda x, y: (to_uint8(*x), y), num_parallel_calls=autotune, deterministic=True)
     else:
         ds = ds.map(to_uint8, num_parallel_calls=autotune, deterministic=True)
     ds = ds.ignore_errors(log_warning=True).cache(path)
@@ -493,4 +549,4 @@ def _cached_decode(ds, files: Sequence[str], size: tuple[int, int], cache_dir: s
 
 
 __all__ = ["FolderDataset", "FolderSplit", "open_folder", "image_dataset", "decode_image",
-           "check_image", "check_images", "detect_layout", "list_images"]
+           "check_image", "check_images", "detect_layout", "list_images", "IMAGE_EXTENSIONS", "ScanReport"]

@@ -157,6 +157,7 @@ class FolderSource(Source):
     num_classes: int
     image_size: tuple[int, int]
     cache_dir: Optional[str] = None
+    pillow: Optional[np.ndarray] = None  # per file: decode with Pillow (EXIF, CMYK, WebP...; the scan says)
     kind = "folder"
 
     def __len__(self) -> int:
@@ -171,7 +172,7 @@ class FolderSource(Source):
 
         return image_dataset(self.files, self.labels if labels else None, self.num_classes, self.image_size,
                              batch_size, shuffle=shuffle, seed=seed, augment=augment, repeat=repeat,
-                             start_step=start_step, cache_dir=self.cache_dir)
+                             start_step=start_step, cache_dir=self.cache_dir, pillow=self.pillow)
 
     def fingerprint(self) -> str:
         """What identifies these images for a features cache: paths, sizes, mtimes, image size."""
@@ -186,7 +187,8 @@ class FolderSource(Source):
 
     def take(self, n: int) -> "FolderSource":
         return FolderSource(list(self.files[:n]), None if self.labels is None else self.labels[:n],
-                            self.num_classes, self.image_size, self.cache_dir)
+                            self.num_classes, self.image_size, self.cache_dir,
+                            None if self.pillow is None else self.pillow[:n])
 
 
 @dataclass

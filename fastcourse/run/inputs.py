@@ -74,11 +74,11 @@ def inputs_for(cfg: ExperimentConfig, data=None) -> Inputs:
         unlabelled = None
         if data.has("test"):
             test = data.split("test")
-            unlabelled = FolderSource(test.files, None, data.num_classes, size, data.cache_dir)
+            unlabelled = FolderSource(test.files, None, data.num_classes, size, data.cache_dir, test.pillow)
         return Inputs(
             data.name, "folder", list(data.class_names),
-            FolderSource(train.files, train.labels, data.num_classes, size, data.cache_dir),
-            FolderSource(valid.files, valid.labels, data.num_classes, size, data.cache_dir), "valid",
+            FolderSource(train.files, train.labels, data.num_classes, size, data.cache_dir, train.pillow),
+            FolderSource(valid.files, valid.labels, data.num_classes, size, data.cache_dir, valid.pillow), "valid",
             (*size, 3), mean, std, data.source, unlabelled, list(valid.files), dataset=data,
         )
     raise UsageError(f"data.name={cfg.data.name!r} gave a {type(data).__name__}, not a dataset fastcourse can train on")
