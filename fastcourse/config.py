@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, create_model, model_validator
 
 from fastcourse.errors import ConfigError
+from fastcourse.safe_yaml import SafeConfigLoader, load_yaml
 
 # Builder arguments the experiment fills in from the data; a config never sets them.
 DATA_SUPPLIED_ARGS = ("input_shape", "num_classes", "mean", "std")
@@ -160,27 +161,15 @@ def validate_config(raw: dict, where: str = "<config>") -> ExperimentConfig:
 
 
 def read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file; `fastcourse list` shows the configs folder")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(raw).__name__}")
-    return raw
+    """A config file through the strict loader: duplicate keys, empty files, YAML 1.1 booleans,
+    size and alias bombs are refused with one line (fastcourse/safe_yaml.py)."""
+    return load_yaml(path)
 
 
 def parse_scalar(text: str) -> Any:
     """YAML-typed value for an override; also accepts 1e-3 (YAML 1.1 reads that as a string)."""
-    value = yaml.safe_load(text) if text.strip() else ""
+    # the config loader's rules: `yes`/`on` stay strings, so `--set train.epochs=yes` is refused
+    value = yaml.load(text, Loader=SafeConfigLoader) if text.strip() else ""
     if isinstance(value, str):
         try:
             return float(value)

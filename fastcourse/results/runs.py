@@ -10,7 +10,6 @@ Only files are read: no TensorFlow or Keras, so listing a hundred runs takes a m
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import yaml
 
 from fastcourse import io
 from fastcourse.errors import UsageError
+from fastcourse.locks import LOCK, is_held
 
 COLUMNS = ["name", "task", "model", "dataset", "epochs", "test_accuracy", "minutes", "images_per_s", "status"]
 STATUSES = ("running", "finished", "interrupted", "failed")
@@ -30,7 +30,7 @@ COMPARE_MD = "compare.md"
 
 # The files fastcourse writes; kept here rather than imported from rundir / reproduce /
 # checkpoint, which pull in the config models (and through them TensorFlow).
-CONFIG, METRICS, HISTORY, LOCK = "config.yaml", "metrics.json", "history.csv", ".lock"
+CONFIG, METRICS, HISTORY = "config.yaml", "metrics.json", "history.csv"
 CHECKPOINTS, STATE, PLAN, REPORT = "checkpoints", "state.json", "reproduce.yaml", "report.md"
 STEP_TIME = "step_time.json"
 # Runs live at <out>/<name>-<stamp>; a few levels more allow folders of experiments without
@@ -162,23 +162,9 @@ def _member_metrics(run: Path) -> list[dict]:
 
 
 def _lock_held(run: Path) -> bool:
-    """Whether a fastcourse process holds `run`'s lock (rundir.locked: flock on .lock)."""
-    try:
-        fd = os.open(run / LOCK, os.O_RDONLY)
-    except OSError:
-        return False  # no lock file: never run, or not ours to judge
-    try:
-        # Taking the lock for an instant is the only portable test; a run starting in that
-        # instant is refused with "in use" and can simply be started again.
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    """Whether a fastcourse process holds `run`'s lock. Taking it for an instant is the only
+    portable test; a run starting in that instant is refused as "in use" and can be started again."""
+    return is_held(run, LOCK)
 
 
 def _started(run: Path) -> float:
