@@ -1,0 +1,70 @@
+"""Pick the Keras dtype policy from what the machine can do.
+
+bfloat16 pays off on a CPU only with native bf16 units (AMX, AVX-512 BF16); without them
+TensorFlow emulates it and training got slower, not faster. float16 pays off only on a GPU.
+"""
+from __future__ import annotations
+
+import warnings
+
+import tensorflow as tf
+
+from fastcourse.errors import UsageError
+
+CPUINFO = "/proc/cpuinfo"
+POLICIES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+BF16_FLAGS = frozenset({"amx_bf16", "amx_tile", "avx512_bf16"})
+
+
+def cpu_features(cpuinfo: str = CPUINFO) -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (x86 `flags`, Arm `Features`); empty elsewhere."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:  # not Linux, or no procfs: assume nothing
+        pass
+    return set()
+
+
+def native_bf16(cpuinfo: str = CPUINFO) -> bool:
+    """True when the CPU computes bf16 natively: AMX or AVX-512 BF16."""
+    return bool(cpu_features(cpuinfo) & BF16_FLAGS)
+
+
+def has_gpu() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_precision(requested: str, cpuinfo: str = CPUINFO, gpu: bool | None = None) -> tuple[str, str]:
+    """(Keras dtype policy name, one-line reason) for `requested` on this machine.
+
+    "auto": mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bf16, else float32.
+    A forced half-precision policy the hardware cannot speed up is honoured, with a warning.
+    `cpuinfo` and `gpu` (default: detected) exist so tests can describe other machines.
+    """
+    if requested not in POLICIES:
+        raise UsageError(f"precision {requested!r}: choose one of {', '.join(POLICIES)}")
+    gpu = has_gpu() if gpu is None else gpu
+    bf16 = native_bf16(cpuinfo)
+    if requested == "auto":
+        if gpu:
+            return "mixed_float16", "auto: a GPU is present, float16 runs on its tensor cores"
+        if bf16:
+            return "mixed_bfloat16", "auto: the CPU has native bf16 (AMX or AVX-512 BF16)"
+        return "float32", "auto: no GPU and no native bf16 on this CPU"
+    if requested == "mixed_bfloat16" and not gpu and not bf16:
+        warnings.warn(
+            "mixed_bfloat16 on a CPU without AMX/AVX-512 BF16 ran at 0.25x of float32 in our "
+            "measurement; use float32 or auto", stacklevel=2,
+        )
+    if requested == "mixed_float16" and not gpu:
+        # Warn, not refuse: the run is correct, only slower (CPU float16 kernels convert to
+        # float32 and back), and a GPU config should still run, e.g. to debug it on a laptop.
+        warnings.warn(
+            "mixed_float16 without a GPU: CPUs have no fast float16 training path, expect it "
+            "slower than float32; use float32 or auto", stacklevel=2,
+        )
+    return requested, f"{requested}: as requested"
