@@ -75,7 +75,9 @@ class TrainConfig(Strict):
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="constant", lr=1e-3))
     steps_per_execution: PositiveInt = 1
     jit_compile: bool = False
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32", description="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or AVX-512 BF16, "
+        "else float32 (fastcourse.train.precision.resolve_precision)")
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     validate_each_epoch: bool = True
     bn_recalibrate: int = Field(100, ge=0, le=100000, description="batches over which batchnorm statistics "
