@@ -84,6 +84,8 @@ class TrainConfig(Strict):
                                 "are recomputed after training (precise BN); 0 turns it off")
     deterministic: bool = True
     verbose: Literal[0, 1, 2] = 1
+    tensorboard: bool = Field(False, description="write TensorBoard logs (scalars, the learning rate per step, "
+                              "augmented samples) into RUN/tensorboard/")
 
     @model_validator(mode="after")
     def _epochs_from_phases(self):
