@@ -44,14 +44,15 @@ def test_auto(cpuinfo, text, gpu, policy):
     assert chosen == policy and "\n" not in reason
 
 
-def test_forced_policies_warn_where_they_cannot_help(cpuinfo):
+def test_forced_policies_warn_or_refuse_where_they_cannot_help(cpuinfo):
     with pytest.warns(UserWarning, match="0.25x of float32"):
         assert resolve_precision("mixed_bfloat16", cpuinfo(AVX2), gpu=False)[0] == "mixed_bfloat16"
-    with pytest.warns(UserWarning, match="without a GPU"):
-        assert resolve_precision("mixed_float16", cpuinfo(AMX), gpu=False)[0] == "mixed_float16"
+    with pytest.raises(UsageError, match="needs a GPU"):
+        resolve_precision("mixed_float16", cpuinfo(AMX), gpu=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_precision("mixed_bfloat16", cpuinfo(AMX), gpu=False)[0] == "mixed_bfloat16"
         assert resolve_precision("float32", cpuinfo(AVX2), gpu=False)[0] == "float32"
+        assert resolve_precision("mixed_float16", cpuinfo(AVX2), gpu=True)[0] == "mixed_float16"
     with pytest.raises(UsageError):
         resolve_precision("float16", cpuinfo(AVX2), gpu=False)
