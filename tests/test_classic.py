@@ -64,12 +64,13 @@ def test_save_and_load_in_safe_mode(name, tmp_path, rng):
 
 def test_a_few_steps_lower_the_loss(tiny_config):
     from fastcourse.data import DATASETS
+    from fastcourse.data.sources import ArraySource
     from fastcourse.train.trainer import fit
 
     cfg = load_config(tiny_config(model={"name": "digits_mlp", "hidden": [32]}, train__epochs=3))
     data = DATASETS.get("mnist_sample")().limit(512, 64)
     model = build_model("digits_mlp", data.input_shape, 10, *data.pixel_stats(), hidden=[32])
-    history = fit(model, data.x_train, data.y_train, cfg.train, cfg.seed).history["loss"]
+    history = fit(model, ArraySource(data.x_train, data.y_train, 10), cfg.train, cfg.seed).history["loss"]
     assert history[-1] < history[0] * 0.7
 
 

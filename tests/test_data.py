@@ -6,7 +6,7 @@ import pytest
 
 from fastcourse.data import DATASETS
 from fastcourse.data.arrays import IDX_FILES, mnist_sample
-from fastcourse.data.pipeline import eval_dataset, train_dataset
+from fastcourse.data.sources import ArraySource
 from fastcourse.errors import DataError
 
 
@@ -95,7 +95,7 @@ def test_train_stream_is_seeded_and_resumable():
     y = np.arange(10) % 3
 
     def first_labels(seed, start=0, n=6):
-        ds = train_dataset(x, y, 3, 4, seed, start_step=start)
+        ds = ArraySource(x, y, 3).batches(4, shuffle=True, seed=seed, repeat=True, start_step=start)
         return [im.numpy()[:, 0, 0, 0].tolist() for im, _ in ds.take(n)]
 
     run = first_labels(5)
@@ -108,5 +108,5 @@ def test_train_stream_is_seeded_and_resumable():
 
 def test_eval_dataset_keeps_order():
     x = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1)
-    batches = [b[0].numpy().ravel().tolist() for b in eval_dataset(x, np.zeros(5, int), 2, batch_size=2)]
+    batches = [b[0].numpy().ravel().tolist() for b in ArraySource(x, np.zeros(5, int), 2).batches(2)]
     assert sum(batches, []) == [0, 1, 2, 3, 4]

@@ -83,7 +83,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, resumable_yam
     # the finished run: no checkpoints left, no temporary files, the model loads in safe mode
     assert not (killed / "checkpoints").exists()
     assert not [p for p in killed.iterdir() if p.name.startswith(".") and p.name != ".lock"]
-    from fastcourse.io import load_model
+    from fastcourse.run.artifacts import load_model
 
     model = load_model(killed / "model.keras")
     np.testing.assert_allclose(

@@ -3,7 +3,8 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse import schedules as S
+from fastcourse.train import schedules as S
+from fastcourse.train.optimizers import ScheduleAdapter
 
 
 def test_constant():
@@ -44,7 +45,7 @@ def test_one_cycle_shape():
 
 
 def test_adapter_is_per_step_and_serialises():
-    sched = S.ScheduleAdapter("phases", {"phases": [(1, 0.1), (1, 0.01)]}, total_epochs=2, steps_per_epoch=5)
+    sched = ScheduleAdapter("phases", {"phases": [(1, 0.1), (1, 0.01)]}, total_epochs=2, steps_per_epoch=5)
     assert float(sched(0)) == pytest.approx(0.1)
     assert float(sched(4)) == pytest.approx(0.1)
     assert float(sched(5)) == pytest.approx(0.01)

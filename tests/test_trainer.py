@@ -7,9 +7,10 @@ import pytest
 
 from fastcourse.config import load_config
 from fastcourse.data.arrays import mnist_sample
-from fastcourse.run.experiment import run_experiment
+from fastcourse.tasks.runner import run_experiment
 from fastcourse.models import build_model
 from fastcourse.train.lr_find import lr_find, suggest
+from fastcourse.data.sources import ArraySource
 from fastcourse.train.trainer import fit, seed_everything
 
 
@@ -41,7 +42,7 @@ def test_each_phase_rate_really_takes_effect(sample, tiny_config):
     seed_everything(0)
     model = build_model("linear", (28, 28, 1), 10, mean=33.0, std=78.0)
     probe = WeightsAtEpochEnd()
-    fit(model, x, y, cfg.train, seed=0, callbacks=[probe])
+    fit(model, ArraySource(x, y, 10), cfg.train, seed=0, callbacks=[probe])
     # the rate in force during each epoch is its phase's own
     assert probe.rates[0] == pytest.approx(1e-2) and probe.rates[1] == pytest.approx(1e-3)
     assert probe.rates[2] == pytest.approx(1e-12)
@@ -56,7 +57,7 @@ def test_a_few_epochs_lower_the_loss(sample, tiny_config):
     cfg = load_config(tiny_config(train__epochs=3))
     seed_everything(0)
     model = build_model("cnn", (28, 28, 1), 10, mean=33.0, std=78.0, filters=(8, 16), dense=32)
-    result = fit(model, x, y, cfg.train, seed=0, validation=(x[:128], y[:128]))
+    result = fit(model, ArraySource(x, y, 10), cfg.train, seed=0, validation=ArraySource(x[:128], y[:128], 10))
     losses = result.history["loss"]
     assert losses[-1] < losses[0] * 0.7
     assert len(result.epoch_seconds) == 3 and result.images_per_second > 0
@@ -78,7 +79,7 @@ def test_lr_find_suggests_a_rate_and_restores_weights(sample, tmp_path):
     seed_everything(0)
     model = build_model("linear", (28, 28, 1), 10, mean=33.0, std=78.0)
     before = [w.copy() for w in model.get_weights()]
-    result = lr_find(model, x, y, batch_size=32, min_lr=1e-6, max_lr=10.0, steps=60)
+    result = lr_find(model, ArraySource(x, y, 10), batch_size=32, min_lr=1e-6, max_lr=10.0, steps=60)
     assert 1e-6 <= result.suggestion <= 10.0
     assert result.losses[0] > np.nanmin(result.losses)  # the loss fell somewhere in the sweep
     for a, b in zip(before, model.get_weights()):
