@@ -34,6 +34,7 @@ import tensorflow as tf
 from fastcourse.data.sources import Source, steps_per_epoch
 from fastcourse.errors import RunError
 from fastcourse.train import checkpoint
+from fastcourse.train.callbacks import tensorboard_callbacks, tensorboard_dir_for
 from fastcourse.train.checkpoint import CheckpointState
 from fastcourse.train.guards import StopOnNonFinite
 from fastcourse.train.multi_worker import fit_multi_worker, is_multi_worker
@@ -112,6 +113,7 @@ def fit(
     epochs: Optional[int] = None,
     scale: float = 1.0,
     lr_multipliers: Optional[dict] = None,
+    tensorboard_dir: Optional[str | Path] = None,
 ) -> FitResult:
     """Train `model` on `source` for `epochs` (default `train.epochs`) with the configured schedule.
 
@@ -120,6 +122,10 @@ def fit(
     resumed. A NaN or infinite loss stops training with a RunError naming the epoch.
     """
     epochs = int(epochs or train.epochs)
+    if tensorboard_dir is None and getattr(train, "tensorboard", False) and checkpoint_dir is not None:
+        tensorboard_dir = tensorboard_dir_for(checkpoint_dir)  # RUN/tensorboard[/phase]
+    if tensorboard_dir is not None:
+        callbacks = [*(callbacks or []), *tensorboard_callbacks(tensorboard_dir, source, augment, seed)]
     steps = steps_per_epoch(len(source), train.batch_size)
     compile_model(model, train, steps, epochs, scale, lr_multipliers)
     resumed = checkpoint.restore(model, checkpoint_dir) if checkpoint_dir is not None else CheckpointState()
