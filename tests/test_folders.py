@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from fastcourse.data.folders import check_image, image_dataset, open_folder
-from fastcourse.data.split import make_split, split_indices
 from fastcourse.data.synthetic import make_image_folder
-from fastcourse.errors import DataError, UsageError
+from fastcourse.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -74,63 +73,6 @@ def test_truncated_and_corrupt_images_are_reported_and_skipped_or_raised(folders
     # unchecked, the pipeline still drops the bad files instead of crashing halfway
     unchecked = open_folder(root, check="none")
     assert sum(int(b[0].shape[0]) for b in unchecked.dataset("train", (32, 32), 4)) == 10
-
-
-def test_split_methods_are_reproducible_and_stratified(rng):
-    labels = np.repeat([0, 1, 2], [30, 20, 10])
-    a = split_indices(60, 0.2, "stratified", 3, labels)
-    b = split_indices(60, 0.2, "stratified", 3, labels)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert np.bincount(labels[a[1]]).tolist() == [6, 4, 2]
-    c = split_indices(60, 12, "random", 4)
-    assert len(c[1]) == 12 and not set(c[0]) & set(c[1]) and len(c[0]) + len(c[1]) == 60
-    with pytest.raises(UsageError):
-        split_indices(60, 0.0, "random")
-
-
-def test_grouped_split_leaks_no_group(rng):
-    groups = [f"p{i % 7}" for i in range(70)]
-    for seed in range(5):
-        tr, va = split_indices(70, 0.3, "grouped", seed, groups=groups)
-        assert not {groups[i] for i in tr} & {groups[i] for i in va}
-        assert len(va) >= 21 and len(tr) > 0
-
-
-def test_split_command_makes_grouped_valid_and_sample_without_touching_originals(folders, tmp_path):
-    from fastcourse.cli import main
-
-    root = folders["statefarm"]
-    before = sorted(p for p in root.rglob("*") if p.is_file())
-    out = tmp_path / "sf_split"
-    code = main(["split", str(root), "--out", str(out), "--method", "grouped", "--valid", "0.3",
-                 "--sample-train", "8", "--sample-valid", "4", "--seed", "1"])
-    assert code == 0
-    assert sorted(p for p in root.rglob("*") if p.is_file()) == before  # nothing moved or deleted
-    data = open_folder(out)
-    train_g, valid_g = set(data.split("train").groups), set(data.split("valid").groups)
-    assert valid_g and not train_g & valid_g
-    assert len(data.split("train")) + len(data.split("valid")) == 36
-    sample = open_folder(out, sample=True)
-    assert (len(sample.split("train")), len(sample.split("valid"))) == (8, 4)
-    assert not set(sample.split("train").groups) & set(sample.split("valid").groups)
-    # same seed, same split
-    out2 = tmp_path / "again"
-    main(["split", str(root), "--out", str(out2), "--method", "grouped", "--valid", "0.3", "--seed", "1"])
-    names = lambda p: sorted(os.path.basename(f) for f in open_folder(p).split("valid").files)  # noqa: E731
-    assert names(out) == names(out2)
-    # refuses to write into a non-empty folder
-    assert main(["split", str(root), "--out", str(out)]) == 2
-
-
-def test_split_moves_in_place_only_when_asked(tmp_path):
-    root = make_image_folder(tmp_path / "dc", "dogscats", classes=2, per_class=10, size=32, test=0)
-    summary = make_split(root, method="stratified", valid=4, sample_train=4, seed=0, mode="move")
-    data = open_folder(root)
-    assert (len(data.split("train")), len(data.split("valid"))) == (16, 4)
-    assert np.bincount(data.split("valid").labels).tolist() == [2, 2]
-    assert summary["out"] == str(root.resolve()) and len(open_folder(root, sample=True).split("train")) == 4
-    with pytest.raises(UsageError, match="already has a valid"):
-        make_split(root, mode="move")
 
 
 def test_csv_layout_with_valid_csv_and_unknown_labels(tmp_path):

@@ -15,6 +15,7 @@ the course did::
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -44,7 +45,8 @@ def split_indices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train_index, valid_index), sorted; `valid` is a fraction (< 1) or a number of images.
 
-    grouped takes whole groups in a seeded random order until `valid` images are reached.
+    grouped takes whole groups (see `grouped_choice`): it lands within one group's size of
+    `valid`, and no group is on both sides.
     """
     from sklearn.model_selection import train_test_split
 
@@ -66,18 +68,32 @@ def split_indices(
         names = np.unique(groups)
         if len(names) < 2:
             raise UsageError(f"a grouped split needs at least 2 groups; found {len(names)}")
-        order = np.random.default_rng(seed).permutation(names)
-        chosen, count = [], 0
-        for g in order[:-1]:  # always leave at least one group for training
-            if count >= k:
-                break
-            chosen.append(g)
-            count += int((groups == g).sum())
+        chosen = grouped_choice(groups, k, seed)
         mask = np.isin(groups, chosen)
         tr, va = index[~mask], index[mask]
     else:
         raise UsageError(f"method={method!r}: use random, stratified or grouped")
     return np.sort(tr), np.sort(va)
+
+
+def grouped_choice(groups: np.ndarray, k: int, seed: int) -> list:
+    """Whole groups holding about `k` images: groups are visited in a seeded random order and
+    one is taken only when it brings the count closer to `k` (so 1,000 asked from groups of
+    ~860 gives ~860 or ~1,720, whichever is closer). At least one group is taken and at least
+    one left out. The count ends within max(group size) of `k`."""
+    names, sizes = np.unique(groups, return_counts=True)
+    size_of = dict(zip(names.tolist(), sizes.tolist()))
+    order = np.random.default_rng(seed).permutation(names).tolist()
+    chosen, count = [], 0
+    for g in order:
+        if len(chosen) == len(order) - 1:  # always leave at least one group for training
+            break
+        if abs(count + size_of[g] - k) < abs(count - k):
+            chosen.append(g)
+            count += size_of[g]
+    if not chosen:  # every group is more than twice `k`: the one nearest to it
+        chosen = [min(order, key=lambda g: abs(size_of[g] - k))]
+    return chosen
 
 
 def sample_indices(n: int, size: float | int, seed: int, labels: Optional[np.ndarray] = None) -> np.ndarray:
@@ -146,6 +162,7 @@ def make_split(
     if method == "grouped" and (groups is None or groups_csv or group_column != "subject"):
         groups = _column_groups(Path(groups_csv) if groups_csv else root / "driver_imgs_list.csv",
                                 train.files, group_column, file_column)
+        train = dataclasses.replace(train, groups=list(groups))
     tr, va = split_indices(len(train), valid, method, seed, train.labels, groups)
     summary = {
         "root": str(root), "method": method, "seed": seed, "valid": valid, "mode": mode,
@@ -200,8 +217,16 @@ def make_split(
                 (dest / "sample").mkdir(parents=True, exist_ok=True)
                 shutil.copy2(root / extra, dest / "sample" / extra)
     summary.update({"out": str(dest), **{f"sample_{k}_images": len(v) for k, v in sample_sets.items()}})
+    table = {"train": tr_split, "valid": va_split, **{f"sample/{k}": v for k, v in sample_sets.items()}}
+    summary["splits"] = {key: _describe(s) for key, s in table.items()}
     io.write_json(dest / "split.json", summary)
     return summary
+
+
+def _describe(split) -> dict:
+    """images, classes and groups (None when ungrouped) of one split, for the summary table."""
+    return {"images": len(split), "classes": 0 if split.labels is None else int(len(np.unique(split.labels))),
+            "groups": None if split.groups is None else len(set(split.groups))}
 
 
 def _column_groups(table_path: Path, files: list[str], column: str, file_column: str) -> list[str]:
