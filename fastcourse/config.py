@@ -15,18 +15,52 @@ import copy
 import difflib
 import inspect
 import os
+import re
+import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, create_model, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, create_model,
+                      model_validator)
 
 from fastcourse.errors import ConfigError
 from fastcourse.safe_yaml import SafeConfigLoader, load_yaml
 
 # Builder arguments the experiment fills in from the data; a config never sets them.
 DATA_SUPPLIED_ARGS = ("input_shape", "num_classes", "mean", "std")
+
+# --- value types ---------------------------------------------------------------------------
+# pydantic's lax mode reads true as 1 where a number is expected and "yes"/"on"/1 as true where a
+# switch is; a hand-edited config means neither. Numbers refuse true/false, switches take only
+# true/false (YAML 1.2, as fastcourse.safe_yaml reads it). Numbers written as strings ("1e-3",
+# which YAML 1.1 reads as a string) are still converted.
+SEED_MAX = 2**32 - 1  # numpy's and TensorFlow's seeds are unsigned 32-bit
+
+
+def _not_a_switch(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a switch, not a number; write a number")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_switch)]
+Float = Annotated[float, BeforeValidator(_not_a_switch)]
+Bool = StrictBool
+PositiveInt = Annotated[Int, Field(gt=0)]
+Seed = Annotated[Int, Field(ge=0, le=SEED_MAX)]
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+
+
+def _run_name(value: str) -> str:
+    if not _RUN_NAME.match(value):
+        raise ValueError("must be a plain folder name of at most 100 letters, digits and . _ + - "
+                         "(no spaces or /), starting with a letter or digit: it names the run directory")
+    return value
+
+
+RunName = Annotated[str, AfterValidator(_run_name)]
 
 
 class Strict(BaseModel):
@@ -67,24 +101,24 @@ class TaskConfig(Named):
 
 
 class TrainConfig(Strict):
-    epochs: Optional[PositiveInt] = Field(None, description="total epochs; derived from `phases`")
-    batch_size: PositiveInt = 64
+    epochs: Optional[PositiveInt] = Field(None, le=100_000, description="total epochs; derived from `phases`")
+    batch_size: PositiveInt = Field(64, le=65_536)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    weight_decay: float = Field(0.0, ge=0.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: Float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: Float = Field(0.0, ge=0.0, lt=1.0)
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="constant", lr=1e-3))
-    steps_per_execution: PositiveInt = 1
-    jit_compile: bool = False
+    steps_per_execution: PositiveInt = Field(1, le=100_000)
+    jit_compile: Bool = False
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "float32", description="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or AVX-512 BF16, "
         "else float32 (fastcourse.train.precision.resolve_precision)")
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
-    validate_each_epoch: bool = True
-    bn_recalibrate: int = Field(100, ge=0, le=100000, description="batches over which batchnorm statistics "
+    validate_each_epoch: Bool = True
+    bn_recalibrate: Int = Field(100, ge=0, le=100000, description="batches over which batchnorm statistics "
                                 "are recomputed after training (precise BN); 0 turns it off")
-    deterministic: bool = True
+    deterministic: Bool = True
     verbose: Literal[0, 1, 2] = 1
-    tensorboard: bool = Field(False, description="write TensorBoard logs (scalars, the learning rate per step, "
+    tensorboard: Bool = Field(False, description="write TensorBoard logs (scalars, the learning rate per step, "
                               "augmented samples) into RUN/tensorboard/")
 
     @model_validator(mode="after")
@@ -108,9 +142,9 @@ class TrainConfig(Strict):
 
 
 class EnsembleConfig(Strict):
-    members: PositiveInt = 1
-    seeds: Optional[list[int]] = Field(None, description="one seed per member; default seed + i")
-    parallel: bool = Field(False, description="train members at once, one per GPU, where several are visible")
+    members: PositiveInt = Field(1, le=1000)
+    seeds: Optional[list[Seed]] = Field(None, description="one seed per member; default seed + i")
+    parallel: Bool = Field(False, description="train members at once, one per GPU, where several are visible")
 
     @model_validator(mode="after")
     def _seed_count(self):
@@ -120,15 +154,15 @@ class EnsembleConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str = "experiment"
-    seed: int = 0
+    name: RunName = "experiment"
+    seed: Seed = 0
     task: TaskConfig = Field(default_factory=TaskConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     ensemble: Optional[EnsembleConfig] = None
-    out: str = Field("runs", description="folder under which each run gets its own directory")
+    out: str = Field("runs", min_length=1, description="folder under which each run gets its own directory")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -211,18 +245,38 @@ def signature_model(fn, skipped: tuple[str, ...] = ()) -> type[BaseModel]:
     if key not in _ARG_MODELS:
         try:
             hints = typing.get_type_hints(fn)
-        except Exception:  # an annotation that does not resolve: check names only
+        except (NameError, TypeError, AttributeError):  # an annotation that does not resolve: check names only
             hints = {}
         fields: dict[str, Any] = {}
         for p in inspect.signature(fn).parameters.values():
             if p.name in skipped or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             default = ... if p.default is inspect.Parameter.empty else p.default
-            fields[p.name] = (hints.get(p.name, Any), default)
+            fields[p.name] = (harden(hints.get(p.name, Any)), default)
         _ARG_MODELS[key] = create_model(
             f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields
         )
     return _ARG_MODELS[key]
+
+
+def harden(hint: Any) -> Any:
+    """`hint` with bool, int and float (also inside Optional, unions, lists, tuples and dicts)
+    replaced by Bool, Int and Float: switches are only true/false, numbers are never true/false."""
+    if hint is bool:
+        return Bool
+    if hint is int:
+        return Int
+    if hint is float:
+        return Float
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if not args or origin is Literal or origin is Annotated:
+        return hint
+    hardened = tuple(harden(a) if a is not Ellipsis else a for a in args)
+    if origin in (Union, types.UnionType):
+        return Union[hardened]
+    if origin in (list, tuple, dict, set, frozenset):
+        return origin[hardened]
+    return hint
 
 
 def check_arguments(fn, args: dict, loc: str, where: str, skipped: tuple[str, ...] = ()) -> dict:
@@ -255,6 +309,8 @@ def _format_error(exc: ValidationError, where: str, root: type[BaseModel], raw: 
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+    if err["type"] in ("bool_type", "bool_parsing"):
+        msg = "a switch takes true or false (yes/no/on/off/1/0 are not switches); write true or false"
     shown = _short(value)
     if isinstance(value, dict) and not loc:
         return f"{where}: {msg}"

@@ -6,6 +6,7 @@ import pytest
 
 from fastcourse.config import load_config, parse_scalar
 from fastcourse.errors import ConfigError
+from fastcourse.tasks.check import load_checked
 
 CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
 
@@ -21,7 +22,7 @@ def error_of(tmp_path, text, overrides=None):
     path = tmp_path / "exp.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
-        load_config(path, overrides)
+        load_checked(path, overrides)
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(str(path))
     return msg
@@ -89,7 +90,7 @@ def test_schedule_values_are_checked(tmp_path):
 
 def test_malformed_yaml_names_the_line(tmp_path):
     msg = error_of(tmp_path, "name: t\ntrain: {epochs: 2\nmodel: x\n")
-    assert "malformed YAML at line" in msg
+    assert f"{tmp_path / 'exp.yaml'}:3:6: malformed YAML" in msg
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
@@ -131,3 +132,46 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(CONFIGS[0])
     again = load_config(yaml.safe_load(cfg.to_yaml()))
     assert again == cfg
+
+
+# --- bounds and switches -------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,words", [
+    ("train: {batch_size: 0}", ["train.batch_size = 0", "greater than 0"]),
+    ("train: {batch_size: 100000000}", ["train.batch_size", "less than or equal to 65536"]),
+    ("train: {epochs: true}", ["train.epochs = True", "not a number"]),
+    ("train: {epochs: yes}", ["train.epochs = 'yes'", "integer"]),  # YAML 1.2: yes is a string
+    ("train: {jit_compile: yes}", ["train.jit_compile = 'yes'", "true or false"]),
+    ("train: {deterministic: 1}", ["train.deterministic = 1", "true or false"]),
+    ("train: {weight_decay: -0.1}", ["train.weight_decay = -0.1"]),
+    ("seed: -1", ["seed = -1"]),
+    ("seed: 99999999999", ["seed = 99999999999", "4294967295"]),
+    ("name: ../elsewhere", ["name = '../elsewhere'", "plain folder name"]),
+    ("data: {name: mnist_sample, train_limit: 0}", ["data.train_limit = 0"]),
+    ("ensemble: {members: 2, seeds: [1, -1]}", ["ensemble.seeds.1 = -1"]),
+    ("model: {name: cnn_bn_dropout, dropout: 1.5}", ["model.dropout = 1.5", "[0, 1)"]),
+    ("model: {name: cnn_bn_dropout, dropout: '1.5'}", ["model.dropout = 1.5", "[0, 1)"]),  # converted, then bounded
+    ("model: {name: cnn, filters: [8, 0]}", ["model.filters[1] = 0", "[1, 65536]"]),
+    ("model: {name: cnn, dense: true}", ["model.dense = True", "not a number"]),
+    ("augment: {name: course, zoom: -0.2}", ["augment.zoom = -0.2", "[0, 1)"]),
+    ("augment: {name: dogscats, horizontal_flip: yes}", ["augment.horizontal_flip = 'yes'", "true or false"]),
+    ("augment: {name: affine, rotation: 720}", ["augment.rotation = 720", "[0, 180]"]),
+    ("data: {name: image_folder, path: x, image_size: [4, 4]}", ["data.image_size[0] = 4", "[8, 4096]"]),
+    ("data: {name: image_folder, path: x, image_size: [224]}", ["data.image_size = [224]", "give 2"]),
+    ("train: {schedule: {name: constant, lr: 0}}", ["train.schedule.lr = 0", "(0, 10]"]),
+    ("train: {schedule: {name: one_cycle, pct_start: 1.0}}", ["train.schedule.pct_start = 1.0"]),
+    ("task: {name: features, passes: -1}", ["task.passes = -1"]),
+])
+def test_values_out_of_range_are_refused(tmp_path, text, words):
+    msg = error_of(tmp_path, text + "\n")
+    for word in words:
+        assert word in msg, (word, msg)
+
+
+def test_legal_edges_pass(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: ok_name-1.2\nseed: 4294967295\nmodel: {name: cnn_bn_dropout, dropout: 0.0}\n"
+                    "augment: {name: course, zoom: 0, rotation: '15'}\n"
+                    "train: {batch_size: 1, jit_compile: false, schedule: {name: constant, lr: 1e-3}}\n")
+    cfg = load_checked(path)
+    assert cfg.augment.args["rotation"] == 15.0 and cfg.train.schedule.args["lr"] == pytest.approx(1e-3)
