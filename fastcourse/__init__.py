@@ -25,6 +25,7 @@ from fastcourse.version import __version__  # noqa: E402
 _LAZY = {
     "load_config": "fastcourse.tasks.check:load_checked",
     "run_experiment": "fastcourse.tasks.runner:run_experiment",
+    "Learner": "fastcourse.learner:Learner",
 }
 __all__ = [*_LAZY, "__version__"]
 
