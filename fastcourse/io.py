@@ -56,12 +56,20 @@ def os_error(exc: OSError, what: str) -> FastcourseError:
     return RunError(f"{what}: {exc.strerror or exc}")
 
 
+# errnos with which a file system says it cannot fsync a DIRECTORY (some network and FUSE file
+# systems, Windows shares); the rename is atomic all the same, only its durability is weaker
+_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF}
+
+
 def _fsync(path: Path) -> None:
+    """Flush `path` (a file, or a folder after a rename) to disk. Every error propagates (atomic_path
+    turns it into one line), except a folder's fsync being unsupported."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
-        pass
+    except OSError as exc:
+        if not (exc.errno in _DIR_FSYNC_UNSUPPORTED and path.is_dir()):
+            raise
     finally:
         os.close(fd)
 
@@ -116,9 +124,11 @@ def load_model(path: str | os.PathLike, compile: bool = True):
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     import matplotlib.pyplot as plt
 
-    with atomic_path(path, suffix=Path(path).suffix) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
-    plt.close(fig)
+    try:
+        with atomic_path(path, suffix=Path(path).suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)  # also when the save failed: a figure left open holds its memory
     return Path(path)
 
 
