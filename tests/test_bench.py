@@ -35,3 +35,101 @@ def test_flops_of_the_ladder_cnn_match_the_published_estimate():
     model = build_model("cnn_bn_dropout", (28, 28, 1), 10)
     assert forward_flops_per_image(model) / 1e6 == pytest.approx(20.5, rel=0.01)  # "about 20.5 MFLOP"
     assert train_flops_per_image(model) / 1e6 == pytest.approx(61.4, rel=0.01)
+
+
+# --- time to accuracy, precision, --gpu, memory (issue: time to accuracy 8x) -----------------
+
+def test_time_to_reach_and_the_parsable_ratio_line():
+    import re
+
+    curve = [(10.0, 0.80), (21.0, 0.89), (30.5, 0.915), (41.0, 0.91)]
+    assert bench.time_to_reach(curve, 0.915) == 30.5  # the first epoch at or over the target
+    assert bench.time_to_reach(curve, 0.89) == 21.0
+    assert bench.time_to_reach(curve, 0.92) is None
+    peer = [(60.0 * (i + 1), acc) for i, acc in enumerate([0.85, 0.88, 0.90, 0.905, 0.912])]
+    ratio = bench.speedup(bench.time_to_reach(peer, peer[-1][1]), bench.time_to_reach(curve, peer[-1][1]))
+    assert ratio == pytest.approx(300.0 / 30.5)
+    line = bench.ratio_line(ratio)
+    assert line == "time-to-accuracy ratio: 9.8x"
+    assert float(re.fullmatch(r"time-to-accuracy ratio: (\d+(?:\.\d+)?)x", line).group(1)) == 9.8
+    assert bench.ratio_line(None) == "time-to-accuracy ratio: not reached"
+    assert bench.speedup(300.0, None) is None
+
+
+def test_without_fashion_mnist_the_bench_says_how_to_get_it(monkeypatch, capsys):
+    from fastcourse.data import DATASETS
+    from fastcourse.errors import DataError
+
+    original = DATASETS.get
+
+    def missing(name):
+        if name == "fashion_mnist":
+            def load(**kwargs):
+                raise DataError("fashion_mnist: not found")
+            return load
+        return original(name)
+
+    monkeypatch.setattr(DATASETS, "get", missing)
+    data = bench.bench_data(quick=True)
+    assert data.name == "mnist_sample"
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "Fashion-MNIST" in ln]
+    assert "dataset-fashion-mnist" in line and "fastcourse data get fashion_mnist" in line and "0.97" in line
+
+
+def test_time_to_accuracy_case_on_a_tiny_sample(capsys):
+    data = mnist_sample().limit(512, 128)
+    fast = {"batch_size": 128, "steps_per_execution": 2, "max_lr": 6e-3, "augment": None, "bn_batches": 2,
+            "policy": "float32"}
+    rows = bench.time_to_accuracy_case(data, 0, peer_epochs=1, tuned=fast, max_epochs=2, target=0.0)
+    out = capsys.readouterr().out
+    assert "bench: precision float32" in out and "mixed_bfloat16" in out and "images/s" in out
+    peer, ours = rows
+    assert ours.notes == "reached after 1 epoch(s)" and ours.seconds > 0 and peer.seconds > 0
+    assert ours.ratio_to_peer == pytest.approx(peer.seconds / ours.seconds)
+    assert bench.ratio_line(ours.ratio_to_peer) in out
+
+
+def test_bench_gpu_without_a_gpu_prints_one_line(capsys):
+    from fastcourse.train.precision import has_gpu
+
+    if has_gpu():
+        pytest.skip("this machine has a GPU: bench --gpu would train for real")
+    assert main(["bench", "--gpu"]) == 0
+    assert capsys.readouterr().out.strip() == bench.GPU_SKIP
+
+
+def test_memory_case_on_tiny_sizes_returns_rss_figures(capsys):
+    rows = bench.memory_case((16, 48), warm=False, size=32, distinct=8, units=8, epochs=1, batch_size=8)
+    assert [r.case for r in rows] == ["memory_feature_head"] * 2
+    for r in rows:
+        assert r.extra["peak_rss_mb"] > 50 and r.images_per_second > 0 and r.extra["features_file_mb"] > 0
+    assert "peak RSS at 48 images" in capsys.readouterr().out
+
+
+def test_precision_auto_follows_the_cpu_flags(tmp_path, monkeypatch, capsys):
+    import keras
+
+    from fastcourse.train import devices, precision
+
+    if precision.has_gpu():
+        pytest.skip("this machine has a GPU: auto picks mixed_float16")
+    original = precision.native_bf16
+    for flags, expected in (("fpu sse2 avx2 fma", "float32"), ("fpu avx2 avx512f amx_tile amx_bf16", "mixed_bfloat16"),
+                            ("fpu avx2 avx512f avx512_bf16", "mixed_bfloat16")):
+        fake = tmp_path / "cpuinfo"
+        fake.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(precision, "native_bf16", lambda cpuinfo=None, f=str(fake): original(f))
+        with devices.training_scope("auto", "none"):
+            assert keras.mixed_precision.global_policy().name == expected
+        assert keras.mixed_precision.global_policy().name == "float32"
+        assert f"precision {expected}" in capsys.readouterr().err
+    fake.write_text("flags\t\t: fpu avx2\n")
+    with pytest.warns(UserWarning, match="AMX"):
+        with devices.training_scope("mixed_bfloat16", "none"):
+            assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+
+
+def test_train_precision_accepts_auto():
+    from fastcourse.config import TrainConfig
+
+    assert TrainConfig(precision="auto").precision == "auto"

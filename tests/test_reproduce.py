@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fastcourse import reproduce as rp
+from fastcourse.lessons import reproduce as rp
 from fastcourse.cli import main
 
 TINY_MODELS = {
@@ -116,3 +116,62 @@ def test_quick_shrinks_the_course_configs():
     full = rp.step_config({**plan, "quick": None}, "ensemble")
     assert full.ensemble.members == 6 and full.train.epochs == 35 and full.data.train_limit is None
     assert rp.step_config({**plan, "dataset": "mnist", "data_name": "mnist_sample"}, "linear").data.name == "mnist_sample"
+
+
+# --- --budget: planning arithmetic and a tiny budgeted run ---------------------------------
+
+def test_parse_budget():
+    assert rp.parse_budget("60m") == 3600 and rp.parse_budget("1h") == 3600
+    assert rp.parse_budget("90s") == 90 and rp.parse_budget("1.5h") == 5400 and rp.parse_budget("8") == 480
+    with pytest.raises(Exception, match="--budget"):
+        rp.parse_budget("soon")
+
+
+def _costs(ips: dict, n=60000, fixed=5.0):
+    return {s: {"epoch": n / v, "fixed": fixed} for s, v in ips.items()}
+
+
+def test_plan_epochs_fills_the_budget_and_never_exceeds_it():
+    ips = {"linear": 40000, "hidden": 20000, "cnn": 2000, "cnn_augment": 1500, "cnn_bn": 1800,
+           "cnn_bn_dropout": 1800, "ensemble": 1800}
+    costs = _costs(ips)
+    previous = 0
+    for minutes in (20, 40, 60, 120):
+        budget = minutes * 60.0
+        epochs = rp.plan_epochs(budget, costs, members=6)
+        total = sum(rp.step_seconds(s, e, costs[s], 6) for s, e in epochs.items())
+        assert total <= budget
+        # one more epoch for the CNN steps would not fit (or the cap is reached)
+        e = epochs["cnn"]
+        assert e == rp.MAX_EPOCHS or sum(
+            rp.step_seconds(s, max(1, round(rp.EPOCH_SHARE.get(s, 1.0) * (e + 1))), costs[s], 6)
+            for s in costs) > budget
+        assert epochs["cnn"] == epochs["cnn_bn_dropout"] == epochs["ensemble"] >= previous
+        assert epochs["linear"] == max(1, round(0.25 * epochs["cnn"]))
+        previous = epochs["cnn"]
+    # 60 minutes at these speeds: a CNN epoch of every step and member costs 336.7 s
+    assert rp.plan_epochs(3600.0, costs, members=6)["cnn"] == 10  # 10 x 336.7 s + 60 s fixed + 9 s
+    assert rp.plan_epochs(1e9, costs, members=6)["cnn"] == rp.MAX_EPOCHS
+
+
+def test_plan_epochs_refuses_a_budget_too_small():
+    costs = _costs({"cnn": 1000, "ensemble": 1000})
+    with pytest.raises(Exception, match="one epoch per step needs about"):
+        rp.plan_epochs(100.0, costs, members=6)
+
+
+def test_budget_reproduction_on_the_sample(tiny_configs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "runs"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
+    monkeypatch.setattr(rp, "MAX_EPOCHS", 2)  # a tiny run: the budget is never the limit here
+    assert main(["reproduce", "mnist", "--quick", "--budget", "20m", "--steps", "linear,cnn_bn,ensemble",
+                 "--configs", str(tiny_configs), "--out", str(out), "--set", "train.verbose=0"]) == 0
+    (run_dir,) = out.iterdir()
+    plan = yaml.safe_load((run_dir / rp.PLAN_FILE).read_text())
+    assert plan["budget"]["epochs"] == {"linear": 1, "cnn_bn": 2, "ensemble": 2}
+    assert plan["budget"]["estimate_seconds"] <= 20 * 60
+    for step, epochs in plan["budget"]["epochs"].items():
+        assert json.loads((run_dir / step / "metrics.json").read_text())["epochs"] == epochs
+    assert "budget 20 min" in (run_dir / "report.md").read_text()
+    assert "budget calibration" in capsys.readouterr().out

@@ -15,6 +15,9 @@ from fastcourse.cli import arg, command
     arg("--steps", help="comma-separated subset of the steps, e.g. linear,hidden,ensemble"),
     arg("--out", default="runs", help="folder for the reproduction directory (default runs/)"),
     arg("--configs", help="the configs folder (default ./configs, else the one beside the package)"),
+    arg("--budget", metavar="TIME",
+        help="fit the ladder + ensemble into this wall time (e.g. 60m, 1h): one-cycle, batch 256, epochs per "
+             "step from a short measured calibration run"),
     arg("--resume", metavar="DIR", help="finish an interrupted reproduction: completed steps are kept"),
 ])
 def reproduce_command(args: argparse.Namespace) -> int:
@@ -23,10 +26,10 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
     if not args.dataset and not args.resume:
         raise UsageError("reproduce: name a dataset (mnist or fashion_mnist), or --resume DIR")
-    if args.resume and (args.quick or args.overrides or args.steps or args.configs):
+    if args.resume and (args.quick or args.overrides or args.steps or args.configs or args.budget):
         raise UsageError(f"--resume {args.resume}: a reproduction resumes with the plan it started with "
-                         "(its reproduce.yaml); drop --quick, --set, --steps and --configs")
+                         "(its reproduce.yaml); drop --quick, --set, --steps, --configs and --budget")
     steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None
     reproduce(args.dataset, out=args.out, quick=args.quick, overrides=args.overrides,
-              configs_dir=args.configs, resume=args.resume, steps=steps)
+              configs_dir=args.configs, resume=args.resume, steps=steps, budget=args.budget)
     return 0

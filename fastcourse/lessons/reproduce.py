@@ -8,6 +8,12 @@ cnn_bn_dropout}.yaml) and the ensemble (ensemble.yaml) into one reproduction dir
         <step>/                 each step's run directory (an ensemble's holds members/<i>/)
         results.csv report.md report.html learning_curves.png
 
+`--budget 60m` fits the whole ladder plus the ensemble into a wall-time budget: every step
+trains with one-cycle (batch 256, steps_per_execution 8, precision auto); a short measured
+calibration run gives each step's images/s, and `plan_epochs` allocates epochs per step so the
+estimate stays under the budget (the CNN steps and each ensemble member get the same epochs,
+linear and hidden a quarter of them).
+
 A step is finished when its metrics.json exists; `--resume DIR` reruns only the rest (an
 unfinished ensemble continues at its first unfinished member). The table compares our clean
 test accuracy with the course's printed figure (MNIST, the 2017 notebooks) or the public
@@ -81,9 +87,67 @@ def step_config(plan: dict, step: str):
         raw.setdefault("data", {})["name"] = plan["data_name"]
     if plan.get("quick"):
         _shrink(raw, plan["quick"])
+    if plan.get("budget") and plan["budget"].get("epochs"):
+        _budget_train(raw, plan["budget"]["epochs"].get(step, 1))
     for item in plan.get("overrides", []):
         apply_override(raw, item, str(path))
     return check_config(validate_config(raw, str(path)), str(path))
+
+
+# --budget: settings every step trains with, and each step's share of the epochs
+BUDGET_TRAIN = {"batch_size": 256, "steps_per_execution": 8, "precision": "auto",
+                "schedule": {"name": "one_cycle", "max_lr": 6e-3}}
+EPOCH_SHARE = {"linear": 0.25, "hidden": 0.25}  # the rest: 1 (every CNN step, each ensemble member)
+BUDGET_MARGIN = 0.9  # plan to 90% of what the calibration leaves: estimates are estimates
+MAX_EPOCHS = 35  # the course's member length: no budget buys more
+
+
+def parse_budget(text: str) -> float:
+    """Seconds in '60m', '1h', '90s', '1.5h' or a bare number of minutes."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"--budget {text!r}: give a duration such as 60m, 1h or 900s")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "": 60}[m.group(2)]
+
+
+def step_seconds(step: str, epochs: int, cost: dict, members: int = 1) -> float:
+    """Estimated wall seconds of one step: per training run, a fixed cost (tracing, the final
+    evaluation, batchnorm recalibration, writing the run) plus `epochs` x seconds per epoch."""
+    runs = members if step == "ensemble" else 1
+    return runs * (cost["fixed"] + epochs * cost["epoch"])
+
+
+def plan_epochs(budget_s: float, costs: dict[str, dict], members: int = 1, max_epochs: int = MAX_EPOCHS,
+                share: Optional[dict] = None) -> dict[str, int]:
+    """Epochs per step (the ensemble's: per member) that fit `budget_s`, the most that do.
+
+    `costs[step]` = {"epoch": seconds per epoch, "fixed": seconds per training run}, from the
+    calibration (measured images/s). Every step gets round(share x E) epochs, at least 1, for
+    the largest E <= max_epochs whose estimate stays within the budget. Raises UsageError naming
+    the smallest budget that would do when even one epoch each does not fit."""
+    share = {**EPOCH_SHARE, **(share or {})}
+
+    def allot(e: int) -> dict[str, int]:
+        return {s: max(1, int(round(share.get(s, 1.0) * e))) for s in costs}
+
+    def total(alloc: dict[str, int]) -> float:
+        return sum(step_seconds(s, n, costs[s], members) for s, n in alloc.items())
+
+    for e in range(int(max_epochs), 0, -1):
+        alloc = allot(e)
+        if total(alloc) <= budget_s:
+            return alloc
+    need = total(allot(1))
+    raise UsageError(f"--budget: one epoch per step needs about {need / 60:.1f} minutes here; "
+                     f"give at least {int(need / 60 / BUDGET_MARGIN) + 2}m, or fewer steps or members")
+
+
+def _budget_train(raw: dict, epochs: int) -> None:
+    train = raw.setdefault("train", {})
+    train.update({k: (dict(v) if isinstance(v, dict) else v) for k, v in BUDGET_TRAIN.items()})
+    train["epochs"] = int(epochs)
 
 
 def _shrink(raw: dict, quick: dict) -> None:
@@ -104,7 +168,7 @@ def _shrink(raw: dict, quick: dict) -> None:
 def reproduce(
     dataset: str, out: str | Path = "runs", quick: bool = False, overrides: Optional[list[str]] = None,
     configs_dir: str | Path | None = None, resume: str | Path | None = None,
-    steps: Optional[list[str]] = None,
+    steps: Optional[list[str]] = None, budget: Optional[str] = None,
 ) -> Path:
     """Run (or finish) a reproduction; return its directory holding report.md and report.html."""
     from fastcourse.run.experiment import new_run_dir
@@ -135,6 +199,8 @@ def reproduce(
                 "data_name": _quick_data(dataset) if quick else None}
         for step in steps:  # every config must be valid before hours of training start
             step_config(plan, step)
+        if budget:
+            plan["budget"] = budget_plan(plan, parse_budget(budget))
         run_dir = new_run_dir(out, f"reproduce-{dataset}" + ("-quick" if quick else ""))
         io.write_text(run_dir / PLAN_FILE, yaml.safe_dump(plan, sort_keys=False))
 
@@ -149,6 +215,67 @@ def reproduce(
     print(table_markdown(table))
     print(f"report: {run_dir / 'report.md'}  {run_dir / 'report.html'}")
     return run_dir
+
+
+def calibrate(plan: dict, images: int = 3072) -> dict[str, dict]:
+    """Measured cost of each step with the budget settings: two short epochs on the first
+    `images` training images (the first traces the graph, the second gives images/s).
+    Steps with the same model and augmentation share one measurement."""
+    from fastcourse.data import augment
+    from fastcourse.models import build_model
+    from fastcourse.run.inputs import inputs_for
+    from fastcourse.train.devices import float32_outputs, training_scope
+    from fastcourse.train.trainer import fit
+
+    probe = {**plan, "budget": {"epochs": {s: 2 for s in plan["steps"]}}}
+    measured: dict[tuple, dict] = {}
+    costs: dict[str, dict] = {}
+    data = None
+    for step in plan["steps"]:
+        cfg = step_config(probe, step)
+        key = (cfg.model.name, json.dumps(cfg.model.args, sort_keys=True, default=str), cfg.augment.name)
+        if key not in measured:
+            inputs = inputs_for(cfg, data)
+            data = inputs.dataset
+            sub = inputs.train.take(min(images, len(inputs.train)))
+            train = cfg.train.model_copy(update={"epochs": 2, "verbose": 0, "bn_recalibrate": 0,
+                                                 "validate_each_epoch": False})
+            with training_scope(cfg.train.precision, "none"):
+                model = float32_outputs(build_model(cfg.model.name, inputs.input_shape, inputs.num_classes,
+                                                    mean=inputs.mean, std=inputs.std, **cfg.model.args))
+                t0 = time.perf_counter()
+                result = fit(model, sub, train, cfg.seed, augment=augment.build(cfg.augment.name, cfg.augment.args))
+                wall = time.perf_counter() - t0
+            ips = len(sub) / max(result.epoch_seconds[-1], 1e-6)
+            n_train, n_test = len(inputs.train), len(inputs.eval)
+            infer = 3.0 * ips  # inference runs about 3x training (no backward pass)
+            recal = min(cfg.train.bn_recalibrate, -(-n_train // cfg.train.batch_size)) * cfg.train.batch_size
+            measured[key] = {
+                "images_per_second": ips,
+                "epoch": n_train / ips + (n_test / infer if cfg.train.validate_each_epoch else 0.0),
+                "fixed": max(0.0, wall - 2 * len(sub) / ips) + (n_test + recal) / infer + 3.0,
+            }
+            print(f"fastcourse: budget calibration: {step}: {ips:.0f} images/s "
+                  f"({measured[key]['epoch']:.1f} s per epoch of {n_train} images)", flush=True)
+        costs[step] = measured[key]
+    return costs
+
+
+def budget_plan(plan: dict, budget_s: float) -> dict:
+    """Calibrate, then allocate epochs per step within what the calibration left of the budget."""
+    start = time.perf_counter()
+    costs = calibrate(plan)
+    members = 1
+    if "ensemble" in plan["steps"]:
+        members = int(getattr(step_config(plan, "ensemble").ensemble, "members", 1) or 1)
+    left = (budget_s - (time.perf_counter() - start)) * BUDGET_MARGIN
+    epochs = plan_epochs(left, costs, members)
+    estimate = sum(step_seconds(s, e, costs[s], members) for s, e in epochs.items())
+    print(f"fastcourse: budget {budget_s / 60:.1f} min: epochs per step {epochs} (ensemble: {members} members "
+          f"each), estimated {estimate / 60:.1f} min of training after "
+          f"{(time.perf_counter() - start) / 60:.1f} min of calibration", flush=True)
+    return {"seconds": budget_s, "epochs": epochs, "members": members, "estimate_seconds": estimate,
+            "settings": BUDGET_TRAIN, "images_per_second": {s: c["images_per_second"] for s, c in costs.items()}}
 
 
 def _quick_data(dataset: str) -> Optional[str]:
@@ -225,6 +352,11 @@ def write_report(run_dir: Path, plan: dict):
     settings = [f"quick smoke run: at most {q['train_limit']} training and {q['test_limit']} test images, "
                 f"batch {q['batch_size']}, phases {q['phases']}, {q['members']} ensemble members"
                 if q else "each step's config (the course's settings)"]
+    b = plan.get("budget")
+    if b:
+        settings.append(f"budget {b['seconds'] / 60:.0f} min (estimated {b['estimate_seconds'] / 60:.1f} min of "
+                        f"training): one-cycle, batch {b['settings']['batch_size']}, precision "
+                        f"{b['settings']['precision']}; epochs per step {b['epochs']}")
     settings += [f"overridden in every step: {o}" for o in plan.get("overrides", [])]
     if plan.get("data_name"):
         settings.append(f"data: {plan['data_name']} (the real data is not on this machine)")

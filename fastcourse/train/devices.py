@@ -1,8 +1,10 @@
 """Precision and multi-device training, through Keras' dtype policies and tf.distribute.
 
-- `precision`: float32, mixed_float16 or mixed_bfloat16. Mixed precision is for GPUs; on a
-  CPU-only machine a mixed request prints one notice and trains in float32 (mixed_bfloat16
-  gave no gain on the development CPUs). Models keep float32 outputs (`float32_outputs`).
+- `precision`: auto, float32, mixed_float16 or mixed_bfloat16. `auto` picks by what the machine
+  can do (fastcourse.train.precision.resolve_precision): mixed_float16 on a GPU, mixed_bfloat16
+  on a CPU with AMX or AVX-512 BF16, float32 elsewhere. A forced mixed_bfloat16 on a CPU
+  without native bf16 is honoured with a warning (emulated bf16 was 4x slower); a forced
+  mixed_float16 without a GPU trains in float32. Models keep float32 outputs (`float32_outputs`).
 - `distribute`: none, mirrored (tf.distribute.MirroredStrategy: all GPUs of one machine, or
   the logical CPUs of $FASTCOURSE_VIRTUAL_CPUS for testing) or multi_worker
   (MultiWorkerMirroredStrategy, configured by the TF_CONFIG environment variable).
@@ -48,10 +50,22 @@ def has_gpu() -> bool:
 
 
 def apply_precision(precision: str) -> str:
-    """Set Keras' global dtype policy; return the one actually in force."""
-    if precision != "float32" and not has_gpu():
+    """Set Keras' global dtype policy; return the one actually in force.
+
+    "auto" resolves through fastcourse.train.precision.resolve_precision (mixed_float16 on a GPU,
+    mixed_bfloat16 on a CPU with AMX / AVX-512 BF16, float32 elsewhere) and says what it chose.
+    A forced mixed_bfloat16 is honoured (with a warning on a CPU without native bf16); a forced
+    mixed_float16 without a GPU trains in float32: CPUs have no fast float16 training path."""
+    from fastcourse.train.precision import resolve_precision
+
+    if precision == "mixed_float16" and not has_gpu():
         print(f"fastcourse: precision {precision} needs a GPU; none found, training in float32", file=sys.stderr)
         precision = "float32"
+    else:
+        requested = precision
+        precision, reason = resolve_precision(requested, gpu=has_gpu())
+        if requested == "auto":
+            print(f"fastcourse: precision {precision} ({reason})", file=sys.stderr)
     keras.mixed_precision.set_global_policy(precision)
     return precision
 
