@@ -87,3 +87,78 @@ def make_labelled_folder(root: Path) -> tuple[Path, dict[str, str]]:
     write_image(folder / "cats/gray.png", shape_image("red", 20), mode="L")
     write_image(folder / "dogs/palette.png", shape_image("blue", 22), mode="P")
     return folder, truth
+
+
+# --- trained runs, one of each kind, made once per test process --------------------------
+
+_RUNS: dict[str, tuple[Path, Path | None]] = {}
+
+
+def _runs_root() -> Path:
+    import tempfile
+
+    if "root" not in _RUNS:
+        import atexit
+        import shutil
+
+        root = Path(tempfile.mkdtemp(prefix="fastcourse-results-"))
+        atexit.register(shutil.rmtree, root, True)
+        _RUNS["root"] = (root, None)
+    return _RUNS["root"][0]
+
+
+def folder_run() -> tuple[Path, Path]:
+    """(run directory, data folder): a batchnorm CNN trained 1 epoch on a generated dogscats
+    layout (train/valid/{cats,dogs}, test/unknown/1..6) at 32x32, with the dogscats augmentation."""
+    if "folder" not in _RUNS:
+        from fastcourse.data.synthetic import make_image_folder
+        from fastcourse.tasks.check import load_checked
+        from fastcourse.tasks.runner import run_experiment
+
+        root = _runs_root()
+        data = make_image_folder(root / "dogscats", "dogscats", classes=2, per_class=10, valid_per_class=5,
+                                 test=6, size=40, seed=0)
+        for old, new in (("circle", "cats"), ("square", "dogs")):
+            for split in ("train", "valid"):
+                (data / split / old).rename(data / split / new)
+        for i, f in enumerate(sorted((data / "test" / "unknown").iterdir()), start=1):
+            f.rename(f.with_name(f"{i}{f.suffix}"))
+        cfg = load_checked({
+            "name": "tiny-folder", "seed": 5,
+            "data": {"name": "image_folder", "path": str(data), "image_size": [32, 32]},
+            "model": {"name": "cnn_bn", "filters": [4, 8], "dense": 8},
+            "augment": {"name": "dogscats"},
+            "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-3}},
+        })
+        _RUNS["folder"] = (run_experiment(cfg, out=root / "runs"), data)
+    return _RUNS["folder"]
+
+
+def array_run() -> Path:
+    """A run directory of the `linear` model trained 1 epoch on the bundled MNIST sample."""
+    if "arrays" not in _RUNS:
+        from fastcourse.tasks.check import load_checked
+        from fastcourse.tasks.runner import run_experiment
+
+        cfg = load_checked({
+            "name": "tiny-arrays", "seed": 1,
+            "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 24},
+            "model": {"name": "linear"}, "augment": {"name": "course"},
+            "train": {"batch_size": 32, "epochs": 1, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-3}},
+        })
+        _RUNS["arrays"] = (run_experiment(cfg, out=_runs_root() / "runs"), None)
+    return _RUNS["arrays"][0]
+
+
+def upright_model():
+    """linear(32x32x3, cats/dogs) whose P(dogs) rises with blue in the TOP half and falls with
+    blue in the bottom half: a picture turned on its side is predicted differently."""
+    from fastcourse.models.mnist import linear
+
+    model = linear((SIZE, SIZE, 3), 2)
+    kernel = np.zeros((SIZE, SIZE, 3, 2), np.float32)
+    per_pixel = 40.0 / (SIZE * SIZE * 255.0)
+    kernel[: SIZE // 2, :, 2, 1] = per_pixel
+    kernel[SIZE // 2:, :, 2, 1] = -per_pixel
+    model.get_layer("predictions").set_weights([kernel.reshape(-1, 2), np.zeros(2, np.float32)])
+    return model

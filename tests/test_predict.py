@@ -1,18 +1,27 @@
-"""`fastcourse predict`: file order, CSV layout, equality with the model on the same pixels,
-test-time augmentation, and the error cases."""
+"""`fastcourse predict`: file order, CSV layout, equality with the model on the same pixels and
+with what training saved (folder and array runs), EXIF orientation, test-time augmentation,
+`--out`, and the error cases."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from results_fixtures import SIZE, make_model, make_run, make_test_folder, shape_image, write_image
+from results_fixtures import (
+    SIZE, array_run, folder_run, make_model, make_run, make_test_folder, shape_image, upright_model, write_image,
+)
 
 from fastcourse.data import augment
 from fastcourse.cli import main
 from fastcourse.errors import DataError, UsageError
-from fastcourse.results.predict import list_images, load_run, predict_folder, read_predictions
+from fastcourse.results.predict import list_images, load_run, predict_eval, predict_folder, read_predictions
+
+FASTCOURSE = str(Path(sys.executable).with_name("fastcourse"))
 
 
 def _pixels(folder, files, channels=3, size=SIZE):
@@ -148,27 +157,106 @@ def test_run_and_folder_errors(tmp_path, capsys):
     assert not list(run.glob("predictions*"))
 
 
-def test_predict_a_trained_run_end_to_end(tmp_path, tiny_config):
-    """A model the trainer saved (28x28x1 digits) predicts PNG digits written from the data."""
-    from fastcourse.config import load_config
+def test_predict_an_array_run_end_to_end(tmp_path, capsys):
+    """A model the trainer saved (28x28x1 digits) predicts PNG digits written from its data, and
+    its own test split (no FOLDER) exactly as training evaluated it."""
     from fastcourse.data import DATASETS
-    from fastcourse.run.experiment import run_experiment
+    from fastcourse.run.artifacts import load_model
 
-    cfg = load_config(tiny_config(model={"name": "linear"}, data={"name": "mnist_sample", "train_limit": 256,
-                                                                  "test_limit": 32}))
-    run = run_experiment(cfg, run_dir=tmp_path / "run")
+    run = array_run()
     data = DATASETS.get("mnist_sample")()
     folder = tmp_path / "digits"
     for i in range(6):
         write_image(folder / f"{i:02d}.png", data.x_test[i][..., 0])
-    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "digits.csv")]) == 0
-    frame = pd.read_csv(tmp_path / "digits.csv")
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out")]) == 0
+    path = tmp_path / "out" / "predictions_digits.csv"
+    assert str(path) in capsys.readouterr().out.splitlines()
+    frame = pd.read_csv(path)
     assert list(frame.columns) == ["filename"] + [str(i) for i in range(10)]
-    import keras
-
-    model = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)
+    model = load_model(run / "model.keras", compile=False)
     expected = model.predict(data.x_test[:6].astype(np.float32), verbose=0)  # 28x28: no resize
     np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), expected, atol=1e-5)
+    # no FOLDER: the run's test split, equal to what training saved
+    assert main(["predict", str(run), "--out", str(tmp_path / "out")]) == 0
+    frame = pd.read_csv(tmp_path / "out" / "predictions_test.csv")
+    saved = np.load(run / "eval_probs.npy")
+    assert len(frame) == len(saved) == 24
+    assert np.abs(frame.iloc[:, 1:].to_numpy() - saved).max() < 1e-4
+    # TTA on arrays: the run's `course` augmentation, seeded
+    a, b = (predict_eval(run, tta=2, progress=False).probs for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - saved).max() > 1e-4
+
+
+def test_folder_run_predicts_what_training_saved(tmp_path):
+    """A batchnorm CNN trained on an image folder: predicting its valid/ folder gives the
+    probabilities the run saved (eval_probs.npy), row for row, from Python and from the CLI."""
+    run, data = folder_run()
+    saved = np.load(run / "eval_probs.npy")
+    table = pd.read_csv(run / "eval_predictions.csv")
+    by_file = dict(zip([Path(f).relative_to(data / "valid").as_posix() for f in table["file"]], saved))
+    preds = predict_folder(run, data / "valid", labelled=True, batch_size=3, progress=False)
+    assert sorted(preds.filenames) == sorted(by_file) and len(preds.filenames) == 10
+    expected = np.stack([by_file[f] for f in preds.filenames])
+    assert np.abs(preds.probs - expected).max() < 1e-4
+    assert preds.labels.tolist() == [["cats", "dogs"].index(f.split("/")[0]) for f in preds.filenames]
+    # the run's own eval split, opened from its config
+    own = predict_eval(run, progress=False)
+    assert own.split == "valid" and own.filenames == [f"valid/{f}" for f in preds.filenames]
+    assert np.abs(own.probs - saved).max() < 1e-4
+    assert main(["predict", str(run), str(data / "valid"), "--out", str(tmp_path)]) == 0
+    frame = pd.read_csv(tmp_path / "predictions_valid.csv")
+    assert np.abs(frame[["cats", "dogs"]].to_numpy() - expected).max() < 1e-4
+
+
+def test_tta_on_a_folder_run_differs_from_clean_and_is_reproducible():
+    run, data = folder_run()
+    clean = predict_folder(run, data / "test", progress=False).probs
+    tta = predict_folder(run, data / "test", tta=2, progress=False).probs
+    again = predict_folder(run, data / "test", tta=2, progress=False).probs
+    other = predict_folder(run, data / "test", tta=2, seed=11, progress=False).probs
+    assert np.abs(tta - clean).max() > 1e-5
+    np.testing.assert_array_equal(tta, again)  # same seed, same numbers
+    assert np.abs(other - tta).max() > 1e-6  # another seed, other copies
+    np.testing.assert_allclose(tta.sum(1), 1.0, atol=1e-5)
+
+
+def test_an_exif_rotated_jpeg_is_predicted_as_its_upright_copy(tmp_path):
+    from PIL import Image
+
+    run = make_run(tmp_path, model=upright_model())
+    upright = np.full((SIZE, SIZE, 3), 128, np.uint8)
+    upright[2:12, 4:28] = (20, 20, 230)  # a blue bar at the top: a dog, when upright
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(upright).save(folder / "a_upright.jpg", quality=100)
+    # stored on its side, as a phone stores a portrait photo; orientation 6 = turn 90 degrees clockwise
+    sideways = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways.save(folder / "b_exif.jpg", quality=100, exif=exif)
+    sideways.save(folder / "c_sideways.jpg", quality=100)  # the same pixels without the tag
+    preds = predict_folder(run, folder, progress=False)
+    assert preds.filenames == ["a_upright.jpg", "b_exif.jpg", "c_sideways.jpg"]
+    assert preds.probs[0, 1] > 0.6
+    np.testing.assert_allclose(preds.probs[1], preds.probs[0], atol=0.01)
+    assert abs(preds.probs[2, 1] - preds.probs[0, 1]) > 0.05  # without EXIF it would differ
+
+
+def test_out_naming_a_file_is_a_one_line_error(tmp_path):
+    run = make_run(tmp_path)
+    test = make_test_folder(tmp_path, n=2)
+    target = tmp_path / "a_file.csv"
+    target.write_text("x")
+    for argv in (["predict", str(run), str(test)], ["submit", str(run), str(test), "--kind", "dogscats"],
+                 ["views", str(run), str(test)]):
+        done = subprocess.run([FASTCOURSE, *argv, "--out", str(target)], capture_output=True, text=True,
+                              timeout=300)
+        err = done.stderr.strip()
+        assert done.returncode == 2, (argv, err)
+        assert err.startswith("fastcourse: error: --out") and "is a file" in err and "\n" not in err, err
+        assert "Traceback" not in done.stderr
+    assert target.read_text() == "x"
 
 
 def test_unreadable_images_are_skipped_when_asked(tmp_path, capsys):
@@ -182,7 +270,9 @@ def test_unreadable_images_are_skipped_when_asked(tmp_path, capsys):
     assert "skipping" in capsys.readouterr().err
 
 
-def test_a_file_that_passes_the_check_but_does_not_decode_is_named(tmp_path):
+def test_a_file_that_passes_the_check_but_does_not_decode_is_named(tmp_path, monkeypatch):
+    import fastcourse.data.images as images
+
     run = make_run(tmp_path)
     folder = tmp_path / "corrupt"
     for i in range(3):
@@ -191,5 +281,10 @@ def test_a_file_that_passes_the_check_but_does_not_decode_is_named(tmp_path):
     for i in range(60, len(data) - 20):  # scramble the pixel data, keep the header and IEND
         data[i] ^= 0x55
     (folder / "1.png").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"1\.png: unreadable image"):  # the folder scan finds it
+        predict_folder(run, folder, batch_size=2, progress=False)
+    # a file that changes after the scan (or that the scan cannot tell) is dropped by the
+    # decoding pipeline: the count no longer fits, and the file is named
+    monkeypatch.setattr(images, "scan", lambda files, check="fast", workers=8: [images.FileStatus(f) for f in files])
     with pytest.raises(DataError, match=r"1\.png: cannot decode"):
         predict_folder(run, folder, batch_size=2, progress=False)

@@ -99,13 +99,15 @@ def most_uncertain(probs, n: int = 4, by: str = "auto") -> np.ndarray:
 # --- drawing ----------------------------------------------------------------------------
 
 def load_display_image(path: str | Path, size: int = 160) -> np.ndarray:
-    """An RGB uint8 thumbnail of any image Pillow reads (grayscale, palette, CMYK included)."""
+    """An RGB uint8 thumbnail decoded as training decodes it (fastcourse.data.images.pillow_rgb:
+    EXIF rotation applied, CMYK converted, alpha on white, 16-bit scaled)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((size, size))
-        return np.asarray(im)
+    from fastcourse.data.images import pillow_rgb
+
+    im = Image.fromarray(pillow_rgb(str(path)))
+    im.thumbnail((size, size))
+    return np.asarray(im)
 
 
 def plot_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | Path, title: str = "",
@@ -130,7 +132,10 @@ def plot_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | Path
                 spine.set_visible(False)
             if c < len(row):
                 image, caption = row[c]
-                ax.imshow(image)
+                if np.ndim(image) == 2:  # an array dataset's gray rows (MNIST)
+                    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+                else:
+                    ax.imshow(image)
                 ax.set_title(caption, fontsize=8)
             elif c == 0:
                 ax.text(0.5, 0.5, "none", ha="center", va="center", color="gray", transform=ax.transAxes)
@@ -153,21 +158,29 @@ def write_views(
     folder: str | Path, filenames: Sequence[str], labels: np.ndarray, probs: np.ndarray,
     class_names: Sequence[str], out_dir: str | Path, n: int = 4, seed: int = 0,
     augment: Optional[Callable] = None, augment_image: Optional[tuple[str, np.ndarray]] = None,
-    uncertainty_by: str = "auto",
+    uncertainty_by: str = "auto", display: Optional[Callable[[int], np.ndarray]] = None,
 ) -> dict:
     """Draw every view into `out_dir`; return the accuracy, the confusion matrix, the file names
-    each view shows and the PNG paths. `augment_image` is (name, image as the model sees it)."""
+    each view shows and the PNG paths. `augment_image` is (name, image as the model sees it).
+
+    Images are read from `folder / filenames[i]`, or, with `display(i)`, come from it (an array
+    dataset's rows: `filenames` are then only their names)."""
     from fastcourse.run import plots as report
 
     labels, probs = _check(labels, probs)
-    folder, out_dir = Path(folder), Path(out_dir)
+    if labels is None:
+        raise ValueError("views need the true labels")
+    out_dir = Path(out_dir)
+    if display is None:
+        folder = Path(folder)
+        display = lambda i: load_display_image(folder / filenames[i])  # noqa: E731
     cache: dict[int, np.ndarray] = {}
 
     def cells(indices):
         out = []
         for i in indices:
             if i not in cache:
-                cache[i] = load_display_image(folder / filenames[i])
+                cache[i] = display(i)
             out.append((cache[i], _caption(i, labels, probs, class_names)))
         return out
 
