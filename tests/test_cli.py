@@ -76,6 +76,6 @@ def test_console_script_runs():
 
 
 def test_preview_augment_command(tmp_path, capsys):
-    out = tmp_path / "p.png"
-    assert main(["preview-augment", str(ROOT / "configs/mnist_sample/cnn.yaml"), "--output", str(out)]) == 0
+    out = tmp_path / "augment_preview.png"  # --out names the folder, as in every command
+    assert main(["preview-augment", str(ROOT / "configs/mnist_sample/cnn.yaml"), "--out", str(tmp_path)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"

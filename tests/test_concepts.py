@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import correlate2d
 
-from fastcourse import concepts as c
+from fastcourse.lessons import concepts as c
 from fastcourse.models import build_model
 
 

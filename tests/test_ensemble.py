@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse import ensemble
+from fastcourse.run import ensemble
 from fastcourse.config import load_config
 from fastcourse.data import DATASETS
 from fastcourse.errors import RunError, UsageError
-from fastcourse.run.experiment import run_experiment
+from fastcourse.tasks.runner import run_experiment
 from fastcourse.models import build_model
 from fastcourse.models.ensemble import average_members
 
@@ -86,29 +86,30 @@ def _ensemble_config(tiny_config, **extra):
         model__filters=[4, 8], model__dense=16, ensemble={"members": 2, **extra}))
 
 def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tmp_path, monkeypatch):
-    from fastcourse.train import trainer
+    from fastcourse.tasks import train as train_task
 
     cfg = _ensemble_config(tiny_config)
-    original, evaluate = ensemble.train_member, trainer.evaluate
+    original, evaluate = ensemble.train_member, train_task.evaluate
     calls: list[int] = []
-    monkeypatch.setattr(ensemble, "train_member", lambda *a, **k: (calls.append(a[1]), original(*a, **k))[1])
+    monkeypatch.setattr(ensemble, "train_member",
+                        lambda *a, **k: (calls.append(int(a[2].name)), original(*a, **k))[1])
 
     def crash_in_member_1(*args, **kwargs):  # member 1 dies after its epochs, before it is saved
         if calls[-1] == 1:
             raise RuntimeError("injected crash")
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "evaluate", crash_in_member_1)
+    monkeypatch.setattr(train_task, "evaluate", crash_in_member_1)
     run_dir = tmp_path / "ens"
     with pytest.raises(RuntimeError, match="injected"):
         run_experiment(cfg, run_dir=run_dir)
     assert calls == [0, 1]
     assert [ensemble.is_finished(ensemble.member_dir(run_dir, i)) for i in range(2)] == [True, False]
     assert not (run_dir / "metrics.json").exists()
-    assert (run_dir / "checkpoints" / "members" / "1" / "state.json").is_file()  # its epoch was kept
-    assert not (run_dir / "checkpoints" / "members" / "0").exists()  # a saved member needs none
+    assert (ensemble.member_dir(run_dir, 1) / "checkpoints" / "state.json").is_file()  # its epoch was kept
+    assert not (ensemble.member_dir(run_dir, 0) / "checkpoints").exists()  # a saved member needs none
     kept = {p: p.stat().st_mtime_ns for p in ensemble.member_dir(run_dir, 0).iterdir()}
-    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    monkeypatch.setattr(train_task, "evaluate", evaluate)
 
     # resuming under a different config is refused, naming the key
     with pytest.raises(UsageError, match="ensemble.seeds"):
@@ -119,13 +120,13 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
         ensemble.finish_ensemble(cfg, run_dir)
 
     calls.clear()
-    assert ensemble.resume_ensemble(run_dir) == run_dir
+    assert run_experiment(cfg, run_dir=run_dir) == run_dir
     assert calls == [1]  # only the unfinished member ran again
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished members' files untouched
     assert not (run_dir / "checkpoints").exists()  # dropped once the ensemble is complete
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    probs = np.stack([np.load(ensemble.member_dir(run_dir, i) / "test_probs.npy") for i in range(2)])
+    probs = np.stack([np.load(ensemble.member_dir(run_dir, i) / "eval_probs.npy") for i in range(2)])
     y = DATASETS.get("mnist_sample")().y_test[:64]
     assert [m["seed"] for m in metrics["members"]] == [1, 2]
     accs = [json.loads((ensemble.member_dir(run_dir, i) / "metrics.json").read_text())["test_accuracy"]

@@ -60,7 +60,8 @@ def out_folder(out: str | None, default: str | Path = ".") -> Path:
 def build_parser() -> argparse.ArgumentParser:
     # every module of this package defines commands with @command; importing it registers them
     for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+        if not info.name.startswith("_"):  # not __main__
+            importlib.import_module(f"{__name__}.{info.name}")
     parser = argparse.ArgumentParser(
         prog="fastcourse", description="fast.ai 2017 lessons on Keras 3: experiments from YAML configs."
     )
@@ -85,11 +86,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastcourse: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    # `python -m fastcourse.cli`: run the imported module's main, whose COMMANDS the command
-    # modules fill (this __main__ copy's registry stays empty)
-    from fastcourse.cli import main as _main
-
-    sys.exit(_main())

@@ -70,7 +70,16 @@ def inference_model(model):
     fastcourse schedule), so a model made of Keras' own layers loads in plain Keras."""
     import keras
 
-    return keras.Model(model.inputs, model.outputs, name=model.name)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
+    return keras.Model(inputs, outputs, name=model.name)
+
+
+def replicas() -> int:
+    """Devices the model trained on (the tf.distribute strategy in force)."""
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
 def versions() -> dict[str, str]:
@@ -112,7 +121,7 @@ def write_run(run_dir: Path, cfg, inputs, model, result, evaluation: dict, extra
         "epochs": len(result.epoch_seconds), "train_images": len(inputs.train), "test_images": len(inputs.eval),
         "train_seconds": result.train_seconds, "images_per_second": result.images_per_second,
         "epoch_seconds": result.epoch_seconds, "params": int(model.count_params()), "seed": cfg.seed,
-        "versions": versions(), **result.extra, **(extra or {}),
+        "replicas": replicas(), "versions": versions(), **result.extra, **(extra or {}),
     }
     if result.history:
         plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name} ({inputs.name})")

@@ -56,11 +56,8 @@ def run_task(cfg: ExperimentConfig, task: Task, run_dir: Path) -> dict:
 
     keras.backend.clear_session()  # drop earlier models' graphs (ensemble members, reproduce steps)
     seed_everything(cfg.seed, cfg.train.deterministic)
-    with training_scope(cfg.train.precision, cfg.train.distribute) as strategy:
-        metrics = task(cfg, Path(run_dir), **cfg.task.args)
-    if isinstance(metrics, dict) and (Path(run_dir) / "metrics.json").is_file():
-        metrics.setdefault("replicas", int(strategy.num_replicas_in_sync))
-    return metrics
+    with training_scope(cfg.train.precision, cfg.train.distribute):
+        return task(cfg, Path(run_dir), **cfg.task.args)
 
 
 def execute(cfg: ExperimentConfig, task: Task, out: str | Path | None = None,
