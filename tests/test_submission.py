@@ -6,7 +6,7 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
-from results_fixtures import make_run, make_test_folder
+from results_fixtures import SIZE, folder_run, make_run, make_test_folder, shape_image, write_image
 
 from fastcourse.cli import main
 from fastcourse.errors import UsageError
@@ -88,10 +88,52 @@ def test_submit_command_from_a_run(tmp_path):
     assert (frame["label"][frame["id"] % 2 == 1] > 0.5).all()
     assert (frame["label"][frame["id"] % 2 == 0] < 0.5).all()
     # from the predictions CSV: the same submission without predicting again
-    assert main(["predict", str(run), str(test), "--out", str(tmp_path / "p.csv")]) == 0
-    assert main(["submit", "--probs", str(tmp_path / "p.csv"), "--kind", "dogscats",
-                 "--out", str(tmp_path / "s.csv")]) == 0
-    assert (tmp_path / "s.csv").read_text() == (run / "submission_dogscats.csv").read_text()
+    assert main(["predict", str(run), str(test), "--out", str(tmp_path / "p")]) == 0
+    assert main(["submit", "--probs", str(tmp_path / "p" / "predictions_test.csv"), "--kind", "dogscats",
+                 "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "submission_dogscats.csv").read_text() == (run / "submission_dogscats.csv").read_text()
+    # --probs without --out: beside the CSV
+    assert main(["submit", "--probs", str(tmp_path / "p" / "predictions_test.csv"), "--kind", "dogscats"]) == 0
+    assert (tmp_path / "p" / "submission_dogscats.csv").is_file()
+
+
+def test_submit_a_trained_folder_run(tmp_path, capsys):
+    """dogscats: id,label = P(dogs) clipped to [0.05, 0.95], from a FOLDER or the run's own test/."""
+    from fastcourse.results.predict import predict_folder
+
+    run, data = folder_run()
+    assert main(["submit", str(run), str(data / "test"), "--kind", "dogscats", "--out", str(tmp_path / "a")]) == 0
+    path = tmp_path / "a" / "submission_dogscats.csv"
+    assert str(path) in capsys.readouterr().out.splitlines()
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["id", "label"] and frame["id"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert frame["label"].between(0.05, 0.95).all()
+    preds = predict_folder(run, data / "test", progress=False)
+    expected = np.clip(preds.probs[:, 1], 0.05, 0.95)[np.argsort([int(f.split("/")[-1].split(".")[0])
+                                                                  for f in preds.filenames])]
+    np.testing.assert_allclose(frame["label"], expected, atol=1e-5)
+    # no FOLDER: the test/ images of the run's dataset give the same file
+    assert main(["submit", str(run), "--kind", "dogscats", "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "submission_dogscats.csv").read_text() == path.read_text()
+
+
+def test_submit_statefarm_writes_gzip_into_the_out_folder(tmp_path):
+    from fastcourse.models.mnist import linear
+
+    classes = [f"c{i}" for i in range(10)]
+    run = make_run(tmp_path, classes=classes, model=linear((SIZE, SIZE, 3), 10))
+    for i in range(3):
+        write_image(tmp_path / "sf_test" / f"img_{i}.jpg", shape_image("red", 10 + i))
+    assert main(["submit", str(run), str(tmp_path / "sf_test"), "--kind", "statefarm",
+                 "--out", str(tmp_path / "new" / "folder")]) == 0
+    path = tmp_path / "new" / "folder" / "submission_statefarm.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        assert fh.readline().strip() == "img," + ",".join(classes)
+    frame = pd.read_csv(path)
+    assert frame["img"].tolist() == ["img_0.jpg", "img_1.jpg", "img_2.jpg"]
+    lo, hi = statefarm_clip()
+    values = frame.iloc[:, 1:].to_numpy()
+    assert (values >= lo - 1e-9).all() and (values <= hi + 1e-9).all()
 
 
 def test_submit_command_errors_are_one_line(tmp_path, capsys):
@@ -105,8 +147,10 @@ def test_submit_command_errors_are_one_line(tmp_path, capsys):
         (["submit", str(no_model), str(test), "--kind", "dogscats"], "no model.keras"),
         (["submit", str(run), str(empty), "--kind", "dogscats"], "no images found"),
         (["submit", str(run), str(test), "--kind", "statefarm"], "c0..c9"),
-        (["submit", str(run), str(test), "--kind", "statefarm", "--out", str(tmp_path / "x.csv")], ".csv.gz"),
-        (["submit", str(run), "--kind", "dogscats"], "give RUN and FOLDER"),
+        (["submit", str(run), str(test), "--kind", "dogscats", "--out", str(test / "unknown" / "1.png")],
+         "is a file"),
+        (["submit", "--kind", "dogscats"], "give RUN"),
+        (["submit", str(run), "--kind", "dogscats"], "the run's dataset"),  # its config names mnist_sample
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

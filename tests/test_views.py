@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from results_fixtures import make_labelled_folder, make_run
+from results_fixtures import array_run, folder_run, make_labelled_folder, make_run
 
 from fastcourse.results import views
 from fastcourse.cli import main
@@ -92,8 +92,8 @@ def test_pickers_reject_mismatched_shapes():
 def test_views_command_draws_every_grid(tmp_path, capsys):
     run = make_run(tmp_path, augment={"name": "dogscats"})
     folder, truth = make_labelled_folder(tmp_path)
-    out = tmp_path / "views"
-    assert main(["views", str(run), str(folder), "--out", str(out), "-n", "3"]) == 0
+    assert main(["views", str(run), str(folder), "--out", str(tmp_path), "-n", "3"]) == 0
+    out = tmp_path / "views"  # --out names the folder views/ goes into
     expected = ["random_correct", "random_incorrect", "most_uncertain", "most_confident_correct",
                 "most_confident_incorrect", "confusion_matrix", "augmented"]
     for name in expected:
@@ -113,7 +113,9 @@ def test_views_command_draws_every_grid(tmp_path, capsys):
     # the grayscale image has no colour signal: P = .5, the most uncertain
     assert shown["most_uncertain"][0] == "cats/gray.png"
     assert all(f in truth or f.endswith(("gray.png", "palette.png")) for f in shown["random_correct"])
-    assert "accuracy 0.8182 on 11 images" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "accuracy 0.8182 on 11 images" in printed
+    assert str(out / "views.json") in printed.splitlines()  # each path it wrote
 
 
 def test_views_without_augmentation_skips_the_augmented_grid(tmp_path, capsys):
@@ -142,9 +144,10 @@ def test_views_from_a_predictions_csv_match_views_that_predict(tmp_path):
     run = make_run(tmp_path)
     folder, _ = make_labelled_folder(tmp_path)
     assert main(["views", str(run), str(folder), "--out", str(tmp_path / "a")]) == 0
-    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "p.csv")]) == 0
-    assert main(["views", str(run), str(folder), "--probs", str(tmp_path / "p.csv"), "--out", str(tmp_path / "b")]) == 0
-    a, b = (json.loads((tmp_path / d / "views.json").read_text()) for d in "ab")
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path)]) == 0
+    assert main(["views", str(run), str(folder), "--probs", str(tmp_path / "predictions_valid.csv"),
+                 "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / d / "views" / "views.json").read_text()) for d in "ab")
     assert a["shown"] == b["shown"] and a["confusion_matrix"] == b["confusion_matrix"]
 
 
@@ -157,3 +160,50 @@ def test_views_probs_csv_errors(tmp_path, capsys):
         assert main(["views", str(run), str(folder), "--probs", str(tmp_path / csv)]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err, err
+
+
+VIEW_PNGS = ["random_correct", "random_incorrect", "most_uncertain", "most_confident_correct",
+             "most_confident_incorrect", "confusion_matrix"]
+
+
+def _check_pngs(out, names):
+    for name in names:
+        with Image.open(out / f"{name}.png") as im:
+            assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+
+
+def test_views_of_a_folder_run_on_its_own_valid_split(tmp_path):
+    """No FOLDER: the run's valid split, with the probabilities the run saved."""
+    run, data = folder_run()
+    assert main(["views", str(run), "--out", str(tmp_path), "-n", "2"]) == 0
+    out = tmp_path / "views"
+    _check_pngs(out, VIEW_PNGS + ["augmented"])  # the run has augment: dogscats
+    summary = json.loads((out / "views.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert summary["split"] == "valid" and summary["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert np.sum(summary["confusion_matrix"]) == 10
+    assert all(f.startswith("valid/") for f in summary["shown"]["most_uncertain"])
+    # the labelled folder itself gives the same views
+    assert main(["views", str(run), str(data / "valid"), "--out", str(tmp_path / "b"), "-n", "2"]) == 0
+    other = json.loads((tmp_path / "b" / "views" / "views.json").read_text())
+    assert other["confusion_matrix"] == summary["confusion_matrix"]
+    assert other["shown"]["most_uncertain"] == [f[len("valid/"):] for f in summary["shown"]["most_uncertain"]]
+
+
+def test_views_of_an_array_run(tmp_path, capsys):
+    """An MNIST-like run has no image files: its test arrays are drawn (gray), default RUN/views/
+    unless --out says otherwise; with --tta the model predicts again."""
+    run = array_run()
+    assert main(["views", str(run), "--out", str(tmp_path), "-n", "3"]) == 0
+    out = tmp_path / "views"
+    _check_pngs(out, VIEW_PNGS + ["augmented"])  # augment: course
+    summary = json.loads((out / "views.json").read_text())
+    labels = np.load(run / "eval_labels.npy")
+    probs = np.load(run / "eval_probs.npy")
+    assert summary["split"] == "test"
+    assert summary["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
+    uncertain = views.most_uncertain(probs, 3)
+    assert summary["shown"]["most_uncertain"] == [str(i) for i in uncertain]
+    assert str(out / "views.json") in capsys.readouterr().out
+    assert main(["views", str(run), "--out", str(tmp_path / "t"), "--tta", "2", "-n", "2"]) == 0
+    assert (tmp_path / "t" / "views" / "views.json").is_file()
