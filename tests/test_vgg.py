@@ -11,10 +11,17 @@ from fastcourse.config import TrainConfig, load_config
 from fastcourse.data.folders import open_folder
 from fastcourse.data.synthetic import make_image_folder
 from fastcourse.models.vgg import VGGPreprocess, vgg16, vgg16_bn
-from fastcourse.data.features import attach_head, cache_key, cut_model, dense_head, precompute_features
-from fastcourse.train.finetune import (compile_discriminative, freeze, layer_groups, replace_top, set_trainable,
-                                       spread_multipliers)
-from fastcourse.train.pseudo import mix_pseudo_labels
+from fastcourse.data.features import cache_key, precompute_features
+from fastcourse.data.sources import FeaturePart, FeatureSource, FolderSource
+from fastcourse.models.heads import dense_head
+from fastcourse.models.surgery import attach_head, cut_model, freeze, layer_groups, replace_top, set_trainable
+from fastcourse.train.optimizers import compile_model, spread_multipliers
+from fastcourse.train.pseudo import pseudo_rows
+
+
+def _source(folder, split="train", size=(32, 32)):
+    s = folder.split(split)
+    return FolderSource(s.files, s.labels, folder.num_classes, size, pillow=s.pillow)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +92,7 @@ def test_discriminative_rates_scale_adam_updates_per_block():
         top = keras.layers.Dense(2, activation="softmax", name="predictions")(keras.layers.Flatten()(h))
         model = keras.Model(inputs, top)
         before = {v.path: np.array(v) for v in model.trainable_variables}
-        compile_discriminative(model, train, 1, mults)
+        compile_model(model, train, 1, lr_multipliers=mults)
         model.train_on_batch(x, y)
         deltas.append({v.path: np.abs(np.array(v) - before[v.path]).max() for v in model.trainable_variables})
     full, scaled = deltas
@@ -100,56 +107,83 @@ def test_discriminative_rates_scale_adam_updates_per_block():
 def test_features_cache_reuse_and_invalidation_and_augmented_passes(folder, tmp_path):
     from fastcourse.data.augment import build
 
-    files = folder.split("train").files
+    source = _source(folder)
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
-    feats = precompute_features(conv, files, (32, 32), 8, tmp_path, verbose=False)
+    paths = precompute_features(conv, source, tmp_path, batch_size=8, verbose=False)
+    feats = np.load(paths[0], mmap_mode="r")
     assert feats.shape == (16, 2, 2, 512) and isinstance(feats, np.memmap)
     cached = sorted(tmp_path.glob("*.npy"))
     assert len(cached) == 1
     stamp = cached[0].stat().st_mtime_ns
-    again = precompute_features(conv, files, (32, 32), 8, tmp_path, verbose=False)
-    assert cached[0].stat().st_mtime_ns == stamp and np.array_equal(again, feats)  # reused, not recomputed
-    direct = conv.predict(np.stack([np.asarray(x) for x in folder.dataset("train", (32, 32), 16, labels=False)
-                                    .unbatch()]), verbose=0)
+    again = precompute_features(conv, source, tmp_path, batch_size=8, verbose=False)
+    assert again == paths and cached[0].stat().st_mtime_ns == stamp  # reused, not recomputed
+    direct = conv.predict(np.concatenate(list(source.batches(16, labels=False))), verbose=0)
     np.testing.assert_allclose(feats, direct, rtol=1e-4, atol=1e-3)
-    key = cache_key(conv, files, (32, 32))[0]
-    assert cache_key(conv, files[:-1], (32, 32))[0] != key           # file list
-    assert cache_key(conv, files, (40, 40))[0] != key                # image size
+    spec = {"name": "dogscats"}
+    key = cache_key(conv, source, spec, 0, 0, "float32")[0]
+    assert cache_key(conv, source.take(15), spec, 0, 0, "float32")[0] != key          # file list
+    assert cache_key(conv, _source(folder, size=(40, 40)), spec, 0, 0, "float32")[0] != key  # image size
+    assert cache_key(conv, source, spec, 0, 0, "float16")[0] != key                    # storage dtype
+    assert cache_key(conv, source, spec, 1, 1, "float32")[0] != key                    # pass index
+    assert cache_key(conv, source, {"name": "dogscats", "rotation": 5}, 1, 1, "float32")[0] != \
+        cache_key(conv, source, spec, 1, 1, "float32")[0]                              # augmentation values
+    # built from values, never from object reprs: an equal config gives an equal key
+    assert cache_key(conv, _source(folder), dict(spec), 0, 0, "float32")[0] == key
     conv.layers[-1].kernel.assign(conv.layers[-1].kernel * 1.01)
-    assert cache_key(conv, files, (32, 32))[0] != key                # backbone weights
+    assert cache_key(conv, source, spec, 0, 0, "float32")[0] != key                    # backbone weights
     other_cut = cut_model(vgg16((32, 32, 3), include_top=False), "block4_conv3")
-    assert cache_key(other_cut, files, (32, 32))[0] != key           # cut layer
-    aug = precompute_features(conv, files, (32, 32), 8, tmp_path, augment=build("dogscats"), passes=2,
-                              verbose=False)
-    assert aug.shape == (48, 2, 2, 512) and not np.allclose(aug[16:32], aug[32:48])
-    assert len(list(tmp_path.glob("*.npy"))) == 2
+    assert cache_key(other_cut, source, spec, 0, 0, "float32")[0] != key               # cut layer
+    aug = precompute_features(conv, source, tmp_path, augment=build("dogscats"), augment_spec=spec, passes=2,
+                              batch_size=8, verbose=False)
+    a1, a2 = (np.load(p) for p in aug[1:])
+    assert len(aug) == 3 and a1.shape == (16, 2, 2, 512) and not np.allclose(a1, a2)
+    half = precompute_features(conv, source, tmp_path / "f16", batch_size=8, dtype="float16", verbose=False)
+    f16 = np.load(half[0])
+    assert f16.dtype == np.float16 and f16.nbytes * 2 == np.load(aug[0]).nbytes
+    np.testing.assert_allclose(f16.astype(np.float32), np.load(aug[0]), rtol=1e-2, atol=1e-2)
 
 
-def test_head_back_on_conv_part_predicts_the_same(folder):
+def test_feature_source_streams_from_disk_in_batches(folder, tmp_path):
+    """Batches come from the memory-mapped files: shuffled, with the right labels, every row once."""
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
-    feats = precompute_features(conv, folder.split("valid").files, (32, 32), 8, None, verbose=False)
+    source = _source(folder)
+    paths = precompute_features(conv, source, tmp_path, batch_size=8, verbose=False)
+    feats = np.load(paths[0])
+    stream = FeatureSource([FeaturePart(paths[0], source.labels), FeaturePart(paths[0], np.asarray(source.labels)[[3, 1]], [3, 1])], 2)
+    assert len(stream) == 18 and stream.input_shape == (2, 2, 512)
+    seen = [(x.numpy(), y.numpy()) for x, y in stream.batches(5, shuffle=True, seed=1)]
+    x = np.concatenate([b[0] for b in seen])
+    y = np.concatenate([b[1] for b in seen])
+    assert x.shape == (18, 2, 2, 512) and x.dtype == np.float32
+    rows = [int(np.argmin(np.abs(feats - xi).reshape(16, -1).sum(1))) for xi in x]
+    assert sorted(rows) == sorted([*range(16), 3, 1])  # every row once, plus the two picked rows
+    np.testing.assert_array_equal(y.argmax(1), np.asarray(source.labels)[rows])
+
+
+def test_head_back_on_conv_part_predicts_the_same(folder, tmp_path):
+    conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
+    valid = _source(folder, "valid")
+    feats = np.load(precompute_features(conv, valid, tmp_path, batch_size=8, verbose=False)[0])
     for head_args in ({"dropout": 0.3}, {"dropout": 0.6, "batchnorm": True}):
         head = dense_head(feats.shape[1:], 2, units=16, **head_args)
         head.compile("adam", "categorical_crossentropy")
-        head.fit(feats, np.eye(2)[folder.split("valid").labels], epochs=2, verbose=0)  # moves BN statistics
+        head.fit(feats, np.eye(2)[valid.labels], epochs=2, verbose=0)  # moves BN statistics
         full = attach_head(conv, head)
-        images = np.concatenate(list(folder.dataset("valid", (32, 32), 8, labels=False)))
+        images = np.concatenate(list(valid.batches(8, labels=False)))
         np.testing.assert_allclose(full.predict(images, verbose=0), head.predict(feats, verbose=0), atol=1e-5)
 
 
 def test_pseudo_labels_mix_at_the_ratio():
-    x, y = np.zeros((30, 4)), np.arange(30) % 3
-    x_un, soft = np.ones((50, 4)), np.full((50, 3), 1 / 3, np.float32)
-    xm, ym = mix_pseudo_labels(x, y, x_un, soft, ratio=0.25, seed=0)
-    assert len(xm) == 40 and (xm[30:] == 1).all() and ym.shape == (40, 3)
-    assert np.allclose(ym[30:], 1 / 3) and np.array_equal(ym[:30].argmax(1), y)
-    assert len(mix_pseudo_labels(x, y, x_un, soft, ratio=0.0)[0]) == 30
+    rows = pseudo_rows(30, 50, ratio=0.25, seed=0)
+    assert len(rows) == 10 and len(set(rows)) == 10 and rows.max() < 50  # 10 of 40 are pseudo-labelled
+    assert np.array_equal(rows, pseudo_rows(30, 50, ratio=0.25, seed=0))
+    assert len(pseudo_rows(30, 5, ratio=0.5)) == 5 and len(pseudo_rows(30, 50, ratio=0.0)) == 0
 
 
 def _cfg(folder, task, tmp_path, **train):
     return load_config({
         "name": task["name"], "seed": 0, "task": task, "out": str(tmp_path),
-        "data": {"name": "image_folder", "path": str(folder.root)},
+        "data": {"name": "image_folder", "path": str(folder.root), "image_size": [32, 32]},
         "model": {"name": "vgg16", "include_top": False} if task["name"] == "features"
         else {"name": "vgg16", "dropout": 0.0},
         "augment": {"name": "dogscats"},
@@ -160,27 +194,27 @@ def _cfg(folder, task, tmp_path, **train):
 def test_features_task_end_to_end(folder, tmp_path):
     import json
 
-    from fastcourse.run.experiment import run_experiment
+    from fastcourse.tasks.runner import run_experiment
 
-    cfg = _cfg(folder, {"name": "features", "image_size": [32, 32], "cache_dir": str(tmp_path / "cache"),
+    cfg = _cfg(folder, {"name": "features", "cache_dir": str(tmp_path / "cache"),
                         "passes": 1, "head": {"units": 16, "dropout": 0.6, "batchnorm": True},
                         "pseudo_ratio": 0.2, "finetune_epochs": 1}, tmp_path)
     run = run_experiment(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["attach_max_abs_diff"] < 1e-5 and metrics["feature_shape"] == [32, 2, 2, 512]
+    assert metrics["attach_max_abs_diff"] < 1e-5 and metrics["feature_shape"] == [2, 2, 512]
     assert metrics["pseudo_images"] == 4 and metrics["epochs"] == 3 and 0 <= metrics["test_accuracy"] <= 1
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     assert model.output_shape == (None, 2)
-    assert (run / "valid_predictions.csv").read_text().count("\n") == 9
+    assert (run / "eval_predictions.csv").read_text().count("\n") == 9
 
 
 @pytest.mark.slow
 def test_finetune_task_runs_fastai_fine_tune(folder, tmp_path):
     import json
 
-    from fastcourse.run.experiment import run_experiment
+    from fastcourse.tasks.runner import run_experiment
 
-    cfg = _cfg(folder, {"name": "finetune", "image_size": [32, 32], "freeze_epochs": 1, "unfreeze_epochs": 1},
+    cfg = _cfg(folder, {"name": "finetune", "freeze_epochs": 1, "unfreeze_epochs": 1},
                tmp_path)
     run = run_experiment(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -215,24 +249,19 @@ def test_lesson_configs_validate_and_say_what_the_course_reached(path):
     assert cfg.task.name in ("finetune", "features", "sklearn_features")
 
 
-def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder):
-    from fastcourse.train.folder_fit import fine_tune
+def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder, tmp_path):
+    """The finetune task's two phases: the body frozen, then every block at spread rates, each
+    phase with its own schedule table (a one-cycle stretched to the phase)."""
+    import json
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((16, 16, 3))
-    h = keras.layers.Conv2D(4, 3, name="block1_conv1")(keras.layers.Rescaling(1 / 255, name="scale")(inputs))
-    h = keras.layers.Conv2D(4, 3, name="block5_conv3")(h)
-    top = keras.layers.Dense(2, activation="softmax", name="predictions")(keras.layers.Flatten(name="flatten")(h))
-    model = keras.Model(inputs, top)
-    train = TrainConfig(batch_size=8, verbose=0, schedule={"name": "constant", "lr": 1e-2})
-    conv0 = np.array(model.get_layer("block1_conv1").kernel)
-    top0 = np.array(model.get_layer("predictions").kernel)
-    result = fine_tune(model, folder, train, 0, (16, 16), freeze_epochs=1, epochs=0)
-    assert np.array_equal(np.array(model.get_layer("block1_conv1").kernel), conv0)  # frozen
-    assert not np.array_equal(np.array(model.get_layer("predictions").kernel), top0)
-    result = fine_tune(model, folder, train, 0, (16, 16), freeze_epochs=0, epochs=1, lr_mult=10)
-    assert not np.array_equal(np.array(model.get_layer("block1_conv1").kernel), conv0)  # unfrozen
-    assert len(result.history["loss"]) == 1 and "val_accuracy" in result.history
+    from fastcourse.tasks.runner import run_experiment
+
+    cfg = _cfg(folder, {"name": "finetune", "freeze_epochs": 1, "unfreeze_epochs": 1, "frozen_up_to": "head"},
+               tmp_path, schedule={"name": "one_cycle", "max_lr": 1e-3})
+    cfg.model.args  # noqa: B018 - vgg16 at 32x32 with a 2-class top
+    run = run_experiment(cfg)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["freeze_epochs"] == 1 and len(metrics["epoch_seconds"]) == 2
 
 
 def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, monkeypatch):
@@ -241,31 +270,32 @@ def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, 
     import fastcourse.data.features as features
     from fastcourse.data.augment import build
 
-    files = folder.split("train").files  # 16 images: 4 batches of 4 per pass, 2 passes
+    source = _source(folder)  # 16 images: 4 batches of 4 per pass, 2 passes
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
-    aug = build("dogscats")
-    whole = precompute_features(conv, files, (32, 32), 4, tmp_path / "a", augment=aug, passes=1,
-                                verbose=False, commit_every=2)
+    aug, spec = build("dogscats"), {"name": "dogscats"}
+    whole = precompute_features(conv, source, tmp_path / "a", augment=aug, augment_spec=spec, passes=1,
+                                batch_size=4, verbose=False, commit_every=2)
     real_runner = features._runner
-    calls = {"n": 0, "limit": 5}
+    calls = {"n": 0, "limit": 6}
 
-    def counting_runner(model, size):
-        fn = real_runner(model, size)
+    def counting_runner(model):
+        fn = real_runner(model)
 
         def run(images):
             calls["n"] += 1
             if calls["n"] > calls["limit"]:
-                raise KeyboardInterrupt  # the process dies in batch 6 (pass 2, batch 2)
+                raise KeyboardInterrupt  # the process dies in batch 7 (pass 2, batch 3)
             return fn(images)
         return run
 
     monkeypatch.setattr(features, "_runner", counting_runner)
     with pytest.raises(KeyboardInterrupt):
-        precompute_features(conv, files, (32, 32), 4, tmp_path / "b", augment=aug, passes=1,
-                            verbose=False, commit_every=2)
-    assert not list((tmp_path / "b").glob("features-*.npy"))  # no complete-looking file yet
+        precompute_features(conv, source, tmp_path / "b", augment=aug, augment_spec=spec, passes=1,
+                            batch_size=4, verbose=False, commit_every=2)
+    assert len(list((tmp_path / "b").glob("features-pass*.npy"))) == 1  # pass 0 complete, pass 1 not
     calls.update(n=0, limit=10**6)
-    resumed = precompute_features(conv, files, (32, 32), 4, tmp_path / "b", augment=aug, passes=1,
-                                  verbose=False, commit_every=2)
-    assert calls["n"] == 4  # committed through batch 4 (end of pass 1): only pass 2 is recomputed
-    np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-5)
+    resumed = precompute_features(conv, source, tmp_path / "b", augment=aug, augment_spec=spec, passes=1,
+                                  batch_size=4, verbose=False, commit_every=2)
+    assert calls["n"] == 2  # pass 2 committed through its batch 2: only batches 3 and 4 are recomputed
+    for a, b in zip(resumed, whole):
+        np.testing.assert_allclose(np.load(a), np.load(b), rtol=1e-5, atol=1e-5)
