@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -89,36 +88,6 @@ def save_model(model, path: str | os.PathLike) -> Path:
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
     return Path(path)
-
-
-def load_model(path: str | os.PathLike, compile: bool = True):
-    """Load a .keras model in Keras' safe mode: nothing in the file can run code.
-
-    A model that holds a Lambda layer (or anything else that needs unsafe deserialisation) is
-    refused with a UsageError, as is a file that is not a readable .keras model.
-    """
-    import keras
-
-    # register fastcourse's custom layers and the learning-rate schedule a compiled model names
-    import fastcourse.data.augment  # noqa: F401
-    import fastcourse.models  # noqa: F401
-    import fastcourse.train.schedules  # noqa: F401
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such model file")
-    if not zipfile.is_zipfile(path):
-        raise UsageError(f"{path}: not a .keras model file (not a zip archive); it may be truncated")
-    try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except ValueError as exc:
-        text = str(exc)
-        if "Lambda" in text or "safe_mode" in text:
-            raise UsageError(f"{path}: refused: it holds a Lambda layer (arbitrary Python code), and fastcourse "
-                             "loads models in safe mode only; rebuild it with registered layers") from None
-        raise UsageError(f"{path}: cannot load this .keras model: {text.splitlines()[0]}") from None
-    except (TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{path}: cannot load this .keras model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:

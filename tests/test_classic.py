@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.config import load_config
+from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.models import MODELS, build_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fastcourse.config import load_config
+from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.errors import UsageError
 
 FASTCOURSE = str(Path(sys.executable).parent / "fastcourse")

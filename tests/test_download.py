@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastcourse.data import download, sources
+from fastcourse.data import download
+from fastcourse.data import remote as sources
 from fastcourse.errors import DataError, RunError, UsageError
 
 

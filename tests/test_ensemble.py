@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastcourse.run import ensemble
-from fastcourse.config import load_config
+from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.data import DATASETS
 from fastcourse.errors import RunError, UsageError
 from fastcourse.tasks.runner import run_experiment

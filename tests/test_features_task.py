@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.config import load_config
+from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.errors import ConfigError, DataError
-from fastcourse.run.experiment import run_experiment
+from fastcourse.tasks.runner import run_experiment
 from fastcourse.models import build_model
 
 
@@ -69,16 +69,19 @@ def test_image_folder_train_vs_valid(tmp_path):
                              test=0, size=32)
     cfg = load_config({
         "name": "folder", "seed": 0, "out": str(tmp_path / "runs"),
-        "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max", "image_size": [32, 32]},
-        "data": {"name": "image_folder", "path": str(root)},
+        "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max"},
+        "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
         "model": {"name": "lenet"}, "train": {"batch_size": 8, "verbose": 0},
     })
     m = json.loads((run_experiment(cfg) / "metrics.json").read_text())
     assert (m["train_images"], m["test_images"], m["feature_dim"]) == (32, 16, 16)
     assert 0.0 <= m["test_accuracy"] <= 1.0 and m["train_accuracy"] > 0.5
-    with pytest.raises(ConfigError, match="pretrain"):
-        run_experiment(load_config({**cfg.to_dict(), "task": {"name": "sklearn_features", "pretrain": True,
-                                                                "image_size": [32, 32]}}))
+    # the one trainer trains on folders too: pretraining the network before the cut works there
+    pre = load_config({**cfg.to_dict(), "out": str(tmp_path / "pre"),
+                       "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max", "pretrain": True}})
+    m2 = json.loads((run_experiment(pre) / "metrics.json").read_text())
+    assert m2["pretrained_here"] and 0.0 <= m2["network_test_accuracy"] <= 1.0
+    assert m2["feature_dim"] == 16 and m2["train_accuracy"] != m["train_accuracy"]  # other weights, other features
 
 
 @pytest.mark.parametrize("path", ["configs/dogscats/vgg_logistic.yaml", "configs/statefarm/vgg_boosting.yaml"])

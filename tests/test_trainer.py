@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.config import load_config
+from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.data.arrays import mnist_sample
 from fastcourse.tasks.runner import run_experiment
 from fastcourse.models import build_model

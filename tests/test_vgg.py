@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.config import TrainConfig, load_config
+from fastcourse.config import TrainConfig
+from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.data.folders import open_folder
 from fastcourse.data.synthetic import make_image_folder
 from fastcourse.models.vgg import VGGPreprocess, vgg16, vgg16_bn

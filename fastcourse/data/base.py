@@ -43,3 +43,11 @@ class ArrayDataset:
             self.name, self.x_train[:train], self.y_train[:train], self.x_test[:test],
             self.y_test[:test], self.class_names, self.source, dict(self.notes),
         )
+
+
+def onehot(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """One-hot float labels; soft labels (N, C) pass through (pseudo-labelling)."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return y.astype(np.float32)
+    return np.eye(num_classes, dtype=np.float32)[y.astype(np.int64)]

@@ -16,18 +16,17 @@ import hashlib
 import http.client
 import os
 import shutil
-import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from pathlib import Path
 from typing import Optional
 
 from fastcourse.data import remote as sources
 from fastcourse.data.remote import Remote, Source
+from fastcourse.data.archives import single_folder, unpack
 from fastcourse.errors import DataError, RunError, UsageError
 
 CHUNK = 1 << 20
@@ -214,8 +213,8 @@ def unpack_into(archive: Path, target: Path, split: dict | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpack", dir=target.parent))
     try:
-        _unpack(archive, tmp)
-        root = _single_folder(tmp)
+        unpack(archive, tmp)
+        root = single_folder(tmp)
         course_layout(root, split or {}, final=target)
         if target.exists():
             target.rmdir()  # get() only goes on when it is empty
@@ -223,38 +222,6 @@ def unpack_into(archive: Path, target: Path, split: dict | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def _unpack(archive: Path, dest: Path) -> None:
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z:  # ZipFile drops absolute paths and '..'
-                z.extractall(dest)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as t:
-                if hasattr(tarfile, "data_filter"):  # 3.11.4+: no links out of dest, no device files
-                    t.extractall(dest, filter="data")
-                else:
-                    t.extractall(dest, members=_plain_members(t, archive))
-        else:
-            raise DataError(f"{archive}: neither a zip nor a tar archive; delete it and run again")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise DataError(f"{archive}: cannot unpack ({exc}); delete it and run again") from None
-
-
-def _plain_members(t: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
-    members = t.getmembers()
-    for m in members:
-        if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in Path(m.name).parts:
-            raise DataError(f"{archive}: refused member {m.name!r} (a link, a device or a path outside); "
-                            "the archive is not the expected dataset")
-    return members
-
-
-def _single_folder(folder: Path) -> Path:
-    # fast.ai's archive holds dogscats/...; Kaggle's zips hold the files directly
-    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
 
 
 def course_layout(root: Path, split: dict, final: Path | None = None) -> None:

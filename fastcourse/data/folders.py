@@ -475,7 +475,7 @@ def image_dataset(
     """
     import tensorflow as tf
 
-    from fastcourse.data.sources import onehot as _labels
+    from fastcourse.data.base import onehot as _labels
 
     autotune = tf.data.AUTOTUNE
     size = tuple(int(s) for s in image_size)

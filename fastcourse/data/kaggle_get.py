@@ -23,7 +23,7 @@ def get_competition(source: Source, target: Path, *, progress: bool = True) -> P
 
     Returns `<target>_split`, the folder the configs read, with train/, valid/, test/, sample/.
     """
-    from fastcourse.data.download import _single_folder, _unpack
+    from fastcourse.data.archives import single_folder, unpack
     from fastcourse.data.split import make_split
 
     target = Path(target)
@@ -43,8 +43,8 @@ def get_competition(source: Source, target: Path, *, progress: bool = True) -> P
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpack", dir=target.parent))
         try:
             for z in zips:
-                _unpack(z, tmp)
-            root = _single_folder(tmp)
+                unpack(z, tmp)
+            root = single_folder(tmp)
             _flatten(root, _unpack)
             if not (root / "train").is_dir():
                 raise DataError(f"{zips[0]}: no train/ (or imgs/train/) inside; it is not the expected competition")

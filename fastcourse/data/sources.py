@@ -20,19 +20,13 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from fastcourse.data.base import onehot
 from fastcourse.errors import UsageError
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, math.ceil(n / batch_size))
 
-
-def onehot(y: np.ndarray, num_classes: int) -> np.ndarray:
-    """One-hot float labels; soft labels (N, C) pass through (pseudo-labelling)."""
-    y = np.asarray(y)
-    if y.ndim == 2:
-        return y.astype(np.float32)
-    return np.eye(num_classes, dtype=np.float32)[y.astype(np.int64)]
 
 
 class Source:

@@ -126,7 +126,7 @@ def is_finished(mdir: Path) -> bool:
 def train_member(cfg: ExperimentConfig, task, mdir: Path) -> dict:
     """Run the task for one member into `mdir`, like a run of its own: seeded, in the precision and
     distribution scope, checkpointed under `mdir/checkpoints/` (dropped once the member is saved)."""
-    from fastcourse.run.experiment import run_task
+    from fastcourse.run.frame import run_task
 
     mdir.mkdir(parents=True, exist_ok=True)
     io.write_text(mdir / "config.yaml", cfg.to_yaml())

@@ -15,14 +15,13 @@ import datetime as _dt
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from fastcourse import io
 from fastcourse.config import ExperimentConfig
 from fastcourse.errors import RunError, UsageError
 from fastcourse.run import rundir
+from fastcourse.run.frame import Task, run_task
 
-Task = Callable[..., dict]
 
 
 def new_run_dir(out: str | Path, name: str) -> Path:
@@ -45,19 +44,6 @@ def new_run_dir(out: str | Path, name: str) -> Path:
         except OSError as exc:
             raise io.os_error(exc, f"cannot create a run directory in {out}") from None
     raise RunError(f"cannot find a free run directory name under {out}")
-
-
-def run_task(cfg: ExperimentConfig, task: Task, run_dir: Path) -> dict:
-    """One task call: cleared Keras state, seeded, inside the precision and distribution scope."""
-    import keras
-
-    from fastcourse.train.devices import training_scope
-    from fastcourse.train.trainer import seed_everything
-
-    keras.backend.clear_session()  # drop earlier models' graphs (ensemble members, reproduce steps)
-    seed_everything(cfg.seed, cfg.train.deterministic)
-    with training_scope(cfg.train.precision, cfg.train.distribute):
-        return task(cfg, Path(run_dir), **cfg.task.args)
 
 
 def execute(cfg: ExperimentConfig, task: Task, out: str | Path | None = None,

@@ -1,0 +1,116 @@
+"""The package's shape: one-way layers, no import cycles, a command line that starts fast."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ["data", "models", "train", "run", "tasks", "results", "lessons", "cli"]
+
+
+def test_layer_contract_holds():
+    """import-linter's layers contract (pyproject.toml): each layer imports only the layers above it."""
+    proc = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "1 kept, 0 broken" in proc.stdout
+
+
+def _import_graph():
+    import grimp
+
+    return grimp.build_graph("fastcourse", cache_dir=None)
+
+
+def _strongly_connected(graph) -> list[set[str]]:
+    """Tarjan's algorithm over grimp's module graph: every group of modules that import each other."""
+    index, low, stack, on, groups = {}, {}, [], set(), []
+
+    def visit(m):
+        index[m] = low[m] = len(index)
+        stack.append(m)
+        on.add(m)
+        for n in graph.find_modules_directly_imported_by(m):
+            if n not in index:
+                visit(n)
+                low[m] = min(low[m], low[n])
+            elif n in on:
+                low[m] = min(low[m], index[n])
+        if low[m] == index[m]:
+            group = set()
+            while True:
+                n = stack.pop()
+                on.discard(n)
+                group.add(n)
+                if n == m:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+    for m in sorted(graph.modules):
+        if m not in index:
+            visit(m)
+    return groups
+
+
+def test_no_module_imports_itself_in_a_circle():
+    graph = _import_graph()
+    assert len(graph.modules) > 50
+    assert _strongly_connected(graph) == []
+
+
+def test_the_cycle_finder_would_see_a_cycle():
+    class Fake:
+        modules = {"a", "b", "c"}
+
+        @staticmethod
+        def find_modules_directly_imported_by(m):
+            return {"a": {"b"}, "b": {"a"}, "c": {"a"}}[m]
+
+    assert _strongly_connected(Fake()) == [{"a", "b"}]
+
+
+@pytest.mark.parametrize("layer", LAYERS[:-1])
+def test_no_upper_layer_imports_a_lower_one(layer):
+    """The same rule read from the graph directly: `layer` imports nothing from the layers after it."""
+    graph = _import_graph()
+    below = LAYERS[LAYERS.index(layer) + 1:]
+    for lower in below:
+        chains = graph.find_shortest_chains(f"fastcourse.{layer}", f"fastcourse.{lower}")
+        assert not chains, f"{layer} imports {lower}: {sorted(chains)[:3]}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "models"]])
+def test_help_and_list_import_no_tensorflow_and_start_fast(argv):
+    code = ("import sys, time; t = time.perf_counter(); from fastcourse.cli import main\n"
+            "try:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "print('TF' if 'tensorflow' in sys.modules else 'noTF', 'keras' in sys.modules)" % (argv,))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("noTF False"), proc.stdout[-500:]
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).with_name("fastcourse")), *argv], capture_output=True, timeout=60,
+                       check=True)
+        times.append(time.perf_counter() - start)
+    assert min(times) < 1.5, f"fastcourse {' '.join(argv)}: {min(times):.2f} s"
+
+
+def test_list_names_come_from_source_and_resolve():
+    """The registries read names without importing; every name they list imports and is callable."""
+    from fastcourse.data import AUGMENTATIONS, DATASETS
+    from fastcourse.models import MODELS
+    from fastcourse.tasks import TASKS
+    from fastcourse.train.schedules import SCHEDULES
+
+    for registry in (TASKS, MODELS, DATASETS, AUGMENTATIONS, SCHEDULES):
+        assert registry.names()
+        for name in registry.names():
+            assert callable(registry.get(name)) and registry.describe(name), (registry.kind, name)
+    assert {"train", "finetune", "features", "sklearn_features"} <= set(TASKS.names())
