@@ -45,7 +45,7 @@ def get_competition(source: Source, target: Path, *, progress: bool = True) -> P
             for z in zips:
                 unpack(z, tmp)
             root = single_folder(tmp)
-            _flatten(root, _unpack)
+            _flatten(root, unpack)
             if not (root / "train").is_dir():
                 raise DataError(f"{zips[0]}: no train/ (or imgs/train/) inside; it is not the expected competition")
             if target.exists():
