@@ -30,6 +30,8 @@ CONFIG_ARGS = [
     arg("--run-dir", metavar="DIR",
         help="run into exactly this directory; if it holds an unfinished run of the same config, "
              "continue that run"),
+    arg("--tensorboard", action="store_true",
+        help="log scalars, the per-step learning rate and augmented samples to RUN/tensorboard/"),
 ])
 def run(args: argparse.Namespace) -> int:
     import json as _json
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from fastcourse.tasks.check import check_config
     from fastcourse.tasks.runner import run_experiment
 
-    cfg, run_dir = resolve(args.config, args.overrides, args.out, args.resume, args.run_dir)
+    overrides = [*args.overrides, *(["train.tensorboard=true"] if args.tensorboard else [])]
+    cfg, run_dir = resolve(args.config, overrides, args.out, args.resume, args.run_dir)
     check_config(cfg, args.config)
     run_dir = run_experiment(cfg, out=args.out, run_dir=run_dir)
     if not (run_dir / "metrics.json").exists():  # a non-chief worker: the chief keeps the results
