@@ -119,6 +119,9 @@ def check_config(cfg: ExperimentConfig, where: str = "<config>") -> ExperimentCo
             raise ConfigError(f"{where}: {loc}.name = {section.name!r}: {registry.unknown_message(section.name)}")
     # bounds first, on the raw values: no builder module (TensorFlow) is imported to refuse them
     for loc, section, registry, skipped in checks:
+        bad = [k for k in section.args if k in skipped]
+        if bad:
+            raise ConfigError(f"{where}: {loc}.{bad[0]}: set from the data, not the config; remove it")
         names = _parameter_names(registry, section.name)
         check_bounds({k: v for k, v in section.args.items() if names is None or k in names}, loc, where,
                      raw=True)
