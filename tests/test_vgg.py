@@ -247,7 +247,7 @@ def test_lesson_configs_validate_and_say_what_the_course_reached(path):
     cfg = load_config(path)
     text = Path(path).read_text()
     assert text.startswith("#") and "fastcourse run" in text and "course" in text.split("\nname:")[0]
-    assert cfg.task.name in ("finetune", "features", "sklearn_features")
+    assert cfg.task.name in ("train", "finetune", "features", "sklearn_features")
 
 
 def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import keras
 import numpy as np
 
 from fastcourse.config import ExperimentConfig, check_arguments
@@ -37,9 +38,12 @@ def features(
     cfg: ExperimentConfig, run_dir: Path, cut: str = "block5_conv3", cache_dir: str = "cache/features",
     passes: int = 0, dtype: Literal["float32", "float16"] = "float32", head: dict[str, Any] = None,
     pseudo_ratio: float = 0.0, pseudo_rounds: int = 1, pseudo_epochs: int = 0,
-    finetune_epochs: int = 0, finetune_scale: float = 0.1,
+    finetune_epochs: int = 0, finetune_scale: float = 0.1, feature_seed: int = 0,
 ) -> dict:
-    """Cached conv features -> dense head (-> pseudo-labels) -> head back on the conv part."""
+    """Cached conv features -> dense head (-> pseudo-labels) -> head back on the conv part.
+
+    `feature_seed` seeds the conv part (its weights when not pretrained) and the augmented passes,
+    apart from the run's seed, so the members of an ensemble share one features cache."""
     if passes < 0 or pseudo_rounds < 1 or not 0 <= pseudo_ratio < 1 or finetune_scale <= 0:
         raise UsageError("task: passes >= 0, pseudo_rounds >= 1, 0 <= pseudo_ratio < 1 and finetune_scale > 0")
     head_args = check_arguments(dense_head, dict(head or {}), "task.head", str(run_dir / "config.yaml"),
@@ -47,6 +51,7 @@ def features(
     inputs = inputs_for(cfg)
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
     spec = {"name": cfg.augment.name, **cfg.augment.args}
+    keras.utils.set_random_seed(feature_seed)
     backbone = build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean,
                            std=inputs.std, **cfg.model.args)
     conv = cut_model(backbone, cut)
@@ -54,11 +59,12 @@ def features(
           f"{passes} augmented passes -> {run_dir}", flush=True)
     common = dict(batch_size=cfg.train.batch_size, dtype=dtype, verbose=cfg.train.verbose > 0)
     train_paths = precompute_features(conv, inputs.train, cache_dir, augment=augmenter, augment_spec=spec,
-                                      passes=passes, seed=cfg.seed, desc=f"{inputs.name}-train", **common)
+                                      passes=passes, seed=feature_seed, desc=f"{inputs.name}-train", **common)
     eval_path, = precompute_features(conv, inputs.eval, cache_dir, desc=f"{inputs.name}-{inputs.eval_split}",
                                      **common)
     labels = np.asarray(inputs.train.labels)
     train_parts = [FeaturePart(p, labels) for p in train_paths]
+    keras.utils.set_random_seed(cfg.seed)  # the head, its data order and dropout: the run's own seed
     n = inputs.num_classes
     train_src, eval_src = FeatureSource(train_parts, n), FeatureSource([FeaturePart(eval_path, inputs.eval.labels)], n)
     head_model = float32_outputs(dense_head(tuple(conv.output_shape[1:]), n, **head_args))
