@@ -65,7 +65,7 @@ def _set(cfg: dict, dotted: str, value) -> dict:
 
 CONFIG_CASES = {
     # id: (how to break the tiny config, words the message must contain)
-    "malformed-yaml": ("name: tiny\ntrain: {epochs: 2\n", ["malformed YAML", "line"]),
+    "malformed-yaml": ("name: tiny\ntrain: {epochs: 2\n", ["malformed YAML", "cfg.yaml:3"]),
     "top-level-list": ("- name\n- tiny\n", ["mapping"]),
     "unknown-top-key": (("modle", {"name": "cnn"}), ["modle", "unknown key", "did you mean 'model'"]),
     "unknown-train-key": (("train.bach_size", 8), ["train.bach_size", "did you mean 'batch_size'"]),
@@ -326,8 +326,10 @@ def test_two_runs_in_one_run_directory(tmp_path, tiny_yaml, capsys):
     # once the holder is gone (the OS frees the lock even after kill -9), the directory is free
     from fastcourse.run.rundir import locked
 
+    from fastcourse.locks import pid_path
+
     with locked(run_dir):
-        assert (run_dir / ".lock").read_text() == str(os.getpid())
+        assert pid_path(run_dir).read_text() == str(os.getpid())
 
 
 def test_run_dir_that_is_not_a_run(tmp_path, tiny_yaml, capsys):
