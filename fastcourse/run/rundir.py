@@ -59,7 +59,12 @@ def claim(run_dir: Path, cfg, fresh: bool) -> Iterator[None]:
             _refuse_complete(run_dir)  # a complete run is never overwritten
             _announce(run_dir)
         else:
-            io.write_text(run_dir / CONFIG, cfg.to_yaml())
+            try:
+                io.write_text(run_dir / CONFIG, cfg.to_yaml())
+            except (UsageError, RunError):
+                if fresh:  # a full disk or a read-only folder: leave no empty run directory behind
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
         try:
             yield
         except UsageError:

@@ -17,6 +17,7 @@ Other resumable work (ensemble members, feature chunks) can keep its own progres
 from __future__ import annotations
 
 import json
+import zipfile
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def restore(model: keras.Model, folder: str | Path) -> CheckpointState:
     try:
         # weights only: nothing from the file is deserialised into code
         model.load_weights(path)
-    except (ValueError, OSError, KeyError) as exc:
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:  # a truncated or foreign file
         raise RunError(f"cannot resume from {path}: {str(exc).splitlines()[0]}; the run's model no longer "
                        f"matches its checkpoint, delete {folder} to start over") from None
     seeds = _seed_variables(model)
