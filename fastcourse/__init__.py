@@ -9,7 +9,8 @@ The package is layered, each layer importing only the ones above it: data, model
 run, tasks, results, lessons, cli (import-linter checks it in the tests). `import fastcourse`
 imports no TensorFlow; the names below load on first use. fastcourse's own Keras classes
 (layers, the schedule in a saved optimizer) are registered as soon as Keras is imported, so
-`keras.saving.load_model(path, safe_mode=True)` reads any model fastcourse wrote.
+`keras.saving.load_model(path, safe_mode=True)` reads any model fastcourse wrote (import fastcourse,
+then keras, or the other way round).
 """
 import importlib
 import importlib.abc
@@ -43,6 +44,19 @@ def _register_keras_classes() -> None:
     register_custom_objects()
 
 
+def _inside_fastcourse_import() -> bool:
+    """Whether one of fastcourse's own modules is being imported right now (further up the stack).
+    Then it is importing Keras itself, mid-way through its own code, and registering now would
+    import modules that import it back half-made; fastcourse's own loader (run.artifacts.
+    load_model) registers before it loads anything."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and str(frame.f_globals.get("__name__", "")).startswith("fastcourse."):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class _AfterKerasImport(importlib.abc.MetaPathFinder):
     """Registers fastcourse's Keras classes right after `import keras` completes, so that importing
     fastcourse stays free of TensorFlow and a plain keras.saving.load_model still finds them."""
@@ -58,7 +72,8 @@ class _AfterKerasImport(importlib.abc.MetaPathFinder):
 
         def exec_then_register(module):
             exec_module(module)
-            _register_keras_classes()
+            if not _inside_fastcourse_import():
+                _register_keras_classes()
 
         spec.loader.exec_module = exec_then_register
         return spec
