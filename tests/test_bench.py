@@ -79,7 +79,7 @@ def test_without_fashion_mnist_the_bench_says_how_to_get_it(monkeypatch, capsys)
 def test_time_to_accuracy_case_on_a_tiny_sample(capsys):
     data = mnist_sample().limit(512, 128)
     fast = {"batch_size": 128, "steps_per_execution": 2, "max_lr": 6e-3, "augment": None, "bn_batches": 2,
-            "policy": "float32"}
+            "policy": "float32", "restarts": 0.5}
     rows = bench.time_to_accuracy_case(data, 0, peer_epochs=1, tuned=fast, max_epochs=2, target=0.0)
     out = capsys.readouterr().out
     assert "bench: precision float32" in out and "mixed_bfloat16" in out and "images/s" in out

@@ -269,7 +269,7 @@ def budget_plan(plan: dict, budget_s: float) -> dict:
     if "ensemble" in plan["steps"]:
         members = int(getattr(step_config(plan, "ensemble").ensemble, "members", 1) or 1)
     left = (budget_s - (time.perf_counter() - start)) * BUDGET_MARGIN
-    epochs = plan_epochs(left, costs, members)
+    epochs = plan_epochs(left, costs, members, max_epochs=MAX_EPOCHS)
     estimate = sum(step_seconds(s, e, costs[s], members) for s, e in epochs.items())
     print(f"fastcourse: budget {budget_s / 60:.1f} min: epochs per step {epochs} (ensemble: {members} members "
           f"each), estimated {estimate / 60:.1f} min of training after "
