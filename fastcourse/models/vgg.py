@@ -62,6 +62,11 @@ def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling,
         raise DataError(f"weights={weights!r}: no such file; give 'imagenet', none, or a path to a weights file")
     if pooling not in (None, "avg", "max"):
         raise UsageError(f"pooling={pooling!r}: use none, avg or max")
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) != 3 or shape[-1] != 3 or min(shape[:2]) < 32:
+        raise UsageError(f"{name} takes RGB images of at least 32x32 (it pools 5 times and its preprocessing is "
+                         f"per colour channel); this data is {shape}: use an image-folder dataset, or a builder "
+                         "made for it (cnn, cnn_bn, lenet)")
     inputs = keras.Input(tuple(input_shape), name="image")
     x = vgg_conv(inputs)
     if not include_top:
