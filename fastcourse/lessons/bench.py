@@ -561,7 +561,7 @@ def features_case(images: int = 64, size: int = 224, batch_size: int = 16, epoch
             paths = precompute_features(conv, source, f"{tmp}/cache-{len(timings)}", batch_size=batch_size,
                                         verbose=False)
             timings[label] = time.perf_counter() - t0
-            rows.append(Row("features_vgg16_224", f"VGG16 conv features from {label}", images / timings[label],
+            rows.append(Row(f"features_vgg16_{size}", f"VGG16 conv features from {label}", images / timings[label],
                             seconds=timings[label]))
         base = rows[0].images_per_second
         for r in rows:
