@@ -458,8 +458,9 @@ def run_case(case: Case, t: Path, inject: Path) -> Outcome:
 def outcomes(tmp_path_factory, request) -> dict[str, Outcome]:
     """Every selected case (-k works), run WORKERS at a time (the slow ones, which import
     TensorFlow, first)."""
+    # this file's cases only: other test files may parametrize a "case" of their own
     selected = {item.callspec.params["case"].id for item in request.session.items
-                if getattr(item, "callspec", None) and "case" in item.callspec.params}
+                if getattr(item, "callspec", None) and isinstance(item.callspec.params.get("case"), Case)}
     base = tmp_path_factory.mktemp("faults")
     inject = base / "_inject"
     inject.mkdir()
