@@ -48,6 +48,19 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+def make_folder(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a folder, made with its parents if missing; a file in its place, a read-only or a
+    full disk is one line naming `what` (e.g. "--out folder", "features cache")."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{what} {folder}: is a file, not a folder; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, f"cannot create {what} {folder}") from None
+    return folder
+
+
 def os_error(exc: OSError, what: str) -> FastcourseError:
     """UsageError for a place the user cannot write (read-only, no permission); else RunError."""
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -45,16 +45,8 @@ OUT_ARG = arg("--out", metavar="FOLDER", default=None,
 def out_folder(out: str | None, default: str | Path = ".") -> Path:
     """The folder `--out` names (made if missing); a file there is a one-line error."""
     from fastcourse import io
-    from fastcourse.errors import UsageError
 
-    folder = Path(out if out is not None else default)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out {folder}: is a file; --out names a folder to write into")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise io.os_error(exc, f"cannot create --out folder {folder}") from None
-    return folder
+    return io.make_folder(out if out is not None else default, "--out folder")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -120,17 +120,14 @@ def preview_augment(args: argparse.Namespace) -> int:
 ])
 def lr_find_command(args: argparse.Namespace) -> int:
     from fastcourse.data import augment
-    from fastcourse.models import build_model
-    from fastcourse.run.inputs import inputs_for
-    from fastcourse.train.devices import float32_outputs
+    from fastcourse.run.inputs import build_for, inputs_for
     from fastcourse.train.lr_find import lr_find
     from fastcourse.train.trainer import seed_everything
 
     cfg = load_checked(args.config, args.overrides)
     seed_everything(cfg.seed, cfg.train.deterministic)
     inputs = inputs_for(cfg)
-    model = float32_outputs(build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean,
-                                        std=inputs.std, **cfg.model.args))
+    model = build_for(cfg, inputs)
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
     result = lr_find(model, inputs.train, cfg.train.batch_size, cfg.seed, augmenter, args.min_lr, args.max_lr,
                      args.steps, cfg.train.optimizer if cfg.train.optimizer != "adamw" else "adam")

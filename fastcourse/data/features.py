@@ -88,13 +88,7 @@ def precompute_features(
         raise UsageError(f"passes={passes}: augmented passes need an augmentation (augment.name)")
     if dtype not in DTYPES:
         raise UsageError(f"features dtype={dtype!r}: use one of {', '.join(DTYPES)}")
-    cache = Path(cache_dir)
-    if cache.exists() and not cache.is_dir():
-        raise UsageError(f"features cache {cache}: is a file, not a folder; give a folder (task.cache_dir)")
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise io.os_error(exc, f"cannot create the features cache {cache}") from None
+    cache = io.make_folder(cache_dir, "features cache (task.cache_dir)")
     weights = weights_digest(conv)
     n, steps = len(source), -(-len(source) // batch_size)
     shape = (n, *[int(d) for d in conv.output_shape[1:]])

@@ -14,6 +14,7 @@ exactly where a killed run stopped. Evaluation batches are clean and in order.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -21,7 +22,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from fastcourse.data.base import onehot
-from fastcourse.errors import UsageError
+from fastcourse.errors import RunError, UsageError
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -30,7 +31,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 class Source:
-    """Base class. Subclasses set `num_classes`, `labels` and implement `_examples`."""
+    """Base class. Subclasses set `num_classes`, `labels` and implement `_batched` (or `batches`)."""
 
     num_classes: int
     labels: Optional[np.ndarray]
@@ -43,24 +44,10 @@ class Source:
     def input_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
 
-    def _examples(self, with_labels: bool):
-        """tf.data of single examples (x float32) or (x, one-hot y), in order."""
-        raise NotImplementedError
-
     def _batched(self, batch_size: int, with_labels: bool, shuffle: bool, seed: int, repeat: bool,
                  start_step: int):
-        """Batches before augmentation; subclasses may do better than example by example."""
-        import tensorflow as tf
-
-        ds = self._examples(with_labels)
-        if shuffle:
-            ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size)
-        if repeat:
-            ds = ds.repeat()
-        if start_step:
-            ds = ds.skip(start_step)  # before the augmenting map: skipped batches cost nothing
-        return ds
+        """Batches of float32 images (and one-hot labels) before augmentation."""
+        raise NotImplementedError
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, augment: Optional[Callable] = None,
                 repeat: bool = False, start_step: int = 0, labels: bool = True):
@@ -106,14 +93,6 @@ class ArraySource(Source):
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.x.shape[1:])
-
-    def _examples(self, with_labels: bool):
-        import tensorflow as tf
-
-        if with_labels:
-            ds = tf.data.Dataset.from_tensor_slices((self.x, onehot(self.labels, self.num_classes)))
-            return ds.map(lambda im, y: (tf.cast(im, tf.float32), y))
-        return tf.data.Dataset.from_tensor_slices(self.x).map(lambda im: tf.cast(im, tf.float32))
 
     def _batched(self, batch_size, with_labels, shuffle, seed, repeat, start_step):
         import tensorflow as tf
@@ -194,13 +173,60 @@ class FeaturePart:
     rows: Optional[np.ndarray] = None  # a subset of the file's rows, in this order; None = all
 
 
+class _NpyRows:
+    """Rows of a .npy file read with positioned reads (os.pread), not a memory map: mapped pages
+    count in the process's resident memory and grow it with the file, while reads leave the data
+    in the OS page cache only."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise UsageError(f"{self.path}: .npy format {version}; features files are written as 1.0")
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(f)
+            self.offset = f.tell()
+        if fortran:
+            raise UsageError(f"{self.path}: a Fortran-ordered array; features files are written C-ordered")
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.row_shape = self.shape[1:]
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+        self.fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Sorted `rows` into `out` (float32); runs of consecutive rows are one read each."""
+        i = 0
+        while i < len(rows):
+            j = i + 1
+            while j < len(rows) and rows[j] == rows[j - 1] + 1:
+                j += 1
+            size = (j - i) * self.row_bytes
+            data = os.pread(self.fd, size, self.offset + int(rows[i]) * self.row_bytes)
+            if len(data) != size:
+                raise RunError(f"{self.path}: the features file is shorter than its header says; delete it "
+                               "to recompute")
+            out[i:j] = np.frombuffer(data, self.dtype).reshape(j - i, *self.row_shape)
+            i = j
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    __del__ = close
+
+
 class FeatureSource(Source):
-    """Precomputed features in memory-mapped .npy files, read batch by batch, never whole.
+    """Precomputed features in .npy files, read batch by batch, never whole.
 
     Parts are concatenated: the clean pass, each augmented pass (same images, same labels), and
     pseudo-labelled rows of the test images (soft labels). Shuffling draws row indices; rows are
-    gathered from the memory maps inside tf.data, so resident memory stays at a few batches
-    whatever the files' sizes. Files may hold float16 (half the disk); batches are float32."""
+    read from disk inside tf.data with positioned reads, so resident memory stays at a few
+    batches whatever the files' sizes. Files may hold float16 (half the disk); batches are float32."""
 
     kind = "features"
 
@@ -208,8 +234,8 @@ class FeatureSource(Source):
         if not parts:
             raise UsageError("a FeatureSource needs at least one features file")
         self.parts, self.num_classes = list(parts), int(num_classes)
-        self._maps = [np.load(p.path, mmap_mode="r") for p in self.parts]
-        shapes = {m.shape[1:] for m in self._maps}
+        self._maps = [_NpyRows(p.path) for p in self.parts]
+        shapes = {m.row_shape for m in self._maps}
         if len(shapes) != 1:
             raise UsageError(f"features files of different shapes: {sorted(shapes)}")
         self._rows = [np.arange(len(m)) if p.rows is None else np.asarray(p.rows, np.int64)
@@ -230,7 +256,7 @@ class FeatureSource(Source):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self._maps[0].shape[1:])
+        return tuple(int(d) for d in self._maps[0].row_shape)
 
     def _gather(self, index: np.ndarray) -> np.ndarray:
         index = np.asarray(index, np.int64)
@@ -239,8 +265,10 @@ class FeatureSource(Source):
         for k in np.unique(part):
             sel = np.flatnonzero(part == k)
             rows = self._rows[k][index[sel] - self._offsets[k]]
-            order = np.argsort(rows, kind="stable")  # memory-mapped reads in file order
-            out[sel[order]] = self._maps[k][rows[order]]
+            order = np.argsort(rows, kind="stable")  # reads in file order
+            block = np.empty((len(rows), *self.input_shape), np.float32)
+            self._maps[k].read(rows[order], block)
+            out[sel[order]] = block
         return out
 
     def _batched(self, batch_size, with_labels, shuffle, seed, repeat, start_step):

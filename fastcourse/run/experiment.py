@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastcourse import io
 from fastcourse.config import ExperimentConfig
-from fastcourse.errors import RunError, UsageError
+from fastcourse.errors import RunError
 from fastcourse.run import rundir
 from fastcourse.run.frame import Task, run_task
 
@@ -26,13 +26,7 @@ from fastcourse.run.frame import Task, run_task
 
 def new_run_dir(out: str | Path, name: str) -> Path:
     """A directory no other run uses: created here, never reused."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file, not a folder; give a folder for run directories")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise io.os_error(exc, f"cannot create output folder {out}") from None
+    out = io.make_folder(out, "output folder (--out)")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         candidate = out / (f"{name}-{stamp}" + (f"-{i + 1}" if i else ""))

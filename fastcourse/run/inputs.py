@@ -84,6 +84,17 @@ def inputs_for(cfg: ExperimentConfig, data=None) -> Inputs:
     raise UsageError(f"data.name={cfg.data.name!r} gave a {type(data).__name__}, not a dataset fastcourse can train on")
 
 
+def build_for(cfg: ExperimentConfig, inputs: Inputs, float32_output: bool = True):
+    """The config's model for these inputs: the data supplies the input shape, the classes and
+    the training pixels' mean/std; under a mixed policy the output stays float32."""
+    from fastcourse.models import build_model
+    from fastcourse.train.devices import float32_outputs
+
+    model = build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean, std=inputs.std,
+                        **cfg.model.args)
+    return float32_outputs(model) if float32_output else model
+
+
 def labels_of(source: Source) -> np.ndarray:
     if source.labels is None:
         raise UsageError("this split has no labels")

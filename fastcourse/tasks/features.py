@@ -21,11 +21,10 @@ from fastcourse.data import augment
 from fastcourse.data.features import precompute_features
 from fastcourse.data.sources import FeaturePart, FeatureSource
 from fastcourse.errors import UsageError
-from fastcourse.models import build_model
 from fastcourse.models.heads import dense_head
 from fastcourse.models.surgery import attach_head, cut_model, set_trainable
 from fastcourse.run.artifacts import write_run
-from fastcourse.run.inputs import inputs_for
+from fastcourse.run.inputs import build_for, inputs_for
 from fastcourse.run.rundir import checkpoint_dir
 from fastcourse.tasks import TASKS
 from fastcourse.train.devices import float32_outputs
@@ -52,8 +51,7 @@ def features(
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
     spec = {"name": cfg.augment.name, **cfg.augment.args}
     keras.utils.set_random_seed(feature_seed)
-    backbone = build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean,
-                           std=inputs.std, **cfg.model.args)
+    backbone = build_for(cfg, inputs, float32_output=False)
     conv = cut_model(backbone, cut)
     print(f"fastcourse: {cfg.name}: features of {cfg.model.name} at {cut} on {inputs.describe()}, "
           f"{passes} augmented passes -> {run_dir}", flush=True)

@@ -14,13 +14,11 @@ from typing import Union
 from fastcourse.config import ExperimentConfig
 from fastcourse.data import augment
 from fastcourse.errors import UsageError
-from fastcourse.models import build_model
 from fastcourse.models.surgery import layer_groups, set_trainable
 from fastcourse.run.artifacts import write_run
-from fastcourse.run.inputs import inputs_for
+from fastcourse.run.inputs import build_for, inputs_for
 from fastcourse.run.rundir import checkpoint_dir
 from fastcourse.tasks import TASKS
-from fastcourse.train.devices import float32_outputs
 from fastcourse.train.optimizers import spread_multipliers
 from fastcourse.train.trainer import FitResult, evaluate, fit
 
@@ -34,8 +32,7 @@ def finetune(
     if min(freeze_epochs, unfreeze_epochs) < 0 or lr_mult <= 0:
         raise UsageError("task: freeze_epochs and unfreeze_epochs must be >= 0 and lr_mult > 0")
     inputs = inputs_for(cfg)
-    model = float32_outputs(build_model(cfg.model.name, inputs.input_shape, inputs.num_classes,
-                                        mean=inputs.mean, std=inputs.std, **cfg.model.args))
+    model = build_for(cfg, inputs)
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
     print(f"fastcourse: {cfg.name}: fine-tune {cfg.model.name} on {inputs.describe()}, "
           f"augment={cfg.augment.name} -> {run_dir}", flush=True)

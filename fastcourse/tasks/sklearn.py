@@ -41,18 +41,16 @@ def sklearn_features(
 
     from fastcourse import io
     from fastcourse.errors import ConfigError
-    from fastcourse.models import build_model
     from fastcourse.run import plots
     from fastcourse.run.artifacts import versions
-    from fastcourse.run.inputs import inputs_for
+    from fastcourse.run.inputs import build_for, inputs_for
     from fastcourse.run.rundir import checkpoint_dir
     from fastcourse.train.trainer import evaluate, fit
 
     if C <= 0 or (max_iter is not None and max_iter < 1):
         raise ConfigError(f"task: C={C}, max_iter={max_iter}: both must be positive")
     inputs = inputs_for(cfg)
-    model = build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean,
-                        std=inputs.std, **cfg.model.args)
+    model = build_for(cfg, inputs, float32_output=False)
     if weights:
         model = load_weights(model, weights)
     extractor = cut(model, layer)  # a bad layer name fails here, before any training

@@ -6,12 +6,10 @@ from pathlib import Path
 
 from fastcourse.config import ExperimentConfig
 from fastcourse.data import augment
-from fastcourse.models import build_model
 from fastcourse.run.artifacts import write_run
-from fastcourse.run.inputs import inputs_for
+from fastcourse.run.inputs import build_for, inputs_for
 from fastcourse.run.rundir import checkpoint_dir
 from fastcourse.tasks import TASKS
-from fastcourse.train.devices import float32_outputs
 from fastcourse.train.trainer import evaluate, fit
 
 
@@ -19,8 +17,7 @@ from fastcourse.train.trainer import evaluate, fit
 def train(cfg: ExperimentConfig, run_dir: Path) -> dict:
     """Train the configured model from scratch; evaluate on clean test (arrays) or valid (folders) images."""
     inputs = inputs_for(cfg)
-    model = float32_outputs(build_model(cfg.model.name, inputs.input_shape, inputs.num_classes,
-                                        mean=inputs.mean, std=inputs.std, **cfg.model.args))
+    model = build_for(cfg, inputs)
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
     print(f"fastcourse: {cfg.name}: {cfg.model.name} on {inputs.describe()}, augment={cfg.augment.name}, "
           f"{cfg.train.epochs} epochs -> {run_dir}", flush=True)
