@@ -133,3 +133,12 @@ def test_train_precision_accepts_auto():
     from fastcourse.config import TrainConfig
 
     assert TrainConfig(precision="auto").precision == "auto"
+
+
+def test_features_case_compares_folder_with_memory_and_cached_heads():
+    from fastcourse.lessons.bench import features_case
+
+    rows = features_case(images=8, size=32, batch_size=4, epochs=2, units=8, rounds=2)
+    assert [r.case for r in rows] == ["features_vgg16_32"] * 2 + ["features_head"] * 2
+    assert all(r.images_per_second > 0 for r in rows)
+    assert rows[3].ratio_to_peer == pytest.approx(rows[3].images_per_second / rows[2].images_per_second, rel=1e-6)
