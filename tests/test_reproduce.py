@@ -175,3 +175,9 @@ def test_budget_reproduction_on_the_sample(tiny_configs, tmp_path, monkeypatch, 
         assert json.loads((run_dir / step / "metrics.json").read_text())["epochs"] == epochs
     assert "budget 20 min" in (run_dir / "report.md").read_text()
     assert "budget calibration" in capsys.readouterr().out
+
+
+def test_configs_are_found_from_any_folder(tmp_path, monkeypatch):
+    """Outside a checkout, the configs beside the package are used (the ladder's YAML files)."""
+    monkeypatch.chdir(tmp_path)
+    assert (rp.default_configs_dir() / "mnist" / "linear.yaml").is_file()

@@ -73,7 +73,7 @@ def default_configs_dir() -> Path:
     here = Path("configs")
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parents[1] / "configs"
+    return Path(__file__).resolve().parents[2] / "configs"
 
 
 def step_config(plan: dict, step: str):
