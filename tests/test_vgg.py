@@ -300,3 +300,18 @@ def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, 
     assert calls["n"] == 2  # pass 2 committed through its batch 2: only batches 3 and 4 are recomputed
     for a, b in zip(resumed, whole):
         np.testing.assert_allclose(np.load(a), np.load(b), rtol=1e-5, atol=1e-5)
+
+
+def test_insert_batchnorm_after_the_dense_layers_keeps_their_weights():
+    from fastcourse.models.surgery import insert_batchnorm
+
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(6, activation="relu", name="fc1")(inputs)
+    out = keras.layers.Dense(2, activation="softmax", name="predictions")(h)
+    model = keras.Model(inputs, out)
+    bn = insert_batchnorm(model)
+    assert [l.name for l in bn.layers if isinstance(l, keras.layers.BatchNormalization)] == ["fc1_bn"]
+    np.testing.assert_array_equal(bn.get_layer("fc1").get_weights()[0], model.get_layer("fc1").get_weights()[0])
+    x = np.random.default_rng(0).normal(size=(3, 8)).astype("float32")
+    # a fresh BN layer is the identity up to its epsilon in inference mode
+    np.testing.assert_allclose(bn.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-3)

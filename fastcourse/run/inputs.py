@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
 
 from fastcourse.config import ExperimentConfig
 from fastcourse.data import DATASETS, ArrayDataset
@@ -93,9 +92,3 @@ def build_for(cfg: ExperimentConfig, inputs: Inputs, float32_output: bool = True
     model = build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean, std=inputs.std,
                         **cfg.model.args)
     return float32_outputs(model) if float32_output else model
-
-
-def labels_of(source: Source) -> np.ndarray:
-    if source.labels is None:
-        raise UsageError("this split has no labels")
-    return np.asarray(source.labels)

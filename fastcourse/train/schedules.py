@@ -88,11 +88,3 @@ def lr_table(name: str, params: dict, total_epochs: int, steps_per_epoch: int) -
     steps = np.arange(total_epochs * steps_per_epoch, dtype=np.float64)
     values = SCHEDULES.get(name)(steps / steps_per_epoch, total_epochs, **params)
     return np.asarray(values, dtype=np.float32).reshape(-1)
-
-
-def phases_total(params: dict) -> int | None:
-    """The epochs a `phases` schedule lists (None for other schedules or malformed phases)."""
-    try:
-        return sum(int(p[0]) for p in params.get("phases") or [])
-    except (TypeError, ValueError, IndexError):
-        return None
