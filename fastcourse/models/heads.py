@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from fastcourse.models.blocks import fc_block
+from fastcourse.models.blocks import BatchNorm, fc_block
 from fastcourse.models.registry import MODELS
 
 
@@ -22,7 +22,7 @@ def dense_head(
     x = layers.MaxPooling2D(2, strides=2, name="head_pool")(inputs) if pool else inputs
     x = layers.Flatten(name="head_flatten")(x)
     if batchnorm:
-        x = layers.BatchNormalization(name="head_flatten_bn")(x)
+        x = BatchNorm(name="head_flatten_bn")(x)
     for i in range(1, depth + 1):
         x = fc_block(x, i, units, dropout, batchnorm, prefix="head_")  # apart from VGG's own fc1/fc2
     outputs = layers.Dense(num_classes, activation="softmax", name="head_predictions")(x)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from fastcourse.models.blocks import BatchNorm
 from fastcourse.models.registry import MODELS
 
 
@@ -54,17 +55,17 @@ def ladder_cnn(
     for b, f in enumerate(filters, start=1):
         x = layers.Conv2D(f, 3, activation="relu", name=f"block{b}_conv1")(x)
         if batchnorm:
-            x = layers.BatchNormalization(name=f"block{b}_bn1")(x)
+            x = BatchNorm(name=f"block{b}_bn1")(x)
         x = layers.Conv2D(f, 3, activation="relu", name=f"block{b}_conv2")(x)
         x = layers.MaxPooling2D(name=f"block{b}_pool")(x)
         if batchnorm and b < len(filters):
-            x = layers.BatchNormalization(name=f"block{b}_bn2")(x)
+            x = BatchNorm(name=f"block{b}_bn2")(x)
     x = layers.Flatten(name="flatten")(x)
     if batchnorm:
-        x = layers.BatchNormalization(name="flatten_bn")(x)
+        x = BatchNorm(name="flatten_bn")(x)
     x = layers.Dense(dense, activation="relu", name="fc1")(x)
     if batchnorm:
-        x = layers.BatchNormalization(name="fc1_bn")(x)
+        x = BatchNorm(name="fc1_bn")(x)
     if dropout:
         x = layers.Dropout(dropout, name="fc1_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)

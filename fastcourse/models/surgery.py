@@ -18,6 +18,7 @@ import keras
 from keras import layers
 
 from fastcourse.errors import UsageError
+from fastcourse.models.blocks import BatchNorm
 
 HEAD = "head"
 TOP_LAYERS = ("flatten", "fc", "predictions", "avg", "max", "head")
@@ -114,5 +115,5 @@ def insert_batchnorm(model: keras.Model, after: tuple[str, ...] = ("Dense",)) ->
             continue
         x = layer(x)
         if type(layer).__name__ in after and layer is not last:
-            x = layers.BatchNormalization(name=f"{layer.name}_bn")(x)
+            x = BatchNorm(name=f"{layer.name}_bn")(x)
     return keras.Model(inputs, x, name=f"{model.name}_bn")
