@@ -181,3 +181,60 @@ def test_configs_are_found_from_any_folder(tmp_path, monkeypatch):
     """Outside a checkout, the configs beside the package are used (the ladder's YAML files)."""
     monkeypatch.chdir(tmp_path)
     assert (rp.default_configs_dir() / "mnist" / "linear.yaml").is_file()
+
+
+def _finished(run_dir, step, seconds):
+    (run_dir / step).mkdir(parents=True)
+    (run_dir / step / "metrics.json").write_text("{}")
+    (run_dir / step / "step_time.json").write_text(json.dumps({"seconds": seconds}))
+
+
+def _budget_plan(epochs=10):
+    costs = _costs({"cnn": 1000, "cnn_bn": 1000, "ensemble": 1000})  # 60 s an epoch, 5 s fixed
+    return {"steps": ["cnn", "cnn_bn", "ensemble"], "budget": {
+        "seconds": 3600.0, "calibration_seconds": 60.0, "members": 3, "costs": costs,
+        "epochs": {"cnn": epochs, "cnn_bn": epochs, "ensemble": epochs}}}
+
+
+def test_replan_gives_the_time_left_over_to_the_steps_to_come(tmp_path):
+    plan = _budget_plan()
+    _finished(tmp_path, "cnn", 0.5 * (5 + 10 * 60))  # ran twice as fast as estimated
+    assert rp.replan(tmp_path, plan)
+    epochs = plan["budget"]["epochs"]
+    assert epochs["cnn"] == 10  # run already: kept
+    assert epochs["cnn_bn"] == epochs["ensemble"] > 10
+    left = 3600 - 60 - 302.5
+    # the new plan fits what is left at the measured speed (half the estimate), and one more epoch would not
+    scaled = {s: {"epoch": 0.5 * c["epoch"], "fixed": 0.5 * c["fixed"]} for s, c in plan["budget"]["costs"].items()}
+    total = sum(rp.step_seconds(s, epochs[s], scaled[s], 3) for s in ("cnn_bn", "ensemble"))
+    assert total <= left * rp.BUDGET_MARGIN
+    assert total + scaled["cnn_bn"]["epoch"] * 4 > left * rp.BUDGET_MARGIN or epochs["ensemble"] == rp.MAX_EPOCHS
+
+
+def test_replan_takes_epochs_away_when_steps_run_slow_and_keeps_started_steps(tmp_path):
+    plan = _budget_plan(epochs=12)
+    _finished(tmp_path, "cnn", 2.5 * (5 + 12 * 60))  # slower than estimated: the factor is held to 2
+    (tmp_path / "cnn_bn").mkdir()  # started (then interrupted): it keeps its epochs on resume
+    assert rp.replan(tmp_path, plan)
+    assert plan["budget"]["epochs"]["cnn_bn"] == 12 and plan["budget"]["epochs"]["ensemble"] < 12
+
+
+def test_replan_waits_until_a_tenth_of_the_budget_has_run(tmp_path):
+    plan = _budget_plan()
+    plan["budget"]["epochs"]["cnn"] = 5
+    _finished(tmp_path, "cnn", 1.0)  # estimated 305 s < 360 s: too little to judge by
+    assert not rp.replan(tmp_path, plan) and plan["budget"]["epochs"]["ensemble"] == 10
+
+
+def test_budget_without_mnist_uses_the_bundled_sample(tiny_configs, tmp_path, monkeypatch, capsys):
+    """--budget alone (no --quick) is the offline proof: the sample stands in for the missing MNIST."""
+    out = tmp_path / "runs"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
+    monkeypatch.setattr(rp, "MAX_EPOCHS", 1)
+    assert main(["reproduce", "mnist", "--budget", "20m", "--steps", "linear", "--configs", str(tiny_configs),
+                 "--out", str(out), "--set", "train.verbose=0"]) == 0
+    (run_dir,) = out.iterdir()
+    assert yaml.safe_load((run_dir / rp.PLAN_FILE).read_text())["data_name"] == "mnist_sample"
+    assert json.loads((run_dir / "linear" / "metrics.json").read_text())["dataset"] == "mnist_sample"
+    assert "bundled" in capsys.readouterr().out
