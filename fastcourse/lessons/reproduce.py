@@ -12,7 +12,9 @@ cnn_bn_dropout}.yaml) and the ensemble (ensemble.yaml) into one reproduction dir
 trains with one-cycle (batch 256, steps_per_execution 8, precision auto); a short measured
 calibration run gives each step's images/s, and `plan_epochs` allocates epochs per step so the
 estimate stays under the budget (the CNN steps and each ensemble member get the same epochs,
-linear and hidden a quarter of them).
+linear and hidden a quarter of them). Before each later step, `replan` corrects the estimates
+by how long the steps so far really took and gives the time left to the steps to come. Without
+the real MNIST, `--budget` and `--quick` run on the bundled sample (the offline proof).
 
 A step is finished when its metrics.json exists; `--resume DIR` reruns only the rest (an
 unfinished ensemble continues at its first unfinished member). The table compares our clean
