@@ -84,3 +84,20 @@ def test_keras_layers_pipeline(digits):
 def test_preview_writes_png(tmp_path, digits):
     path = augment.preview(augment.build("course"), digits[0], tmp_path / "grid.png", n=8)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fashion_flips_and_shifts_a_little_onto_black():
+    """`fashion`: no rotation, shear or zoom; mirrored or not, moved at most 0.05 x 28 = 1.4 pixels,
+    and what is uncovered is black (a white image gains dark edges, never smeared white)."""
+    white = np.full((64, 28, 28, 1), 255.0, np.float32)
+    out = augment.build("fashion")(tf.constant(white), tf.constant([1, 2], tf.int64)).numpy()
+    assert out.min() < 1.0  # black fill at some edge
+    assert (out[:, 2:-2, 2:-2] > 254.0).all()  # the centre stays: shifts are at most 1.4 pixels
+    arrow = np.zeros((64, 28, 28, 1), np.float32)
+    arrow[:, 10:18, 4:12] = 255.0  # left of centre
+    moved = augment.build("fashion", {"shift": 0.0})(tf.constant(arrow), tf.constant([3, 4], tf.int64)).numpy()
+    mirrored = np.array([np.allclose(m, a[:, ::-1]) for m, a in zip(moved, arrow)])
+    same = np.array([np.allclose(m, a) for m, a in zip(moved, arrow)])
+    assert (mirrored | same).all() and mirrored.any() and same.any()
+    layer = augment.build("fashion").layer
+    assert (layer.rotation, layer.shear, layer.zoom) == (0.0, 0.0, 0.0) and layer.fill_mode == "constant"
