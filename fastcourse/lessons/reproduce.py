@@ -399,12 +399,14 @@ def write_report(run_dir: Path, plan: dict):
     q = plan.get("quick")
     settings = [f"quick smoke run: at most {q['train_limit']} training and {q['test_limit']} test images, "
                 f"batch {q['batch_size']}, phases {q['phases']}, {q['members']} ensemble members"
-                if q else "each step's config (the course's settings)"]
+                if q else ("each step's model and augmentation from its config, its training from the budget"
+                           if plan.get("budget") else "each step's config (the course's settings)")]
     b = plan.get("budget")
     if b:
         settings.append(f"budget {b['seconds'] / 60:.0f} min (estimated {b['estimate_seconds'] / 60:.1f} min of "
                         f"training): one-cycle, batch {b['settings']['batch_size']}, precision "
-                        f"{b['settings']['precision']}; epochs per step {b['epochs']}")
+                        f"{b['settings']['precision']}; epochs per step {b['epochs']} (after the first steps the "
+                        "epochs of the steps to come follow the time they left)")
     settings += [f"overridden in every step: {o}" for o in plan.get("overrides", [])]
     if plan.get("data_name"):
         settings.append(f"data: {plan['data_name']} (the real data is not on this machine)")
