@@ -156,7 +156,9 @@ def test_course_ensemble_configs_load():
     for ds in ("mnist", "fashion_mnist"):
         cfg = load_config(root / ds / "ensemble.yaml")
         assert cfg.ensemble.members == 6 and cfg.train.epochs == 35  # the course's 1 + 4 + 12 + 18
-        assert (cfg.model.name, cfg.augment.name, cfg.data.name) == ("cnn_bn_dropout", "course", ds)
+        # clothes get flips and small shifts; the digits' rotation, shear and zoom cost accuracy there
+        augment = {"mnist": "course", "fashion_mnist": "fashion"}[ds]
+        assert (cfg.model.name, cfg.augment.name, cfg.data.name) == ("cnn_bn_dropout", augment, ds)
         assert ensemble.member_seeds(cfg) == [42, 43, 44, 45, 46, 47]
 
 def test_parallel_falls_back_to_one_after_another_without_gpus(tiny_config):
