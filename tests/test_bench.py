@@ -142,3 +142,20 @@ def test_features_case_compares_folder_with_memory_and_cached_heads():
     assert [r.case for r in rows] == ["features_vgg16_32"] * 2 + ["features_head"] * 2
     assert all(r.images_per_second > 0 for r in rows)
     assert rows[3].ratio_to_peer == pytest.approx(rows[3].images_per_second / rows[2].images_per_second, rel=1e-6)
+
+
+def test_the_peer_is_plain_keras():
+    """The peer trains Keras' own BatchNormalization (fastcourse's fused layer would speed the peer
+    up too and hide the comparison); same layers, names and weight shapes otherwise."""
+    import keras
+
+    from fastcourse.data.arrays import mnist_sample
+    from fastcourse.models.blocks import BatchNorm
+
+    data = mnist_sample()
+    ours, peer = bench.peer_model(data), bench.peer_model(data, plain_keras=True)
+    bn = [layer for layer in peer.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bn) == 5 and all(type(layer) is keras.layers.BatchNormalization for layer in bn)
+    assert sum(isinstance(layer, BatchNorm) for layer in ours.layers) == 5
+    assert [l.name for l in peer.layers] == [l.name for l in ours.layers]
+    assert [w.shape for w in peer.weights] == [w.shape for w in ours.weights]

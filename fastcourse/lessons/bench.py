@@ -108,11 +108,22 @@ def bench_data(quick: bool) -> ArrayDataset:
     return data
 
 
-def peer_model(data: ArrayDataset) -> keras.Model:
+def peer_model(data: ArrayDataset, plain_keras: bool = False) -> keras.Model:
+    """The course's batchnorm + dropout CNN. `plain_keras` swaps fastcourse's fused BatchNorm for
+    keras.layers.BatchNormalization (same config), so that the peer is Keras as users have it."""
     from fastcourse.models import build_model
+    from fastcourse.models.blocks import BatchNorm
 
     mean, std = data.pixel_stats()
-    return build_model("cnn_bn_dropout", data.input_shape, data.num_classes, mean=mean, std=std)
+    model = build_model("cnn_bn_dropout", data.input_shape, data.num_classes, mean=mean, std=std)
+    if not plain_keras:
+        return model
+
+    def keras_layer(layer):
+        cls = keras.layers.BatchNormalization if isinstance(layer, BatchNorm) else layer.__class__
+        return cls.from_config(layer.get_config())
+
+    return keras.models.clone_model(model, clone_function=keras_layer)
 
 
 def run_peer(data: ArrayDataset, epochs: int, seed: int, callbacks: Optional[list] = None):
@@ -127,7 +138,7 @@ def run_peer(data: ArrayDataset, epochs: int, seed: int, callbacks: Optional[lis
     )
     y = np.eye(data.num_classes, dtype=np.float32)[data.y_train]
     batches = gen.flow(data.x_train.astype(np.float32), y, batch_size=64, seed=seed)
-    model = peer_model(data)
+    model = peer_model(data, plain_keras=True)
     model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
     timer = SteadyTimer(64)
     start = time.perf_counter()

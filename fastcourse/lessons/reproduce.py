@@ -226,9 +226,8 @@ def calibrate(plan: dict, images: int = 3072) -> dict[str, dict]:
     `images` training images (the first traces the graph, the second gives images/s).
     Steps with the same model and augmentation share one measurement."""
     from fastcourse.data import augment
-    from fastcourse.models import build_model
-    from fastcourse.run.inputs import inputs_for
-    from fastcourse.train.devices import float32_outputs, training_scope
+    from fastcourse.run.inputs import build_for, inputs_for
+    from fastcourse.train.devices import training_scope
     from fastcourse.train.trainer import fit
 
     probe = {**plan, "budget": {"epochs": {s: 2 for s in plan["steps"]}}}
@@ -245,8 +244,7 @@ def calibrate(plan: dict, images: int = 3072) -> dict[str, dict]:
             train = cfg.train.model_copy(update={"epochs": 2, "verbose": 0, "bn_recalibrate": 0,
                                                  "validate_each_epoch": False})
             with training_scope(cfg.train.precision, "none"):
-                model = float32_outputs(build_model(cfg.model.name, inputs.input_shape, inputs.num_classes,
-                                                    mean=inputs.mean, std=inputs.std, **cfg.model.args))
+                model = build_for(cfg, inputs)
                 t0 = time.perf_counter()
                 result = fit(model, sub, train, cfg.seed, augment=augment.build(cfg.augment.name, cfg.augment.args))
                 wall = time.perf_counter() - t0
@@ -294,9 +292,10 @@ def replan(run_dir: Path, plan: dict) -> bool:
 
     The calibration's estimates are off by some factor on any machine (measured here: 40.1
     estimated minutes took 31.2), and whole epochs per step leave time over. So the steps run so
-    far give the factor (their wall time over their estimate, held to 0.5..2; once they make up a
-    tenth of the budget, so that two tiny steps do not decide it), and the time they left goes to the steps still to come. Steps already started keep their epochs (a resumed
-    step must train as planned). Returns whether any step's epochs changed."""
+    far give the factor (their wall time over their estimate, held to 0.5..2; only once they make
+    up a tenth of the budget, so that two tiny steps do not decide it), and the time they left
+    goes to the steps still to come. Steps already started keep their epochs (a resumed step must
+    train as planned). Returns whether any step's epochs changed."""
     b = plan["budget"]
     costs = b.get("costs")
     if not costs:

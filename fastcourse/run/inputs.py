@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-
 from fastcourse.config import ExperimentConfig
 from fastcourse.data import DATASETS, ArrayDataset
 from fastcourse.data.folders import FolderDataset
