@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from fastcourse.data.base import AUGMENTATIONS
+
+# the legacy generator's fill modes (ImageProjectiveTransformV3 takes the same four)
+FillMode = Literal["nearest", "constant", "reflect", "wrap"]
 
 
 @keras.saving.register_keras_serializable(package="fastcourse")
@@ -154,7 +157,7 @@ def none() -> None:
 def affine(
     rotation: float = 0.0, width_shift: float = 0.0, height_shift: float = 0.0, shear: float = 0.0,
     zoom: float = 0.0, horizontal_flip: bool = False, channel_shift: float = 0.0,
-    fill_mode: str = "nearest",
+    fill_mode: FillMode = "nearest",
 ) -> Affine:
     """Any ImageDataGenerator-style affine augmentation (rotation deg, shear rad)."""
     if fill_mode not in ("nearest", "constant", "reflect", "wrap"):
@@ -174,7 +177,7 @@ def course(rotation: float = 8.0, shift: float = 0.08, shear: float = 0.3, zoom:
 
 
 @AUGMENTATIONS.register()
-def fashion(horizontal_flip: bool = True, shift: float = 0.05, fill_mode: str = "constant") -> Affine:
+def fashion(horizontal_flip: bool = True, shift: float = 0.05, fill_mode: FillMode = "constant") -> Affine:
     """Fashion-MNIST's clothes: horizontal flips and shifts of 0.05 (1.4 pixels), black fill.
 
     The photos are upright and centred on black, so the digit lesson's rotation, shear and zoom
