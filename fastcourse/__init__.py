@@ -17,6 +17,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+from types import FrameType
 
 # Quiet TensorFlow's start-up notices unless the user asked for them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -49,7 +50,7 @@ def _inside_fastcourse_import() -> bool:
     Then it is importing Keras itself, mid-way through its own code, and registering now would
     import modules that import it back half-made; fastcourse's own loader (run.artifacts.
     load_model) registers before it loads anything."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "<module>" and str(frame.f_globals.get("__name__", "")).startswith("fastcourse."):
             return True
@@ -75,7 +76,7 @@ class _AfterKerasImport(importlib.abc.MetaPathFinder):
             if not _inside_fastcourse_import():
                 _register_keras_classes()
 
-        spec.loader.exec_module = exec_then_register
+        spec.loader.exec_module = exec_then_register  # type: ignore[method-assign]  # this one spec's loader
         return spec
 
 

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import numpy as np
 
 from fastcourse.errors import UsageError
+
+if TYPE_CHECKING:  # for annotations only: importing it at run time would import Keras
+    from fastcourse.train.lr_find import LRFinderResult
 
 Spec = Union[None, str, dict, Callable]
 
@@ -75,7 +78,7 @@ class Learner:
         self.augment_fn, self.augment_name, self.augment_args = self._augment(augment)
         self.results: list = []
         self.members: list = []
-        self.lr_finder = None
+        self.lr_finder: Optional[LRFinderResult] = None
 
     # --- construction -------------------------------------------------------------------
 
@@ -313,7 +316,7 @@ class Learner:
 
             folder = Path(data)
             files = list_images(folder)
-            size = tuple(int(d) for d in self.inputs.input_shape[:2])
+            size = (int(self.inputs.input_shape[0]), int(self.inputs.input_shape[1]))
             return FolderSource([str(folder / f) for f in files], None, self.inputs.num_classes, size), files
         x = np.asarray(data)
         if x.ndim == len(self.inputs.input_shape):
@@ -400,7 +403,7 @@ class Learner:
         result = (FitResult.join(self.results) if self.results else
                   FitResult({}, [], len(self.inputs.train), steps_per_epoch(len(self.inputs.train),
                                                                             cfg.train.batch_size)))
-        extra = {"front_door": "learner"}
+        extra: dict[str, Any] = {"front_door": "learner"}
         if self.members:
             extra["ensemble"] = {k: v for k, v in self.ensemble_summary.items() if k != "members"}
         write_run(run_dir, cfg, self.inputs, self.model, result, evaluate(self.model, self.inputs.eval), extra)

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastcourse", description="fast.ai 2017 lessons on Keras 3: experiments from YAML configs."
     )
+    from fastcourse.version import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastcourse {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (help_text, arguments, handler) in COMMANDS.items():

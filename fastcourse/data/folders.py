@@ -456,7 +456,7 @@ def image_dataset(
     files: Sequence[str], labels: Optional[np.ndarray] = None, num_classes: Optional[int] = None,
     image_size=(224, 224), batch_size: int = 64, shuffle: bool = False, seed: int = 0,
     augment: Optional[Callable] = None, repeat: bool = False, start_step: int = 0,
-    cache_dir: Optional[str] = None, shuffle_buffer: int = 2048, pillow: Optional[Sequence[bool]] = None,
+    cache_dir: Optional[str] = None, shuffle_buffer: int = 2048, pillow: Optional[Sequence[bool] | np.ndarray] = None,
 ):
     """Batches of (images, one-hot labels), or images alone when `labels` is None.
 

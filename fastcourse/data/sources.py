@@ -99,7 +99,7 @@ class ArraySource(Source):
 
         # shuffle and batch the uint8 arrays, cast whole batches: cheaper than per example
         ds = (tf.data.Dataset.from_tensor_slices((self.x, onehot(self.labels, self.num_classes)))
-              if with_labels else tf.data.Dataset.from_tensor_slices(self.x))
+              if with_labels and self.labels is not None else tf.data.Dataset.from_tensor_slices(self.x))
         if shuffle:
             ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
@@ -213,9 +213,9 @@ class _NpyRows:
             i = j
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, -1  # -1: closed (close may run twice: by hand, then from __del__)
+        if fd >= 0:
+            os.close(fd)
 
     __del__ = close
 
@@ -246,10 +246,11 @@ class FeatureSource(Source):
             raise UsageError("either every features part has labels or none has")
         self.labels = None
         if all(labelled):
-            for p, r in zip(self.parts, self._rows):
-                if len(p.labels) != len(r):
-                    raise UsageError(f"{p.path}: {len(p.labels)} labels for {len(r)} feature rows")
-            self.labels = np.concatenate([onehot(p.labels, self.num_classes) for p in self.parts])
+            part_labels = [p.labels for p in self.parts if p.labels is not None]
+            for p, y, r in zip(self.parts, part_labels, self._rows):
+                if len(y) != len(r):
+                    raise UsageError(f"{p.path}: {len(y)} labels for {len(r)} feature rows")
+            self.labels = np.concatenate([onehot(y, self.num_classes) for y in part_labels])
 
     def __len__(self) -> int:
         return int(self._offsets[-1])

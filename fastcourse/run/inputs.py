@@ -51,8 +51,8 @@ def load_dataset(cfg: ExperimentConfig):
     return data
 
 
-def inputs_for(cfg: ExperimentConfig, data=None) -> Inputs:
-    """Sources for `cfg` (the dataset is loaded unless given)."""
+def inputs_for(cfg: Optional[ExperimentConfig], data=None) -> Inputs:
+    """Sources for `cfg` (the dataset is loaded unless given; `cfg` may be None when `data` is)."""
     data = data if data is not None else load_dataset(cfg)
     if isinstance(data, ArrayDataset):
         mean, std = data.pixel_stats()

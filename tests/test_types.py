@@ -1,0 +1,20 @@
+"""The type check of the public API: mypy over the files pyproject.toml [tool.mypy] lists (the
+package's exports, the Learner, the config tree, train.trainer.fit, data.sources)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC_API = {"fastcourse/__init__.py", "fastcourse/learner.py", "fastcourse/config.py",
+              "fastcourse/train/trainer.py", "fastcourse/data/sources.py"}
+
+
+def test_mypy_checks_the_public_api():
+    files = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"])
+    assert PUBLIC_API <= files, f"[tool.mypy] files lacks {sorted(PUBLIC_API - files)}"
+    proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"mypy found type errors:\n{proc.stdout}{proc.stderr}"
+    assert "Success" in proc.stdout
