@@ -145,7 +145,7 @@ def test_features_cache_reuse_and_invalidation_and_augmented_passes(folder, tmp_
 
 
 def test_feature_source_streams_from_disk_in_batches(folder, tmp_path):
-    """Batches come from the memory-mapped files: shuffled, with the right labels, every row once."""
+    """Batches come from the features files: shuffled, with the right labels, every row once."""
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
     source = _source(folder)
     paths = precompute_features(conv, source, tmp_path, batch_size=8, verbose=False)

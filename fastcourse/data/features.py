@@ -3,8 +3,8 @@
 Each pass is one .npy file on disk: pass 0 holds the clean images' features, passes 1..N
 augmented copies (Statefarm's trick). Files are filled chunk by chunk (data/chunks.py): an
 interrupted pass resumes at the chunk where it stopped, and a file appears under its final
-name only when complete. Training reads them through `FeatureSource`, memory-mapped, a batch
-at a time: nothing is copied whole into RAM. `dtype="float16"` halves the disk they take.
+name only when complete. Training reads them through `FeatureSource` with positioned reads, a
+batch at a time: nothing is copied whole into RAM. `dtype="float16"` halves the disk they take.
 
 The cache key is built from values, never from object reprs: the images' fingerprint (file
 paths, sizes and mtimes, and the image size; or a hash of the pixels for arrays), a hash of the

@@ -5,8 +5,8 @@ pipelines of batches from them:
 
 - `ArraySource`: images in memory (MNIST, Fashion-MNIST, the bundled sample);
 - `FolderSource`: image files decoded in a parallel map (dogs vs cats, Statefarm, your photos);
-- `FeatureSource`: precomputed features read from memory-mapped .npy chunks on disk, a batch at
-  a time, never loaded whole (fastcourse.data.features writes them).
+- `FeatureSource`: precomputed features read from .npy files on disk with positioned reads, a
+  batch at a time, never loaded whole (fastcourse.data.features writes them).
 
 Training batches are an endless, reshuffled (from `seed`) stream; `start_step` continues it
 exactly where a killed run stopped. Evaluation batches are clean and in order.
@@ -166,7 +166,7 @@ class FolderSource(Source):
 
 @dataclass
 class FeaturePart:
-    """Rows of one features file (.npy, read memory-mapped) with their labels (ints or soft)."""
+    """Rows of one features file (.npy, read with positioned reads) with their labels (ints or soft)."""
 
     path: str | Path
     labels: Optional[np.ndarray] = None
