@@ -1,5 +1,5 @@
 """Dense heads for conv features (lesson 3): what trains on precomputed VGG features and is then
-put back on the conv part (fastcourse.data.features.attach_head)."""
+put back on the conv part (fastcourse.models.surgery.attach_head)."""
 from __future__ import annotations
 
 import keras
