@@ -27,6 +27,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from fastcourse.errors import ConfigError
 from fastcourse.safe_yaml import SafeConfigLoader, load_yaml
+from fastcourse.shipped import resolve_config
 
 # Builder arguments the experiment fills in from the data; a config never sets them.
 DATA_SUPPLIED_ARGS = ("input_shape", "num_classes", "mean", "std")
@@ -184,7 +185,7 @@ def load_config(
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
     else:
-        raw = read_yaml(Path(source))
+        raw = read_yaml(resolve_config(source))  # a path, or a shipped config's name (mnist/cnn)
     for item in overrides or []:
         apply_override(raw, item, where)
     return validate_config(raw, where)

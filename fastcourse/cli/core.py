@@ -60,8 +60,8 @@ def show_config(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("list", "list the registered tasks, models, datasets, augmentations and schedules", [
-    arg("what", nargs="?", choices=["tasks", "models", "datasets", "augmentations", "schedules"],
+@command("list", "list the registered tasks, models, datasets, augmentations, schedules and the shipped configs", [
+    arg("what", nargs="?", choices=["tasks", "models", "datasets", "augmentations", "schedules", "configs"],
         help="one kind only"),
 ])
 def list_registered(args: argparse.Namespace) -> int:
@@ -79,6 +79,12 @@ def list_registered(args: argparse.Namespace) -> int:
         print(f"{kind}:")
         for name in registry.names():
             print(f"  {name:<22} {registry.describe(name)}")
+    if args.what in (None, "configs"):  # the shipped configs, run by name: fastcourse run mnist_sample/cnn
+        from fastcourse.shipped import shipped_names
+
+        print("configs:")
+        for name in shipped_names():
+            print(f"  {name}")
     return 0
 
 

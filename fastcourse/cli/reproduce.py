@@ -14,7 +14,7 @@ from fastcourse.cli import arg, command
         help="override a value in every step's config, e.g. --set 'train.schedule.phases=[[1, 1e-3]]'"),
     arg("--steps", help="comma-separated subset of the steps, e.g. linear,hidden,ensemble"),
     arg("--out", default="runs", help="folder for the reproduction directory (default runs/)"),
-    arg("--configs", help="the configs folder (default ./configs, else the one beside the package)"),
+    arg("--configs", help="a folder of <dataset>/<step>.yaml configs (default: the ones shipped in the package)"),
     arg("--budget", metavar="TIME",
         help="fit the ladder + ensemble into this wall time (e.g. 60m, 1h): one-cycle, batch 256, epochs per "
              "step from a short measured calibration run"),

@@ -71,11 +71,10 @@ PLAN_FILE = "reproduce.yaml"
 
 
 def default_configs_dir() -> Path:
-    """./configs when it exists, else the configs folder beside the package (a source checkout)."""
-    here = Path("configs")
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[2] / "configs"
+    """The configs shipped inside the package (an installed wheel has them too); `--configs` picks another."""
+    from fastcourse.shipped import configs_dir
+
+    return configs_dir()
 
 
 def step_config(plan: dict, step: str):
@@ -194,8 +193,8 @@ def reproduce(
         cdir = Path(configs_dir) if configs_dir else default_configs_dir()
         missing = [s for s in steps if not (cdir / dataset / f"{s}.yaml").is_file()]
         if missing:
-            raise UsageError(f"{cdir / dataset}: no {missing[0]}.yaml; pass --configs pointing at the "
-                             "project's configs folder")
+            raise UsageError(f"{cdir / dataset}: no {missing[0]}.yaml; pass --configs pointing at a folder "
+                             f"holding {dataset}/<step>.yaml, or leave it out to use the shipped configs")
         plan = {"dataset": dataset, "steps": steps, "quick": dict(QUICK) if quick else None,
                 "overrides": list(overrides or []), "configs_dir": str(cdir.resolve()),
                 "data_name": _stand_in_data(dataset) if (quick or budget) else None}
