@@ -62,40 +62,68 @@ def recalibrate_bn(model: keras.Model, batches: Iterable, max_batches: int = 100
     Nested Functional / Sequential models are handled; dropout and every other layer run in
     inference mode. Frozen (trainable=False) BN layers run in inference mode in Keras and keep
     their statistics. Returns the number of batches used: 0, changing nothing, when the model
-    has no trainable BN layer or `max_batches` is 0.
+    has no trainable BN layer or `max_batches` is 0. To recalibrate the same model again and
+    again (after every epoch), keep one `BNCalibrator`: it builds and traces its probe once.
     """
     if max_batches < 0:
         raise UsageError(f"max_batches={max_batches}: must be >= 0")
     if isinstance(batches, (np.ndarray, tf.Tensor)):
         raise UsageError("recalibrate_bn takes batches (a list of arrays or a tf.data dataset), not one array")
-    taps: dict[int, _BatchStatsBN] = {}
-    seen: dict[int, BN] = {}
-    probe = _build_probe(model, taps, seen)
-    _check_all_reached(model, seen)
-    if not taps or max_batches == 0:
+    calibrator = BNCalibrator(model)
+    if not calibrator or max_batches == 0:
         return 0
+    return calibrator(iter(batches), max_batches)
 
-    # Why a probe model instead of model(x, training=True) with a cumulative momentum
-    # (k/(k+1)): training=True also switches Dropout (and any noise or augmentation layer) on,
-    # which inflates the variance every BN after a dropout sees. The probe is the same graph,
-    # sharing the same layers, with each BN replaced by batch-statistics normalisation, run
-    # with training=False: only BN behaves as in training, and nothing but the sums changes.
-    @tf.function(reduce_retracing=True)
-    def step(x):
-        probe(x, training=False)
 
-    used = 0
-    for element in itertools.islice(iter(batches), max_batches):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(element)
-        step(x)
-        used += 1
-    if used == 0:
-        raise UsageError("recalibrate_bn got no batches: pass clean training batches")
-    for tap in taps.values():
-        calls = float(tap.calls.numpy())
-        tap.bn.moving_mean.assign(tap.sum_mean.numpy() / calls)
-        tap.bn.moving_variance.assign(tap.sum_var.numpy() / calls)
-    return used
+class BNCalibrator:
+    """Recomputes a model's BN statistics, as `recalibrate_bn` does, any number of times: the
+    probe is built and traced once. False (bool) when the model has no trainable BN layer.
+
+        calibrate = BNCalibrator(model)
+        used = calibrate(iter(clean_batches), 20)   # pulls 20 batches from the iterator
+    """
+
+    def __init__(self, model: keras.Model):
+        self.taps: dict[int, _BatchStatsBN] = {}
+        seen: dict[int, BN] = {}
+        self.probe = _build_probe(model, self.taps, seen)
+        _check_all_reached(model, seen)
+        probe = self.probe
+
+        # Why a probe model instead of model(x, training=True) with a cumulative momentum
+        # (k/(k+1)): training=True also switches Dropout (and any noise or augmentation layer) on,
+        # which inflates the variance every BN after a dropout sees. The probe is the same graph,
+        # sharing the same layers, with each BN replaced by batch-statistics normalisation, run
+        # with training=False: only BN behaves as in training, and nothing but the sums changes.
+        @tf.function(reduce_retracing=True)
+        def step(x):
+            probe(x, training=False)
+
+        self._step = step
+
+    def __bool__(self) -> bool:
+        return bool(self.taps)
+
+    def __call__(self, batches: Iterable, max_batches: int) -> int:
+        """Recompute from up to `max_batches` elements of `batches` (an iterator is advanced,
+        not restarted); return how many were used."""
+        if not self.taps or max_batches <= 0:
+            return 0
+        for tap in self.taps.values():
+            for v in (tap.sum_mean, tap.sum_var, tap.calls):
+                v.assign(keras.ops.zeros_like(v))
+        used = 0
+        for element in itertools.islice(batches, max_batches):
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(element)
+            self._step(x)
+            used += 1
+        if used == 0:
+            raise UsageError("recalibrate_bn got no batches: pass clean training batches")
+        for tap in self.taps.values():
+            calls = float(tap.calls.numpy())
+            tap.bn.moving_mean.assign(tap.sum_mean.numpy() / calls)
+            tap.bn.moving_variance.assign(tap.sum_var.numpy() / calls)
+        return used
 
 
 def _build_probe(model: keras.Model, taps: dict, seen: dict) -> keras.Model:
