@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test test-slow bench bench-gpu clean
+.PHONY: install run test test-fast test-slow lint docs bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,23 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The unit tier, after every change: no subprocess (CLI runs, fresh interpreters), notebook,
+# tf.distribute or download (tests/conftest.py marks those `integration`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# What tests/test_lint.py and tests/test_types.py check; `ruff check --fix` and `ruff format` fix most of it.
+lint: $(STAMP)
+	$(BIN)/ruff check fastcourse tests
+	$(BIN)/ruff format --check fastcourse tests
+	$(BIN)/mypy
+
+# The documentation site into site/ (tests/test_docs.py builds it with --strict too).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/fastcourse bench

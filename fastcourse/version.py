@@ -1,2 +1,2 @@
 """The package version, in a module of its own so that reading it imports nothing."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

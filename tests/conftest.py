@@ -3,9 +3,10 @@
 Tiers (CONTRIBUTING.md): `make test-fast` runs `-m "not slow and not integration"`, `make test`
 runs everything but `slow`, `make test-slow` runs `slow`. The `integration` marker is set here,
 centrally, so a test file need not say it: a test is integration when it (or a helper or fixture
-of its module) starts another process (a CLI run, a fresh interpreter, a lock holder), or when its
-file runs notebooks, tf.distribute, downloads or the tools (ruff, mypy, mkdocs).
+of its module) starts another process (a CLI run, a fresh interpreter, a lock holder, ruff, mypy,
+mkdocs), or when its file (INTEGRATION_FILES) runs notebooks, tf.distribute or downloads.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -30,8 +31,7 @@ def tiny_config():
             "data": {"name": "mnist_sample", "train_limit": 512, "test_limit": 256},
             "model": {"name": "cnn", "filters": [8, 16], "dense": 32},
             "augment": {"name": "none"},
-            "train": {"batch_size": 64, "verbose": 0,
-                      "schedule": {"name": "constant", "lr": 1e-3}, "epochs": 1},
+            "train": {"batch_size": 64, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-3}, "epochs": 1},
         }
         for key, value in overrides.items():
             node = cfg
@@ -58,9 +58,6 @@ INTEGRATION_FILES = {
     "test_kill_resume.py": "kills and resumes CLI runs",
     "test_resume.py": "kills and resumes CLI runs",
     "test_lesson3_e2e.py": "the whole lesson through the CLI",
-    "test_lint.py": "runs ruff",
-    "test_types.py": "runs mypy",
-    "test_docs.py": "builds the documentation site",
 }
 # Names whose use means "another process" (looked up in a test's code, its module's helpers and fixtures).
 PROCESS_NAMES = {"subprocess", "Popen", "multiprocessing"}
@@ -102,8 +99,12 @@ def pytest_collection_modifyitems(config, items):
             continue
         module = item.module
         fixtures = getattr(item, "_fixtureinfo", None)
-        fixture_funcs = [d.func for defs in (fixtures.name2fixturedefs.values() if fixtures else ())
-                         for d in defs if getattr(d.func, "__module__", None) == module.__name__]
+        fixture_funcs = [
+            d.func
+            for defs in (fixtures.name2fixturedefs.values() if fixtures else ())
+            for d in defs
+            if getattr(d.func, "__module__", None) == module.__name__
+        ]
         seen: set[int] = set()
         if any(_starts_process(fn, module, seen) for fn in [item.function, *fixture_funcs]):
             item.add_marker(pytest.mark.integration)

@@ -1,15 +1,22 @@
 """The type check of the public API: mypy over the files pyproject.toml [tool.mypy] lists (the
 package's exports, the Learner, the config tree, train.trainer.fit, data.sources)."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC_API = {"fastcourse/__init__.py", "fastcourse/learner.py", "fastcourse/config.py",
-              "fastcourse/train/trainer.py", "fastcourse/data/sources.py"}
+PUBLIC_API = {
+    "fastcourse/__init__.py",
+    "fastcourse/learner.py",
+    "fastcourse/config.py",
+    "fastcourse/train/trainer.py",
+    "fastcourse/data/sources.py",
+}
 
 
 def test_mypy_checks_the_public_api():
