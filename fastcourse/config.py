@@ -111,8 +111,9 @@ class TrainConfig(Strict):
     steps_per_execution: PositiveInt = Field(1, le=100_000)
     jit_compile: Bool = False
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
-        "float32", description="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or AVX-512 BF16, "
-        "else float32 (fastcourse.train.precision.resolve_precision)")
+        "auto", description="auto (the default): mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or "
+        "AVX-512 BF16, else float32; a forced mixed_float16 without a GPU trains in float32 "
+        "(fastcourse.train.precision.resolve_precision; docs/training-figures.md)")
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     validate_each_epoch: Bool = True
     bn_recalibrate: Int = Field(100, ge=0, le=100000, description="batches over which batchnorm statistics "

@@ -44,11 +44,12 @@ def test_auto(cpuinfo, text, gpu, policy):
     assert chosen == policy and "\n" not in reason
 
 
-def test_forced_policies_warn_or_refuse_where_they_cannot_help(cpuinfo):
+def test_forced_policies_warn_or_fall_back_where_they_cannot_help(cpuinfo):
     with pytest.warns(UserWarning, match="0.25x of float32"):
         assert resolve_precision("mixed_bfloat16", cpuinfo(AVX2), gpu=False)[0] == "mixed_bfloat16"
-    with pytest.raises(UsageError, match="needs a GPU"):
-        resolve_precision("mixed_float16", cpuinfo(AMX), gpu=False)
+    # a config written for a GPU trains on a CPU, in float32 (never emulated float16), and says so
+    chosen, reason = resolve_precision("mixed_float16", cpuinfo(AMX), gpu=False)
+    assert chosen == "float32" and "needs a GPU" in reason
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_precision("mixed_bfloat16", cpuinfo(AMX), gpu=False)[0] == "mixed_bfloat16"
@@ -56,3 +57,29 @@ def test_forced_policies_warn_or_refuse_where_they_cannot_help(cpuinfo):
         assert resolve_precision("mixed_float16", cpuinfo(AVX2), gpu=True)[0] == "mixed_float16"
     with pytest.raises(UsageError):
         resolve_precision("float16", cpuinfo(AVX2), gpu=False)
+
+
+def test_auto_is_the_default_and_the_run_says_what_it_chose(cpuinfo, monkeypatch, capsys):
+    """`fastcourse run` opens training_scope with train.precision: one line names the policy and why."""
+    import keras
+
+    from fastcourse.config import TrainConfig
+    from fastcourse.train import devices, precision
+
+    assert TrainConfig().precision == "auto"
+    monkeypatch.setattr(devices, "_announced", set())
+    monkeypatch.setattr(precision, "has_gpu", lambda: False)
+    monkeypatch.setattr(devices, "has_gpu", lambda: False)
+    for text, expected, why in [(AVX512_BF16, "mixed_bfloat16", "avx512_bf16"), (AVX2, "float32", "no native bf16")]:
+        monkeypatch.setattr(precision, "CPUINFO", cpuinfo(text))
+        with devices.training_scope("auto", "none"):
+            assert keras.mixed_precision.global_policy().name == expected
+        assert keras.mixed_precision.global_policy().name == "float32"
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if "precision" in ln]
+        assert len(lines) == 1 and f"precision {expected} (auto: " in lines[0] and why in lines[0]
+
+
+def test_one_has_gpu():
+    from fastcourse.train import devices, precision
+
+    assert devices.has_gpu is precision.has_gpu

@@ -4,7 +4,8 @@
   can do (fastcourse.train.precision.resolve_precision): mixed_float16 on a GPU, mixed_bfloat16
   on a CPU with AMX or AVX-512 BF16, float32 elsewhere. A forced mixed_bfloat16 on a CPU
   without native bf16 is honoured with a warning (emulated bf16 was 4x slower); a forced
-  mixed_float16 without a GPU trains in float32. Models keep float32 outputs (`float32_outputs`).
+  mixed_float16 without a GPU trains in float32. The policy chosen and why is printed once per
+  process (stderr). Models keep float32 outputs (`float32_outputs`).
 - `distribute`: none, mirrored (tf.distribute.MirroredStrategy: all GPUs of one machine, or
   the logical CPUs of $FASTCOURSE_VIRTUAL_CPUS for testing) or multi_worker
   (MultiWorkerMirroredStrategy, configured by the TF_CONFIG environment variable).
@@ -26,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from fastcourse.errors import UsageError
+from fastcourse.train.precision import has_gpu, resolve_precision  # noqa: F401  (has_gpu: one definition, there)
 
 _configured_virtual_cpus = False
 
@@ -45,27 +47,22 @@ def configure_virtual_cpus() -> None:
     _configured_virtual_cpus = True
 
 
-def has_gpu() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
+_announced: set[tuple[str, str]] = set()
 
 
-def apply_precision(precision: str) -> str:
+def apply_precision(precision: str, announce: bool = True) -> str:
     """Set Keras' global dtype policy; return the one actually in force.
 
-    "auto" resolves through fastcourse.train.precision.resolve_precision (mixed_float16 on a GPU,
-    mixed_bfloat16 on a CPU with AMX / AVX-512 BF16, float32 elsewhere) and says what it chose.
-    A forced mixed_bfloat16 is honoured (with a warning on a CPU without native bf16); a forced
-    mixed_float16 without a GPU trains in float32: CPUs have no fast float16 training path."""
-    from fastcourse.train.precision import resolve_precision
-
-    if precision == "mixed_float16" and not has_gpu():
-        print(f"fastcourse: precision {precision} needs a GPU; none found, training in float32", file=sys.stderr)
-        precision = "float32"
-    else:
-        requested = precision
-        precision, reason = resolve_precision(requested, gpu=has_gpu())
-        if requested == "auto":
-            print(f"fastcourse: precision {precision} ({reason})", file=sys.stderr)
+    The choice is fastcourse.train.precision.resolve_precision's (its table): "auto" is
+    mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX / AVX-512 BF16, float32 elsewhere;
+    a forced mixed_float16 without a GPU trains in float32. With `announce`, one line says what
+    was chosen and why, once per process for each (requested, chosen) pair: an ensemble's
+    members do not repeat it."""
+    requested = precision
+    precision, reason = resolve_precision(requested, gpu=has_gpu())
+    if announce and (requested, precision) not in _announced:
+        _announced.add((requested, precision))
+        print(f"fastcourse: precision {precision} ({reason})", file=sys.stderr, flush=True)
     keras.mixed_precision.set_global_policy(precision)
     return precision
 
