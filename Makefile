@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test test-fast test-slow lint docs bench bench-gpu clean
+.PHONY: install run test test-fast test-slow lint docs bench bench-gpu notebooks notebooks-clean lab clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,6 +48,22 @@ bench: $(STAMP)
 # on a machine without a GPU it prints one line and succeeds.
 bench-gpu: $(STAMP)
 	$(BIN)/fastcourse bench --gpu
+
+# Execute every notebook and save it, in small mode (a few hundred images, minutes in all);
+# `make notebooks FULL=1` runs the whole lessons, as the committed copies were saved;
+# `NB=notebooks/lesson3.ipynb` picks one. Outputs are cleaned of TensorFlow noise and machine
+# paths (tools/notebooks.py).
+NB ?= notebooks/*.ipynb
+notebooks: $(STAMP)
+	$(BIN)/python tools/notebooks.py run $(if $(FULL),--full) $(wildcard $(NB))
+
+# The cleaning step alone (pre-commit runs `python tools/notebooks.py check`).
+notebooks-clean: $(STAMP)
+	$(BIN)/python tools/notebooks.py clean
+
+# JupyterLab on the notebooks (the [notebooks] extra; `make install` includes it).
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
