@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from fastcourse.config import ExperimentConfig
 from fastcourse.data import augment
@@ -29,8 +29,6 @@ def finetune(
     unfreeze_epochs: int = 0, lr_mult: float = 100.0, frozen_up_to: str = "head",
 ) -> dict:
     """Fine-tune a builder (course finetune(); fastai fine_tune with freeze_epochs/unfreeze_epochs)."""
-    if min(freeze_epochs, unfreeze_epochs) < 0 or lr_mult <= 0:
-        raise UsageError("task: freeze_epochs and unfreeze_epochs must be >= 0 and lr_mult > 0")
     inputs = inputs_for(cfg)
     model = build_for(cfg, inputs)
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
@@ -38,23 +36,46 @@ def finetune(
           f"augment={cfg.augment.name} -> {run_dir}", flush=True)
     common = dict(augment=augmenter, validation=inputs.eval)
     if freeze_epochs or unfreeze_epochs:
-        groups = layer_groups(model)
-        if frozen_up_to not in groups:
-            raise UsageError(f"task.frozen_up_to={frozen_up_to!r}: {cfg.model.name} has the groups {groups}")
         parts = []
+        _, multipliers = first_phase(model, cfg.model.name, trainable, freeze_epochs, unfreeze_epochs, lr_mult,
+                                     frozen_up_to)
         if freeze_epochs:
-            set_trainable(model, groups[groups.index(frozen_up_to):])
             parts.append(fit(model, inputs.train, cfg.train, cfg.seed, epochs=freeze_epochs,
                              checkpoint_dir=checkpoint_dir(run_dir, "frozen"), **common))
+            multipliers = unfrozen_phase(model, lr_mult) if unfreeze_epochs else None
         if unfreeze_epochs:
-            set_trainable(model, "all")
             parts.append(fit(model, inputs.train, cfg.train, cfg.seed + 1, epochs=unfreeze_epochs, scale=0.5,
-                             lr_multipliers=spread_multipliers(groups, lr_mult),
-                             checkpoint_dir=checkpoint_dir(run_dir, "unfrozen"), **common))
+                             lr_multipliers=multipliers, checkpoint_dir=checkpoint_dir(run_dir, "unfrozen"),
+                             **common))
         result = FitResult.join(parts)
         extra = {"freeze_epochs": freeze_epochs, "unfreeze_epochs": unfreeze_epochs, "lr_mult": lr_mult}
     else:
-        groups = set_trainable(model, trainable)
+        groups, _ = first_phase(model, cfg.model.name, trainable, freeze_epochs, unfreeze_epochs, lr_mult,
+                                frozen_up_to)
         result = fit(model, inputs.train, cfg.train, cfg.seed, checkpoint_dir=checkpoint_dir(run_dir), **common)
         extra = {"trainable": groups}
     return write_run(run_dir, cfg, inputs, model, result, evaluate(model, inputs.eval), extra)
+
+
+def first_phase(model, model_name: str, trainable: Union[str, list[str]] = "head", freeze_epochs: int = 0,
+                unfreeze_epochs: int = 0, lr_mult: float = 100.0, frozen_up_to: str = "head",
+                ) -> tuple[list[str], Optional[dict]]:
+    """Freeze `model` as the task's first training call has it; return the trainable groups and
+    that call's learning-rate multipliers (None: one rate). `fastcourse lr-find` tests this too.
+
+    freeze_epochs: the groups from `frozen_up_to` on; only unfreeze_epochs: everything, with the
+    spread rates; neither: the course's `trainable` groups."""
+    if freeze_epochs or unfreeze_epochs:
+        groups = layer_groups(model)
+        if frozen_up_to not in groups:
+            raise UsageError(f"task.frozen_up_to={frozen_up_to!r}: {model_name} has the groups {groups}")
+        if freeze_epochs:
+            return set_trainable(model, groups[groups.index(frozen_up_to):]), None
+        return groups, unfrozen_phase(model, lr_mult)
+    return set_trainable(model, trainable), None
+
+
+def unfrozen_phase(model, lr_mult: float) -> dict[str, float]:
+    """Unfreeze everything; the rate multipliers spread from block1 (1/lr_mult) to the head (1)."""
+    set_trainable(model, "all")
+    return spread_multipliers(layer_groups(model), lr_mult)
