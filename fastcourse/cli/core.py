@@ -125,20 +125,14 @@ def preview_augment(args: argparse.Namespace) -> int:
     OUT_ARG,
 ])
 def lr_find_command(args: argparse.Namespace) -> int:
-    from fastcourse.data import augment
-    from fastcourse.run.inputs import build_for, inputs_for
-    from fastcourse.train.lr_find import lr_find
-    from fastcourse.train.trainer import seed_everything
+    # what the task trains first: the model, a features head, a frozen fine-tune (tasks/lr_find.py)
+    from fastcourse.tasks.lr_find import lr_find_for
 
     cfg = load_checked(args.config, args.overrides)
-    seed_everything(cfg.seed, cfg.train.deterministic)
-    inputs = inputs_for(cfg)
-    model = build_for(cfg, inputs)
-    augmenter = augment.build(cfg.augment.name, cfg.augment.args)
-    result = lr_find(model, inputs.train, cfg.train.batch_size, cfg.seed, augmenter, args.min_lr, args.max_lr,
-                     args.steps, cfg.train.optimizer if cfg.train.optimizer != "adamw" else "adam")
-    path = result.plot(out_folder(args.out) / "lr_find.png")
-    print(json.dumps({"suggested_lr": result.suggestion, "min_loss_lr": result.min_loss_lr, "plot": str(path)}))
+    found = lr_find_for(cfg, args.steps, args.min_lr, args.max_lr, where=args.config)
+    path = found.finder.plot(out_folder(args.out) / "lr_find.png", found.title)
+    print(json.dumps({"suggested_lr": found.finder.suggestion, "min_loss_lr": found.finder.min_loss_lr,
+                      "task": found.task, "fits": found.what, "plot": str(path)}))
     return 0
 
 
