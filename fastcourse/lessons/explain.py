@@ -59,7 +59,7 @@ def build(name: str, input_shape: Optional[Sequence[int]] = None, num_classes: O
 
 def summary(table: pd.DataFrame) -> dict[str, float]:
     """Totals, and the share of parameters and of compute in conv vs dense layers."""
-    conv = table["type"].str.startswith("Conv")
+    conv = table["type"].str.startswith(("Conv", "DepthwiseConv"))
     dense = table["type"] == "Dense"
     params, macs = table["params"].sum(), table["macs"].sum()
     return {
@@ -113,8 +113,10 @@ def _rows(model: keras.Model, prefix: str):
 def _arithmetic(layer, in_shape):
     """(shape, shape formula, params, params formula, MACs) from the layer's config; None = not modelled."""
     L = keras.layers
-    if in_shape is None or isinstance(layer, L.InputLayer):
+    if isinstance(layer, L.InputLayer):
         return None, "input", 0, "0", 0
+    if in_shape is None:  # a merge (Add, Multiply) of several inputs: shape and count from Keras
+        return None, "", None, "", 0
     if isinstance(layer, (L.Conv2D, L.Conv1D)) and not isinstance(layer, (L.Conv2DTranspose, L.DepthwiseConv2D)):
         nd = len(layer.kernel_size)
         spatial = in_shape[:nd]
@@ -127,6 +129,13 @@ def _arithmetic(layer, in_shape):
         params_f = f"{fsz}*{d_in}*{k}" + (f" + {k}" if layer.use_bias else "") + f" = {params:,}"
         macs = math.prod(dims) * math.prod(layer.kernel_size) * d_in * k
         return shape, _join(formulas), params, params_f, macs
+    if isinstance(layer, L.DepthwiseConv2D):  # one F*F filter per input channel (MobileNet, EfficientNet)
+        d, k = in_shape[-1], in_shape[-1] * layer.depth_multiplier
+        dims, formulas = _window(in_shape[:2], layer.kernel_size, layer.strides, layer.padding, layer.dilation_rate)
+        fsz = "*".join(str(f) for f in layer.kernel_size)
+        params = math.prod(layer.kernel_size) * k + (k if layer.use_bias else 0)
+        params_f = f"{fsz}*{k}" + (f" + {k}" if layer.use_bias else "") + f" = {params:,}"
+        return (*dims, k), _join(formulas), params, params_f, math.prod(dims) * math.prod(layer.kernel_size) * k
     if isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D, L.MaxPooling1D, L.AveragePooling1D)):
         nd = len(layer.pool_size)
         dims, formulas = _window(in_shape[:nd], layer.pool_size, layer.strides, layer.padding, (1,) * nd)
@@ -146,7 +155,8 @@ def _arithmetic(layer, in_shape):
     if isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
         return (in_shape[-1],), "channels", 0, "0", 0
     if isinstance(layer, L.BatchNormalization):
-        c = in_shape[layer.axis if isinstance(layer.axis, int) else layer.axis[0]]
+        axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+        c = in_shape[axis - 1 if axis > 0 else axis]  # in_shape has no batch axis
         learned = int(layer.center) + int(layer.scale)
         n = (learned + 2) * c
         return tuple(in_shape), "same", n, f"{learned + 2}*{c} (gamma, beta, moving mean, variance) = {n:,}", 0

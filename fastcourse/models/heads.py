@@ -17,8 +17,11 @@ def dense_head(
     """Dense head for conv features: [MaxPool] -> Flatten -> depth x FCBlock(units, BN?, dropout p) -> softmax.
 
     batchnorm=True with dropout 0.6 is the lesson's batchnorm head; dropout 0 its first head.
+    Features smaller than 2x2 are not pooled.
     """
     inputs = keras.Input(tuple(input_shape), name="features")
+    # features of 1 pixel (a 32-pixel image through a 32x-downsampling backbone) have nothing to pool
+    pool = pool and len(input_shape) == 3 and min(input_shape[:2]) >= 2
     x = layers.MaxPooling2D(2, strides=2, name="head_pool")(inputs) if pool else inputs
     x = layers.Flatten(name="head_flatten")(x)
     if batchnorm:

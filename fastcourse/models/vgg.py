@@ -13,7 +13,6 @@ With pretrained weights and another class count the 1000-way top is replaced by 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -23,10 +22,15 @@ from keras import layers, ops
 from fastcourse.errors import DataError, UsageError
 from fastcourse.models.blocks import conv_block, fc_block
 from fastcourse.models.registry import MODELS
+from fastcourse.models.surgery import CUT_POINTS
+from fastcourse.models.weights import keras_cache_file
 
 # (convs per block, filters): the course's ConvBlock calls
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+# named cut points (fastcourse.models.surgery.cut_model): the lesson splits at the last conv layer
+VGG_CUTS = {"last_conv": "block5_conv3", "last_pool": "block5_pool", "block4": "block4_conv3"}
+CUT_POINTS.update(vgg16=VGG_CUTS, vgg16_bn=VGG_CUTS)
 
 # keras.applications' files, md5-checked; cached under $KERAS_HOME/models
 WEIGHT_FILES = {
@@ -121,17 +125,7 @@ def vgg16_bn(
 def imagenet_weights_path(include_top: bool = True) -> str:
     """The keras.applications VGG16 file: from the Keras cache, else downloaded (md5-checked)."""
     fname, origin, md5 = WEIGHT_FILES[include_top]
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    cached = Path(home) / "models" / fname
-    if cached.is_file():
-        return str(cached)
-    if os.environ.get("FASTCOURSE_OFFLINE"):
-        raise DataError(f"ImageNet VGG16 weights are not in {cached} and FASTCOURSE_OFFLINE is set; "
-                        f"download {origin} there, or use weights: none")
-    try:
-        return keras.utils.get_file(fname, origin, cache_subdir="models", file_hash=md5)
-    except Exception as exc:  # network errors come in many types
-        raise DataError(f"cannot download {origin}: {exc}; put the file in {cached}") from None
+    return keras_cache_file(fname, origin, md5, "VGG16")
 
 
 def load_weights(model: keras.Model, weights: Optional[str], include_top: bool = True) -> None:
