@@ -4,7 +4,8 @@ Tiers (CONTRIBUTING.md): `make test-fast` runs `-m "not slow and not integration
 runs everything but `slow`, `make test-slow` runs `slow`. The `integration` marker is set here,
 centrally, so a test file need not say it: a test is integration when it (or a helper or fixture
 of its module) starts another process (a CLI run, a fresh interpreter, a lock holder, ruff, mypy,
-mkdocs), or when its file (INTEGRATION_FILES) runs notebooks, tf.distribute or downloads.
+mkdocs), when its file (INTEGRATION_FILES) runs notebooks, tf.distribute or downloads, or when it
+is a whole run in this process that takes seconds (END_TO_END).
 """
 
 from __future__ import annotations
@@ -59,6 +60,61 @@ INTEGRATION_FILES = {
     "test_resume.py": "kills and resumes CLI runs",
     "test_lesson3_e2e.py": "the whole lesson through the CLI",
 }
+# Whole runs in this process (a model trained and its run directory written, VGG16 at full size, a
+# benchmark case, a reproduction): seconds each, so they run in `make test`, not in the unit tier.
+# Measured with `pytest -m "not slow and not integration" --durations=80`: each took 3 s or more on
+# the loaded 2-core machine. An entry is "file::function" (every parametrization) or a full node id;
+# tests/test_tiers.py checks that each still names a test.
+END_TO_END = {
+    "test_bench.py::test_bench_ladder_case_writes_table_and_json",
+    "test_bench.py::test_time_to_accuracy_case_on_a_tiny_sample",
+    "test_bench.py::test_memory_case_on_tiny_sizes_returns_rss_figures",
+    "test_bench.py::test_features_case_compares_folder_with_memory_and_cached_heads",
+    "test_bn_stats.py::test_cnn_bn_dropout_one_epoch_recovers_inference_accuracy",
+    "test_cli.py::test_run_writes_a_complete_run_directory",
+    "test_ensemble.py::test_interrupted_ensemble_resumes_at_first_unfinished_member",
+    "test_ensemble.py::test_ensemble_model_saves_reloads_in_safe_mode_and_averages",
+    "test_every_kind.py::test_fine_tune_phases_on_an_array_dataset",
+    "test_every_kind.py::test_features_with_a_batchnorm_head_on_an_array_dataset",
+    "test_every_kind.py::test_vgg16_on_grey_digits_is_one_clear_line",
+    "test_explain.py::test_vgg16_totals_match_the_reference",
+    "test_faults.py::test_full_disk_while_checkpointing_keeps_the_last_checkpoint",
+    "test_faults.py::test_full_disk_while_writing_metrics",
+    "test_features_task.py::test_image_folder_train_vs_valid",
+    "test_features_task.py::test_logistic_on_pretrained_lenet_features",
+    "test_learner.py::test_fine_tune_and_folders",
+    "test_learner.py::test_bad_arguments_say_what_to_give",
+    "test_learner.py::test_predict_tta_lr_find_views_and_ensemble",
+    "test_learner.py::test_config_run_and_learner_give_the_same_metrics",
+    "test_learner.py::test_learner_on_a_model_and_a_plain_schedule",
+    "test_models.py::test_builder_shape_nan_and_round_trip[alexnet]",
+    "test_predict.py::test_folder_run_predicts_what_training_saved",
+    "test_predict.py::test_tta_is_the_mean_of_the_clean_and_augmented_predictions",
+    "test_predict.py::test_predict_an_array_run_end_to_end",
+    "test_predict.py::test_tta_on_a_folder_run_differs_from_clean_and_is_reproducible",
+    "test_reproduce.py::test_budget_reproduction_on_the_sample",
+    "test_reproduce.py::test_budget_without_mnist_uses_the_bundled_sample",
+    "test_reproduce.py::test_quick_reproduction_on_the_sample_resumes_and_reports",
+    "test_submission.py::test_submit_a_trained_folder_run",
+    "test_tensorboard.py::test_tiny_run_writes_scalars_rate_and_images",
+    "test_tensorboard.py::test_off_by_default",
+    "test_trainer.py::test_true_batchnorm_statistics_after_one_epoch",
+    "test_trainer.py::test_same_seed_same_numbers",
+    "test_trainer.py::test_a_few_epochs_lower_the_loss",
+    "test_vgg.py::test_fine_tune_freezes_the_body_first_then_trains_every_block",
+    "test_vgg.py::test_features_task_end_to_end",
+    "test_vgg.py::test_vgg16_matches_keras_applications_with_the_same_weights",
+    "test_vgg.py::test_features_cache_reuse_and_invalidation_and_augmented_passes",
+    "test_vgg.py::test_head_back_on_conv_part_predicts_the_same",
+    "test_vgg.py::test_interrupted_precomputation_resumes_at_the_last_chunk",
+    "test_vgg.py::test_conv_part_at_other_sizes_bn_variant_and_safe_reload",
+    "test_vgg.py::test_discriminative_rates_scale_adam_updates_per_block",
+    "test_vgg.py::test_feature_source_streams_from_disk_in_batches",
+    "test_vgg.py::test_imagenet_weights_come_from_the_keras_cache_or_fail_clearly",
+    "test_views.py::test_views_of_an_array_run",
+    "test_views.py::test_views_from_a_predictions_csv_match_views_that_predict",
+    "test_views.py::test_views_of_a_folder_run_on_its_own_valid_split",
+}
 # Names whose use means "another process" (looked up in a test's code, its module's helpers and fixtures).
 PROCESS_NAMES = {"subprocess", "Popen", "multiprocessing"}
 
@@ -94,7 +150,10 @@ def pytest_collection_modifyitems(config, items):
         if not isinstance(item, pytest.Function):
             continue
         filename = item.path.name
-        if filename in INTEGRATION_FILES:
+        if (
+            filename in INTEGRATION_FILES
+            or {f"{filename}::{item.originalname}", f"{filename}::{item.name}"} & END_TO_END
+        ):
             item.add_marker(pytest.mark.integration)
             continue
         module = item.module
