@@ -12,6 +12,7 @@ from fastcourse.run import ensemble
 from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.data import DATASETS
 from fastcourse.errors import RunError, UsageError
+from fastcourse.tasks import TASKS
 from fastcourse.tasks.runner import run_experiment
 from fastcourse.models import build_model
 from fastcourse.models.ensemble import average_members
@@ -56,15 +57,22 @@ def test_vote_is_not_the_mean_and_ties_go_to_the_more_confident_class():
 def test_summary_spread_and_gain():
     probs = np.array([[[0.9, 0.1], [0.4, 0.6]], [[0.6, 0.4], [0.7, 0.3]], [[0.2, 0.8], [0.45, 0.55]]])
     y = np.array([0, 1])
-    members = [{"test_accuracy": ensemble.accuracy(p, y), "test_loss": ensemble.cross_entropy(p, y), "seed": s}
-               for s, p in enumerate(probs)]
-    s = ensemble.summarize(probs, y, members)
-    accs = np.array([m["test_accuracy"] for m in members])
+    members = [{"eval_split": "valid", "eval_accuracy": ensemble.accuracy(p, y),
+                "eval_loss": ensemble.cross_entropy(p, y), "seed": s} for s, p in enumerate(probs)]
+    s = ensemble.summarize(probs, y, members, "valid")
+    accs = np.array([m["eval_accuracy"] for m in members])
     assert s["member_accuracy"]["mean"] == pytest.approx(accs.mean())
     assert s["member_accuracy"]["std"] == pytest.approx(accs.std(ddof=1))
-    assert s["rules"]["mean"]["test_accuracy"] == pytest.approx(ensemble.accuracy(probs.mean(0), y))
-    assert s["rules"]["vote"]["test_loss"] is None
-    assert s["gain_over_member_mean"] == pytest.approx(s["rules"]["mean"]["test_accuracy"] - accs.mean())
+    assert s["rules"]["mean"]["eval_accuracy"] == pytest.approx(ensemble.accuracy(probs.mean(0), y))
+    assert s["rules"]["vote"]["eval_loss"] is None
+    assert s["gain_over_member_mean"] == pytest.approx(s["rules"]["mean"]["eval_accuracy"] - accs.mean())
+    # every entry names its split, and keeps the 0.1.0 names as aliases
+    for entry in [*s["members"], *s["rules"].values()]:
+        assert entry["eval_split"] == entry["test_split"] == "valid"
+        assert entry["test_accuracy"] == entry["eval_accuracy"]
+    # members written by fastcourse 0.1.0 (test_* keys only) summarise the same
+    old = [{"test_split": "valid", "test_accuracy": m["eval_accuracy"], "test_loss": m["eval_loss"]} for m in members]
+    assert ensemble.summarize(probs, y, old, "valid")["member_accuracy"] == s["member_accuracy"]
 
 def test_ensemble_model_saves_reloads_in_safe_mode_and_averages(tmp_path, rng):
     members = [build_model("cnn_bn_dropout", (28, 28, 1), 10, 33.0, 78.0, filters=(4, 8), dense=16)
@@ -129,14 +137,21 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
     probs = np.stack([np.load(ensemble.member_dir(run_dir, i) / "eval_probs.npy") for i in range(2)])
     y = DATASETS.get("mnist_sample")().y_test[:64]
     assert [m["seed"] for m in metrics["members"]] == [1, 2]
-    accs = [json.loads((ensemble.member_dir(run_dir, i) / "metrics.json").read_text())["test_accuracy"]
-            for i in range(2)]
-    assert [m["test_accuracy"] for m in metrics["members"]] == accs
+    member_metrics = [json.loads((ensemble.member_dir(run_dir, i) / "metrics.json").read_text()) for i in range(2)]
+    accs = [m["eval_accuracy"] for m in member_metrics]
+    assert [m["eval_accuracy"] for m in metrics["members"]] == accs
     assert metrics["member_accuracy"]["mean"] == pytest.approx(np.mean(accs))
     for rule in ensemble.RULES:
-        assert metrics["rules"][rule]["test_accuracy"] == pytest.approx(
+        assert metrics["rules"][rule]["eval_accuracy"] == pytest.approx(
             ensemble.accuracy(ensemble.combine(probs, rule), y))
-    assert metrics["test_accuracy"] == metrics["rules"]["mean"]["test_accuracy"]
+    assert metrics["eval_accuracy"] == metrics["rules"]["mean"]["eval_accuracy"]
+    assert metrics["eval_split"] == "test" and metrics["test_accuracy"] == metrics["eval_accuracy"]  # the alias
+    # wall time: each member's over both sessions (member 1 was interrupted), the ensemble's over all
+    walls = [m["wall_seconds"] for m in member_metrics]
+    assert [m["wall_seconds"] for m in metrics["members"]] == walls
+    assert all(w >= m["train_seconds"] > 0 for w, m in zip(walls, member_metrics))
+    assert metrics["wall_seconds"] > sum(walls)
+    assert not list(run_dir.rglob("wall.json"))  # the sessions' running totals are dropped once recorded
     # the one-model ensemble reloads safely and predicts what the mean rule computes
     assert metrics["keras_model"]["max_abs_diff_from_mean_rule"] < 1e-5
     reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
@@ -174,7 +189,7 @@ def test_parallel_workers_train_and_save_members(tiny_config, tmp_path):
     """The one-process-per-GPU path, exercised on CPU (each worker is told a GPU id it ignores)."""
     cfg = _ensemble_config(tiny_config, parallel=True)
     run_dir = tmp_path / "ens"
-    ensemble._train_parallel(cfg, ensemble.member_seeds(cfg), [0, 1], run_dir, gpus=2)
+    ensemble._train_parallel(cfg, TASKS.get("train"), ensemble.member_seeds(cfg), [0, 1], run_dir, gpus=2)
     assert all(ensemble.is_finished(ensemble.member_dir(run_dir, i)) for i in (0, 1))
     ensemble.finish_ensemble(cfg, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())

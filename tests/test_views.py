@@ -180,7 +180,7 @@ def test_views_of_a_folder_run_on_its_own_valid_split(tmp_path):
     _check_pngs(out, VIEW_PNGS + ["augmented"])  # the run has augment: dogscats
     summary = json.loads((out / "views.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
-    assert summary["split"] == "valid" and summary["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert summary["split"] == "valid" and summary["accuracy"] == pytest.approx(metrics["eval_accuracy"])
     assert np.sum(summary["confusion_matrix"]) == 10
     assert all(f.startswith("valid/") for f in summary["shown"]["most_uncertain"])
     # the labelled folder itself gives the same views

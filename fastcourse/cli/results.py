@@ -177,10 +177,9 @@ def views(args: argparse.Namespace) -> int:
         shown = (name, image)
     summary = write_views(preds.folder, preds.filenames, preds.labels, preds.probs, preds.class_names, out,
                           n=args.n, seed=args.seed, augment=augmenter, augment_image=shown,
-                          uncertainty_by=args.uncertainty, display=preds.display_image)
-    summary["split"] = preds.split
+                          uncertainty_by=args.uncertainty, display=preds.display_image, split=preds.split)
     json_path = io.write_json(out / "views.json", summary)
-    print(f"accuracy {summary['accuracy']:.4f} on {len(preds.filenames)} images")
+    print(f"{preds.split + ' ' if preds.split else ''}accuracy {summary['accuracy']:.4f} on {len(preds.filenames)} images")
     for path in [*summary["files"].values(), json_path]:
         print(path)
     if augmenter is None:

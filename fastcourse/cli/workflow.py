@@ -42,7 +42,7 @@ def runs(args: argparse.Namespace) -> int:
     OUT_ARG,
 ])
 def compare(args: argparse.Namespace) -> int:
-    from fastcourse.results.runs import compare_runs
+    from fastcourse.results.compare import compare_runs
 
     png, markdown = compare_runs(args.run_dirs, out_folder(args.out))
     print(markdown)

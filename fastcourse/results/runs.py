@@ -1,10 +1,17 @@
-"""`fastcourse runs [DIR]` and `fastcourse compare RUN RUN...`: what the run directories hold.
+"""`fastcourse runs [DIR]`: what the run directories hold (`fastcourse compare` is compare.py).
 
 `list_runs(root)` reads every run directory under `root` (config.yaml, metrics.json,
-history.csv, checkpoints/state.json, members/<i>/, a reproduction's reproduce.yaml) into one
-row each, newest first; `format_runs(df)` prints it. `compare_runs(dirs, out)` writes
-`out/compare.png` (learning curves of all runs) and `out/compare.md` (the config keys that
-differ, and each run's results).
+history.csv, wall.json, checkpoints/state.json, members/<i>/, a reproduction's reproduce.yaml)
+into one row each, newest first; `format_runs(df)` prints it. The columns (docs/records.md):
+
+- `split`, `accuracy`: the split the accuracy was measured on (valid for image folders, test
+  for array datasets) and the accuracy on it;
+- `minutes`: the run's wall time (metrics.json's `wall_seconds`: building, feature
+  precomputation, training, evaluation, saving; every session of a resumed run); so far, for
+  an unfinished run;
+- `images_per_s`: training images x epochs (x members) per second of that wall time;
+- `status`: running, finished, interrupted, failed, or damaged (a metrics.json that is not
+  valid JSON or lacks the evaluation).
 
 Only files are read: no TensorFlow or Keras, so listing a hundred runs takes a moment.
 """
@@ -14,23 +21,21 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import pandas as pd
 import yaml
 
-from fastcourse import io
 from fastcourse.errors import UsageError
 from fastcourse.locks import LOCK, is_held
+from fastcourse.run import records
 
-COLUMNS = ["name", "task", "model", "dataset", "epochs", "test_accuracy", "minutes", "images_per_s", "status"]
-STATUSES = ("running", "finished", "interrupted", "failed")
-COMPARE_PNG = "compare.png"
-COMPARE_MD = "compare.md"
+COLUMNS = ["name", "task", "model", "dataset", "epochs", "split", "accuracy", "minutes", "images_per_s", "status"]
+STATUSES = ("running", "finished", "interrupted", "failed", "damaged")
 
 # The files fastcourse writes; kept here rather than imported from rundir / reproduce /
 # checkpoint, which pull in the config models (and through them TensorFlow).
-CONFIG, METRICS, HISTORY = "config.yaml", "metrics.json", "history.csv"
+CONFIG, METRICS, HISTORY = "config.yaml", records.METRICS, "history.csv"
 CHECKPOINTS, STATE, PLAN, REPORT = "checkpoints", "state.json", "reproduce.yaml", "report.md"
 STEP_TIME = "step_time.json"
 # Runs live at <out>/<name>-<stamp>; a few levels more allow folders of experiments without
@@ -49,27 +54,31 @@ def list_runs(root: str | os.PathLike = "runs") -> pd.DataFrame:
     """
     root = Path(root)
     if not root.is_dir():
-        raise UsageError(f"{root}: no such folder; pass the folder your runs went to (fastcourse run --out, default runs)")
+        raise UsageError(f"{root}: no such folder; pass the folder your runs went to "
+                         "(fastcourse run --out, default runs)")
     found = sorted(find_runs(root), key=lambda p: (_started(p), str(p)), reverse=True)
     rows = [describe(p, _relative(p, root)) for p in found]
     df = pd.DataFrame(rows, columns=COLUMNS, index=pd.Index([str(p) for p in found], name="path"))
     df["epochs"] = df["epochs"].astype("Int64")  # whole numbers, with gaps where unknown
-    for col in ("test_accuracy", "minutes", "images_per_s"):
+    for col in ("accuracy", "minutes", "images_per_s"):
         df[col] = df[col].astype("float64")
     df.attrs["root"] = str(root)
     return df
 
 
 def format_runs(df: pd.DataFrame) -> str:
-    """`list_runs`' table as aligned text; '-' where a value is unknown."""
+    """`list_runs`' table as aligned text; '-' where a value is unknown; then a line for each
+    damaged run saying what is wrong with its metrics.json."""
     if df.empty:
         return f"no run directories under {df.attrs.get('root', 'this folder')}"
-    formats = {"test_accuracy": "{:.4f}", "minutes": "{:.1f}", "images_per_s": "{:.0f}"}
+    formats = {"accuracy": "{:.4f}", "minutes": "{:.1f}", "images_per_s": "{:.0f}"}
     shown = df[COLUMNS].copy()
     for col in COLUMNS:
         fmt = formats.get(col, "{}")
         shown[col] = [("-" if _missing(v) else fmt.format(v)) for v in df[col]]
-    return shown.to_string(index=False)
+    notes = [f"{name}: {METRICS} is damaged ({damage(Path(path))}); its model and figures may be incomplete"
+             for path, name, status in zip(df.index, df["name"], df["status"]) if status == "damaged"]
+    return "\n".join([shown.to_string(index=False), *notes])
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -92,19 +101,11 @@ def describe(run: Path, name: Optional[str] = None) -> dict[str, Any]:
     if (run / PLAN).is_file() and not (run / CONFIG).is_file():
         return _describe_reproduction(run, name or run.name)
     cfg = _flat(_read_yaml(run / CONFIG) or {})
-    metrics = _read_json(run / METRICS) or {}
+    metrics = records.read_metrics(run / METRICS)[0] or {}
     state = _read_json(run / CHECKPOINTS / STATE) or {}
     members = _member_metrics(run)
     ensemble = bool(members) or (cfg.get("ensemble.members") or 0) > 1
-    seconds = metrics.get("train_seconds")
-    if seconds is None and "fit_seconds" in metrics:  # sklearn_features: extraction and the fit
-        seconds = (metrics.get("extract_seconds") or 0.0) + metrics["fit_seconds"]
-    if seconds is None and not metrics:  # unfinished: the checkpointed epochs' time
-        seconds = sum(state.get("epoch_seconds") or []) + sum(m.get("train_seconds") or 0.0 for m in members) or None
-    speed = metrics.get("images_per_second")
-    if speed is None and members:
-        speeds = [m["images_per_second"] for m in members if m.get("images_per_second")]
-        speed = sum(speeds) / len(speeds) if speeds else None
+    seconds = run_seconds(run, metrics, state, members)
     epochs = metrics.get("epochs") if metrics else state.get("epoch")
     return {
         "name": name or run.name,
@@ -112,16 +113,46 @@ def describe(run: Path, name: Optional[str] = None) -> dict[str, Any]:
         "model": metrics.get("model") or cfg.get("model.name"),
         "dataset": metrics.get("dataset") or cfg.get("data.name"),
         "epochs": epochs,
-        "test_accuracy": metrics.get("test_accuracy"),
+        "split": records.eval_split(metrics) if metrics else None,
+        "accuracy": records.eval_accuracy(metrics) if metrics else None,
         "minutes": None if seconds is None else seconds / 60.0,
-        "images_per_s": speed,
+        "images_per_s": _rate(metrics, members, seconds) if metrics else None,
         "status": run_status(run),
     }
 
 
+def run_seconds(run: Path, metrics: dict, state: dict, members: list[dict]) -> Optional[float]:
+    """The run's wall time: metrics.json's `wall_seconds`; for an unfinished run the time so far
+    (wall.json, else its checkpointed epochs and finished members); for a run written before
+    fastcourse recorded wall time, its training time (plus extraction for sklearn_features)."""
+    if metrics:
+        if _number(metrics.get("wall_seconds")):
+            return float(metrics["wall_seconds"])
+        if "fit_seconds" in metrics:  # sklearn_features: extraction and the fit
+            return (metrics.get("extract_seconds") or 0.0) + metrics["fit_seconds"]
+        return metrics.get("train_seconds")
+    so_far = (_read_json(run / records.WALL) or {}).get("seconds")
+    if _number(so_far):
+        return float(so_far)
+    total = sum(state.get("epoch_seconds") or []) + sum(
+        m.get("wall_seconds") or m.get("train_seconds") or 0.0 for m in members)
+    return total or None
+
+
+def _rate(metrics: dict, members: list[dict], seconds: Optional[float]) -> Optional[float]:
+    """Training images x epochs (x members) per second of the run's wall time: the end-to-end rate
+    (metrics.json's `images_per_second` is the trainer's own, over its later epochs only)."""
+    images, epochs = metrics.get("train_images"), metrics.get("epochs") or 1  # sklearn: one pass
+    if not (_number(images) and _number(epochs) and _number(seconds)) or seconds <= 0:
+        return None
+    return images * epochs * max(1, int(metrics.get("ensemble_members") or len(members) or 1)) / seconds
+
+
 def run_status(run: Path) -> str:
-    """running (its lock is held), finished (metrics.json / report.md), interrupted
-    (checkpoints or finished members or steps to continue from), or failed (nothing to resume)."""
+    """running (its lock is held), finished (a sound metrics.json / report.md), damaged (a
+    metrics.json that is not valid JSON or lacks the evaluation: see records.read_metrics),
+    interrupted (checkpoints or finished members or steps to continue from), or failed
+    (nothing to resume)."""
     if (run / PLAN).is_file() and not (run / CONFIG).is_file():
         steps = [p for p in sorted(run.iterdir()) if p.is_dir() and (p / CONFIG).is_file()]
         if any(_lock_held(s) for s in steps):
@@ -131,24 +162,33 @@ def run_status(run: Path) -> str:
         return "interrupted" if any(run_status(s) in ("finished", "interrupted") for s in steps) else "failed"
     if _lock_held(run):
         return "running"
-    if (run / METRICS).is_file():
+    metrics, problem = records.read_metrics(run / METRICS)
+    if problem is not None:
+        return "damaged"
+    if metrics is not None:
         return "finished"
     if any((run / CHECKPOINTS).rglob(STATE)) or _member_metrics(run):
         return "interrupted"
     return "failed"
 
 
+def damage(run: Path) -> Optional[str]:
+    """Why the run's metrics.json is damaged, or None."""
+    return records.read_metrics(run / METRICS)[1]
+
+
 def _describe_reproduction(run: Path, name: str) -> dict[str, Any]:
     plan = _read_yaml(run / PLAN) or {}
     steps = [run / s for s in plan.get("steps") or []]
-    accuracies = [m["test_accuracy"] for m in map(_read_json, (s / METRICS for s in steps))
-                  if m and m.get("test_accuracy") is not None]
+    results = [m for m in (records.read_metrics(s / METRICS)[0] for s in steps) if m]
+    best = max(results, key=records.eval_accuracy, default=None)
     times = [t["seconds"] for t in map(_read_json, (s / STEP_TIME for s in steps)) if t and "seconds" in t]
     return {
         "name": name, "task": "reproduce", "model": f"{len(steps)} steps" if steps else None,
         "dataset": plan.get("data_name") or plan.get("dataset"), "epochs": None,
         # the best step's: the headline number of a reproduction (report.md has them all)
-        "test_accuracy": max(accuracies) if accuracies else None,
+        "split": None if best is None else records.eval_split(best),
+        "accuracy": None if best is None else records.eval_accuracy(best),
         "minutes": sum(times) / 60.0 if times else None, "images_per_s": None,
         "status": run_status(run),
     }
@@ -177,131 +217,7 @@ def _started(run: Path) -> float:
     return 0.0
 
 
-# --- comparing -------------------------------------------------------------------------
-
-def compare_runs(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, str]:
-    """Write `out/compare.png` (loss and accuracy per epoch, train solid and validation dashed,
-    one colour per run) and `out/compare.md` (results, and the config keys that differ).
-
-    Returns the PNG's path and the markdown text. Each run must be a run directory
-    (config.yaml); a reproduction is compared through its step folders.
-    """
-    runs = [_check_run(Path(r)) for r in run_dirs]
-    if len(runs) < 2:
-        raise UsageError("compare: give at least two run directories (see `fastcourse runs` for their names)")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder; pass a folder for compare.png and compare.md")
-    labels = _labels(runs)
-    histories = {label: load_history(run) for label, run in zip(labels, runs)}
-    png = plot_curves(histories, out / COMPARE_PNG)
-    text = compare_markdown(runs, labels)
-    io.write_text(out / COMPARE_MD, text)
-    return png, text
-
-
-def load_history(run: Path) -> pd.DataFrame:
-    """Per-epoch metrics: history.csv, or for an unfinished run its checkpoint's history so far."""
-    if (run / HISTORY).is_file():
-        try:
-            return pd.read_csv(run / HISTORY)
-        except (OSError, ValueError, pd.errors.ParserError):
-            return pd.DataFrame()
-    state = _read_json(run / CHECKPOINTS / STATE) or {}
-    history = state.get("history") or {}
-    try:
-        return pd.DataFrame(history)
-    except ValueError:  # columns of unequal length: a state from another writer
-        return pd.DataFrame()
-
-
-def plot_curves(histories: dict[str, pd.DataFrame], path: Path) -> Path:
-    """All runs on one figure: a loss panel and an accuracy panel."""
-    import matplotlib
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    # A bare Figure: no pyplot state, and no backend switch in a notebook that imports this.
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2)
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, hist) in enumerate(histories.items()):
-        color = colors[i % len(colors)]
-        epochs = hist["epoch"] if "epoch" in hist else pd.Series(range(1, len(hist) + 1))
-        for ax, metric in zip(axes, ("loss", "accuracy")):
-            for key, style, suffix in ((metric, "-", "train"), (f"val_{metric}", "--", "validation")):
-                if key in hist and hist[key].notna().any():
-                    ax.plot(epochs, hist[key], style, color=color, marker="o", ms=3, label=f"{label} ({suffix})")
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5, 0.5, f"no {metric} history", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle("learning curves: " + ", ".join(histories))
-    return io.save_figure(fig, path)
-
-
-def config_differences(configs: list[dict]) -> dict[str, list]:
-    """{dotted key: the value in each config} for the keys not the same in every config."""
-    flat = [_flat(c) for c in configs]
-    keys = dict.fromkeys(k for f in flat for k in f)
-    diffs = {}
-    for key in keys:
-        values = [f.get(key, _ABSENT) for f in flat]
-        if any(v != values[0] for v in values[1:]):
-            diffs[key] = values
-    return diffs
-
-
-def compare_markdown(runs: list[Path], labels: list[str]) -> str:
-    """The results of each run and the table of config differences, as markdown."""
-    results = [["run", "status", "test accuracy", "epochs", "minutes"]]
-    for label, run in zip(labels, runs):
-        row = describe(run, label)
-        results.append([label, row["status"], _fmt(row["test_accuracy"], "{:.4f}"), _fmt(row["epochs"], "{}"),
-                        _fmt(row["minutes"], "{:.1f}")])
-    diffs = config_differences([_read_yaml(r / CONFIG) or {} for r in runs])
-    lines = ["# Comparison", "", _table(results), "", "## Config differences", ""]
-    if not diffs:
-        lines.append("The runs' configs are the same.")
-    else:
-        cells = [["key", *labels]] + [[key, *map(_value, values)] for key, values in diffs.items()]
-        lines.append(_table(cells))
-    lines += ["", f"![learning curves]({COMPARE_PNG})", ""]
-    return "\n".join(lines)
-
-
-def _check_run(run: Path) -> Path:
-    if not run.is_dir():
-        raise UsageError(f"{run}: no such run directory; pass folders listed by `fastcourse runs`")
-    if not (run / CONFIG).is_file():
-        hint = "a reproduction: compare its step folders" if (run / PLAN).is_file() else "not a run directory"
-        raise UsageError(f"{run}: no {CONFIG} ({hint}); pass folders listed by `fastcourse runs`")
-    return run
-
-
-def _labels(runs: list[Path]) -> list[str]:
-    """Short names that tell the runs apart: the folder name, with parents where they clash."""
-    for depth in range(1, max(len(r.resolve().parts) for r in runs) + 1):
-        labels = ["/".join(r.resolve().parts[-depth:]) for r in runs]
-        if len(set(labels)) == len(labels):
-            return labels
-    return [f"{i + 1}: {r}" for i, r in enumerate(runs)]  # the same folder given twice
-
-
 # --- small helpers ---------------------------------------------------------------------
-
-class _Absent:
-    def __repr__(self) -> str:
-        return "(absent)"
-
-
-_ABSENT = _Absent()
-
 
 def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
     """{"train": {"epochs": 3}} -> {"train.epochs": 3}; lists stay values."""
@@ -337,26 +253,13 @@ def _relative(path: Path, root: Path) -> str:
     return str(rel) if rel.parts else path.resolve().name
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _fmt(value: Any, fmt: str) -> str:
     return "-" if _missing(value) else fmt.format(value)
-
-
-def _value(value: Any) -> str:
-    """A config value as it reads in YAML flow style: 0.001, [[1, 0.001]], null."""
-    if value is _ABSENT:
-        return "(absent)"
-    if isinstance(value, str):
-        return value
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
-
-
-def _table(rows: list[list[str]]) -> str:
-    """A markdown table; the first row is the header. Pipes in cells are escaped."""
-    esc = [[str(c).replace("|", r"\|").replace("\n", " ") for c in row] for row in rows]
-    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "|".join("---" for _ in esc[0]) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
-    return "\n".join(lines)

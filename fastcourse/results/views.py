@@ -158,10 +158,11 @@ def write_views(
     folder: str | Path, filenames: Sequence[str], labels: np.ndarray, probs: np.ndarray,
     class_names: Sequence[str], out_dir: str | Path, n: int = 4, seed: int = 0,
     augment: Optional[Callable] = None, augment_image: Optional[tuple[str, np.ndarray]] = None,
-    uncertainty_by: str = "auto", display: Optional[Callable[[int], np.ndarray]] = None,
+    uncertainty_by: str = "auto", display: Optional[Callable[[int], np.ndarray]] = None, split: str = "",
 ) -> dict:
     """Draw every view into `out_dir`; return the accuracy, the confusion matrix, the file names
     each view shows and the PNG paths. `augment_image` is (name, image as the model sees it).
+    `split` ("valid", "test", a folder's name) is named in every title.
 
     Images are read from `folder / filenames[i]`, or, with `display(i)`, come from it (an array
     dataset's rows: `filenames` are then only their names)."""
@@ -194,17 +195,19 @@ def write_views(
         "most_confident_incorrect": [most_confident_incorrect(labels, probs, c, n) for c in range(len(class_names))],
     }
     written: dict[str, Path] = {}
+    on = f" ({split})" if split else ""
     titles = {"random_correct": "random correct", "random_incorrect": "random incorrect (true as predicted)",
               "most_uncertain": "most uncertain"}
     for view, idx in picks.items():
-        written[view] = plot_grid([cells(idx)], out_dir / f"{view}.png", titles[view])
+        written[view] = plot_grid([cells(idx)], out_dir / f"{view}.png", titles[view] + on)
     for view, rows in per_class.items():
         written[view] = plot_grid([cells(idx) for idx in rows], out_dir / f"{view}.png",
-                                  view.replace("_", " ") + " per class", row_labels=list(class_names))
+                                  view.replace("_", " ") + " per class" + on, row_labels=list(class_names))
     cm = report.confusion_matrix(labels, probs.argmax(1), len(class_names))
     accuracy = float(np.trace(cm) / max(1, cm.sum()))
     written["confusion_matrix"] = report.plot_confusion_matrix(
-        cm, class_names, out_dir / "confusion_matrix.png", f"accuracy {accuracy:.4f} on {len(labels)} images")
+        cm, class_names, out_dir / "confusion_matrix.png",
+        f"{split + ' ' if split else ''}accuracy {accuracy:.4f} on {len(labels)} images")
     if augment is not None and augment_image is not None:
         from fastcourse.data.augment import preview
 
@@ -214,5 +217,5 @@ def write_views(
     shown = {view: [filenames[i] for i in idx] for view, idx in picks.items()}
     for view, rows in per_class.items():
         shown[view] = {class_names[c]: [filenames[i] for i in idx] for c, idx in enumerate(rows)}
-    return {"accuracy": accuracy, "confusion_matrix": cm.tolist(), "shown": shown,
+    return {"split": split, "accuracy": accuracy, "confusion_matrix": cm.tolist(), "shown": shown,
             "files": {k: str(v) for k, v in written.items()}}

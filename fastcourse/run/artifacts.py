@@ -1,13 +1,14 @@
 """What every run leaves in its directory, whatever the task, each file written atomically:
 
     model.keras            loads with keras.saving.load_model(path, safe_mode=True)
-    metrics.json           evaluation loss/accuracy (on `test` for arrays, `valid` for folders),
-                           timings, images/s, seed, classes, versions, the task's extras
+    metrics.json           the evaluation (`eval_split`: test for arrays, valid for folders;
+                           `eval_accuracy`, `eval_loss`), timings (`wall_seconds` for the whole
+                           run), images/s, seed, classes, versions, the task's extras (records.py)
     history.csv            per-epoch values of every training call, joined
     eval_probs.npy         class probabilities on the evaluation split (ensembles combine these)
     eval_labels.npy        its labels
     eval_predictions.csv   the same with file names (image folders)
-    learning_curves.png, confusion_matrix.png
+    learning_curves.png, confusion_matrix.png   (both name the evaluation split)
 
 `load_model` is the one way fastcourse reads a .keras file: safe mode, with fastcourse's own
 registered classes imported first.
@@ -23,16 +24,15 @@ import numpy as np
 
 from fastcourse import io
 from fastcourse.errors import UsageError
-from fastcourse.run import plots
-
-PROBS = "eval_probs.npy"
-LABELS = "eval_labels.npy"
+from fastcourse.run import plots, records
+from fastcourse.run.records import LABELS, PROBS
 
 
 def register_custom_objects() -> None:
     """Import every module that defines a registered Keras class (layers, schedules,
     optimizers), so that safe-mode loading finds them."""
     import fastcourse.data.augment  # noqa: F401  RandomAffine
+    import fastcourse.models.applications  # noqa: F401  ImageNetPreprocess
     import fastcourse.models.blocks  # noqa: F401  Step
     import fastcourse.models.vgg  # noqa: F401  VGGPreprocess
     import fastcourse.train.optimizers  # noqa: F401  ScheduleAdapter, Multiplied*
@@ -125,20 +125,20 @@ def write_run(run_dir: Path, cfg, inputs, model, result, evaluation: dict, extra
         io.write_text(run_dir / "eval_predictions.csv", table.to_csv(index=False))
     with io.atomic_path(run_dir / LABELS, suffix=".npy") as tmp:
         np.save(tmp, labels)
-    metrics = {
-        "name": cfg.name, "task": cfg.task.name, "model": cfg.model.name, "dataset": inputs.name,
-        "data_kind": inputs.kind, "data_source": inputs.source, "classes": list(inputs.class_names),
-        "augment": cfg.augment.name, "test_split": inputs.eval_split,
-        "test_loss": evaluation["loss"], "test_accuracy": evaluation["accuracy"],
-        "epochs": len(result.epoch_seconds), "train_images": len(inputs.train), "test_images": len(inputs.eval),
-        "train_seconds": result.train_seconds, "images_per_second": result.images_per_second,
-        "epoch_seconds": result.epoch_seconds, "params": int(model.count_params()), "seed": cfg.seed,
-        "replicas": replicas(), "versions": versions(), **result.extra, **(extra or {}),
-    }
+    metrics = records.run_metrics(
+        name=cfg.name, task=cfg.task.name, model=cfg.model.name, dataset=inputs.name, data_kind=inputs.kind,
+        data_source=inputs.source, classes=list(inputs.class_names), augment=cfg.augment.name,
+        split=inputs.eval_split, accuracy=evaluation["accuracy"], loss=evaluation["loss"],
+        eval_images=len(inputs.eval), train_images=len(inputs.train), epochs=len(result.epoch_seconds),
+        train_seconds=result.train_seconds, params=int(model.count_params()), seed=cfg.seed, versions=versions(),
+        images_per_second=result.images_per_second, epoch_seconds=result.epoch_seconds, replicas=replicas(),
+        **{**result.extra, **(extra or {})},
+    )
     if before is not None:
         metrics["accuracy_before_bn_recalibration"] = before
     if result.history:
-        plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name} ({inputs.name})")
+        plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name} ({inputs.name})",
+                                   split=inputs.eval_split)
     cm = plots.confusion_matrix(labels, probs.argmax(1), inputs.num_classes)
     plots.plot_confusion_matrix(cm, inputs.class_names, run_dir / "confusion_matrix.png",
                                 f"{cfg.name}: {inputs.eval_split} accuracy {evaluation['accuracy']:.4f}")

@@ -13,26 +13,31 @@ its last completed epoch (members/<i>/checkpoints/, dropped once the member is s
 Any task can be an ensemble: the lesson's 5 batchnorm heads on cached features share one
 feature cache.
 
-When every member is done, the ensemble is combined from the saved test predictions by three
-rules (arithmetic mean, geometric mean, majority vote), and built as ONE Keras model (shared
-input, outputs averaged: models/ensemble.py) saved as <run_dir>/model.keras. metrics.json holds
-each member's test accuracy and loss, their mean and spread, and the ensemble's per rule.
+When every member is done, the ensemble is combined from the members' saved predictions on the
+evaluation split (test for arrays, valid for folders) by three rules (arithmetic mean, geometric
+mean, majority vote), and built as ONE Keras model (shared input, outputs averaged:
+models/ensemble.py) saved as <run_dir>/model.keras. metrics.json holds each member's accuracy
+and loss on that split (`eval_accuracy`, `eval_loss`), their mean and spread, the ensemble's per
+rule, and the wall time of the whole ensemble (`wall_seconds`; each member's own is in its
+metrics.json).
 """
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from fastcourse import io
-from fastcourse.run import rundir
-from fastcourse.config import ExperimentConfig, load_config
+from fastcourse.config import ExperimentConfig
 from fastcourse.errors import RunError, UsageError
+from fastcourse.run import records, rundir
+from fastcourse.run.frame import timed
+from fastcourse.run.records import LABELS, PROBS
 
 RULES = ("mean", "geometric", "vote")
-PROBS_FILE = "eval_probs.npy"  # written last by every task (run/artifacts.py)
 EPS = 1e-7  # the clipping Keras' cross-entropy uses
 
 
@@ -75,10 +80,11 @@ def cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(picked).mean())
 
 
-def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict]) -> dict:
-    """Members' test accuracy/loss with mean and spread, and the ensemble's for every rule."""
-    acc = np.array([m["test_accuracy"] for m in member_metrics], dtype=np.float64)
-    loss = np.array([m["test_loss"] for m in member_metrics], dtype=np.float64)
+def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict], split: str = "test") -> dict:
+    """Members' accuracy/loss on the evaluation split `split`, with mean and spread, and the
+    ensemble's for every rule (metrics.json's evaluation keys, records.evaluation)."""
+    acc = np.array([records.eval_accuracy(m) for m in member_metrics], dtype=np.float64)
+    loss = np.array([records.eval_loss(m) for m in member_metrics], dtype=np.float64)
 
     def spread(v):
         return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
@@ -88,18 +94,19 @@ def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict
     for rule in RULES:
         scores = combine(member_probs, rule)
         # vote fractions are no probabilities: a vote has no meaningful cross-entropy
-        rules[rule] = {"test_accuracy": accuracy(scores, y),
-                       "test_loss": None if rule == "vote" else cross_entropy(scores, y)}
+        rules[rule] = records.evaluation(split, accuracy(scores, y),
+                                         None if rule == "vote" else cross_entropy(scores, y))
     best_member = float(acc.max())
     return {
-        "members": [{"index": i, "seed": m.get("seed"), "test_accuracy": m["test_accuracy"],
-                     "test_loss": m["test_loss"], "epochs": m.get("epochs"),
-                     "train_seconds": m.get("train_seconds")} for i, m in enumerate(member_metrics)],
+        "members": [{"index": i, "seed": m.get("seed"), **records.evaluation(split, a, lo),
+                     "epochs": m.get("epochs"), "train_seconds": m.get("train_seconds"),
+                     "wall_seconds": m.get("wall_seconds")}
+                    for i, (m, a, lo) in enumerate(zip(member_metrics, acc, loss))],
         "member_accuracy": spread(acc),
         "member_loss": spread(loss),
         "rules": rules,
-        "gain_over_member_mean": rules["mean"]["test_accuracy"] - float(acc.mean()),
-        "gain_over_best_member": rules["mean"]["test_accuracy"] - best_member,
+        "gain_over_member_mean": rules["mean"]["eval_accuracy"] - float(acc.mean()),
+        "gain_over_best_member": rules["mean"]["eval_accuracy"] - best_member,
     }
 
 
@@ -120,17 +127,21 @@ def member_dir(run_dir: Path, index: int) -> Path:
 
 
 def is_finished(mdir: Path) -> bool:
-    return (mdir / PROBS_FILE).is_file() and (mdir / "metrics.json").is_file()
+    return (mdir / PROBS).is_file() and (mdir / records.METRICS).is_file()
 
 
-def train_member(cfg: ExperimentConfig, task, mdir: Path) -> dict:
+def train_member(cfg: ExperimentConfig, task, mdir: Path, data_seed: Optional[int] = None) -> dict:
     """Run the task for one member into `mdir`, like a run of its own: seeded, in the precision and
-    distribution scope, checkpointed under `mdir/checkpoints/` (dropped once the member is saved)."""
+    distribution scope, checkpointed under `mdir/checkpoints/` (dropped once the member is saved),
+    its wall time in its metrics.json. `data_seed` (the ensemble's seed) draws the data limits,
+    so that every member sees the same images."""
     from fastcourse.run.frame import run_task
+    from fastcourse.run.inputs import limits_seeded
 
     mdir.mkdir(parents=True, exist_ok=True)
     io.write_text(mdir / "config.yaml", cfg.to_yaml())
-    metrics = run_task(cfg, task, mdir)
+    with limits_seeded(cfg.seed if data_seed is None else data_seed):
+        metrics = timed(mdir, lambda: run_task(cfg, task, mdir))
     shutil.rmtree(rundir.checkpoint_dir(mdir), ignore_errors=True)
     return metrics
 
@@ -146,8 +157,12 @@ def run_ensemble(cfg: ExperimentConfig, task, run_dir: str | Path) -> Path:
             rundir.check_same_config(run_dir, cfg)  # never mix members of another config
         else:
             io.write_text(run_dir / rundir.CONFIG, cfg.to_yaml())
-        _train_missing(cfg, task, run_dir)
-        return finish_ensemble(cfg, run_dir)
+
+        def train_and_combine() -> Path:
+            _train_missing(cfg, task, run_dir)
+            return finish_ensemble(cfg, run_dir)
+
+        return timed(run_dir, train_and_combine)  # the wall time of the whole ensemble, every session
 
 
 def _train_missing(cfg: ExperimentConfig, task, run_dir: Path) -> None:
@@ -165,19 +180,17 @@ def _train_missing(cfg: ExperimentConfig, task, run_dir: Path) -> None:
         return
     for i in pending:
         print(f"fastcourse: ensemble {cfg.name}: member {i + 1}/{n} (seed {seeds[i]})", flush=True)
-        m = train_member(member_config(cfg, i, seeds[i]), task, member_dir(run_dir, i))
-        print(f"fastcourse: member {i}: {m.get('test_split', 'test')} accuracy {m['test_accuracy']:.4f}", flush=True)
+        m = train_member(member_config(cfg, i, seeds[i]), task, member_dir(run_dir, i), data_seed=cfg.seed)
+        print(f"fastcourse: member {i}: {records.eval_split(m)} accuracy {records.eval_accuracy(m):.4f}", flush=True)
 
 
 def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     """Combine the finished members of `run_dir`: rules, the Keras model, metrics.json, plots."""
-    import json
-
     import pandas as pd
 
     from fastcourse.models.ensemble import average_members
     from fastcourse.run import plots
-    from fastcourse.run.artifacts import LABELS, load_model, versions
+    from fastcourse.run.artifacts import load_model, versions
     from fastcourse.run.inputs import inputs_for
     from fastcourse.train.trainer import predict
 
@@ -187,14 +200,15 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     if missing:
         raise RunError(f"{run_dir}: members {', '.join(missing)} are not finished; run the ensemble again "
                        "on this run directory to train them")
-    member_metrics = [json.loads((d / "metrics.json").read_text()) for d in dirs]
-    probs = np.stack([np.load(d / PROBS_FILE, allow_pickle=False) for d in dirs])
+    member_metrics = [_member_metrics(d) for d in dirs]
+    split = records.eval_split(member_metrics[0]) or "test"
+    probs = np.stack([np.load(d / PROBS, allow_pickle=False) for d in dirs])
     labels = np.load(dirs[0] / LABELS, allow_pickle=False)
     for d in dirs[1:]:
         if not np.array_equal(np.load(d / LABELS, allow_pickle=False), labels):
             raise RunError(f"{run_dir}: member {d.name} was evaluated on other images than member 0; "
                            "was the data changed between members?")
-    summary = summarize(probs, labels, member_metrics)
+    summary = summarize(probs, labels, member_metrics, split)
 
     # The ensemble as one model: saved, reloaded in safe mode, and checked against the mean rule
     # on the first evaluation images.
@@ -214,40 +228,44 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
 
     rules = summary["rules"]
     first = member_metrics[0]
-    metrics = {
-        "name": cfg.name, "task": cfg.task.name, "model": cfg.model.name, "dataset": first.get("dataset"),
-        "data_kind": first.get("data_kind"), "data_source": first.get("data_source"),
-        "classes": first.get("classes"), "augment": cfg.augment.name, "ensemble_members": n,
-        "test_split": first.get("test_split", "test"),
-        # the headline numbers are the arithmetic mean's, as the course averaged predictions
-        "test_accuracy": rules["mean"]["test_accuracy"], "test_loss": rules["mean"]["test_loss"],
+    # the headline numbers are the arithmetic mean's, as the course averaged predictions
+    metrics = records.run_metrics(
+        name=cfg.name, task=cfg.task.name, model=cfg.model.name, dataset=first.get("dataset"),
+        data_kind=first.get("data_kind"), data_source=first.get("data_source"), classes=first.get("classes") or [],
+        augment=cfg.augment.name, split=split, accuracy=rules["mean"]["eval_accuracy"],
+        loss=rules["mean"]["eval_loss"], eval_images=int(len(labels)), train_images=first.get("train_images"),
+        epochs=first.get("epochs"), train_seconds=float(sum(m.get("train_seconds", 0.0) for m in member_metrics)),
+        params=int(reloaded.count_params()), seed=cfg.seed, versions=versions(), ensemble_members=n,
         **summary,
-        "keras_model": {
-            "path": "model.keras", "checked_images": k,
-            "max_abs_diff_from_mean_rule": float(np.abs(model_probs - mean_probs[:k]).max()),
-        },
-        "epochs": first.get("epochs"), "train_images": first.get("train_images"), "test_images": int(len(labels)),
-        "train_seconds": float(sum(m.get("train_seconds", 0.0) for m in member_metrics)),
-        "params": int(reloaded.count_params()), "seed": cfg.seed, "versions": versions(),
-    }
+        keras_model={"path": "model.keras", "checked_images": k,
+                     "max_abs_diff_from_mean_rule": float(np.abs(model_probs - mean_probs[:k]).max())},
+    )
     classes = list(first.get("classes") or range(probs.shape[2]))
     plots.plot_learning_curves(mean_history.drop(columns="epoch").to_dict("list"), run_dir / "learning_curves.png",
-                               f"{cfg.name}: mean of {n} members")
+                               f"{cfg.name}: mean of {n} members", split=split)
     cm = plots.confusion_matrix(labels, mean_probs.argmax(1), probs.shape[2])
     plots.plot_confusion_matrix(cm, [str(c) for c in classes], run_dir / "confusion_matrix.png",
-                                f"{cfg.name} ({n} members): accuracy {metrics['test_accuracy']:.4f}")
-    io.write_json(run_dir / "metrics.json", metrics)
-    with io.atomic_path(run_dir / PROBS_FILE, suffix=".npy") as tmp:
+                                f"{cfg.name} ({n} members): {split} accuracy {metrics['eval_accuracy']:.4f}")
+    io.write_json(run_dir / records.METRICS, metrics)
+    with io.atomic_path(run_dir / PROBS, suffix=".npy") as tmp:
         np.save(tmp, mean_probs.astype(np.float32))
     acc = summary["member_accuracy"]
-    print(f"fastcourse: ensemble {cfg.name}: members {acc['mean']:.4f} +- {acc['std']:.4f} "
-          f"(min {acc['min']:.4f}, max {acc['max']:.4f}); ensemble mean {rules['mean']['test_accuracy']:.4f}, "
-          f"geometric {rules['geometric']['test_accuracy']:.4f}, vote {rules['vote']['test_accuracy']:.4f}",
+    print(f"fastcourse: ensemble {cfg.name}: {split} accuracy of the members {acc['mean']:.4f} +- {acc['std']:.4f} "
+          f"(min {acc['min']:.4f}, max {acc['max']:.4f}); ensemble mean {rules['mean']['eval_accuracy']:.4f}, "
+          f"geometric {rules['geometric']['eval_accuracy']:.4f}, vote {rules['vote']['eval_accuracy']:.4f}",
           flush=True)
     return run_dir
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+def _member_metrics(mdir: Path) -> dict:
+    metrics, problem = records.read_metrics(mdir / records.METRICS)
+    if metrics is None:
+        raise RunError(f"{mdir / records.METRICS}: {problem or 'missing'}; delete the folder {mdir} and run the "
+                       "ensemble again on this run directory to train that member anew")
+    return metrics
+
 
 def _model_name(name: str) -> str:
     # Keras model names: keep them simple identifiers
@@ -284,7 +302,8 @@ def _train_parallel(cfg: ExperimentConfig, task, seeds: list[int], pending: list
                                str(member_dir(run_dir, i))): i for i in pending}
         for fut in as_completed(futures):
             metrics = fut.result()
-            print(f"fastcourse: member {futures[fut]}: accuracy {metrics['test_accuracy']:.4f}", flush=True)
+            print(f"fastcourse: member {futures[fut]}: {records.eval_split(metrics)} accuracy "
+                  f"{records.eval_accuracy(metrics):.4f}", flush=True)
 
 
 def _pick_gpu(queue) -> None:
@@ -292,5 +311,5 @@ def _pick_gpu(queue) -> None:
 
 
 def _train_member_worker(cfg_dict: dict, task, index: int, seed: int, mdir: str) -> dict:
-    cfg = load_config(cfg_dict)
-    return train_member(member_config(cfg, index, seed), task, Path(mdir))
+    cfg = ExperimentConfig.model_validate(cfg_dict)  # checked once already, in the parent process
+    return train_member(member_config(cfg, index, seed), task, Path(mdir), data_seed=cfg.seed)

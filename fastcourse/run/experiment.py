@@ -1,10 +1,11 @@
 """execute(config, task) -> run directory: the frame every task runs in.
 
 Every run gets a fresh directory of its own (`<out>/<name>-<timestamp>`), locked while it runs
-(rundir.py), with config.yaml from the start and the artifacts at the end (artifacts.py). The
-task runs seeded, inside the configured precision policy and tf.distribute scope, whatever it
-is; a config with an `ensemble` section runs the task once per member (ensemble.py). An
-unfinished run (no metrics.json) continues from its checkpoints.
+(rundir.py), with config.yaml from the start and the artifacts at the end (artifacts.py), whose
+metrics.json gets the run's wall time (`wall_seconds`, every session of it). The task runs
+seeded, inside the configured precision policy and tf.distribute scope, whatever it is; a config
+with an `ensemble` section runs the task once per member (ensemble.py). An unfinished run (no
+metrics.json) continues from its checkpoints.
 
 The task registry lives one layer down (fastcourse.tasks); `fastcourse.tasks.runner` looks the
 task up and calls `execute`.
@@ -20,8 +21,7 @@ from fastcourse import io
 from fastcourse.config import ExperimentConfig
 from fastcourse.errors import RunError
 from fastcourse.run import rundir
-from fastcourse.run.frame import Task, run_task
-
+from fastcourse.run.frame import Task, run_task, timed
 
 
 def new_run_dir(out: str | Path, name: str) -> Path:
@@ -67,7 +67,7 @@ def execute(cfg: ExperimentConfig, task: Task, out: str | Path | None = None,
         if cfg.ensemble is not None and cfg.ensemble.members > 1:
             from fastcourse.run.ensemble import run_ensemble
 
-            run_ensemble(cfg, task, run_dir)
+            run_ensemble(cfg, task, run_dir)  # records its own wall time, and each member's
         else:
-            run_task(cfg, task, run_dir)
+            timed(run_dir, lambda: run_task(cfg, task, run_dir))
     return run_dir

@@ -8,8 +8,10 @@
 """
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 from fastcourse.config import ExperimentConfig
 from fastcourse.data import DATASETS, ArrayDataset
@@ -43,10 +45,29 @@ class Inputs:
                 f"{self.num_classes} classes)")
 
 
+_LIMIT_SEED: ContextVar[Optional[int]] = ContextVar("fastcourse_limit_seed", default=None)
+
+
+@contextlib.contextmanager
+def limits_seeded(seed: int) -> Iterator[None]:
+    """Inside, data limits are drawn from `seed`, not from each config's own: the members of an
+    ensemble (each with its own seed) then train and are evaluated on the same images."""
+    token = _LIMIT_SEED.set(int(seed))
+    try:
+        yield
+    finally:
+        _LIMIT_SEED.reset(token)
+
+
 def load_dataset(cfg: ExperimentConfig):
-    """The configured dataset object (ArrayDataset or FolderDataset), cut to the limits."""
+    """The configured dataset object (ArrayDataset or FolderDataset), cut to the limits: an image
+    folder's per class, drawn from the config's seed (FolderDataset.limit; an ensemble's members
+    draw from the ensemble's, see `limits_seeded`)."""
     data = DATASETS.get(cfg.data.name)(**cfg.data.args)
-    if cfg.data.train_limit or cfg.data.test_limit:
+    if isinstance(data, FolderDataset) and (cfg.data.train_limit or cfg.data.test_limit):
+        seed = _LIMIT_SEED.get()
+        data = data.limit(cfg.data.train_limit, cfg.data.test_limit, seed=cfg.seed if seed is None else seed)
+    elif cfg.data.train_limit or cfg.data.test_limit:
         data = data.limit(cfg.data.train_limit, cfg.data.test_limit)
     return data
 

@@ -13,15 +13,17 @@ import numpy as np  # noqa: E402
 from fastcourse.io import save_figure  # noqa: E402
 
 
-def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, train and validation, side by side."""
+def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path, title: str = "", *,
+                         split: str) -> Path:
+    """Loss and accuracy per epoch, side by side: the training batches (augmented, as trained on)
+    and the evaluation split `split` ("valid" or "test"), which the legend names."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
             if key in history and len(history[key]):
                 epochs = np.arange(1, len(history[key]) + 1)
                 ax.plot(epochs, history[key], style, marker="o", ms=3,
-                        label="train" if key == metric else "test (clean)")
+                        label="train" if key == metric else split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
