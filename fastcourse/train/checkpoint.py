@@ -13,12 +13,18 @@ does both, and the data stream and the per-step schedule continue from `initial_
 
 Other resumable work (ensemble members, feature chunks) can keep its own progress with
 `read_state(folder)` / `write_state(folder, dict)`: one atomic JSON commit point per folder.
+
+Under MultiWorkerMirroredStrategy (multi_worker.py) the chief writes the same files, and
+`restore` runs on every worker: the chief reads its checkpoint, then every variable (weights,
+optimizer state, seed states) and the epoch count are broadcast from it with one collective
+per dtype, so the other workers need no access to the chief's disk.
 """
 from __future__ import annotations
 
 import json
-import zipfile
 import math
+import weakref
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -79,7 +85,21 @@ def load_checkpoint(folder: str | Path) -> CheckpointState:
 
 
 def restore(model: keras.Model, folder: str | Path) -> CheckpointState:
-    """Load the last checkpoint's weights, optimizer state and seed states into a compiled model."""
+    """Load the last checkpoint's weights, optimizer state and seed states into a compiled model.
+
+    Under MultiWorkerMirroredStrategy every worker must call it: the chief's checkpoint is
+    restored everywhere (see the module's docstring)."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        state = _restore_from_chief(model, folder, strategy)
+        _BOUND[model] = (Path(folder), state)
+        return state
+    return _restore_here(model, folder)
+
+
+def _restore_here(model: keras.Model, folder: str | Path) -> CheckpointState:
     folder = Path(folder)
     state = load_checkpoint(folder)
     if not state.epoch:
@@ -87,8 +107,7 @@ def restore(model: keras.Model, folder: str | Path) -> CheckpointState:
     path = folder / str(state.model_file)
     if not path.is_file():
         raise RunError(f"{folder / STATE} names {state.model_file}, which is missing; delete {folder} to start over")
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    _build_optimizer(model)
     try:
         # weights only: nothing from the file is deserialised into code
         model.load_weights(path)
@@ -102,6 +121,72 @@ def restore(model: keras.Model, folder: str | Path) -> CheckpointState:
     for variable, value in zip(seeds, state.seed_states):
         variable.assign(np.asarray(value, dtype=variable.dtype))
     return state
+
+
+def _build_optimizer(model: keras.Model) -> None:
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
+# model -> (checkpoint folder, state) of its last multi-worker restore, for the multi-worker loop
+# (fastcourse.train.multi_worker.fit_multi_worker) when its caller does not pass the folder
+_BOUND: "weakref.WeakKeyDictionary[keras.Model, tuple[Path, CheckpointState]]" = weakref.WeakKeyDictionary()
+
+
+def take_binding(model: keras.Model) -> Optional[tuple[Path, CheckpointState]]:
+    """The folder and state of `model`'s last multi-worker `restore`, forgotten once taken."""
+    return _BOUND.pop(model, None)
+
+
+def _restore_from_chief(model: keras.Model, folder: str | Path, strategy) -> CheckpointState:
+    """Every worker: the chief (replica 0) restores from its folder, then broadcasts the epoch
+    count and, when there is a checkpoint, every variable of the model and its optimizer."""
+    import tensorflow as tf
+
+    failure: Optional[RunError] = None
+    try:
+        state = _restore_here(model, folder)  # the others' folders are their own, empty ones
+    except RunError as exc:
+        failure, state = exc, CheckpointState()
+    epoch, = broadcast_from_chief(strategy, [tf.constant(-1 if failure else state.epoch, tf.int64)])
+    epoch = int(epoch)
+    if failure is not None:
+        raise failure
+    if epoch < 0:
+        raise RunError("the chief worker could not restore its checkpoint (its output says why); "
+                       "start every worker again once it can")
+    if epoch == 0:
+        return state
+    _build_optimizer(model)
+    variables = [*model.variables, *(model.optimizer.variables if model.optimizer is not None else [])]
+    values = broadcast_from_chief(strategy, [tf.convert_to_tensor(keras.ops.convert_to_numpy(v)) for v in variables])
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+    if state.epoch != epoch:  # a worker other than the chief: it continues where the chief stopped
+        state = CheckpointState(epoch=epoch)
+    return state
+
+
+def broadcast_from_chief(strategy, tensors: list) -> list:
+    """The chief's (replica 0's) values of `tensors` on every worker: an all-reduce of the chief's
+    values and zeros elsewhere, one collective per dtype (a collective needs one dtype)."""
+    import tensorflow as tf
+
+    @tf.function
+    def run(values):
+        def replica(*vs):
+            ctx = tf.distribute.get_replica_context()
+            first = tf.equal(ctx.replica_id_in_sync_group, 0)
+            masked = [tf.where(first, v, tf.zeros_like(v)) for v in vs]
+            out = list(masked)
+            for dtype in sorted({v.dtype for v in masked}, key=lambda d: d.name):
+                index = [i for i, v in enumerate(masked) if v.dtype == dtype]
+                for i, r in zip(index, ctx.all_reduce(tf.distribute.ReduceOp.SUM, [masked[i] for i in index])):
+                    out[i] = r
+            return out
+        return strategy.run(replica, args=tuple(values))
+
+    return [strategy.experimental_local_results(v)[0] for v in run(list(tensors))]
 
 
 def save(model: keras.Model, folder: str | Path, state: CheckpointState) -> None:

@@ -6,23 +6,48 @@ Keras 3.15's TensorFlow trainer reduces each step's logged values with
 tf.distribute alone: a distributed dataset, `strategy.run` of a gradient step whose loss is
 averaged over the GLOBAL batch, and `strategy.reduce` of the epoch's sums. The optimizer, its
 schedule, the loss and the data pipeline are the ones `fit` uses.
+
+Checkpoints are those of single-device runs (checkpoint.py): after each epoch whose loss and
+weights are finite, the chief alone writes `epoch-NNNN.keras` and commits `state.json` (the
+history and epoch times so far); reading a mirrored variable needs no collective, so the other
+workers write nothing. On resume every worker calls `checkpoint.restore`, which restores the
+chief's checkpoint and broadcasts it, and the loop continues at `initial_epoch` with the
+history joined to the checkpointed one. A non-finite loss stops every worker (the loss is
+all-reduced, so all see it) with the trainer's one-line error, and that epoch is never saved.
 """
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from fastcourse.train import checkpoint
+from fastcourse.train.checkpoint import CheckpointState
+
 
 def fit_multi_worker(
     model: keras.Model, dataset: tf.data.Dataset, epochs: int, steps_per_epoch: int,
     global_batch_size: int, strategy: tf.distribute.Strategy, initial_epoch: int = 0,
-    verbose: int = 1,
+    verbose: int = 1, checkpoint_dir: Optional[str | Path] = None, resumed: Optional[CheckpointState] = None,
 ) -> tuple[dict[str, list[float]], list[float]]:
-    """Train `model` (compiled, built inside `strategy.scope()`); return history and epoch times."""
+    """Train `model` (compiled, built inside `strategy.scope()`); return history and epoch times,
+    those of the checkpointed epochs first.
+
+    With `checkpoint_dir` (the chief's is its run's; the others' are never read), each healthy
+    epoch is checkpointed by the chief. Without it, the folder of the model's last
+    `checkpoint.restore` under this strategy is used, if there was one."""
+    if checkpoint_dir is None:
+        bound = checkpoint.take_binding(model)
+        if bound is not None:
+            checkpoint_dir, resumed = bound[0], resumed or bound[1]
+    resumed = resumed or CheckpointState()
+    saver = _ChiefCheckpoint(model, checkpoint_dir, resumed) if checkpoint_dir is not None else None
     loss_fn = keras.losses.CategoricalCrossentropy(reduction=None)
     optimizer = model.optimizer
     dist_ds = strategy.experimental_distribute_dataset(dataset)
@@ -44,8 +69,10 @@ def fit_multi_worker(
         sums = strategy.run(replica_step, args=(images, labels))
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
 
-    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
-    seconds: list[float] = []
+    history: dict[str, list[float]] = {k: list(v) for k, v in resumed.history.items()}
+    for key in ("loss", "accuracy"):
+        history.setdefault(key, [])
+    seconds: list[float] = list(resumed.epoch_seconds)
     for epoch in range(initial_epoch, epochs):
         start = time.perf_counter()
         progress = keras.utils.Progbar(steps_per_epoch, verbose=verbose, stateful_metrics=["loss", "accuracy"])
@@ -53,10 +80,47 @@ def fit_multi_worker(
         for step in range(steps_per_epoch):
             total += np.array([float(v) for v in train_step(iterator)])
             progress.update(step + 1, [("loss", total[0] / total[2]), ("accuracy", total[1] / total[2])])
+            if not math.isfinite(total[0]):  # every worker sees the same all-reduced sum: all stop here
+                _diverged(epoch, step, total[0], saver)
         seconds.append(time.perf_counter() - start)
         history["loss"].append(float(total[0] / total[2]))
         history["accuracy"].append(float(total[1] / total[2]))
+        if saver is not None:
+            saver.epoch_end(epoch, history, seconds)
     return history, seconds
+
+
+class _ChiefCheckpoint:
+    """The chief's per-epoch checkpoint, in checkpoint.py's format; a no-op on the other workers."""
+
+    def __init__(self, model: keras.Model, folder: str | Path, resumed: CheckpointState):
+        from fastcourse.train.devices import is_chief
+
+        self.model, self.folder, self.chief = model, Path(folder), is_chief()
+        self.state = CheckpointState(**asdict(resumed))
+
+    def epoch_end(self, epoch: int, history: dict[str, list[float]], seconds: list[float]) -> None:
+        weights_ok = all(bool(np.isfinite(keras.ops.convert_to_numpy(v)).all()) for v in self.model.trainable_variables)
+        if not weights_ok:
+            return
+        self.state.epoch = epoch + 1
+        self.state.history = {k: list(v) for k, v in history.items()}
+        self.state.epoch_seconds = list(seconds)
+        if self.chief:
+            checkpoint.save(self.model, self.folder, self.state)
+
+    def last_good(self) -> str:
+        if not self.state.epoch:
+            return "no epoch completed, so there is no checkpoint"
+        return f"the checkpoint of epoch {self.state.epoch} is kept in {self.folder}"
+
+
+def _diverged(epoch: int, step: int, loss: float, saver: Optional[_ChiefCheckpoint]) -> None:
+    from fastcourse.train.guards import Diverged
+
+    kept = f"; {saver.last_good()}" if saver is not None else ""
+    raise Diverged(f"epoch {epoch + 1}: the training loss became {loss} at batch {step + 1}, so training "
+                   f"stopped on every worker{kept}. Try a lower learning rate (train.schedule)")
 
 
 def is_multi_worker(strategy: Optional[tf.distribute.Strategy]) -> bool:
