@@ -127,3 +127,102 @@ def test_file_cache_decodes_once_and_follows_changes(tmp_path):
     victim.unlink()
     images(open_folder(root, cache_dir=str(cache), check="none").dataset("train", image_size=(24, 24)))
     assert len(list(cache.glob("decoded-24x24-*.index"))) == 2  # a file gone: a new cache
+
+
+# --- limits: per class, in proportion, seeded ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory):
+    """3 classes of 4, 10 and 10 training images, 4 valid images each, 6 unlabelled test images."""
+    root = make_image_folder(tmp_path_factory.mktemp("uneven") / "shapes", "dogscats", classes=3, per_class=10,
+                             valid_per_class=4, size=24, mixed_modes=False)
+    for f in sorted(sorted((root / "train").iterdir())[0].iterdir())[4:]:
+        f.unlink()
+    return root
+
+
+def counts(split, classes=3):
+    return np.bincount(split.labels, minlength=classes).tolist()
+
+
+def test_limits_keep_every_class_in_proportion(uneven):
+    data = open_folder(uneven)
+    assert counts(data.split("train")) == [4, 10, 10]
+    cut = data.limit(12, 6, seed=0)
+    assert counts(cut.split("train")) == [2, 5, 5]  # 12 x (4, 10, 10) / 24
+    assert counts(cut.split("valid")) == [2, 2, 2]
+    assert len(cut.split("test")) == 6  # not over its size: kept whole
+    assert set(cut.split("train").files) <= set(data.split("train").files)
+    assert cut.split("train").files == sorted(cut.split("train").files)  # file order kept
+    # the first 12 files in sorted order would be 4 of class 0 and 8 of class 1, none of class 2
+    small = data.limit(3, 3, seed=0)
+    assert counts(small.split("train")) == [1, 1, 1] and counts(small.split("valid")) == [1, 1, 1]
+    assert len(data.limit(None, 4, seed=0).split("test")) == 4 and len(data.limit(None, 4).split("train")) == 24
+
+
+def test_limits_are_drawn_from_the_seed(uneven):
+    data = open_folder(uneven)
+    a, b, c = (data.limit(12, 6, seed=s).split("train").files for s in (0, 0, 1))
+    assert a == b and a != c
+    assert counts(data.limit(12, 6, seed=1).split("train")) == [2, 5, 5]
+    # each split draws its own numbers: valid is not the train draw's positions
+    cut = data.limit(12, 6, seed=0)
+    assert cut.split("valid").files != data.split("valid").files[:6]
+
+
+def test_a_limit_that_would_empty_a_class_names_it(uneven):
+    data = open_folder(uneven)
+    smallest = data.class_names[0]
+    with pytest.raises(DataError, match=rf"train_limit=2 .*3 classes but room for 2 images.*'{smallest}'.*at least 3"):
+        data.limit(2, None, seed=0)
+    with pytest.raises(DataError, match=r"test_limit=1 .*valid.*at least 3"):
+        data.limit(None, 1, seed=0)
+
+
+def test_config_limits_on_a_folder_are_stratified_by_the_config_seed(uneven, tiny_config):
+    from fastcourse.run.inputs import limits_seeded, load_dataset
+    from fastcourse.tasks.check import load_checked
+
+    def cfg(seed):
+        return load_checked(tiny_config(seed=seed, data={"name": "image_folder", "path": str(uneven), "train_limit": 12,
+                                                         "test_limit": 6}))
+
+    first = load_dataset(cfg(5))
+    assert counts(first.split("train")) == [2, 5, 5] and counts(first.split("valid")) == [2, 2, 2]
+    assert first.split("train").files == open_folder(uneven).limit(12, 6, seed=5).split("train").files
+    assert load_dataset(cfg(6)).split("train").files != first.split("train").files
+    with limits_seeded(5):  # an ensemble's members draw from the ensemble's seed, whatever theirs
+        assert load_dataset(cfg(6)).split("train").files == first.split("train").files
+
+
+# --- a labels CSV with missing files ----------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_labels_csv_missing_a_file_skips_and_names_it_wherever_it_sits(tmp_path, capsys, where):
+    import pandas as pd
+
+    root = make_image_folder(tmp_path / "digits", "csv", classes=3, per_class=4, size=24, mixed_modes=False)
+    table = pd.read_csv(root / "labels.csv")
+    row = {"first": 0, "middle": len(table) // 2, "last": len(table) - 1}[where]
+    gone = root / "images" / table["filename"][row]
+    gone.unlink()
+    for check in ("fast", "none"):
+        data = open_folder(root, layout="csv", csv="labels.csv", check=check)
+        assert len(data.split("train")) == len(table) - 1
+        assert [p for p, _ in data.skipped] == [str(gone.absolute())]
+        assert str(gone.name) in capsys.readouterr().err and "missing" in data.report["train"].summary()
+    with pytest.raises(DataError, match=f"{gone.name}: no such file"):
+        open_folder(root, layout="csv", csv="labels.csv", on_error="raise")
+
+
+def test_a_labels_csv_with_none_of_its_files_is_refused(tmp_path):
+    import pandas as pd
+
+    root = make_image_folder(tmp_path / "digits", "csv", classes=3, per_class=2, size=24, mixed_modes=False)
+    pd.read_csv(root / "labels.csv").assign(filename=lambda t: "x" + t["filename"]).to_csv(root / "other.csv",
+                                                                                        index=False)
+    with pytest.raises(DataError, match=r"other.csv: none of its files .*set data.images"):
+        open_folder(root, layout="csv", csv="other.csv")
+    # named by data.images, the folder is used as it is: every file missing is the scan's error
+    with pytest.raises(DataError, match="none of the 6 train images is readable"):
+        open_folder(root, layout="csv", csv="other.csv", images="images")

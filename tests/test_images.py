@@ -220,3 +220,46 @@ def test_a_file_broken_after_the_scan_is_named_and_dropped(tmp_path, capsys):
     webp.write_bytes(b"RIFF\0\0\0\0WEBPjunk")
     assert sum(int(b[0].shape[0]) for b in data.dataset("train", (8, 8), 4)) == 6
     assert f"skipping {webp.absolute()}" in capsys.readouterr().err
+
+
+def test_one_fingerprint_keys_both_caches_and_follows_the_files(tmp_path):
+    """files_fingerprint is the features cache's key since 0.1.0 (so cached features stay valid)
+    and names the decoded-image cache: a changed size, mtime, image size or a missing file changes it."""
+    import hashlib
+    import os
+
+    from fastcourse.data.images import files_fingerprint
+    from fastcourse.data.sources import FolderSource
+
+    files = []
+    for i in range(3):
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (8, 8), RED).save(files[-1])
+    old = hashlib.sha256(repr((32, 32)).encode())  # the 0.1.0 FolderSource.fingerprint, verbatim
+    for f in files:
+        st = os.stat(f)
+        old.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    first = files_fingerprint(files, (32, 32))
+    assert first == old.hexdigest() == FolderSource(files, None, 2, (32, 32)).fingerprint()
+    assert files_fingerprint(files, (24, 24)) != first
+    st = os.stat(files[1])
+    os.utime(files[1], ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    touched = files_fingerprint(files, (32, 32))
+    assert touched != first
+    os.remove(files[2])
+    assert files_fingerprint(files, (32, 32)) not in (first, touched)  # a missing file is a change, not a crash
+
+    cache = tmp_path / "cache"
+    list(image_dataset(files[:2], None, None, (32, 32), batch_size=2, cache_dir=str(cache)))
+    name = files_fingerprint(files[:2], (32, 32))[:16]
+    assert [p.name for p in cache.glob("*.index")] == [f"decoded-32x32-{name}.index"]
+
+
+def test_a_missing_file_is_reported_by_every_check(tmp_path):
+    from fastcourse.data.images import scan
+
+    good = tmp_path / "a.png"
+    Image.new("RGB", (8, 8), RED).save(good)
+    for check in ("fast", "full", "none"):
+        statuses = scan([str(good), str(tmp_path / "gone.jpg")], check)
+        assert statuses[0].problem is None and statuses[1].problem == ("missing", "no such file"), check

@@ -211,10 +211,13 @@ def _plural(kind: str, n: int) -> str:
 
 
 def scan(files: Sequence[str], check: Check = "fast", workers: int = 8) -> list[FileStatus]:
-    """inspect() every file in a thread pool (Pillow releases the GIL while reading)."""
-    if check == "none":  # no file is opened: the decoder follows the extension
+    """inspect() every file in a thread pool (Pillow releases the GIL while reading).
+
+    With check="none" no file is opened: only a missing file is reported (as every check
+    reports it, so a missing file is handled one way), and the decoder follows the extension."""
+    if check == "none":
         return [FileStatus(f, pillow=os.path.splitext(f)[1].lower() not in (".jpg", ".jpeg", ".png"))
-                for f in files]
+                if os.path.isfile(f) else FileStatus(f, ("missing", "no such file")) for f in files]
     if not files:
         return []
     from tqdm.auto import tqdm
@@ -226,5 +229,23 @@ def scan(files: Sequence[str], check: Check = "fast", workers: int = 8) -> list[
                          disable=len(files) < 5000))
 
 
-__all__ = ["IMAGE_EXTENSIONS", "FileStatus", "ScanReport", "inspect", "pillow_rgb", "scan", "is_os_litter",
-           "is_image_name"]
+def files_fingerprint(files: Sequence[str], image_size: Sequence[int]) -> str:
+    """SHA-256 of what a list of image files is: each path, size and modification time, in order,
+    and the size the images are resized to. Keys the features cache (data/features.py, through
+    FolderSource.fingerprint) and the decoded-image cache (data/pipeline.py). A file gone since
+    it was listed counts as a change. (The text hashed is the features cache's since 0.1.0, so
+    its files stay valid.)"""
+    import hashlib
+
+    digest = hashlib.sha256(repr(tuple(image_size)).encode())
+    for f in files:
+        try:
+            st = os.stat(f)
+            digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{f}\0missing\n".encode())
+    return digest.hexdigest()
+
+
+__all__ = ["IMAGE_EXTENSIONS", "Check", "FileStatus", "ScanReport", "files_fingerprint", "inspect", "pillow_rgb",
+           "scan", "is_os_litter", "is_image_name"]

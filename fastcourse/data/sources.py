@@ -55,19 +55,11 @@ class Source:
 
         `augment(images, seed)` runs on whole batches with a stateless seed made of `seed` and the
         global batch index, so a run is reproducible and a resumed one continues the sequence."""
-        import tensorflow as tf
+        from fastcourse.data.pipeline import augment_and_prefetch
 
         with_labels = labels and self.labels is not None
         ds = self._batched(batch_size, with_labels, shuffle, seed, repeat, start_step)
-        if augment is not None:
-            seed_t = tf.constant(seed, tf.int64)
-            ds = ds.enumerate(start=start_step)
-            if with_labels:
-                ds = ds.map(lambda i, b: (augment(b[0], tf.stack([seed_t, i])), b[1]),
-                            num_parallel_calls=tf.data.AUTOTUNE)
-            else:
-                ds = ds.map(lambda i, x: augment(x, tf.stack([seed_t, i])), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return augment_and_prefetch(ds, augment, seed, start_step, with_labels)
 
     def take(self, n: int) -> "Source":
         """The first `n` examples (quick runs)."""
@@ -141,7 +133,7 @@ class FolderSource(Source):
         return (*self.image_size, 3)
 
     def batches(self, batch_size, *, shuffle=False, seed=0, augment=None, repeat=False, start_step=0, labels=True):
-        from fastcourse.data.folders import image_dataset
+        from fastcourse.data.pipeline import image_dataset
 
         return image_dataset(self.files, self.labels if labels else None, self.num_classes, self.image_size,
                              batch_size, shuffle=shuffle, seed=seed, augment=augment, repeat=repeat,
@@ -149,14 +141,9 @@ class FolderSource(Source):
 
     def fingerprint(self) -> str:
         """What identifies these images for a features cache: paths, sizes, mtimes, image size."""
-        import hashlib
-        import os
+        from fastcourse.data.images import files_fingerprint
 
-        h = hashlib.sha256(repr(tuple(self.image_size)).encode())
-        for f in self.files:
-            st = os.stat(f)
-            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+        return files_fingerprint(self.files, self.image_size)
 
     def take(self, n: int) -> "FolderSource":
         return FolderSource(list(self.files[:n]), None if self.labels is None else self.labels[:n],
@@ -234,12 +221,12 @@ class FeatureSource(Source):
         if not parts:
             raise UsageError("a FeatureSource needs at least one features file")
         self.parts, self.num_classes = list(parts), int(num_classes)
-        self._maps = [_NpyRows(p.path) for p in self.parts]
-        shapes = {m.row_shape for m in self._maps}
+        self._readers = [_NpyRows(p.path) for p in self.parts]
+        shapes = {r.row_shape for r in self._readers}
         if len(shapes) != 1:
             raise UsageError(f"features files of different shapes: {sorted(shapes)}")
-        self._rows = [np.arange(len(m)) if p.rows is None else np.asarray(p.rows, np.int64)
-                      for p, m in zip(self.parts, self._maps)]
+        self._rows = [np.arange(len(r)) if p.rows is None else np.asarray(p.rows, np.int64)
+                      for p, r in zip(self.parts, self._readers)]
         self._offsets = np.cumsum([0] + [len(r) for r in self._rows])
         labelled = [p.labels is not None for p in self.parts]
         if any(labelled) and not all(labelled):
@@ -257,7 +244,7 @@ class FeatureSource(Source):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self._maps[0].row_shape)
+        return tuple(int(d) for d in self._readers[0].row_shape)
 
     def _gather(self, index: np.ndarray) -> np.ndarray:
         index = np.asarray(index, np.int64)
@@ -268,7 +255,7 @@ class FeatureSource(Source):
             rows = self._rows[k][index[sel] - self._offsets[k]]
             order = np.argsort(rows, kind="stable")  # reads in file order
             block = np.empty((len(rows), *self.input_shape), np.float32)
-            self._maps[k].read(rows[order], block)
+            self._readers[k].read(rows[order], block)
             out[sel[order]] = block
         return out
 

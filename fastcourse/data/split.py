@@ -230,7 +230,7 @@ def _describe(split) -> dict:
 
 
 def _column_groups(table_path: Path, files: list[str], column: str, file_column: str) -> list[str]:
-    from fastcourse.data.folders import _read_csv
+    from fastcourse.data.folder_files import read_csv as _read_csv
 
     table = _read_csv(table_path, [file_column, column])
     by_img = dict(zip(table[file_column].astype(str), table[column].astype(str)))
