@@ -2,36 +2,36 @@
 evaluation split, with optional test-time augmentation (TTA). Works on runs of every kind:
 array datasets (MNIST-like) and image-folder configs (dogs vs cats, Statefarm).
 
-A run directory holds model.keras (loaded in safe mode by fastcourse.run.artifacts.load_model),
-config.yaml (the augmentation TTA reuses, the seed, the dataset) and metrics.json (`classes`,
-`data_kind`, `test_split`). Images are decoded exactly as training decoded them: a
-fastcourse.data.sources.FolderSource over the files, whose per-file decoder (TensorFlow, or
-Pillow for EXIF rotation, CMYK, 16-bit, WebP...) the folder scan fastcourse.data.images.scan
-chooses. Example::
+The run is loaded by fastcourse.results.saved_run.load_run (model in safe mode, classes, seed,
+augmentation, data); images are decoded and predicted by fastcourse.results.inference, exactly
+as training decoded them. Example::
 
     preds = predict_folder("runs/dogscats-20260101-120000", "data/dogscats/test", tta=4)
     preds.write_csv("runs/dogscats-20260101-120000/predictions_test.csv")
     evald = predict_eval("runs/mnist-cnn-20260101-120000")   # the run's test/valid split
-
-TTA averages the probabilities of the clean images and of `tta` augmented copies of them,
-each copy drawn from a stateless seed (the seed, the batch, the pass), so a rerun with the
-same seed and --batch-size gives the same numbers.
+    evald.split                                                # "test" (arrays) or "valid" (folders)
 """
 from __future__ import annotations
 
-import json
-import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from fastcourse.data.images import IMAGE_EXTENSIONS, is_os_litter
 from fastcourse.errors import DataError, UsageError
-
+from fastcourse.results.inference import (
+    folder_source,
+    model_batches,
+    model_images,
+    predict_images,
+    predict_source,
+    scanned,
+)
+from fastcourse.results.saved_run import Run, load_run
+from fastcourse.run import records
 
 # --- files ------------------------------------------------------------------------------
 
@@ -75,273 +75,6 @@ def labels_of(files: Sequence[str], class_names: Sequence[str], folder: str | os
                             f"({', '.join(class_names)}); {top!r} is not one of them")
         labels.append(index[top])
     return np.asarray(labels, np.int64)
-
-
-# --- the run ----------------------------------------------------------------------------
-
-@dataclass
-class Run:
-    """What prediction needs from a run directory."""
-
-    path: Path
-    model: object
-    class_names: list[str]
-    seed: int = 0
-    augment_name: str = "none"
-    augment_args: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    _inputs: object = field(default=None, repr=False)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(height, width, channels) the model takes."""
-        shape = self.model.input_shape
-        return int(shape[1]), int(shape[2]), int(shape[3])
-
-    @property
-    def data_kind(self) -> str:
-        """"arrays" or "folder" (metrics.json's data_kind; "" when the run does not say)."""
-        return str(self.metrics.get("data_kind") or "")
-
-    def augmenter(self, name: str | None = None, args: dict | None = None) -> Optional[Callable]:
-        """The run's augmentation pipeline (or the one named), as `augment(images, seed)`."""
-        from fastcourse.data import augment
-
-        if name is not None:
-            return augment.build(name, args or {})
-        return augment.build(self.augment_name, self.augment_args)
-
-    def inputs(self):
-        """The run's data as training saw it (fastcourse.run.inputs.Inputs), loaded once."""
-        if self._inputs is None:
-            from fastcourse.run.inputs import inputs_for
-            from fastcourse.run.rundir import saved_config
-
-            if not (self.path / "config.yaml").is_file():
-                raise UsageError(f"{self.path}: no config.yaml, so the run's data is unknown; give a FOLDER of images")
-            try:
-                self._inputs = inputs_for(saved_config(self.path))
-            except UsageError as exc:
-                raise type(exc)(f"{self.path}: cannot open the run's data: {exc}") from None
-            if list(self._inputs.class_names) != list(self.class_names):
-                raise UsageError(f"{self.path}: the run's dataset has classes {self._inputs.class_names}, the model "
-                                 f"{self.class_names}")
-        return self._inputs
-
-
-def load_run(run_dir: str | os.PathLike, class_names: Sequence[str] | None = None) -> Run:
-    """Load RUN/model.keras in safe mode and what config.yaml and metrics.json say about the run.
-
-    Class names come from `class_names`, else RUN/classes.json or metrics.json's `classes`,
-    else the run's dataset; they must match the model's outputs.
-    """
-    from fastcourse.run.artifacts import load_model
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"{run_dir}: no such run directory")
-    model_path = run_dir / "model.keras"
-    if not model_path.is_file():
-        if (run_dir / "config.yaml").is_file() and not (run_dir / "metrics.json").is_file():
-            raise UsageError(f"{run_dir}: no model.keras: the run is unfinished; continue it with "
-                             f"`fastcourse run {run_dir}`")
-        raise UsageError(f"{run_dir}: no model.keras in this run; train one with `fastcourse run CONFIG` "
-                         "and pass the run directory it prints")
-    # safe mode, one-line errors for a corrupt or foreign file; compile=False: prediction needs
-    # no optimizer (and the learning-rate schedule need not deserialize)
-    model = load_model(model_path, compile=False)
-    if len(model.input_shape) != 4:
-        raise UsageError(f"{model_path}: the model takes inputs of shape {model.input_shape}, not images")
-    cfg = _read_config(run_dir)
-    metrics = _read_json(run_dir / "metrics.json")
-    names = list(class_names) if class_names else _class_names(run_dir, cfg, metrics)
-    outputs = int(model.output_shape[-1])
-    if len(names) != outputs:
-        raise UsageError(f"{run_dir}: the model has {outputs} outputs but {len(names)} class names "
-                         f"{names}; pass --classes with {outputs} names")
-    augment = cfg.get("augment") or {"name": "none"}
-    return Run(run_dir, model, names, int(cfg.get("seed", 0) or 0), augment.get("name", "none"),
-               {k: v for k, v in augment.items() if k != "name"}, metrics)
-
-
-def _read_config(run_dir: Path) -> dict:
-    from fastcourse.safe_yaml import load_yaml
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        raw = load_yaml(path)
-    except UsageError as exc:
-        raise UsageError(f"{path}: cannot read the run's config: {str(exc).splitlines()[0]}") from None
-    return raw if isinstance(raw, dict) else {}
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _class_names(run_dir: Path, cfg: dict, metrics: dict) -> list[str]:
-    for names in (_read_json_any(run_dir / "classes.json"), metrics.get("classes"), metrics.get("class_names")):
-        if isinstance(names, list) and names:
-            return [str(n) for n in names]
-    data = cfg.get("data") or {}
-    if data.get("name"):
-        from fastcourse.data import DATASETS
-
-        args = {k: v for k, v in data.items() if k not in ("name", "train_limit", "test_limit")}
-        try:
-            return list(DATASETS.get(data["name"])(**args).class_names)
-        except Exception as exc:  # the data may be gone or elsewhere: say so, offer --classes
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"{run_dir}: cannot tell the class names (no classes.json; loading dataset "
-                             f"{data['name']!r} failed: {reason}); pass --classes a,b,...") from None
-    raise UsageError(f"{run_dir}: cannot tell the class names (no classes.json, no data section in "
-                     "config.yaml); pass --classes a,b,...")
-
-
-def _read_json_any(path: Path):
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-# --- images -----------------------------------------------------------------------------
-
-def scanned(paths: Sequence[str], on_error: str = "raise", shown: Sequence[str] | None = None
-            ) -> tuple[list[int], np.ndarray]:
-    """Scan the files as a folder dataset scans them (fastcourse.data.images.scan): return the
-    indices of the usable ones and, for those, whether Pillow decodes them (EXIF, CMYK, WebP...).
-
-    A bad file stops with a DataError naming it, or with on_error="skip" is left out (named on
-    stderr). `shown` are the names to print (default the paths)."""
-    from fastcourse.data.images import scan
-
-    if on_error not in ("raise", "skip"):
-        raise UsageError(f"on_error={on_error!r}: use 'raise' or 'skip'")
-    shown = list(shown) if shown is not None else list(paths)
-    statuses = scan(list(paths), "fast")
-    bad = [i for i, st in enumerate(statuses) if st.problem]
-    if bad and on_error == "raise":
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise DataError(f"{paths[bad[0]]}: {statuses[bad[0]].problem[1]}{more}; remove or replace it, "
-                        "or pass --on-error skip")
-    for i in bad:
-        print(f"fastcourse: skipping {paths[i]}: {statuses[i].problem[1]}", file=sys.stderr, flush=True)
-    keep = [i for i, st in enumerate(statuses) if not st.problem]
-    if not keep:
-        raise DataError(f"none of the {len(paths)} images is readable (first: {paths[0]})")
-    return keep, np.asarray([statuses[i].pillow for i in keep], bool)
-
-
-def folder_source(run: Run, paths: Sequence[str], labels: Optional[np.ndarray] = None,
-                  pillow: Optional[np.ndarray] = None):
-    """A FolderSource over `paths` (absolute) at the model's image size: training's decoding."""
-    from fastcourse.data.sources import FolderSource
-
-    height, width, _ = run.image_shape
-    return FolderSource(list(paths), labels, len(run.class_names), (height, width), None, pillow)
-
-
-def model_batches(run: Run, source, batch_size: int):
-    """The source's images in batches, with the channels the model takes (float32 0-255).
-
-    Image files decode to RGB; a one-channel model (the MNIST ladder) gets them as gray
-    (ITU-R 601 luma, as Pillow's convert("L")), which keeps a gray image's values."""
-    import tensorflow as tf
-
-    ds = source.batches(batch_size, labels=False)
-    want, have = run.image_shape[2], int(source.input_shape[-1])
-    if want == have:
-        return ds
-    if want == 1 and have == 3:
-        weights = tf.constant([0.299, 0.587, 0.114], tf.float32)
-        return ds.map(lambda x: tf.reduce_sum(x * weights, axis=-1, keepdims=True))
-    raise UsageError(f"the model takes {want}-channel images; these have {have} channels")
-
-
-def model_images(run: Run, paths: Sequence[str]) -> np.ndarray:
-    """`paths` as the model sees them (decoded, resized, the model's channels)."""
-    keep, pillow = scanned(paths)
-    return np.concatenate([np.asarray(b) for b in
-                           model_batches(run, folder_source(run, [paths[i] for i in keep], None, pillow), 32)])
-
-
-def predict_images(
-    model, batches, augmenter: Optional[Callable] = None, tta: int = 0, seed: int = 0,
-    total: Optional[int] = None, progress: bool = True,
-) -> np.ndarray:
-    """Probabilities (N, classes) for a dataset of image batches; with `tta`, the mean over the
-    clean batch and `tta` augmented copies of it (augmented in tf.data, seeded per batch/pass).
-
-    The model runs in inference mode (batchnorm uses its moving statistics, which the trainer
-    recalibrated before saving): these are the model's real outputs."""
-    import tensorflow as tf
-    from tqdm.auto import tqdm
-
-    if tta < 0:
-        raise UsageError(f"--tta {tta}: give 0 (no augmentation) or a positive number of passes")
-    if tta and augmenter is None:
-        raise UsageError("test-time augmentation needs an augmentation, but the run has `augment: none`; "
-                         "pass --augment NAME (e.g. dogscats)")
-    if tta:
-        seed_t = tf.constant(int(seed), tf.int64)
-
-        def copies(step, images):
-            passes = [images] + [augmenter(images, tf.stack([seed_t, step * tta + k])) for k in range(tta)]
-            return tf.stack(passes)  # (tta+1, B, H, W, C), augmented in parallel with the model's work
-
-        batches = batches.enumerate().map(copies, num_parallel_calls=tf.data.AUTOTUNE)
-    out = []
-    for images in tqdm(batches, total=total, desc="predict", unit="batch", disable=not progress, leave=False):
-        if tta:  # one model call per pass: the model's batch stays `batch_size` (VGG memory)
-            probs = np.mean([np.asarray(model.predict_on_batch(p), np.float64) for p in images], axis=0)
-        else:
-            probs = np.asarray(model.predict_on_batch(images), np.float64)
-        out.append(probs)
-    classes = int(model.output_shape[-1])
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, classes), np.float32)
-
-
-def predict_source(run: Run, source, tta: int = 0, batch_size: int = 32, augment: str | None = None,
-                   seed: int | None = None, progress: bool = True) -> np.ndarray:
-    """Probabilities for every example of a Source (arrays or image files), in order.
-
-    `seed` (default the run's) seeds the TTA copies; `augment` names another pipeline for TTA
-    than the run's own. Raises DataError when a file does not decode (named when it can be)."""
-    if batch_size < 1:
-        raise UsageError(f"batch_size={batch_size}: must be at least 1")
-    augmenter = run.augmenter(augment) if tta else None
-    probs = predict_images(run.model, model_batches(run, source, batch_size), augmenter, tta,
-                           run.seed if seed is None else int(seed),
-                           total=math.ceil(len(source) / batch_size), progress=progress)
-    if len(probs) != len(source):  # the pipeline drops a file that fails to decode: find it
-        bad = _undecodable(run, source)
-        raise DataError(f"{bad}: cannot decode this image; remove or replace it and predict again")
-    return probs
-
-
-def _undecodable(run: Run, source) -> str:
-    files = getattr(source, "files", None)
-    if not files:
-        return "one of the images"
-    from fastcourse.data.sources import FolderSource
-
-    for i, f in enumerate(files):
-        one = FolderSource([f], None, source.num_classes, source.image_size, None,
-                           None if source.pillow is None else source.pillow[i:i + 1])
-        if sum(int(b.shape[0]) for b in one.batches(1, labels=False)) == 0:
-            return str(f)
-    return f"one of {files[0]} ... {files[-1]}"
 
 
 # --- results ----------------------------------------------------------------------------
@@ -470,7 +203,7 @@ def predict_eval(
 def saved_eval(run: Run) -> Optional[Predictions]:
     """The run's eval_probs.npy / eval_labels.npy as Predictions, when they still fit the data
     (same number of rows; for folders the same files as eval_predictions.csv); else None."""
-    probs_path, labels_path = run.path / "eval_probs.npy", run.path / "eval_labels.npy"
+    probs_path, labels_path = run.path / records.PROBS, run.path / records.LABELS
     if not (probs_path.is_file() and labels_path.is_file()):
         return None
     inputs = run.inputs()
@@ -495,3 +228,8 @@ def _relative(path: str, root: Path) -> str:
         return Path(path).absolute().relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+__all__ = ["Predictions", "Run", "folder_source", "labelled_images", "labels_of", "list_images", "load_run",
+           "model_batches", "model_images", "predict_eval", "predict_folder", "predict_images", "predict_source",
+           "read_predictions", "saved_eval", "scanned"]

@@ -100,7 +100,8 @@ def statefarm_frame(
     return frame
 
 
-def submission_frame(kind: str, filenames: Sequence[str], probs: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
+def submission_frame(kind: str, filenames: Sequence[str], probs: np.ndarray,
+                     class_names: Sequence[str]) -> pd.DataFrame:
     """The `kind` competition's table (dogscats or statefarm)."""
     check_kind(kind, class_names)
     frame = dogscats_frame if kind == "dogscats" else statefarm_frame
