@@ -14,7 +14,8 @@ Adding a case is one row in CASES: Case(id, argv, setup, exit status, words in t
 Config rows use `fastcourse check` (exit 1 when invalid; no TensorFlow unless a builder's
 signature must be imported); rows that need data, a run directory or the file system use
 `fastcourse run` (exit 2 for bad input, 1 for run-time failures, 130 when interrupted).
-Failures of the file system are injected by a sitecustomize.py the subprocess imports at start-up (SITECUSTOMIZE below, put on PYTHONPATH) when FASTCOURSE_TEST_FAULT is set (ENOSPC in io.atomic_path's
+Failures of the file system are injected by a sitecustomize.py the subprocess imports at start-up
+(SITECUSTOMIZE below, put on PYTHONPATH) when FASTCOURSE_TEST_FAULT is set (ENOSPC in io.atomic_path's
 writer, EROFS for a folder, Ctrl-C during a write).
 
 Inputs decided LEGAL (accepted, sometimes converted), and why:

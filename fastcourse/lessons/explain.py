@@ -141,9 +141,10 @@ def _arithmetic(layer, in_shape):
         dims, formulas = _window(in_shape[:nd], layer.pool_size, layer.strides, layer.padding, (1,) * nd)
         return (*dims, in_shape[-1]), _join(formulas), 0, "0", 0
     if isinstance(layer, L.ZeroPadding2D):
-        (t, b), (l, r) = layer.padding
+        (t, b), (left, right) = layer.padding
         h, w, c = in_shape
-        return (h + t + b, w + l + r, c), f"{h} + {t + b} = {h + t + b}; {w} + {l + r} = {w + l + r}", 0, "0", 0
+        return ((h + t + b, w + left + right, c),
+                f"{h} + {t + b} = {h + t + b}; {w} + {left + right} = {w + left + right}", 0, "0", 0)
     if isinstance(layer, L.Dense):
         d, k = in_shape[-1], layer.units
         params = d * k + (k if layer.use_bias else 0)

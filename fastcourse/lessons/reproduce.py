@@ -40,7 +40,8 @@ DATASETS = ("mnist", "fashion_mnist")
 
 # (reference accuracy, where it comes from). MNIST: the figures the course's notebook printed
 # (the 2017 notebooks' printed figures). Fashion-MNIST: the public anchor for that kind of model
-# (published results: logistic ~0.84, MLP ~0.885, CNN 0.915, CNN + BN + augmentation 0.935); a range is compared at its midpoint.
+# (published results: logistic ~0.84, MLP ~0.885, CNN 0.915, CNN + BN + augmentation 0.935); a range is
+# compared at its midpoint.
 REFERENCES: dict[str, dict[str, tuple[float, str]]] = {
     "mnist": {
         "linear": (0.9240, "course"),
