@@ -266,6 +266,7 @@ class Learner:
         import keras
 
         from fastcourse.models.ensemble import average_members
+        from fastcourse.run import records
         from fastcourse.run.ensemble import summarize
         from fastcourse.train.trainer import FitResult, evaluate
 
@@ -286,8 +287,9 @@ class Learner:
             parts.append(result)
             ev = evaluate(self.model, self.inputs.eval)
             probs.append(ev["probs"])
-            metrics.append({"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "seed": self.seed + i,
-                            "epochs": len(result.epoch_seconds), "train_seconds": result.train_seconds})
+            metrics.append({**records.evaluation(self.inputs.eval_split, ev["accuracy"], ev["loss"]),
+                            "seed": self.seed + i, "epochs": len(result.epoch_seconds),
+                            "train_seconds": result.train_seconds})
             members.append(self.model)
             if self._train.get("verbose", 1):
                 print(f"fastcourse: ensemble member {i + 1}/{n} (seed {self.seed + i}): "
@@ -299,7 +301,7 @@ class Learner:
                                       last.steps_per_epoch, {"ensemble_members": n}))
         labels = np.asarray(self.inputs.eval.labels)
         self.ensemble_summary = summarize(np.stack(probs), labels if labels.ndim == 1 else labels.argmax(1),
-                                          metrics)
+                                          metrics, self.inputs.eval_split)
         return self.ensemble_summary
 
     # --- using the model ----------------------------------------------------------------
@@ -362,7 +364,8 @@ class Learner:
             size = int(self.inputs.input_shape[0])
             shown = views.write_views(Path("/"), list(self.inputs.eval_files), labels, probs, names, out_dir, n=n,
                                       seed=self.seed, augment=self.augment_fn,
-                                      augment_image=(Path(first).name, views.load_display_image(first, size)))
+                                      augment_image=(Path(first).name, views.load_display_image(first, size)),
+                                      split=self.inputs.eval_split)
         else:
             shown = self._array_views(labels, probs, names, out_dir, n)
         _display([shown["files"][k] for k in (show or ["random_correct", "random_incorrect", "most_uncertain",
@@ -385,7 +388,8 @@ class Learner:
         cm = plots.confusion_matrix(labels, probs.argmax(1), len(names))
         accuracy = float(np.trace(cm) / max(1, cm.sum()))
         files["confusion_matrix"] = plots.plot_confusion_matrix(cm, names, out_dir / "confusion_matrix.png",
-                                                                f"accuracy {accuracy:.4f} on {len(labels)} images")
+                                                                f"{self.inputs.eval_split} accuracy {accuracy:.4f} "
+                                                                f"on {len(labels)} images")
         return {"accuracy": accuracy, "confusion_matrix": cm, "files": files}
 
     def save(self, run_dir: Optional[str | os.PathLike] = None) -> Path:

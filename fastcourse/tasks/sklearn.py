@@ -41,7 +41,7 @@ def sklearn_features(
 
     from fastcourse import io
     from fastcourse.errors import ConfigError
-    from fastcourse.run import plots
+    from fastcourse.run import plots, records
     from fastcourse.run.artifacts import versions
     from fastcourse.run.inputs import build_for, inputs_for
     from fastcourse.run.rundir import checkpoint_dir
@@ -64,7 +64,8 @@ def sklearn_features(
         history = pd.DataFrame(result.history)
         history.insert(0, "epoch", np.arange(1, len(history) + 1))
         io.write_text(run_dir / "history.csv", history.to_csv(index=False))
-        plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name}: pretraining")
+        plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name}: pretraining",
+                                   split=inputs.eval_split)
 
     io.save_model(extractor, run_dir / "features.keras")
     start = time.perf_counter()
@@ -85,17 +86,17 @@ def sklearn_features(
         "name": cfg.name, "task": "sklearn_features", "model": cfg.model.name, "layer": extractor.layers[-1].name,
         "classifier": classifier, "pool": pool, "pretrained_here": pretrain, "weights": weights,
         "dataset": inputs.name, "data_kind": inputs.kind, "data_source": inputs.source,
-        "classes": list(inputs.class_names), "test_split": inputs.eval_split, "feature_dim": int(f_train.shape[1]),
-        "train_images": int(len(f_train)), "test_images": int(len(f_test)),
-        "test_accuracy": test_accuracy,
-        "test_loss": float(log_loss(y_test, probs, labels=np.arange(inputs.num_classes))),
+        "classes": list(inputs.class_names), "feature_dim": int(f_train.shape[1]), "train_images": int(len(f_train)),
+        **records.evaluation(inputs.eval_split, test_accuracy,
+                             float(log_loss(y_test, probs, labels=np.arange(inputs.num_classes))), len(f_test)),
         "train_accuracy": float(accuracy_score(y_train, clf.predict(f_train))),
         "extract_seconds": extract_seconds, "fit_seconds": fit_seconds, "seed": cfg.seed,
-        **extra, "versions": versions(),
+        **extra, "versions": versions(), "aliases": records.ALIAS_NOTE,
     }
     cm = plots.confusion_matrix(y_test, y_pred, inputs.num_classes)
     plots.plot_confusion_matrix(cm, inputs.class_names, run_dir / "confusion_matrix.png",
-                                f"{cfg.name}: {classifier} on {metrics['layer']}: {test_accuracy:.4f}")
+                                f"{cfg.name}: {classifier} on {metrics['layer']}: {inputs.eval_split} accuracy "
+                                f"{test_accuracy:.4f}")
     io.write_json(run_dir / "metrics.json", metrics)
     return metrics
 
