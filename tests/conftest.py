@@ -92,6 +92,7 @@ END_TO_END = {
     "test_predict.py::test_tta_is_the_mean_of_the_clean_and_augmented_predictions",
     "test_predict.py::test_predict_an_array_run_end_to_end",
     "test_predict.py::test_tta_on_a_folder_run_differs_from_clean_and_is_reproducible",
+    "test_records.py::test_a_features_run_on_a_folder_counts_extraction_and_says_valid",
     "test_reproduce.py::test_budget_reproduction_on_the_sample",
     "test_reproduce.py::test_budget_without_mnist_uses_the_bundled_sample",
     "test_reproduce.py::test_quick_reproduction_on_the_sample_resumes_and_reports",
