@@ -106,7 +106,8 @@ def test_a_features_run_on_a_folder_counts_extraction_and_says_valid(tmp_path, m
     config = tmp_path / "features.yaml"
     config.write_text(yaml.safe_dump({
         "name": "feat", "seed": 0, "out": str(tmp_path / "runs"),
-        "task": {"name": "features", "cut": "conv2", "cache_dir": str(tmp_path / "cache"), "head": {"units": 8, "depth": 1}},
+        "task": {"name": "features", "cut": "conv2", "cache_dir": str(tmp_path / "cache"),
+                 "head": {"units": 8, "depth": 1}},
         "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
         "model": {"name": "lenet"}, "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "precision": "float32"},
     }))
