@@ -8,14 +8,15 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.run import ensemble
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.data import DATASETS
 from fastcourse.errors import RunError, UsageError
-from fastcourse.tasks import TASKS
-from fastcourse.tasks.runner import run_experiment
 from fastcourse.models import build_model
 from fastcourse.models.ensemble import average_members
+from fastcourse.run import ensemble
+from fastcourse.tasks import TASKS
+from fastcourse.tasks.check import load_checked as load_config
+from fastcourse.tasks.runner import run_experiment
+
 
 def test_rules_match_numpy(rng):
     m, n, c = 5, 60, 4

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from results_fixtures import array_run, folder_run, make_labelled_folder, make_run
 
-from fastcourse.results import views
 from fastcourse.cli import main
+from fastcourse.results import views
 
 # 3 classes; predicted = argmax. Rows:     label  predicted  P(pred)
 PROBS = np.array([
@@ -33,7 +33,8 @@ def test_random_correct_and_incorrect_pick_only_from_their_set():
         assert len(picked) == 2 and set(picked) <= set(correct) and len(set(picked)) == 2
         picked = views.random_incorrect(LABELS, PROBS, n=3, seed=seed)
         assert len(picked) == 3 and set(picked) <= set(incorrect)
-    assert views.random_incorrect(LABELS, PROBS, 3, seed=1).tolist() == views.random_incorrect(LABELS, PROBS, 3, seed=1).tolist()
+    again = views.random_incorrect(LABELS, PROBS, 3, seed=1).tolist()
+    assert views.random_incorrect(LABELS, PROBS, 3, seed=1).tolist() == again
     draws = {tuple(views.random_incorrect(LABELS, PROBS, 2, seed=s)) for s in range(20)}
     assert len(draws) > 1  # the seed matters
 
