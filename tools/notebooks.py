@@ -91,6 +91,7 @@ def clean_notebook(nb, root: str = str(ROOT)) -> bool:
             if "text/html" in data:
                 data["text/html"] = clean_text(data["text/html"], root)
             new.append(nbformat.from_dict(out))
+        new = [nbformat.from_dict(o) for o in _merge_streams(new)]  # streams a dropped one had kept apart
         if new != cell.outputs:
             cell.outputs = new
             changed = True
@@ -131,10 +132,14 @@ def execute(path: Path, small: bool, timeout: int) -> None:
     env.pop("MPLBACKEND", None)  # plots inline, as a user sees them
     saved = dict(os.environ)
     os.environ.update(env)  # the kernel inherits this process's environment
+    start = time.perf_counter()
     try:
-        start = time.perf_counter()
         nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(ROOT)}}).execute()
+    except nbclient.exceptions.CellExecutionError:
+        clean_notebook(nb)
+        nbformat.write(nb, path)  # saved with the error, to read it in Jupyter
+        raise
     finally:
         os.environ.clear()
         os.environ.update(saved)
