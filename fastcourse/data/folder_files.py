@@ -284,9 +284,9 @@ def stratified_subset(n: int, k: int, seed: int | Sequence[int], labels: Optiona
         # the biggest classes get the places; the rest would be left without images
         kept = {int(c) for c in sorted(present, key=lambda c: (-counts[c], c))[:k]}
         left = [names[c] for c in present if c not in kept]
-        raise DataError(f"{what}: {len(present)} classes but room for {k} images, so class(es) "
+        raise DataError(f"{what}: {len(present)} classes but room for {k} image{'s' if k > 1 else ''}, so class(es) "
                         f"{', '.join(repr(c) for c in left[:5])}{' ...' if len(left) > 5 else ''} would have no "
-                        f"images; raise the limit to at least {len(present)} (or 0 for no limit)")
+                        f"images; raise the limit to at least {len(present)} or remove it")
     exact = k * counts / counts.sum()
     quota = np.where(counts > 0, np.maximum(1, np.floor(exact)), 0).astype(np.int64)
     quota = np.minimum(quota, counts)
