@@ -5,6 +5,10 @@ Typical use in a notebook::
     from fastcourse import load_config, run_experiment
     run_dir = run_experiment(load_config("configs/mnist/cnn.yaml"))
 
+`load_config(source, overrides)` makes the whole check `fastcourse run` makes (the config tree,
+each named section against its function, the schedule), naming every problem at once;
+`fastcourse.config.read_config` is the tree alone.
+
 The package is layered, each layer importing only the ones above it: data, models, train,
 run, tasks, results, lessons, cli (import-linter checks it in the tests). `import fastcourse`
 imports no TensorFlow; the names below load on first use. fastcourse's own Keras classes
@@ -19,13 +23,15 @@ import os
 import sys
 from types import FrameType
 
-# Quiet TensorFlow's start-up notices unless the user asked for them.
+# Quiet TensorFlow's start-up notices unless the user asked for them (the `fastcourse` command
+# hides them all unless FASTCOURSE_TF_LOGS=1 or --verbose: fastcourse/cli/__init__.py).
+_TF_LOG_LEVEL_GIVEN = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fastcourse.version import __version__  # noqa: E402
 
 _LAZY = {
-    "load_config": "fastcourse.tasks.check:load_checked",
+    "load_config": "fastcourse.tasks.check:load_config",
     "run_experiment": "fastcourse.tasks.runner:run_experiment",
     "Learner": "fastcourse.learner:Learner",
 }

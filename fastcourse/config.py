@@ -1,32 +1,54 @@
-"""The experiment config: one typed tree with defaults in code; YAML holds what differs.
+"""The experiment config: one typed tree with defaults in code; YAML holds what differs. Every
+rule a config must keep lives in this module, so `fastcourse check` accepts exactly what
+`fastcourse run` accepts:
+
+- the tree's shape, types and bounds (the pydantic models below: `train.batch_size`, `seed`...);
+- ARG_BOUNDS, the bounds of the arguments of registered functions by argument NAME (`dropout`
+  of any model, `zoom` of any augmentation, `pseudo_ratio` of a task);
+- ArgsOf, a marker for an argument that is itself another function's arguments (`task.head`);
+- rules across sections (ENSEMBLE_REFUSED: tasks that cannot be an ensemble).
 
 Sections that name a function (`task`, `data`, `model`, `augment`, `train.schedule`) take that
-function's keyword arguments beside `name`. This module checks the tree's shape and values; it
-names things and imports no builder. `fastcourse.tasks.check.check_config` then checks each
-named section against its registered function's signature, so a builder's arguments ARE its
-config section. Every problem is reported as one line naming the file, the dotted key, the value
-and what is allowed, before anything trains::
+function's keyword arguments beside `name`; `fastcourse.tasks.check` looks the name up in its
+registry (a layer this module may not import) and applies `check_arguments` here, so a
+builder's signature IS its config section. Every problem is one line naming the file, the
+dotted key, the value and what is allowed, and all of a config's problems are reported at once::
 
     configs/mnist/cnn.yaml: train.bach_size: unknown key; did you mean 'batch_size'? ...
+
+`read_config` reads and checks the tree alone; `fastcourse.load_config`
+(fastcourse.tasks.check.load_config) is the whole check that `run` makes.
 """
 from __future__ import annotations
 
 import copy
 import difflib
 import inspect
+import math
 import os
 import re
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, create_model,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from fastcourse.errors import ConfigError
-from fastcourse.safe_yaml import SafeConfigLoader, load_yaml
+from fastcourse.safe_yaml import load_yaml, loads_value
 from fastcourse.shipped import resolve_config
 
 # Builder arguments the experiment fills in from the data; a config never sets them.
@@ -64,6 +86,97 @@ def _run_name(value: str) -> str:
 RunName = Annotated[str, AfterValidator(_run_name)]
 
 
+# --- the arguments of registered functions, bounded by name ---------------------------------
+
+@dataclass(frozen=True)
+class Bounds:
+    """lo <= value <= hi (strict where lo_open / hi_open); `why` says what the argument means."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+    why: str = ""
+    length: Optional[int] = None  # a list must have exactly this many entries
+
+    def allowed(self) -> str:
+        lo = "-inf" if self.lo is None else _num(self.lo)
+        hi = "inf" if self.hi is None else _num(self.hi)
+        left = "(" if self.lo_open or self.lo is None else "["
+        right = ")" if self.hi_open or self.hi is None else "]"
+        return f"in {left}{lo}, {hi}{right}" + (f" ({self.why})" if self.why else "")
+
+    def holds(self, x: float) -> bool:
+        if not math.isfinite(x):
+            return False
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return False
+        return not (self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
+
+
+_FRACTION_OF_SIZE = Bounds(0, 1, why="a fraction of the image size")
+_EPOCHS = Bounds(0, 100_000, why="a number of epochs")
+_RATE = Bounds(0, 10, lo_open=True, why="a learning rate")
+_LAYER_SIZE = Bounds(1, 65_536, why="a layer width")
+
+# Argument name -> bounds, for every registered function (builder, augmentation, dataset,
+# schedule, task) with an argument of that name: one line bounds them all, and a new builder
+# gets the bounds without repeating them. A list (`filters: [32, 64]`) is bounded entry by entry.
+ARG_BOUNDS: dict[str, Bounds] = {
+    # models
+    "dropout": Bounds(0, 1, hi_open=True, why="the fraction of units dropped"),
+    "units": _LAYER_SIZE, "dense": _LAYER_SIZE, "hidden": _LAYER_SIZE, "filters": _LAYER_SIZE,
+    "depth": Bounds(0, 100, why="hidden layers (0: a linear head)"),
+    # augmentations (the course's ImageDataGenerator ranges)
+    "rotation": Bounds(0, 180, why="degrees"),
+    "shift": _FRACTION_OF_SIZE, "width_shift": _FRACTION_OF_SIZE, "height_shift": _FRACTION_OF_SIZE,
+    "shear": Bounds(0, 1.5, why="radians, as Keras 1 had it; pi/2 is degenerate"),
+    "zoom": Bounds(0, 1, hi_open=True, why="images are zoomed by a factor in [1 - zoom, 1 + zoom]"),
+    "channel_shift": Bounds(0, 255, why="pixel values are 0-255"),
+    # data
+    "image_size": Bounds(8, 4096, length=2, why="[height, width] in pixels"),
+    "valid_fraction": Bounds(0, 1, lo_open=True, hi_open=True, why="the fraction of train moved to valid"),
+    "split_seed": Bounds(0, SEED_MAX, why="a seed"),
+    # schedules
+    "lr": _RATE, "max_lr": _RATE,
+    "min_lr": Bounds(0, 10, why="a learning rate"),
+    "warmup": Bounds(0, 100_000, why="epochs of warm-up"),
+    "pct_start": Bounds(0, 1, hi_open=True, why="the fraction of the run spent warming up"),
+    "div": Bounds(0, 1e6, lo_open=True, why="the starting rate is max_lr / div"),
+    "final_div": Bounds(0, 1e9, lo_open=True, why="the final rate is max_lr / final_div"),
+    "factor": Bounds(0, 1, lo_open=True, why="the rate is multiplied by it each step"),
+    "every": Bounds(1, 100_000, why="epochs between steps"),
+    # tasks
+    "passes": Bounds(0, 1000, why="augmented passes over the training set"),
+    # ratio r adds r / (1 - r) pseudo-labelled images per labelled one (train/pseudo.py): r < 1
+    "pseudo_ratio": Bounds(0, 1, hi_open=True, why="the share of pseudo-labelled images in the training set"),
+    "pseudo_rounds": Bounds(1, 100, why="rounds of pseudo-labelling, used when pseudo_ratio > 0"),
+    "pseudo_epochs": _EPOCHS, "finetune_epochs": _EPOCHS, "freeze_epochs": _EPOCHS, "unfreeze_epochs": _EPOCHS,
+    "finetune_scale": Bounds(0, 10, lo_open=True, why="a multiplier of the learning rate"),
+    "lr_mult": Bounds(0, 1e6, lo_open=True, why="a multiplier of the learning rate"),
+    "C": Bounds(0, None, lo_open=True, why="the inverse regularisation strength"),
+    "max_iter": Bounds(1, 1e7, why="iterations"),
+}
+
+
+@dataclass(frozen=True)
+class ArgsOf:
+    """Marks an argument whose value is the keyword arguments of another function, checked as
+    a section of its own: `head: Annotated[Optional[dict], ArgsOf(dense_head, ("input_shape",))]`
+    makes `task.head: {dropout: 5}` fail at check, naming `task.head.dropout`."""
+
+    fn: Any
+    skipped: tuple[str, ...] = ()
+
+
+# Tasks that cannot run as an ensemble (an `ensemble` section with members > 1), and why.
+ENSEMBLE_REFUSED = {"sklearn_features": "a scikit-learn classifier has no Keras model to average"}
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,8 +194,11 @@ class Named(BaseModel):
 
 class DataConfig(Named):
     name: str = "mnist_sample"
-    train_limit: Optional[PositiveInt] = Field(None, description="use the first N training images")
-    test_limit: Optional[PositiveInt] = Field(None, description="use the first N test images")
+    train_limit: Optional[PositiveInt] = Field(
+        None, description="at most N training images: an image folder keeps each class's share, drawn from "
+        "`seed`; arrays keep the first N (docs/records.md)")
+    test_limit: Optional[PositiveInt] = Field(
+        None, description="at most N evaluation (valid or test) images, chosen as train_limit's")
 
 
 class ModelConfig(Named):
@@ -166,6 +282,13 @@ class ExperimentConfig(Strict):
     ensemble: Optional[EnsembleConfig] = None
     out: str = Field("runs", min_length=1, description="folder under which each run gets its own directory")
 
+    @model_validator(mode="after")
+    def _ensemble_of_task(self):
+        if self.ensemble is not None and self.ensemble.members > 1 and self.task.name in ENSEMBLE_REFUSED:
+            raise ValueError(f"ensemble of task {self.task.name!r}: {ENSEMBLE_REFUSED[self.task.name]}; "
+                             "remove the ensemble section (or set ensemble.members: 1)")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -175,28 +298,54 @@ class ExperimentConfig(Strict):
 
 # --- loading -------------------------------------------------------------------------------
 
-def load_config(
+def read_config(
     source: str | os.PathLike | dict, overrides: list[str] | None = None
 ) -> ExperimentConfig:
-    """Read a YAML file (or a dict), apply `key.path=value` overrides, validate everything.
+    """The config TREE of a YAML file (or a dict) with `key.path=value` overrides applied.
 
-    Raises ConfigError with one line naming the file, the key, the value and the fix.
+    Checks the tree alone (shapes, types, bounds of train/seed/ensemble...), not the named
+    sections against their functions: that is `fastcourse.load_config`, the whole check `run`
+    makes. Raises ConfigError with one line per problem, all of them at once.
     """
+    raw, where, problems = read_raw(source, overrides)
+    cfg, tree_problems = validate_tree(raw, where)
+    if problems or tree_problems:
+        raise ConfigError(*problems, *tree_problems)
+    return cfg
+
+
+def read_raw(source: str | os.PathLike | dict, overrides: list[str] | None = None) -> tuple[dict, str, list[str]]:
+    """(the raw tree with the overrides applied, where it came from, the overrides' problems).
+
+    A file that cannot be read or parsed raises at once (nothing else can be checked); each
+    override that cannot be applied is one problem, and the others still apply."""
     where = str(source) if not isinstance(source, dict) else "<config>"
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
     else:
         raw = read_yaml(resolve_config(source))  # a path, or a shipped config's name (mnist/cnn)
+    problems = []
     for item in overrides or []:
-        apply_override(raw, item, where)
-    return validate_config(raw, where)
+        try:
+            apply_override(raw, item, where)
+        except ConfigError as exc:
+            problems += exc.problems
+    return raw, where, problems
+
+
+def validate_tree(raw: dict, where: str = "<config>") -> tuple[Optional[ExperimentConfig], list[str]]:
+    """(the config, []) or (None, one line per problem of the tree)."""
+    try:
+        return ExperimentConfig.model_validate(raw), []
+    except ValidationError as exc:
+        return None, _problems(exc, where, ExperimentConfig)
 
 
 def validate_config(raw: dict, where: str = "<config>") -> ExperimentConfig:
-    try:
-        cfg = ExperimentConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_error(exc, where, ExperimentConfig, raw)) from None
+    """The tree of a raw dict, or a ConfigError naming every problem."""
+    cfg, problems = validate_tree(raw, where)
+    if problems:
+        raise ConfigError(*problems)
     return cfg
 
 
@@ -206,10 +355,12 @@ def read_yaml(path: Path) -> dict:
     return load_yaml(path)
 
 
-def parse_scalar(text: str) -> Any:
-    """YAML-typed value for an override; also accepts 1e-3 (YAML 1.1 reads that as a string)."""
+def parse_scalar(text: str, source: str = "--set") -> Any:
+    """YAML-typed value for an override; also accepts 1e-3 (YAML 1.1 reads that as a string).
+    Text that is not one YAML value (an unclosed list, a tag) is a one-line ConfigError naming
+    `source`."""
     # the config loader's rules: `yes`/`on` stay strings, so `--set train.epochs=yes` is refused
-    value = yaml.load(text, Loader=SafeConfigLoader) if text.strip() else ""
+    value = loads_value(text, source) if text.strip() else ""
     if isinstance(value, str):
         try:
             return float(value)
@@ -219,26 +370,31 @@ def parse_scalar(text: str) -> Any:
 
 
 def apply_override(raw: dict, item: str, where: str) -> None:
+    """Apply one `key.path=value` to the raw tree; a one-line ConfigError naming the key."""
     if "=" not in item:
-        raise ConfigError(f"{where}: override {item!r} must look like key.path=value")
+        raise ConfigError(f"{where}: --set {item!r}: an override must look like key.path=value, "
+                          "e.g. --set train.epochs=3")
     key, text = item.split("=", 1)
-    parts = key.strip().split(".")
+    key = key.strip()
+    parts = key.split(".")
     if not all(parts):
-        raise ConfigError(f"{where}: override {item!r} has an empty key part")
+        raise ConfigError(f"{where}: --set {item!r}: the key {key!r} has an empty part; write key.path=value")
     node = raw
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"{where}: override {key}: {part!r} is a value, not a section")
+            raise ConfigError(f"{where}: --set {key}: {'.'.join(parts[:i + 1])} is a value, not a section "
+                              f"(it is {short(child)})")
         node = child
-    node[parts[-1]] = parse_scalar(text)
+    node[parts[-1]] = parse_scalar(text, f"{where}: --set {key}")
 
 
 # --- checking a function's keyword arguments (builders, augmentations, tasks) ------------
 
 _ARG_MODELS: dict[Any, type[BaseModel]] = {}
+_NESTED: dict[Any, dict[str, ArgsOf]] = {}
 
 
 def signature_model(fn, skipped: tuple[str, ...] = ()) -> type[BaseModel]:
@@ -261,6 +417,24 @@ def signature_model(fn, skipped: tuple[str, ...] = ()) -> type[BaseModel]:
     return _ARG_MODELS[key]
 
 
+def _field_type(model: type[BaseModel], name: str) -> TypeAdapter:
+    field = model.model_fields[name]
+    hint = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+
+
+def nested_sections(fn) -> dict[str, ArgsOf]:
+    """`fn`'s arguments marked ArgsOf: name -> the function whose arguments they hold."""
+    if fn not in _NESTED:
+        try:
+            hints = typing.get_type_hints(fn, include_extras=True)
+        except (NameError, TypeError, AttributeError):
+            hints = {}
+        _NESTED[fn] = {name: meta for name, hint in hints.items() if typing.get_origin(hint) is Annotated
+                       for meta in hint.__metadata__ if isinstance(meta, ArgsOf)}
+    return _NESTED[fn]
+
+
 def harden(hint: Any) -> Any:
     """`hint` with bool, int and float (also inside Optional, unions, lists, tuples and dicts)
     replaced by Bool, Int and Float: switches are only true/false, numbers are never true/false."""
@@ -281,23 +455,73 @@ def harden(hint: Any) -> Any:
     return hint
 
 
-def check_arguments(fn, args: dict, loc: str, where: str, skipped: tuple[str, ...] = ()) -> dict:
-    """Validate `args` against `fn`'s signature; return them coerced to the annotated types."""
+def argument_problems(fn, args: dict, loc: str, where: str,
+                      skipped: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
+    """(`args` coerced to `fn`'s annotated types, one line per problem): keys set from the data,
+    unknown keys, types (fn's signature), ARG_BOUNDS, and ArgsOf arguments as sections of their own."""
+    problems = [f"{where}: {loc}.{k}: set from the data, not the config; remove it" for k in args if k in skipped]
+    given = {k: v for k, v in args.items() if k not in skipped}
     model = signature_model(fn, skipped)
-    bad = [k for k in args if k in skipped]
-    if bad:
-        raise ConfigError(f"{where}: {loc}.{bad[0]}: set from the data, not the config; remove it")
     try:
-        validated = model.model_validate(args)
+        validated = model.model_validate(given)
+        coerced, bad = {k: getattr(validated, k) for k in given}, set()
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, where, model, args, prefix=loc)) from None
-    return {k: getattr(validated, k) for k in args}
+        problems += _problems(exc, where, model, prefix=loc)
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        # the keys that passed, converted one by one (for their bounds)
+        coerced = {k: v if k in bad or k not in model.model_fields else _field_type(model, k).validate_python(v)
+                   for k, v in given.items()}
+    ok = {k: v for k, v in coerced.items() if k not in bad}
+    problems += bound_problems(ok, loc, where)
+    for name, inner in nested_sections(fn).items():
+        value = ok.get(name)
+        if isinstance(value, dict):
+            coerced[name], more = argument_problems(inner.fn, value, f"{loc}.{name}", where, inner.skipped)
+            problems += more
+    return coerced, problems
+
+
+def check_arguments(fn, args: dict, loc: str, where: str, skipped: tuple[str, ...] = ()) -> dict:
+    """Validate `args` against `fn`'s signature and ARG_BOUNDS; return them coerced to the
+    annotated types, or raise a ConfigError naming every problem."""
+    coerced, problems = argument_problems(fn, args, loc, where, skipped)
+    if problems:
+        raise ConfigError(*problems)
+    return coerced
+
+
+def bound_problems(args: dict[str, Any], loc: str, where: str) -> list[str]:
+    """One line per argument (or list entry) outside its ARG_BOUNDS; values that are not
+    numbers are left to the type check."""
+    problems = []
+    for key, value in args.items():
+        bounds = ARG_BOUNDS.get(key)
+        if bounds is None or value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            if bounds.length is not None and len(value) != bounds.length:
+                problems.append(f"{where}: {loc}.{key} = {short(value)}: give {bounds.length} numbers "
+                                f"({bounds.why})")
+                continue
+            entries = [(f"{loc}.{key}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            entries = [(f"{loc}.{key}", value)]
+        for dotted, v in entries:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not bounds.holds(float(v)):
+                problems.append(f"{where}: {dotted} = {short(v)}: out of range; allowed: {bounds.allowed()}")
+    return problems
 
 
 # --- error messages ------------------------------------------------------------------------
 
-def _format_error(exc: ValidationError, where: str, root: type[BaseModel], raw: Any, prefix: str = "") -> str:
-    err = exc.errors()[0]
+def _problems(exc: ValidationError, where: str, root: type[BaseModel], prefix: str = "") -> list[str]:
+    """One line per error pydantic found, naming the dotted key, the value and what is allowed."""
+    return list(dict.fromkeys(_problem(err, where, root, prefix) for err in exc.errors()))
+
+
+def _problem(err: dict, where: str, root: type[BaseModel], prefix: str) -> str:
     loc = [str(p) for p in err["loc"]]
     dotted = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
     value = err.get("input")
@@ -313,12 +537,11 @@ def _format_error(exc: ValidationError, where: str, root: type[BaseModel], raw: 
         msg = msg[len("Value error, "):]
     if err["type"] in ("bool_type", "bool_parsing"):
         msg = "a switch takes true or false (yes/no/on/off/1/0 are not switches); write true or false"
-    shown = _short(value)
     if isinstance(value, dict) and not loc:
         return f"{where}: {msg}"
     if isinstance(value, dict) and err["type"].startswith("value_error"):
         return f"{where}: {dotted}: {msg}"
-    return f"{where}: {dotted} = {shown}: {msg}"
+    return f"{where}: {dotted} = {short(value)}: {msg}"
 
 
 def _fields_at(model: Any, loc: tuple) -> list[str]:
@@ -339,6 +562,7 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut to 60 characters."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -61,9 +61,16 @@ def make_folder(path: str | os.PathLike, what: str) -> Path:
     return folder
 
 
+# errnos that say the path given cannot be a writable folder: bad input (exit 2), fixed by
+# choosing another place; anything else (a full disk, an I/O error) is a failure at run time
+_BAD_PLACE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+              errno.ELOOP, errno.EEXIST}
+
+
 def os_error(exc: OSError, what: str) -> FastcourseError:
-    """UsageError for a place the user cannot write (read-only, no permission); else RunError."""
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    """UsageError for a place the user cannot write (read-only, no permission, a file in the
+    path, a name too long); else RunError (a full disk, an I/O error)."""
+    if exc.errno in _BAD_PLACE:
         return UsageError(f"{what}: {exc.strerror or exc}; choose a writable folder (--out or --run-dir)")
     return RunError(f"{what}: {exc.strerror or exc}")
 

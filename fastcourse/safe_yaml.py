@@ -2,6 +2,7 @@
 
     from fastcourse.safe_yaml import load_yaml
     raw = load_yaml("configs/mnist/cnn.yaml")      # dict, or a one-line ConfigError
+    value = loads_value("[[2, 1e-3]]", "--set train.schedule.phases")   # one value (an override)
 
 On top of yaml.SafeLoader (no Python objects are ever built):
 - a key given twice, at any depth, is refused (safe_load silently keeps the last one);
@@ -120,6 +121,35 @@ def loads_yaml(text: str, source: str = "<string>") -> dict:
         loader.dispose()
 
 
+def loads_value(text: str, source: str) -> object:
+    """One YAML value (an override's right-hand side), read as configs are; `source` names it
+    (e.g. "--set train.epochs") in the one-line ConfigError for text that is not a plain value."""
+    try:
+        loader = SafeConfigLoader(text, source)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"{source}: character {chr(exc.character)!r} is not allowed; remove it") from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_tree(node, source)
+        return loader.construct_document(node)
+    except yaml.constructor.ConstructorError:  # a tag: !!python/object, !custom ...
+        tag = re.search(r"!\S*", text)
+        raise ConfigError(f"{source}: {tag.group(0) if tag else 'the value'} is a YAML tag, which a config "
+                          "does not take; write a plain value (a number, true/false, a string or a [list])") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "cannot parse"
+        raise ConfigError(f"{source}: {text!r} is not valid YAML ({problem}{at}); close the brackets or "
+                          "quotes, or quote the whole value") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: {text!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    finally:
+        loader.dispose()
+
+
 def _check_tree(root: yaml.Node, source: str) -> None:
     """Refuse duplicate keys and more than MAX_NODES nodes once aliases are expanded."""
     sizes: dict[int, int] = {}  # expanded size per node, so a shared (aliased) node is walked once
@@ -161,4 +191,4 @@ def _check_tree(root: yaml.Node, source: str) -> None:
     walk(root, "", set())
 
 
-__all__ = ["load_yaml", "loads_yaml", "SafeConfigLoader", "MAX_BYTES", "MAX_ALIASES"]
+__all__ = ["load_yaml", "loads_yaml", "loads_value", "SafeConfigLoader", "MAX_BYTES", "MAX_ALIASES"]

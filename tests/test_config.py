@@ -1,19 +1,19 @@
-"""The config validator: every kind of bad config fails at load with one line naming the
-file, the dotted key, the value and what is allowed."""
+"""The config validator: every kind of bad config fails at load with one line per problem naming
+the file, the dotted key, the value and what is allowed, every problem of a config at once."""
 from pathlib import Path
 
 import pytest
 
-from fastcourse.config import load_config, parse_scalar
+from fastcourse.config import parse_scalar, read_config
 from fastcourse.errors import ConfigError
-from fastcourse.tasks.check import load_checked
+from fastcourse.tasks.check import load_config
 
 CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_every_shipped_config_validates(path):
-    cfg = load_config(path)
+    cfg = load_config(path)  # the whole check `fastcourse run` makes
     assert cfg.train.epochs >= 1
     assert path.read_text().startswith("#"), "each config starts with a header comment"
 
@@ -22,9 +22,9 @@ def error_of(tmp_path, text, overrides=None):
     path = tmp_path / "exp.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
-        load_checked(path, overrides)
+        load_config(path, overrides)
     msg = str(err.value)
-    assert "\n" not in msg and msg.startswith(str(path))
+    assert all(line.startswith(f"{path}") for line in msg.splitlines()), msg  # one line per problem
     return msg
 
 
@@ -99,24 +99,24 @@ def test_top_level_must_be_a_mapping(tmp_path):
 
 def test_missing_file():
     with pytest.raises(ConfigError, match="no such config file"):
-        load_config("does/not/exist.yaml")
+        read_config("does/not/exist.yaml")
 
 
 def test_overrides_and_defaults(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text(BASE)
-    cfg = load_config(path, ["train.batch_size=128", "train.schedule.lr=1e-2", "model.dense=64"])
+    cfg = read_config(path, ["train.batch_size=128", "train.schedule.lr=1e-2", "model.dense=64"])
     assert cfg.train.batch_size == 128 and cfg.model.args["dense"] == 64
     assert cfg.train.schedule.args["lr"] == pytest.approx(0.01)
     assert cfg.data.name == "mnist_sample" and cfg.augment.name == "none"  # defaults in code
     with pytest.raises(ConfigError, match="key.path=value"):
-        load_config(path, ["train.batch_size"])
+        read_config(path, ["train.batch_size"])
 
 
 def test_phases_define_epochs(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("train: {schedule: {name: phases, phases: [[1, 1.0e-3], [4, 1.0e-4]]}}\n")
-    assert load_config(path).train.epochs == 5
+    assert read_config(path).train.epochs == 5
 
 
 def test_parse_scalar():
@@ -129,8 +129,8 @@ def test_parse_scalar():
 def test_resolved_config_round_trips(tmp_path):
     import yaml
 
-    cfg = load_config(CONFIGS[0])
-    again = load_config(yaml.safe_load(cfg.to_yaml()))
+    cfg = read_config(CONFIGS[0])
+    again = read_config(yaml.safe_load(cfg.to_yaml()))
     assert again == cfg
 
 
@@ -161,6 +161,17 @@ def test_resolved_config_round_trips(tmp_path):
     ("train: {schedule: {name: constant, lr: 0}}", ["train.schedule.lr = 0", "(0, 10]"]),
     ("train: {schedule: {name: one_cycle, pct_start: 1.0}}", ["train.schedule.pct_start = 1.0"]),
     ("task: {name: features, passes: -1}", ["task.passes = -1"]),
+    # the features task refused these at run time while check passed them (one rule, one place now)
+    ("task: {name: features, pseudo_ratio: 1}", ["task.pseudo_ratio = 1", "[0, 1)"]),
+    ("task: {name: features, pseudo_rounds: 0}", ["task.pseudo_rounds = 0", "[1, 100]"]),
+    ("task: {name: features, finetune_scale: 0}", ["task.finetune_scale = 0", "(0, 10]"]),
+    ("task: {name: features, head: {dropout: 5}}", ["task.head.dropout = 5", "[0, 1)"]),
+    ("task: {name: features, head: {unit: 5}}", ["task.head.unit: unknown key", "did you mean 'units'"]),
+    ("task: {name: features, head: {num_classes: 5}}", ["task.head.num_classes", "set from the data"]),
+    ("task: {name: finetune, lr_mult: 0}", ["task.lr_mult = 0", "(0, 1000000]"]),
+    ("task: {name: finetune, freeze_epochs: -1}", ["task.freeze_epochs = -1"]),
+    ("task: {name: sklearn_features, C: 0}", ["task.C = 0", "(0, inf)"]),
+    ("task: {name: sklearn_features}\nensemble: {members: 2}", ["ensemble of task 'sklearn_features'"]),
 ])
 def test_values_out_of_range_are_refused(tmp_path, text, words):
     msg = error_of(tmp_path, text + "\n")
@@ -173,5 +184,77 @@ def test_legal_edges_pass(tmp_path):
     path.write_text("name: ok_name-1.2\nseed: 4294967295\nmodel: {name: cnn_bn_dropout, dropout: 0.0}\n"
                     "augment: {name: course, zoom: 0, rotation: '15'}\n"
                     "train: {batch_size: 1, jit_compile: false, schedule: {name: constant, lr: 1e-3}}\n")
-    cfg = load_checked(path)
+    cfg = load_config(path)
     assert cfg.augment.args["rotation"] == 15.0 and cfg.train.schedule.args["lr"] == pytest.approx(1e-3)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    """Tree, sections, bounds, schedule and overrides: one ConfigError, one line per problem."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: t\nseed: -1\nmodel: {name: cnn, dense: 0, dens: 3}\n"
+                    "augment: {name: course, zoom: 2}\ntrain: {batch_size: 0}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["train.schedule.lr=-1", "train.epochs", "data.train_limit=[1"])
+    lines = str(err.value).splitlines()
+    assert lines == err.value.problems and all(line.startswith(str(path)) for line in lines)
+    for words in (["seed = -1"], ["train.batch_size = 0"], ["model.dense = 0", "[1, 65536]"],
+                  ["model.dens: unknown key"], ["augment.zoom = 2", "[0, 1)"], ["train.schedule.lr = -1.0"],
+                  ["--set 'train.epochs'", "key.path=value"], ["--set data.train_limit", "not valid YAML"]):
+        assert any(all(w in line for w in words) for line in lines), (words, lines)
+    assert len(lines) == 8, lines
+
+
+def test_a_valid_tree_with_bad_sections_reports_them_all(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("model: {name: cnn, dense: 0}\naugment: {name: corse}\ntask: {name: features, passes: -2}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert len(err.value.problems) == 3 and "did you mean 'course'" in str(err.value)
+
+
+@pytest.mark.parametrize("override,words", [
+    ("train.schedule.phases=[[2, 1e-3]", ["--set train.schedule.phases", "not valid YAML", "close the brackets"]),
+    ("x=!!python/object:os.system ls", ["--set x", "!!python/object:os.system", "YAML tag"]),
+    ("model.name=!custom 3", ["--set model.name", "!custom", "YAML tag"]),
+    ("name={a: 1", ["--set name", "not valid YAML"]),
+    ("train.epochs.x=3", ["--set train.epochs.x", "train.epochs is a value, not a section"]),
+    ("=3", ["--set '=3'", "empty part"]),
+])
+def test_a_bad_override_is_one_line_naming_its_key(tmp_path, override, words):
+    path = tmp_path / "exp.yaml"
+    path.write_text(BASE)
+    with pytest.raises(ConfigError) as err:
+        read_config(path, [override])
+    assert len(err.value.problems) == 1, err.value.problems
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def test_one_name_means_one_thing():
+    """fastcourse.load_config is the whole check; the tree alone is config.read_config."""
+    import fastcourse
+    import fastcourse.config
+    import fastcourse.tasks.check
+
+    assert fastcourse.load_config is fastcourse.tasks.check.load_config
+    assert not hasattr(fastcourse.config, "load_config")
+    assert fastcourse.tasks.check.load_checked is fastcourse.tasks.check.load_config
+
+
+def test_no_task_repeats_a_rule_of_the_config():
+    """A bound lives in fastcourse.config (ARG_BOUNDS); no task or dataset function refuses its own
+    arguments by number again (they once disagreed: check passed pseudo_ratio 1, run refused it)."""
+    import ast
+    import inspect
+
+    from fastcourse.config import ARG_BOUNDS
+    from fastcourse.data import folder_sets
+    from fastcourse.tasks import features, finetune, sklearn, train
+
+    for module in (features, finetune, sklearn, train, folder_sets):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.If) and any(isinstance(n, ast.Raise) for n in node.body):
+                names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
+                numbers = [n for n in ast.walk(node.test) if isinstance(n, ast.Constant)
+                           and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)]
+                assert not (names & set(ARG_BOUNDS) and numbers), (module.__name__, ast.unparse(node.test))

@@ -114,14 +114,18 @@ def test_resume_flag_and_refusals(tmp_path, tiny_config, capsys, monkeypatch):
     _interrupt_after_epochs(monkeypatch, 1)
     assert main(["run", str(cfg), "--out", str(out)]) == 130
     monkeypatch.undo()
-    capsys.readouterr()
     (run_dir,) = out.iterdir()
+    err = capsys.readouterr().err.splitlines()
+    # Ctrl-C: one line saying so, then the command that resumes on a line of its own
+    assert err[-2].startswith("fastcourse: interrupted (Ctrl-C)") and err[-1] == f"fastcourse run {run_dir}"
     assert checkpoint.read_state(run_dir / "checkpoints")["epoch"] == 1
 
     # a changed config is refused: the run resumes with the config it started with
     code = main(["run", str(run_dir), "--set", "train.epochs=3"])
     err = capsys.readouterr().err
-    assert code == 2 and "train.epochs is 2 there, 3 here" in err and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
+    assert "train.epochs is 3, the run started with 2 (from --set train.epochs=3)" in err
+    assert "delete" not in err and "no --set for those keys" in err
 
     # temporary files of writers killed mid-write are swept when the run resumes
     stale = [run_dir / ".model.keras.k1ll3d_x.keras", run_dir / "checkpoints" / ".epoch-0002.keras.abcd1234.keras"]
@@ -163,3 +167,82 @@ def test_nan_loss_stops_naming_the_epoch_and_keeps_the_last_checkpoint(tmp_path,
     assert state["epoch"] == 1 and all(np.isfinite(v) for v in state["history"]["loss"])
     good = keras.saving.load_model(run_dir / "checkpoints" / state["model_file"], safe_mode=True)
     assert all(np.isfinite(w).all() for w in good.get_weights())
+
+
+def test_an_edited_config_is_refused_naming_what_changed_and_how_to_restore_it(tmp_path, tiny_config, capsys,
+                                                                                monkeypatch):
+    """started.json holds the hash and a copy of the resolved config: resuming after config.yaml
+    was edited names each key (then and now) and the restoring --set, and deletes nothing."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(
+        data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
+        model={"name": "cnn", "filters": [4, 8], "dense": 16}, train__epochs=2)))
+    run_dir = tmp_path / "rd"
+    _interrupt_after_epochs(monkeypatch, 1)
+    assert main(["run", str(cfg), "--run-dir", str(run_dir)]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    started = json.loads((run_dir / "started.json").read_text())
+    assert len(started["config_sha256"]) == 64 and started["config"]["model"]["dense"] == 16
+
+    original = (run_dir / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(original.replace("dense: 16", "dense: 32").replace("lr: 0.001", "lr: 0.01"))
+    before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    code = main(["run", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "model.dense is 32, the run started with 16" in err
+    assert "train.schedule.lr is 0.01, the run started with 0.001" in err
+    assert f"put the values back in {run_dir / 'config.yaml'}" in err
+    restore = f"fastcourse run {run_dir} --set model.dense=16 --set train.schedule.lr=0.001"
+    assert restore in err and "delete" not in err
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before  # the trained epoch is kept
+
+    # the printed command resumes the run from its checkpoint
+    assert main(restore.split()[1:]) == 0
+    assert "after 1 completed epoch" in capsys.readouterr().out
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
+
+    # another config file aimed at the same run directory names its source
+    other = tmp_path / "other.yaml"
+    other.write_text(cfg.read_text().replace("dense: 16", "dense: 8"))
+    (run_dir / "metrics.json").rename(run_dir / "metrics.json.done")  # unfinished again, for the check
+    code = main(["run", str(other), "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.dense is 8, the run started with 16" in err and f"give {other} another --run-dir" in err
+
+
+def test_sigterm_keeps_the_checkpoint_exits_143_and_prints_the_resume_command(tmp_path, tiny_config, capsys):
+    """SIGTERM (a scheduler, `docker stop`) is handled as Ctrl-C: the last checkpoint stays, exit
+    143, and the resume command on a line of its own (not glued to the progress bar)."""
+    cfg = tmp_path / "term.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(
+        data={"name": "mnist_sample", "train_limit": 256, "test_limit": 64},
+        model={"name": "cnn", "filters": [4, 8], "dense": 16}, train__epochs=8, train__verbose=1,
+        train__batch_size=32)))
+    run_dir = tmp_path / "rd"
+    proc = subprocess.Popen([sys.executable, "-m", "fastcourse.cli", "run", str(cfg), "--run-dir", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    state = run_dir / "checkpoints" / checkpoint.STATE
+    deadline = time.time() + 240
+    while not state.exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() < deadline, "no checkpoint within 4 minutes"
+        time.sleep(0.02)
+    time.sleep(0.15)  # into the next epoch, mid progress bar
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output[-3000:]
+    lines = output.splitlines()
+    said = [i for i, line in enumerate(lines) if "stopped by SIGTERM" in line]
+    assert said and lines[said[0]].startswith("fastcourse: stopped by SIGTERM"), output[-2000:]
+    assert lines[said[0] + 1] == f"fastcourse run {run_dir}", output[-2000:]
+    assert "Traceback" not in output
+    done = checkpoint.read_state(run_dir / "checkpoints")["epoch"]
+    assert 1 <= done < 8 and not (run_dir / "metrics.json").exists()
+    assert not [p for p in run_dir.rglob(".*") if p.name not in (".lock", ".lock.pid")]  # no half-written file
+
+    assert main(["run", str(run_dir), "--set", "train.verbose=0"]) == 0  # the printed command, quietly
+    assert f"resuming {run_dir} after {done} completed epoch" in capsys.readouterr().out
+    assert len(pd.read_csv(run_dir / "history.csv")) == 8

@@ -5,19 +5,38 @@ Command modules import their work lazily, inside the handlers, so `fastcourse --
 `fastcourse list` import no TensorFlow. `--out FOLDER` means the same in every command: the
 folder the command writes its files into (each command prints the paths it wrote).
 
-Errors the user can fix print one line (`fastcourse: error: ...`) and exit 2 (bad input) or
-1 (failure at run time); there is no traceback for them.
+Every problem the user can fix is one line, `fastcourse: error: ...`, naming the file, key or
+path and the fix, never a traceback (a config with several problems: one line each). Exit codes:
+
+    0    done
+    2    bad input: a config or an override, a path, an --out folder that cannot be made, data
+         that cannot be read, a command line argparse refuses (`fastcourse check` on an invalid
+         config too)
+    1    a failure at run time: a diverged loss, a full disk, a run directory in use
+    130  Ctrl-C;  143  SIGTERM. Both keep the last checkpoint and print, on a line of its own,
+         the command that resumes the run (`fastcourse run RUN_DIR`).
+
+TensorFlow's, absl's and CUDA's log lines (oneDNN notices, `failed call to cuInit`) are hidden
+unless FASTCOURSE_TF_LOGS=1 or --verbose asks for them. docs/messages.md has the details.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import importlib.abc
+import importlib.util
+import os
 import pkgutil
+import re
+import signal
 import sys
+import tempfile
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from fastcourse.errors import FastcourseError
+from fastcourse.errors import FastcourseError, Interrupted
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, list[tuple[tuple, dict]], Handler]] = {}
@@ -49,14 +68,24 @@ def out_folder(out: str | None, default: str | Path = ".") -> Path:
     return io.make_folder(out if out is not None else default, "--out folder")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one `fastcourse: error:` line (exit 2), like every other error."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("fastcourse").strip()
+        self.exit(2, f"fastcourse: error: {command + ': ' if command else ''}{message} "
+                     f"(see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # every module of this package defines commands with @command; importing it registers them
     for info in pkgutil.iter_modules(__path__):
         if not info.name.startswith("_"):  # not __main__
             importlib.import_module(f"{__name__}.{info.name}")
-    parser = argparse.ArgumentParser(
-        prog="fastcourse", description="fast.ai 2017 lessons on Keras 3: experiments from YAML configs."
-    )
+    parser = _Parser(prog="fastcourse", description="fast.ai 2017 lessons on Keras 3: experiments from YAML configs.")
+    verbose = dict(action="store_true", help="show TensorFlow's, absl's and CUDA's log lines (hidden by default; "
+                                             "or set FASTCOURSE_TF_LOGS=1)")
+    parser.add_argument("--verbose", default=False, **verbose)
     from fastcourse.version import __version__
 
     parser.add_argument("--version", action="version", version=f"fastcourse {__version__}")
@@ -66,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         for names, options in arguments:
             p.add_argument(*names, **options)
+        p.add_argument("--verbose", default=argparse.SUPPRESS, **verbose)  # also after the command
         p.set_defaults(handler=handler)
     return parser
 
@@ -73,11 +103,139 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tf_logs(show=args.verbose or os.environ.get(TF_LOGS_ENV, "").strip().lower() not in ("", "0", "false", "no"))
+    previous = _stop_on_sigterm()
     try:
         return int(args.handler(args) or 0)
     except FastcourseError as exc:
-        print(f"fastcourse: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"fastcourse: error: {line}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("fastcourse: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Interrupted)
+        return _interrupted(exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+# --- Ctrl-C and SIGTERM ----------------------------------------------------------------------
+
+def _stop_on_sigterm():
+    """SIGTERM raises Interrupted in the main thread, so it unwinds as Ctrl-C does (atomic writes
+    finish or roll back, locks are freed, the last checkpoint stays). Returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+        raise Interrupted("SIGTERM", 128 + signum)
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Say what stopped the run and the command that resumes it; the exit code (130, 143)."""
+    from fastcourse.run.rundir import resume_command
+
+    print(flush=True)  # end the progress bar's line: the message starts a line of its own
+    name = getattr(exc, "signal_name", "SIGINT")
+    what = "interrupted (Ctrl-C)" if name == "SIGINT" else f"stopped by {name}"
+    run_dir = getattr(exc, "run_dir", None)
+    resume = getattr(exc, "resume", None) or (resume_command(run_dir) if run_dir is not None else None)
+    if resume:
+        print(f"fastcourse: {what}; the run keeps its last completed epoch; continue it with:", file=sys.stderr)
+        print(resume, file=sys.stderr, flush=True)
+    else:
+        print(f"fastcourse: {what}", file=sys.stderr, flush=True)
+    return int(getattr(exc, "exit_code", 130))
+
+
+# --- TensorFlow's own log lines --------------------------------------------------------------
+
+TF_LOGS_ENV = "FASTCOURSE_TF_LOGS"
+# What TensorFlow's native libraries write while they load: absl's "before InitializeLog" notice
+# and glog-style lines (I0000 00:00:1796411432.825038  7386 port.cc:153] oneDNN custom operations ...;
+# before absl is initialised the clock is printed as seconds since 1970)
+_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+"
+                         r"\s+\d+ \S+:\d+\]|To enable the following instructions:)")
+
+
+def tf_logs(show: bool) -> None:
+    """Hide (default) or show TensorFlow's, absl's and CUDA's log lines for this process. Takes
+    effect on a TensorFlow imported afterwards (the native level is read when it loads)."""
+    import logging
+
+    hook = next((f for f in sys.meta_path if isinstance(f, _QuietTensorFlowImport)), None)
+    if show:
+        if hook is not None:
+            sys.meta_path.remove(hook)
+        import fastcourse
+
+        if "tensorflow" not in sys.modules:  # the level the user set, else everything
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = fastcourse._TF_LOG_LEVEL_GIVEN or "0"
+        return
+    # 3: errors too (`failed call to cuInit` on a machine without a GPU is logged as an error)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # multi-worker training's gRPC
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    with contextlib.suppress(ImportError):
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    if hook is None and "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Filters what TensorFlow's shared libraries print to the stderr file descriptor while
+    `import tensorflow` runs. They log before absl is initialised, which TF_CPP_MIN_LOG_LEVEL does
+    not reach (TensorFlow 2.21); lines that are not such log lines pass through. It stays in
+    sys.meta_path until TensorFlow is imported (a find_spec alone, as Keras makes, imports nothing)."""
+
+    def __init__(self):
+        self.finding = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow" or self.finding:
+            return None
+        self.finding = True
+        try:
+            spec = importlib.util.find_spec("tensorflow")  # the real one (this finder steps aside)
+        finally:
+            self.finding = False
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_quietly(module):
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            with _native_stderr_filtered():
+                exec_module(module)
+
+        spec.loader.exec_module = exec_quietly
+        return spec
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered() -> Iterator[None]:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no stderr descriptor to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines()
+                    if line.strip() and not _NATIVE_LOG.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)

@@ -4,10 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-import sys
-
 from fastcourse.cli import OUT_ARG, arg, command, out_folder
-from fastcourse.tasks.check import load_checked
+from fastcourse.tasks.check import load_config
 
 CONFIG_ARGS = [
     arg("config", help="experiment YAML file, e.g. configs/mnist/cnn.yaml"),
@@ -34,29 +32,29 @@ CONFIG_ARGS = [
         help="log scalars, the per-step learning rate and augmented samples to RUN/tensorboard/"),
 ])
 def run(args: argparse.Namespace) -> int:
-    import json as _json
-
     from fastcourse.run.rundir import resolve
-    from fastcourse.tasks.check import check_config
     from fastcourse.tasks.runner import run_experiment
 
     overrides = [*args.overrides, *(["train.tensorboard=true"] if args.tensorboard else [])]
-    cfg, run_dir = resolve(args.config, overrides, args.out, args.resume, args.run_dir)
-    check_config(cfg, args.config)
+    # the config as `fastcourse check` checks it (every problem at once), then the run directory
+    cfg, run_dir = resolve(args.config, overrides, args.out, args.resume, args.run_dir, load=load_config)
     run_dir = run_experiment(cfg, out=args.out, run_dir=run_dir)
     if not (run_dir / "metrics.json").exists():  # a non-chief worker: the chief keeps the results
         print("worker finished; the chief worker wrote the run directory")
         return 0
-    metrics = _json.loads((run_dir / "metrics.json").read_text())
-    split = metrics.get("test_split", "test")
-    print(f"{split} accuracy: {metrics['test_accuracy']:.4f}  ({split} loss {metrics['test_loss']:.4f})")
+    from fastcourse.run import records
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    split, loss, wall = records.eval_split(metrics), records.eval_loss(metrics), metrics.get("wall_seconds")
+    print(f"{split} accuracy: {records.eval_accuracy(metrics):.4f}  ({split} loss "
+          f"{'-' if loss is None else f'{loss:.4f}'})" + ("" if wall is None else f"  wall time {wall:.1f} s"))
     print(f"run directory: {run_dir}")
     return 0
 
 
 @command("show-config", "print the resolved config (defaults filled in, overrides applied)", CONFIG_ARGS)
 def show_config(args: argparse.Namespace) -> int:
-    print(load_checked(args.config, args.overrides).to_yaml(), end="")
+    print(load_config(args.config, args.overrides).to_yaml(), end="")
     return 0
 
 
@@ -109,7 +107,7 @@ def preview_augment(args: argparse.Namespace) -> int:
     from fastcourse.data import augment
     from fastcourse.run.inputs import inputs_for
 
-    cfg = load_checked(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)
     inputs = inputs_for(cfg)
     pipeline = augment.build(cfg.augment.name, cfg.augment.args)
     path = augment.preview(pipeline, _example(inputs.train, args.index), out_folder(args.out) / "augment_preview.png",
@@ -128,7 +126,7 @@ def lr_find_command(args: argparse.Namespace) -> int:
     # what the task trains first: the model, a features head, a frozen fine-tune (tasks/lr_find.py)
     from fastcourse.tasks.lr_find import lr_find_for
 
-    cfg = load_checked(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)
     found = lr_find_for(cfg, args.steps, args.min_lr, args.max_lr, where=args.config)
     path = found.finder.plot(out_folder(args.out) / "lr_find.png", found.title)
     print(json.dumps({"suggested_lr": found.finder.suggestion, "min_loss_lr": found.finder.min_loss_lr,
@@ -136,14 +134,9 @@ def lr_find_command(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("check", "validate a config without running it (exit 0 when it is valid, 1 when not)", CONFIG_ARGS)
+@command("check", "validate a config as `run` would, without running it: exit 0 when it is valid, 2 "
+         "naming every problem (one line each) when not", CONFIG_ARGS)
 def check(args: argparse.Namespace) -> int:
-    from fastcourse.errors import UsageError
-
-    try:
-        load_checked(args.config, args.overrides)
-    except UsageError as exc:
-        print(f"fastcourse: error: {exc}", file=sys.stderr)
-        return 1
+    load_config(args.config, args.overrides)  # a ConfigError: every problem, one line each (exit 2)
     print(f"{args.config}: ok")
     return 0

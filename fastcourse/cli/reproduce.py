@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 
 from fastcourse.cli import arg, command
 
@@ -22,7 +24,7 @@ from fastcourse.cli import arg, command
 ])
 def reproduce_command(args: argparse.Namespace) -> int:
     from fastcourse.errors import UsageError
-    from fastcourse.lessons.reproduce import reproduce
+    from fastcourse.lessons.reproduce import PLAN_FILE, reproduce
 
     if not args.dataset and not args.resume:
         raise UsageError("reproduce: name a dataset (mnist or fashion_mnist), or --resume DIR")
@@ -30,6 +32,12 @@ def reproduce_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume {args.resume}: a reproduction resumes with the plan it started with "
                          "(its reproduce.yaml); drop --quick, --set, --steps, --configs and --budget")
     steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None
-    reproduce(args.dataset, out=args.out, quick=args.quick, overrides=args.overrides,
-              configs_dir=args.configs, resume=args.resume, steps=steps, budget=args.budget)
+    try:
+        reproduce(args.dataset, out=args.out, quick=args.quick, overrides=args.overrides,
+                  configs_dir=args.configs, resume=args.resume, steps=steps, budget=args.budget)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM in a step: resume the reproduction, not the step
+        step_dir = getattr(exc, "run_dir", None)
+        if step_dir is not None and (Path(step_dir).parent / PLAN_FILE).is_file():
+            exc.resume = f"fastcourse reproduce --resume {shlex.quote(str(Path(step_dir).parent))}"
+        raise
     return 0

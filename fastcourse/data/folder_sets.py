@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from fastcourse.config import bound_problems
 from fastcourse.data.base import DATASETS
 from fastcourse.data.folders import Check, FolderDataset, Layout, OnError, open_folder
 from fastcourse.data.split import Method, split_indices
@@ -13,10 +14,11 @@ from fastcourse.errors import UsageError
 
 
 def _finish(data: FolderDataset, image_size, valid_fraction, split_method, seed) -> FolderDataset:
-    size = tuple(int(s) for s in image_size)
-    if len(size) != 2 or min(size) < 8 or max(size) > 4096:
-        raise UsageError(f"data.image_size={list(image_size)}: give [height, width], each between 8 and 4096")
-    data.image_size = size
+    # a config was checked before (fastcourse.config.ARG_BOUNDS); a Python call gets the same rule
+    problems = bound_problems({"image_size": image_size, "valid_fraction": valid_fraction}, "data", data.name)
+    if problems:
+        raise UsageError(problems[0])
+    data.image_size = tuple(int(s) for s in image_size)
     if valid_fraction and not data.has("valid"):
         train = data.split("train")
         tr, va = split_indices(len(train), valid_fraction, split_method, seed, train.labels, train.groups)

@@ -11,12 +11,12 @@ An `ensemble` section makes the lesson's ensemble of heads: the members share th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 import keras
 import numpy as np
 
-from fastcourse.config import ExperimentConfig, check_arguments
+from fastcourse.config import ArgsOf, ExperimentConfig
 from fastcourse.data import augment
 from fastcourse.data.features import precompute_features
 from fastcourse.data.sources import FeaturePart, FeatureSource
@@ -35,18 +35,17 @@ from fastcourse.train.trainer import FitResult, evaluate, fit, predict
 @TASKS.register()
 def features(
     cfg: ExperimentConfig, run_dir: Path, cut: str = "last_conv", cache_dir: str = "cache/features",
-    passes: int = 0, dtype: Literal["float32", "float16"] = "float32", head: dict[str, Any] = None,
+    passes: int = 0, dtype: Literal["float32", "float16"] = "float32",
+    head: Annotated[Optional[dict[str, Any]], ArgsOf(dense_head, ("input_shape", "num_classes"))] = None,
     pseudo_ratio: float = 0.0, pseudo_rounds: int = 1, pseudo_epochs: int = 0,
     finetune_epochs: int = 0, finetune_scale: float = 0.1, feature_seed: int = 0,
 ) -> dict:
     """Cached conv features -> dense head (-> pseudo-labels) -> head back on the conv part.
 
     `feature_seed` seeds the conv part (its weights when not pretrained) and the augmented passes,
-    apart from the run's seed, so the members of an ensemble share one features cache."""
-    if passes < 0 or pseudo_rounds < 1 or not 0 <= pseudo_ratio < 1 or finetune_scale <= 0:
-        raise UsageError("task: passes >= 0, pseudo_rounds >= 1, 0 <= pseudo_ratio < 1 and finetune_scale > 0")
-    head_args = check_arguments(dense_head, dict(head or {}), "task.head", str(run_dir / "config.yaml"),
-                                ("input_shape", "num_classes"))
+    apart from the run's seed, so the members of an ensemble share one features cache. `head` is
+    dense_head's arguments, checked with the config (fastcourse.config.ArgsOf)."""
+    head_args = dict(head or {})
     inputs = inputs_for(cfg)
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
     spec = {"name": cfg.augment.name, **cfg.augment.args}
