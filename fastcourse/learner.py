@@ -101,8 +101,11 @@ class Learner:
             names = [str(i) for i in range(train.num_classes)]
             return Inputs("source", train.kind, names, train, valid, "valid", tuple(train.input_shape),
                           mean, std), "source"
-        if train_limit or test_limit:
-            data = data.limit(train_limit, test_limit)
+        if train_limit or test_limit:  # a folder's per class, from the learner's seed, as a config run's
+            from fastcourse.data.folders import FolderDataset
+
+            data = (data.limit(train_limit, test_limit, seed=self.seed) if isinstance(data, FolderDataset)
+                    else data.limit(train_limit, test_limit))
         return inputs_for(None, data), getattr(data, "name", type(data).__name__)
 
     def _start(self, seed: Optional[int] = None) -> None:
