@@ -50,8 +50,8 @@ def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
                   {"FASTCOURSE_VIRTUAL_CPUS": "2"})
     single, mirrored = metrics_of(finish(one)), metrics_of(finish(two))
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
-    assert single["test_accuracy"] > 0.8
-    assert abs(mirrored["test_accuracy"] - single["test_accuracy"]) < 0.05
+    assert single["eval_accuracy"] > 0.8
+    assert abs(mirrored["eval_accuracy"] - single["eval_accuracy"]) < 0.05
 
 
 def free_port():
@@ -68,7 +68,7 @@ def test_two_workers_on_localhost_complete(tmp_path):
              for i in range(2)]
     outs = [finish(p, timeout=400) for p in procs]
     chief = metrics_of(outs[0])
-    assert chief["replicas"] == 2 and chief["test_accuracy"] > 0.5
+    assert chief["replicas"] == 2 and chief["eval_accuracy"] > 0.5
     assert "chief worker wrote the run directory" in outs[1]
     assert len(list((tmp_path / "runs").iterdir())) == 1  # only the chief kept a run directory
 

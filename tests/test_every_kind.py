@@ -30,7 +30,7 @@ def test_features_with_a_batchnorm_head_on_an_array_dataset(tmp_path):
     m = run(tmp_path, name="arr-features", data=ARRAYS, model=SMALL_CNN, augment={"name": "course"},
             task={"name": "features", "cut": "block2_pool", "passes": 1, "cache_dir": str(tmp_path / "cache"),
                   "head": {"units": 16, "batchnorm": True, "pool": False}})
-    assert m["data_kind"] == "arrays" and m["test_split"] == "test" and m["test_images"] == 64
+    assert m["data_kind"] == "arrays" and m["eval_split"] == "test" and m["eval_images"] == 64
     assert m["feature_shape"] == [4, 4, 8] and m["attach_max_abs_diff"] < 1e-5
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 3  # clean, 1 augmented pass, test
 

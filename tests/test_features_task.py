@@ -24,8 +24,8 @@ def test_logistic_on_pretrained_lenet_features(tiny_config, tmp_path):
     run = run_experiment(_cfg(tiny_config, tmp_path, layer="fc4", pretrain=True))
     m = json.loads((run / "metrics.json").read_text())
     assert m["feature_dim"] == 84 and m["layer"] == "fc4" and m["classifier"] == "logistic"
-    assert m["test_accuracy"] > 0.6 and m["train_accuracy"] >= m["test_accuracy"]
-    assert 0 < m["test_loss"] < 2.3  # better than chance (ln 10)
+    assert m["eval_accuracy"] > 0.6 and m["train_accuracy"] >= m["eval_accuracy"]
+    assert 0 < m["eval_loss"] < 2.3  # better than chance (ln 10)
     assert 0 <= m["network_test_accuracy"] <= 1
     for f in ["config.yaml", "confusion_matrix.png", "history.csv", "features.keras"]:
         assert (run / f).is_file()
@@ -38,7 +38,7 @@ def test_gradient_boosting_on_pooled_conv_features(tiny_config, tmp_path):
                               max_iter=5))
     m = json.loads((run / "metrics.json").read_text())
     assert m["feature_dim"] == 16 and m["pool"] == "avg"
-    assert m["test_accuracy"] > 0.2  # above chance (0.1) on 16 random-filter averages
+    assert m["eval_accuracy"] > 0.2  # above chance (0.1) on 16 random-filter averages
     assert not (run / "history.csv").exists()
 
 
@@ -74,8 +74,8 @@ def test_image_folder_train_vs_valid(tmp_path):
         "model": {"name": "lenet"}, "train": {"batch_size": 8, "verbose": 0},
     })
     m = json.loads((run_experiment(cfg) / "metrics.json").read_text())
-    assert (m["train_images"], m["test_images"], m["feature_dim"]) == (32, 16, 16)
-    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["train_accuracy"] > 0.5
+    assert (m["train_images"], m["eval_images"], m["feature_dim"]) == (32, 16, 16)
+    assert 0.0 <= m["eval_accuracy"] <= 1.0 and m["train_accuracy"] > 0.5
     # the one trainer trains on folders too: pretraining the network before the cut works there
     pre = load_config({**cfg.to_dict(), "out": str(tmp_path / "pre"),
                        "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max", "pretrain": True}})

@@ -50,8 +50,8 @@ def finish(target: Path, *args) -> Path:
 
 def same_metrics(a: Path, b: Path) -> None:
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
-    assert mb["test_accuracy"] == pytest.approx(ma["test_accuracy"], abs=1e-6)
-    assert mb["test_loss"] == pytest.approx(ma["test_loss"], rel=1e-4, abs=1e-6)
+    assert mb["eval_accuracy"] == pytest.approx(ma["eval_accuracy"], abs=1e-6)
+    assert mb["eval_loss"] == pytest.approx(ma["eval_loss"], rel=1e-4, abs=1e-6)
 
 
 def write(tmp: Path, cfg: dict) -> Path:

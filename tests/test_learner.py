@@ -35,8 +35,8 @@ def test_config_run_and_learner_give_the_same_metrics(tmp_path):
     learn.fit_one_cycle(1, max_lr=3e-3)
     saved = learn.save(tmp_path / "learner-run")
     got = json.loads((saved / "metrics.json").read_text())
-    assert got["test_accuracy"] == pytest.approx(want["test_accuracy"], abs=1e-6)
-    assert got["test_loss"] == pytest.approx(want["test_loss"], abs=1e-6)
+    assert got["eval_accuracy"] == pytest.approx(want["eval_accuracy"], abs=1e-6)
+    assert got["eval_loss"] == pytest.approx(want["eval_loss"], abs=1e-6)
     np.testing.assert_allclose(np.load(saved / "eval_probs.npy"), np.load(run / "eval_probs.npy"), atol=1e-6)
     # the same artifacts as a run
     for name in ["model.keras", "metrics.json", "history.csv", "eval_probs.npy", "eval_labels.npy",
@@ -63,8 +63,8 @@ def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
     learn = fastcourse.Learner(model, data, seed=3, batch_size=32, verbose=0, out=tmp_path / "nb")
     learn.fit(1, lr=2e-3)
     got = learn.evaluate()
-    assert got["accuracy"] == pytest.approx(want["test_accuracy"], abs=1e-6)
-    assert got["loss"] == pytest.approx(want["test_loss"], abs=1e-6)
+    assert got["accuracy"] == pytest.approx(want["eval_accuracy"], abs=1e-6)
+    assert got["loss"] == pytest.approx(want["eval_loss"], abs=1e-6)
 
 
 def test_predict_tta_lr_find_views_and_ensemble(tmp_path):
@@ -84,7 +84,7 @@ def test_predict_tta_lr_find_views_and_ensemble(tmp_path):
     assert len(summary["members"]) == 2 and set(summary["rules"]) == {"mean", "geometric", "vote"}
     assert learn.model.output_shape[-1] == 10
     metrics = json.loads((learn.save() / "metrics.json").read_text())
-    assert metrics["ensemble"]["rules"]["mean"]["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert metrics["ensemble"]["rules"]["mean"]["eval_accuracy"] == pytest.approx(metrics["eval_accuracy"])
 
 
 def test_fine_tune_and_folders(tmp_path):

@@ -67,7 +67,7 @@ def test_lesson3_from_split_to_submission(tmp_path):
     run = run_dir_of(cli("run", ens, cwd=tmp_path))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["ensemble_members"] == 3 and len(metrics["members"]) == 3
-    assert metrics["test_split"] == "valid" and metrics["keras_model"]["max_abs_diff_from_mean_rule"] < 1e-5
+    assert metrics["eval_split"] == "valid" and metrics["keras_model"]["max_abs_diff_from_mean_rule"] < 1e-5
     member = json.loads((run / "members" / "0" / "metrics.json").read_text())
     assert member["passes"] == 2 and member["feature_shape"] == [2, 2, 512]
     # the three members shared the cache: 3 passes of train + the valid images, computed once

@@ -71,10 +71,10 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, resumable_yam
 
     a = json.loads((straight / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
-    print(f"\nkill -9 after {done_at_kill} epoch(s), resumed: test accuracy {b['test_accuracy']:.6f} "
-          f"loss {b['test_loss']:.6f}; uninterrupted: accuracy {a['test_accuracy']:.6f} loss {a['test_loss']:.6f}")
-    assert b["test_accuracy"] == pytest.approx(a["test_accuracy"], abs=1e-6)
-    assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4, abs=1e-5)
+    print(f"\nkill -9 after {done_at_kill} epoch(s), resumed: test accuracy {b['eval_accuracy']:.6f} "
+          f"loss {b['eval_loss']:.6f}; uninterrupted: accuracy {a['eval_accuracy']:.6f} loss {a['eval_loss']:.6f}")
+    assert b["eval_accuracy"] == pytest.approx(a["eval_accuracy"], abs=1e-6)
+    assert b["eval_loss"] == pytest.approx(a["eval_loss"], rel=1e-4, abs=1e-5)
     ha, hb = pd.read_csv(straight / "history.csv"), pd.read_csv(killed / "history.csv")
     assert list(ha.columns) == list(hb.columns) and len(hb) == 3
     np.testing.assert_allclose(hb.to_numpy(), ha.to_numpy(), rtol=1e-4, atol=1e-5)

@@ -67,11 +67,11 @@ def test_a_few_epochs_lower_the_loss(sample, tiny_config):
 def test_same_seed_same_numbers(tmp_path, tiny_config):
     cfg = load_config(tiny_config(augment={"name": "course"}, train__epochs=2))
     runs = [json.loads((run_experiment(cfg, out=tmp_path / str(i)) / "metrics.json").read_text()) for i in range(2)]
-    assert runs[0]["test_loss"] == runs[1]["test_loss"]
-    assert runs[0]["test_accuracy"] == runs[1]["test_accuracy"]
+    assert runs[0]["eval_loss"] == runs[1]["eval_loss"]
+    assert runs[0]["eval_accuracy"] == runs[1]["eval_accuracy"]
     other = load_config(tiny_config(augment={"name": "course"}, train__epochs=2, seed=2))
     third = json.loads((run_experiment(other, out=tmp_path / "x") / "metrics.json").read_text())
-    assert third["test_loss"] != runs[0]["test_loss"]
+    assert third["eval_loss"] != runs[0]["eval_loss"]
 
 
 def test_lr_find_suggests_a_rate_and_restores_weights(sample, tmp_path):
@@ -101,8 +101,8 @@ def test_true_batchnorm_statistics_after_one_epoch(tmp_path, tiny_config):
         cfg = load_config(tiny_config(data={"name": "mnist_sample"}, model={"name": "cnn_bn_dropout"},
                                       train__bn_recalibrate=n, train__epochs=1))
         runs[n] = json.loads((run_experiment(cfg, out=tmp_path / str(n)) / "metrics.json").read_text())
-    assert runs[100]["test_accuracy"] >= 0.9
-    assert runs[0]["test_accuracy"] < 0.5 and "accuracy_before_bn_recalibration" not in runs[0]
+    assert runs[100]["eval_accuracy"] >= 0.9
+    assert runs[0]["eval_accuracy"] < 0.5 and "accuracy_before_bn_recalibration" not in runs[0]
     # the report shows both: the accuracy Keras' statistics gave, and the true one
-    assert runs[100]["accuracy_before_bn_recalibration"] == pytest.approx(runs[0]["test_accuracy"], abs=1e-6)
+    assert runs[100]["accuracy_before_bn_recalibration"] == pytest.approx(runs[0]["eval_accuracy"], abs=1e-6)
     assert runs[100]["bn_recalibrated_batches"] == 100

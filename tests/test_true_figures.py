@@ -19,9 +19,9 @@ def _run(cfg: dict, out):
 
 
 def _agrees(metrics: dict, history: pd.DataFrame) -> None:
-    assert history["val_accuracy"].iloc[-1] == pytest.approx(metrics["test_accuracy"], abs=0.005)
+    assert history["val_accuracy"].iloc[-1] == pytest.approx(metrics["eval_accuracy"], abs=0.005)
     # the loss pins it down where two accuracies could agree by chance (a stale model's loss is far off)
-    assert history["val_loss"].iloc[-1] == pytest.approx(metrics["test_loss"], rel=0.01, abs=1e-3)
+    assert history["val_loss"].iloc[-1] == pytest.approx(metrics["eval_loss"], rel=0.01, abs=1e-3)
 
 
 def test_one_epoch_cnn_bn_dropout_on_the_sample(tmp_path):
@@ -44,7 +44,7 @@ def test_a_folder_run(shapes, tmp_path):
                                                                    "image_size": [32, 32]},
                              "model": {"name": "cnn_bn", "filters": [8, 16], "dense": 32},
                              "train": {"epochs": 2, "batch_size": 16, "verbose": 0}}, tmp_path)
-    assert metrics["test_split"] == "valid" and len(history) == 2
+    assert metrics["eval_split"] == "valid" and len(history) == 2
     _agrees(metrics, history)
 
 

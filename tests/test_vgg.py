@@ -203,7 +203,7 @@ def test_features_task_end_to_end(folder, tmp_path):
     run = run_experiment(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["attach_max_abs_diff"] < 1e-5 and metrics["feature_shape"] == [2, 2, 512]
-    assert metrics["pseudo_images"] == 4 and metrics["epochs"] == 3 and 0 <= metrics["test_accuracy"] <= 1
+    assert metrics["pseudo_images"] == 4 and metrics["epochs"] == 3 and 0 <= metrics["eval_accuracy"] <= 1
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     assert model.output_shape == (None, 2)
     assert (run / "eval_predictions.csv").read_text().count("\n") == 9
@@ -220,7 +220,7 @@ def test_finetune_task_runs_fastai_fine_tune(folder, tmp_path):
     run = run_experiment(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["unfreeze_epochs"] == 1
-    assert set(json.loads(json.dumps(metrics)).keys()) >= {"test_accuracy", "test_loss"}
+    assert set(json.loads(json.dumps(metrics)).keys()) >= {"eval_accuracy", "eval_loss"}
 
 
 def test_imagenet_weights_come_from_the_keras_cache_or_fail_clearly(tmp_path, monkeypatch):
