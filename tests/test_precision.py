@@ -75,7 +75,7 @@ def test_auto_is_the_default_and_the_run_says_what_it_chose(cpuinfo, monkeypatch
         with devices.training_scope("auto", "none"):
             assert keras.mixed_precision.global_policy().name == expected
         assert keras.mixed_precision.global_policy().name == "float32"
-        lines = [ln for ln in capsys.readouterr().err.splitlines() if "precision" in ln]
+        lines = [ln for ln in capsys.readouterr().out.splitlines() if "precision" in ln]  # stdout: stderr is for errors
         assert len(lines) == 1 and f"precision {expected} (auto: " in lines[0] and why in lines[0]
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 from typing import Iterator
 
 import keras
@@ -62,7 +61,7 @@ def apply_precision(precision: str, announce: bool = True) -> str:
     precision, reason = resolve_precision(requested, gpu=has_gpu())
     if announce and (requested, precision) not in _announced:
         _announced.add((requested, precision))
-        print(f"fastcourse: precision {precision} ({reason})", file=sys.stderr, flush=True)
+        print(f"fastcourse: precision {precision} ({reason})", flush=True)  # stdout: stderr is for errors
     keras.mixed_precision.set_global_policy(precision)
     return precision
 
