@@ -288,7 +288,7 @@ def feature_maps(model: keras.Model, layer: Optional[str], image: np.ndarray) ->
     image = np.asarray(image, np.float32)
     if image.ndim == 2:
         image = image[..., None]
-    return np.asarray(probe(image[None]))[0]
+    return np.asarray(probe(image[None]), np.float32)[0]  # float32 under a mixed (bf16) policy too
 
 
 def plot_feature_maps(model: keras.Model, layer: Optional[str], image: np.ndarray, path: str | Path,
