@@ -133,7 +133,7 @@ def _cached_decode(ds, files: Sequence[str], size: tuple[int, int], cache_dir: s
     fingerprint (paths, sizes, mtimes and the image size), so it changes with the input."""
     import tensorflow as tf
 
-    # sha256 since 0.2 (sha1 before): caches named by the old digest are simply not found, and
+    # sha256 (fastcourse 0.1.0 named these caches by sha1): a cache under an old name is not found, and
     # the images are decoded once more into a cache under the new name
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     path = str(Path(cache_dir) / f"decoded-{size[0]}x{size[1]}-{files_fingerprint(files, size)[:16]}")

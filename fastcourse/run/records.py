@@ -9,7 +9,8 @@ The evaluation keys name the split they were measured on: `eval_split` is "test"
 datasets and "valid" for image folders, and `eval_accuracy` / `eval_loss` / `eval_images` are
 that split's. fastcourse 0.1.0 wrote them as `test_split` / `test_accuracy` / `test_loss` /
 `test_images`, even for the valid split; those keys are still written, with the same values,
-as aliases for one release (ALIASES), so that notebooks and scripts reading them keep working.
+as aliases for one release (ALIASES: written by 0.2.x, dropped in 0.3.0), so that notebooks and
+scripts reading them keep working.
 
 Nothing here imports TensorFlow, Keras or matplotlib: listing a hundred runs stays quick.
 """
@@ -25,12 +26,12 @@ PROBS = "eval_probs.npy"    # class probabilities on the evaluation split; writt
 LABELS = "eval_labels.npy"  # their labels
 WALL = "wall.json"          # an unfinished run's wall time so far (run/frame.py's WallClock)
 
-# old key -> new key. The old keys are written too, for one release after 0.1.0; read the new ones.
+# old key -> new key. The old keys are written too, by 0.2.x only; read the new ones.
 ALIASES = {"test_split": "eval_split", "test_accuracy": "eval_accuracy", "test_loss": "eval_loss",
            "test_images": "eval_images"}
 ALIAS_NOTE = ("test_split/test_accuracy/test_loss/test_images repeat eval_split/eval_accuracy/eval_loss/"
-              "eval_images (the split eval_split names) for readers of fastcourse 0.1.0; "
-              "they are dropped in the release after next")
+              "eval_images (the split eval_split names) for readers of fastcourse 0.1.0 runs; "
+              "0.2.x writes them, 0.3.0 drops them")
 
 
 def with_aliases(values: dict[str, Any]) -> dict[str, Any]:
