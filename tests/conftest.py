@@ -74,6 +74,7 @@ END_TO_END = {
     "test_cli.py::test_run_writes_a_complete_run_directory",
     "test_ensemble.py::test_interrupted_ensemble_resumes_at_first_unfinished_member",
     "test_ensemble.py::test_ensemble_model_saves_reloads_in_safe_mode_and_averages",
+    "test_ensemble.py::test_members_of_a_limited_folder_ensemble_see_the_same_images",
     "test_every_kind.py::test_fine_tune_phases_on_an_array_dataset",
     "test_every_kind.py::test_features_with_a_batchnorm_head_on_an_array_dataset",
     "test_every_kind.py::test_vgg16_on_grey_digits_is_one_clear_line",

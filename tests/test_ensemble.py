@@ -195,3 +195,26 @@ def test_parallel_workers_train_and_save_members(tiny_config, tmp_path):
     ensemble.finish_ensemble(cfg, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [m["seed"] for m in metrics["members"]] == [1, 2]
+
+
+def test_members_of_a_limited_folder_ensemble_see_the_same_images(tmp_path):
+    """Folder limits are drawn from the seed; members have seeds of their own, yet train and are
+    evaluated on the ensemble's draw (else their predictions could not be combined)."""
+    import pandas as pd
+
+    from fastcourse.data.synthetic import make_image_folder
+
+    root = make_image_folder(tmp_path / "shapes", "dogscats", classes=2, per_class=12, valid_per_class=8, test=0,
+                             size=24, mixed_modes=False)
+    cfg = load_config({
+        "name": "ens-folder", "seed": 3, "out": str(tmp_path / "runs"),
+        "data": {"name": "image_folder", "path": str(root), "image_size": [24, 24], "train_limit": 8,
+                 "test_limit": 6},
+        "model": {"name": "cnn", "filters": [4, 8], "dense": 8}, "ensemble": {"members": 2},
+        "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "precision": "float32",
+                  "schedule": {"name": "constant", "lr": 1e-3}},
+    })
+    run_dir = run_experiment(cfg)
+    files = [pd.read_csv(ensemble.member_dir(run_dir, i) / "eval_predictions.csv")["file"].tolist() for i in (0, 1)]
+    assert files[0] == files[1] and len(files[0]) == 6
+    assert json.loads((run_dir / "metrics.json").read_text())["eval_split"] == "valid"
