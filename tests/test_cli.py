@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 import pandas as pd
+import pytest
 import yaml
 
 from fastcourse.cli import main
@@ -79,3 +80,72 @@ def test_preview_augment_command(tmp_path, capsys):
     out = tmp_path / "augment_preview.png"  # --out names the folder, as in every command
     assert main(["preview-augment", str(ROOT / "configs/mnist_sample/cnn.yaml"), "--out", str(tmp_path)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_tensorflow_absl_or_cuda_log_lines_unless_asked(tmp_path):
+    """A clean run of the shipped sample config writes nothing to stderr: no oneDNN notice, no absl
+    "before InitializeLog" line, no `failed call to cuInit`. FASTCOURSE_TF_LOGS=1 brings them back."""
+    import os
+    import re
+
+    exe = str(Path(sys.executable).parent / "fastcourse")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "FASTCOURSE_TF_LOGS")}
+    proc = subprocess.run([exe, "run", "mnist_sample/cnn", "--set", "data.train_limit=128", "--set",
+                           "data.test_limit=64", "--set", "train.schedule.phases=[[1, 1e-3]]", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == "", proc.stderr[-3000:]
+    assert "run directory: " in proc.stdout
+    native = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\])",
+                        re.M)
+    assert not native.search(proc.stdout)
+
+
+def test_native_log_lines_are_filtered_and_come_back_when_asked(capfd, monkeypatch):
+    """What the import of TensorFlow writes to file descriptor 2 is filtered line by line: its log
+    lines go, anything else stays. tf_logs(show=True) (FASTCOURSE_TF_LOGS=1, --verbose) lets all through."""
+    import os
+    import sys as _sys
+
+    from fastcourse import cli
+
+    with cli._native_stderr_filtered():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"I0000 00:00:1796411432.825038    7386 port.cc:153] oneDNN custom operations are on.\n"
+                    b"E0000 00:00:1796411442.651873    7386 cuda_platform.cc:52] failed call to cuInit: UNKNOWN\n"
+                    b"a line of our own\n")
+    err = capfd.readouterr().err
+    assert err == "a line of our own\n", err
+
+    monkeypatch.setattr(_sys, "meta_path", list(_sys.meta_path))
+    monkeypatch.setitem(os.environ, "TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.delitem(_sys.modules, "tensorflow", raising=False)  # as before TensorFlow is imported (restored after)
+    cli.tf_logs(show=False)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert any(isinstance(f, cli._QuietTensorFlowImport) for f in _sys.meta_path)
+    cli.tf_logs(show=True)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3"
+    assert not any(isinstance(f, cli._QuietTensorFlowImport) for f in _sys.meta_path)
+
+
+def test_command_line_mistakes_are_one_line_and_exit_2(capsys):
+    for argv, words in [(["run"], ["run:", "required", "CONFIG_OR_RUN_DIR"]),
+                        (["rn"], ["invalid choice", "'rn'"]),
+                        (["explain", "cnn", "--num-classes", "many"], ["explain:", "invalid int value", "'many'"])]:
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith("fastcourse: error: "), err
+        assert all(w in err for w in words) and "--help" in err, (words, err)
+
+
+def test_an_out_folder_that_cannot_be_made_is_bad_input(tmp_path, capsys):
+    """Exit 2 (bad input, as the CLI docstring says), not 1: a file in the way, a read-only place."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cfg = ROOT / "configs/mnist_sample/cnn.yaml"
+    assert main(["run", str(cfg), "--out", str(blocker / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "file/runs: Not a directory" in err and "--out" in err
+    assert main(["preview-augment", str(cfg), "--out", str(blocker)]) == 2
+    assert "is a file" in capsys.readouterr().err
