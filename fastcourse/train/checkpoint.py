@@ -143,11 +143,17 @@ def _restore_from_chief(model: keras.Model, folder: str | Path, strategy) -> Che
     count and, when there is a checkpoint, every variable of the model and its optimizer."""
     import tensorflow as tf
 
+    # Creating a variable under this strategy is a collective, so every worker must create the
+    # same ones in the same order: the optimizer's slots here, on all of them. Keras' loader
+    # creates variables of its own (a reference Optimizer), so the chief reads its file in a
+    # thread of its own, where no strategy is in scope and those stay local.
+    _build_optimizer(model)
     failure: Optional[RunError] = None
+    state = CheckpointState()
     try:
-        state = _restore_here(model, folder)  # the others' folders are their own, empty ones
+        state = _in_own_thread(_restore_here, model, folder)  # the others' folders are empty
     except RunError as exc:
-        failure, state = exc, CheckpointState()
+        failure = exc
     epoch, = broadcast_from_chief(strategy, [tf.constant(-1 if failure else state.epoch, tf.int64)])
     epoch = int(epoch)
     if failure is not None:
@@ -157,7 +163,6 @@ def _restore_from_chief(model: keras.Model, folder: str | Path, strategy) -> Che
                        "start every worker again once it can")
     if epoch == 0:
         return state
-    _build_optimizer(model)
     variables = [*model.variables, *(model.optimizer.variables if model.optimizer is not None else [])]
     values = broadcast_from_chief(strategy, [tf.convert_to_tensor(keras.ops.convert_to_numpy(v)) for v in variables])
     for variable, value in zip(variables, values):
@@ -165,6 +170,14 @@ def _restore_from_chief(model: keras.Model, folder: str | Path, strategy) -> Che
     if state.epoch != epoch:  # a worker other than the chief: it continues where the chief stopped
         state = CheckpointState(epoch=epoch)
     return state
+
+
+def _in_own_thread(fn, *args):
+    """fn(*args) in a new thread (no tf.distribute scope there, fresh Keras state); its result or error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def broadcast_from_chief(strategy, tensors: list) -> list:

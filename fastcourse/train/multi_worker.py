@@ -8,12 +8,15 @@ averaged over the GLOBAL batch, and `strategy.reduce` of the epoch's sums. The o
 schedule, the loss and the data pipeline are the ones `fit` uses.
 
 Checkpoints are those of single-device runs (checkpoint.py): after each epoch whose loss and
-weights are finite, the chief alone writes `epoch-NNNN.keras` and commits `state.json` (the
-history and epoch times so far); reading a mirrored variable needs no collective, so the other
-workers write nothing. On resume every worker calls `checkpoint.restore`, which restores the
-chief's checkpoint and broadcasts it, and the loop continues at `initial_epoch` with the
-history joined to the checkpointed one. A non-finite loss stops every worker (the loss is
-all-reduced, so all see it) with the trainer's one-line error, and that epoch is never saved.
+weights are finite, `epoch-NNNN.keras` is written and `state.json` (the history and epoch times
+so far) committed. Keras' saver creates variables of its own (a reference Optimizer), and under
+this strategy creating a variable is a collective, so every worker saves, as TensorFlow's
+multi-worker guide has it: the chief into its run directory, the others into their scratch
+folders, which nobody reads (fastcourse.run.experiment deletes them). On resume every worker
+calls `checkpoint.restore`, which restores the chief's checkpoint and broadcasts it, and the
+loop continues at `initial_epoch` with the history joined to the checkpointed one. A
+non-finite loss stops every worker (the loss is all-reduced, so all see it) with the trainer's
+one-line error, and that epoch is never saved.
 """
 from __future__ import annotations
 
@@ -40,14 +43,14 @@ def fit_multi_worker(
     those of the checkpointed epochs first.
 
     With `checkpoint_dir` (the chief's is its run's; the others' are never read), each healthy
-    epoch is checkpointed by the chief. Without it, the folder of the model's last
+    epoch is checkpointed. Without it, the folder of the model's last
     `checkpoint.restore` under this strategy is used, if there was one."""
     if checkpoint_dir is None:
         bound = checkpoint.take_binding(model)
         if bound is not None:
             checkpoint_dir, resumed = bound[0], resumed or bound[1]
     resumed = resumed or CheckpointState()
-    saver = _ChiefCheckpoint(model, checkpoint_dir, resumed) if checkpoint_dir is not None else None
+    saver = _WorkerCheckpoint(model, checkpoint_dir, resumed) if checkpoint_dir is not None else None
     loss_fn = keras.losses.CategoricalCrossentropy(reduction=None)
     optimizer = model.optimizer
     dist_ds = strategy.experimental_distribute_dataset(dataset)
@@ -90,13 +93,12 @@ def fit_multi_worker(
     return history, seconds
 
 
-class _ChiefCheckpoint:
-    """The chief's per-epoch checkpoint, in checkpoint.py's format; a no-op on the other workers."""
+class _WorkerCheckpoint:
+    """The per-epoch checkpoint in checkpoint.py's format: the chief's is the run's; every worker
+    writes one into its own folder, because saving is collective here."""
 
     def __init__(self, model: keras.Model, folder: str | Path, resumed: CheckpointState):
-        from fastcourse.train.devices import is_chief
-
-        self.model, self.folder, self.chief = model, Path(folder), is_chief()
+        self.model, self.folder = model, Path(folder)
         self.state = CheckpointState(**asdict(resumed))
 
     def epoch_end(self, epoch: int, history: dict[str, list[float]], seconds: list[float]) -> None:
@@ -106,8 +108,7 @@ class _ChiefCheckpoint:
         self.state.epoch = epoch + 1
         self.state.history = {k: list(v) for k, v in history.items()}
         self.state.epoch_seconds = list(seconds)
-        if self.chief:
-            checkpoint.save(self.model, self.folder, self.state)
+        checkpoint.save(self.model, self.folder, self.state)
 
     def last_good(self) -> str:
         if not self.state.epoch:
@@ -115,7 +116,7 @@ class _ChiefCheckpoint:
         return f"the checkpoint of epoch {self.state.epoch} is kept in {self.folder}"
 
 
-def _diverged(epoch: int, step: int, loss: float, saver: Optional[_ChiefCheckpoint]) -> None:
+def _diverged(epoch: int, step: int, loss: float, saver: Optional[_WorkerCheckpoint]) -> None:
     from fastcourse.train.guards import Diverged
 
     kept = f"; {saver.last_good()}" if saver is not None else ""
