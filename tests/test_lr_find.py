@@ -112,22 +112,20 @@ def test_finetune_target_is_frozen_and_its_weights_come_back(folder, tmp_path):
     assert {w.path.split("/")[0] for w in target.model.trainable_weights} == trainable
 
 
-def test_unfreeze_only_finetune_is_given_in_schedule_units(folder):
+def test_unfreeze_only_finetune_is_given_in_schedule_units(tiny_config):
     """With only unfreeze_epochs the first call runs at half the schedule's rate with spread
     multipliers: the suggestion is a schedule rate (the swept range is the one asked for)."""
     import keras
 
     from fastcourse.tasks.lr_find import lr_find_for, lr_find_target
 
-    cfg = load_checked(ROOT / "configs/dogscats/fine_tune.yaml",
-                       ["model.weights=none", f"data.path={folder}", "data.image_size=[32, 32]",
-                        "task.freeze_epochs=0", "task.unfreeze_epochs=1", "task.lr_mult=10", "train.batch_size=8",
-                        "model.dropout=0.0"])
+    cfg = load_checked(tiny_config(model=SMALL_CNN, task={"name": "finetune", "unfreeze_epochs": 1, "lr_mult": 10}))
     keras.utils.set_random_seed(0)
     target = lr_find_target(cfg)
-    assert target.scale == 0.5 and target.lr_multipliers["head"] == 1.0
-    assert target.lr_multipliers["block1"] == pytest.approx(0.1)
-    assert len(target.model.trainable_weights) == len(target.model.weights)
+    assert target.scale == 0.5 and target.lr_multipliers == {"block1": 0.1, "block2": pytest.approx(10 ** -0.5),
+                                                             "head": 1.0}
+    learnable = {w.path for w in target.model.weights if "moving" not in w.path}
+    assert {w.path for w in target.model.trainable_weights} == learnable  # everything unfrozen
     found = lr_find_for(cfg, steps=8, min_lr=1e-5, max_lr=1e-1)
     assert found.finder.lrs[0] == pytest.approx(1e-5) and 1e-5 <= found.finder.suggestion <= 1e-1
 
