@@ -159,3 +159,11 @@ def test_suggest_stays_in_the_swept_range():
     losses = np.r_[np.full(20, 2.0), np.linspace(2.0, 0.5, 15), [0.6, 1.0, 3.0, np.inf, np.nan]]
     rate = suggest(lrs, losses)
     assert lrs[20] <= rate <= lrs[35] and math.isfinite(rate)
+
+
+def test_sklearn_features_with_pretraining_tests_the_network(tmp_path, capsys):
+    cfg = write(tmp_path, {"name": "skp", "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 32},
+                           "model": {"name": "lenet"}, "train": {"batch_size": 32},
+                           "task": {"name": "sklearn_features", "layer": "fc4", "pretrain": True}})
+    found = lr_find(cfg, tmp_path / "out", capsys=capsys)
+    assert found["task"] == "sklearn_features" and found["fits"].endswith("before the cut")
