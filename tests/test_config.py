@@ -258,3 +258,12 @@ def test_no_task_repeats_a_rule_of_the_config():
                 numbers = [n for n in ast.walk(node.test) if isinstance(n, ast.Constant)
                            and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)]
                 assert not (names & set(ARG_BOUNDS) and numbers), (module.__name__, ast.unparse(node.test))
+
+
+def test_a_bad_declared_field_does_not_hide_the_sections_arguments(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("data: {name: image_folder, path: x, train_limit: 0, image_size: [4, 16]}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert len(err.value.problems) == 2, err.value.problems
+    assert "data.train_limit = 0" in str(err.value) and "data.image_size[0] = 4" in str(err.value)

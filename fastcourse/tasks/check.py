@@ -125,8 +125,10 @@ def _raw_section(raw: Any, loc: str) -> Optional[Named]:
             node = node[part]
     try:
         return model.model_validate(node)
-    except ValidationError:
-        return None
+    except ValidationError:  # a bad declared field (data.train_limit: 0): still check the function's arguments
+        if not isinstance(node, dict) or not isinstance(node.get("name"), str):
+            return None
+        return Named.model_validate({k: v for k, v in node.items() if k == "name" or k not in model.model_fields})
 
 
 def _raw_train(raw: Any) -> Optional[TrainConfig]:
