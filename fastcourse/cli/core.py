@@ -5,7 +5,6 @@ import argparse
 import json
 
 from fastcourse.cli import OUT_ARG, arg, command, out_folder
-from fastcourse.tasks.check import load_config
 
 CONFIG_ARGS = [
     arg("config", help="experiment YAML file, e.g. configs/mnist/cnn.yaml"),
@@ -33,6 +32,7 @@ CONFIG_ARGS = [
 ])
 def run(args: argparse.Namespace) -> int:
     from fastcourse.run.rundir import resolve
+    from fastcourse.tasks.check import load_config
     from fastcourse.tasks.runner import run_experiment
 
     overrides = [*args.overrides, *(["train.tensorboard=true"] if args.tensorboard else [])]
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
 @command("show-config", "print the resolved config (defaults filled in, overrides applied)", CONFIG_ARGS)
 def show_config(args: argparse.Namespace) -> int:
+    from fastcourse.tasks.check import load_config
+
     print(load_config(args.config, args.overrides).to_yaml(), end="")
     return 0
 
@@ -106,6 +108,7 @@ def _example(source, index: int):
 def preview_augment(args: argparse.Namespace) -> int:
     from fastcourse.data import augment
     from fastcourse.run.inputs import inputs_for
+    from fastcourse.tasks.check import load_config
 
     cfg = load_config(args.config, args.overrides)
     inputs = inputs_for(cfg)
@@ -123,6 +126,8 @@ def preview_augment(args: argparse.Namespace) -> int:
     OUT_ARG,
 ])
 def lr_find_command(args: argparse.Namespace) -> int:
+    from fastcourse.tasks.check import load_config
+
     # what the task trains first: the model, a features head, a frozen fine-tune (tasks/lr_find.py)
     from fastcourse.tasks.lr_find import lr_find_for
 
@@ -137,6 +142,8 @@ def lr_find_command(args: argparse.Namespace) -> int:
 @command("check", "validate a config as `run` would, without running it: exit 0 when it is valid, 2 "
          "naming every problem (one line each) when not", CONFIG_ARGS)
 def check(args: argparse.Namespace) -> int:
+    from fastcourse.tasks.check import load_config
+
     load_config(args.config, args.overrides)  # a ConfigError: every problem, one line each (exit 2)
     print(f"{args.config}: ok")
     return 0
