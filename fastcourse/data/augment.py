@@ -230,10 +230,7 @@ def build(name: str, params: dict | None = None):
 
 def preview(augment, image: np.ndarray, path: str | Path, n: int = 8, seed: int = 0, title: str = "") -> Path:
     """Save a PNG grid: the original image and `n` augmented copies of it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the user's backend is left alone
 
     from fastcourse.io import save_figure
 
@@ -242,7 +239,8 @@ def preview(augment, image: np.ndarray, path: str | Path, n: int = 8, seed: int 
     shown = [np.asarray(image, np.float32)] + list(copies)
     cols = min(len(shown), 9)
     rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
+    fig = Figure(figsize=(1.6 * cols, 1.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, im) in enumerate(zip(axes.flat, shown)):

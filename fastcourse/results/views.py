@@ -113,16 +113,13 @@ def load_display_image(path: str | Path, size: int = 160) -> np.ndarray:
 def plot_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | Path, title: str = "",
               row_labels: Sequence[str] | None = None) -> Path:
     """A PNG of image rows; each cell is (image, caption). Empty rows show 'none'."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the user's backend is left alone
 
     from fastcourse.io import save_figure
 
     cols = max(1, max((len(r) for r in rows), default=1))
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.4 * len(rows)), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(2.2 * cols, 2.4 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), cols, squeeze=False)
     for r, row in enumerate(rows):
         for c in range(cols):
             ax = axes[r, c]

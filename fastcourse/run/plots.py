@@ -4,21 +4,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+# Figures for files are made without pyplot, so the user's backend (a notebook's inline one) is
+# never switched and nothing is drawn twice.
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from fastcourse.io import save_figure  # noqa: E402
+from fastcourse.io import save_figure
 
 
 def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path, title: str = "", *,
                          split: str) -> Path:
     """Loss and accuracy per epoch, side by side: the training batches (augmented, as trained on)
     and the evaluation split `split` ("valid" or "test"), which the legend names."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
             if key in history and len(history[key]):
@@ -45,7 +45,8 @@ def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str], path: str | Pa
     """The course's plot_confusion_matrix: counts in cells, true classes down, predicted across."""
     n = len(classes)
     size = max(4.0, 0.55 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)

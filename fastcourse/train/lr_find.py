@@ -33,14 +33,16 @@ class LRFinderResult:
     min_loss_lr: float
 
     def plot(self, path: str | Path, title: str = "learning-rate range test") -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         from fastcourse.io import save_figure
 
-        fig, ax = plt.subplots(figsize=(6, 4))
+        return save_figure(self.figure(title), path)
+
+    def figure(self, title: str = "learning-rate range test"):
+        """The curve as a matplotlib Figure made without pyplot (the user's backend is left alone)."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         ax.plot(self.lrs, self.losses)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (log)")
@@ -49,7 +51,7 @@ class LRFinderResult:
         ax.legend()
         ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
         fig.tight_layout()
-        return save_figure(fig, path)
+        return fig
 
 
 class _RangeTest(keras.callbacks.Callback):
