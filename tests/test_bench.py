@@ -3,13 +3,17 @@ import json
 
 import pytest
 
-import fastcourse.lessons.bench as bench
-from fastcourse.data.arrays import mnist_sample
+import fastcourse.bench.cases as cases
+import fastcourse.bench.gpu as gpu
+import fastcourse.bench.memory as memory
+import fastcourse.bench.peer as peer
+import fastcourse.bench.report as report
 from fastcourse.cli import main
+from fastcourse.data.arrays import mnist_sample
 
 
 def test_bench_ladder_case_writes_table_and_json(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "bench_data", lambda quick: mnist_sample().limit(768, 128))
+    monkeypatch.setattr(cases, "bench_data", lambda quick: mnist_sample().limit(768, 128))
     out = tmp_path / "bench.json"
     assert main(["bench", "--quick", "--cases", "ladder", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
@@ -20,6 +24,7 @@ def test_bench_ladder_case_writes_table_and_json(tmp_path, monkeypatch, capsys):
     assert report["matmul_gflops"] > 0
     printed = capsys.readouterr().out
     assert "images/s (wall)" in printed and "vs peer (steady)" in printed
+    assert printed.count("vs peer (steady)") == 1  # the table, printed once
     assert rows[0]["wall_ratio_to_peer"] == pytest.approx(1.0) and rows[1]["wall_images_per_second"] > 0
 
 
@@ -29,7 +34,7 @@ def test_unknown_case_is_a_usage_error(capsys):
 
 
 def test_flops_of_the_ladder_cnn_match_the_published_estimate():
-    from fastcourse.lessons.flops import forward_flops_per_image, train_flops_per_image
+    from fastcourse.bench.flops import forward_flops_per_image, train_flops_per_image
     from fastcourse.models import build_model
 
     model = build_model("cnn_bn_dropout", (28, 28, 1), 10)
@@ -43,17 +48,17 @@ def test_time_to_reach_and_the_parsable_ratio_line():
     import re
 
     curve = [(10.0, 0.80), (21.0, 0.89), (30.5, 0.915), (41.0, 0.91)]
-    assert bench.time_to_reach(curve, 0.915) == 30.5  # the first epoch at or over the target
-    assert bench.time_to_reach(curve, 0.89) == 21.0
-    assert bench.time_to_reach(curve, 0.92) is None
-    peer = [(60.0 * (i + 1), acc) for i, acc in enumerate([0.85, 0.88, 0.90, 0.905, 0.912])]
-    ratio = bench.speedup(bench.time_to_reach(peer, peer[-1][1]), bench.time_to_reach(curve, peer[-1][1]))
+    assert report.time_to_reach(curve, 0.915) == 30.5  # the first epoch at or over the target
+    assert report.time_to_reach(curve, 0.89) == 21.0
+    assert report.time_to_reach(curve, 0.92) is None
+    theirs = [(60.0 * (i + 1), acc) for i, acc in enumerate([0.85, 0.88, 0.90, 0.905, 0.912])]
+    ratio = report.speedup(report.time_to_reach(theirs, theirs[-1][1]), report.time_to_reach(curve, theirs[-1][1]))
     assert ratio == pytest.approx(300.0 / 30.5)
-    line = bench.ratio_line(ratio)
+    line = report.ratio_line(ratio)
     assert line == "time-to-accuracy ratio: 9.8x"
     assert float(re.fullmatch(r"time-to-accuracy ratio: (\d+(?:\.\d+)?)x", line).group(1)) == 9.8
-    assert bench.ratio_line(None) == "time-to-accuracy ratio: not reached"
-    assert bench.speedup(300.0, None) is None
+    assert report.ratio_line(None) == "time-to-accuracy ratio: not reached"
+    assert report.speedup(300.0, None) is None
 
 
 def test_without_fashion_mnist_the_bench_says_how_to_get_it(monkeypatch, capsys):
@@ -70,7 +75,7 @@ def test_without_fashion_mnist_the_bench_says_how_to_get_it(monkeypatch, capsys)
         return original(name)
 
     monkeypatch.setattr(DATASETS, "get", missing)
-    data = bench.bench_data(quick=True)
+    data = peer.bench_data(quick=True)
     assert data.name == "mnist_sample"
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "Fashion-MNIST" in ln]
     assert "dataset-fashion-mnist" in line and "fastcourse data get fashion_mnist" in line and "0.97" in line
@@ -80,13 +85,13 @@ def test_time_to_accuracy_case_on_a_tiny_sample(capsys):
     data = mnist_sample().limit(512, 128)
     fast = {"batch_size": 128, "steps_per_execution": 2, "max_lr": 6e-3, "augment": None, "bn_batches": 2,
             "policy": "float32", "restarts": 0.5}
-    rows = bench.time_to_accuracy_case(data, 0, peer_epochs=1, tuned=fast, max_epochs=2, target=0.0)
+    rows = cases.time_to_accuracy_case(data, 0, peer_epochs=1, tuned=fast, max_epochs=2, target=0.0)
     out = capsys.readouterr().out
     assert "bench: precision float32" in out and "mixed_bfloat16" in out and "images/s" in out
-    peer, ours = rows
-    assert ours.notes == "reached after 1 epoch(s)" and ours.seconds > 0 and peer.seconds > 0
-    assert ours.ratio_to_peer == pytest.approx(peer.seconds / ours.seconds)
-    assert bench.ratio_line(ours.ratio_to_peer) in out
+    theirs, ours = rows
+    assert ours.notes == "reached after 1 epoch(s)" and ours.seconds > 0 and theirs.seconds > 0
+    assert ours.ratio_to_peer == pytest.approx(theirs.seconds / ours.seconds)
+    assert ours.extra["ratio_line"] == report.ratio_line(ours.ratio_to_peer)
 
 
 def test_bench_gpu_without_a_gpu_prints_one_line(capsys):
@@ -95,48 +100,19 @@ def test_bench_gpu_without_a_gpu_prints_one_line(capsys):
     if has_gpu():
         pytest.skip("this machine has a GPU: bench --gpu would train for real")
     assert main(["bench", "--gpu"]) == 0
-    assert capsys.readouterr().out.strip() == bench.GPU_SKIP
+    assert capsys.readouterr().out.strip() == gpu.GPU_SKIP
 
 
 def test_memory_case_on_tiny_sizes_returns_rss_figures(capsys):
-    rows = bench.memory_case((16, 48), warm=False, size=32, distinct=8, units=8, epochs=1, batch_size=8)
+    rows = memory.memory_case((16, 48), warm=False, size=32, distinct=8, units=8, epochs=1, batch_size=8)
     assert [r.case for r in rows] == ["memory_feature_head"] * 2
     for r in rows:
         assert r.extra["peak_rss_mb"] > 50 and r.images_per_second > 0 and r.extra["features_file_mb"] > 0
     assert "peak RSS at 48 images" in capsys.readouterr().out
 
 
-def test_precision_auto_follows_the_cpu_flags(tmp_path, monkeypatch, capsys):
-    import keras
-
-    from fastcourse.train import devices, precision
-
-    if precision.has_gpu():
-        pytest.skip("this machine has a GPU: auto picks mixed_float16")
-    original = precision.native_bf16
-    for flags, expected in (("fpu sse2 avx2 fma", "float32"), ("fpu avx2 avx512f amx_tile amx_bf16", "mixed_bfloat16"),
-                            ("fpu avx2 avx512f avx512_bf16", "mixed_bfloat16")):
-        fake = tmp_path / "cpuinfo"
-        fake.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        monkeypatch.setattr(precision, "native_bf16", lambda cpuinfo=None, f=str(fake): original(f))
-        with devices.training_scope("auto", "none"):
-            assert keras.mixed_precision.global_policy().name == expected
-        assert keras.mixed_precision.global_policy().name == "float32"
-        assert f"precision {expected}" in capsys.readouterr().err
-    fake.write_text("flags\t\t: fpu avx2\n")
-    with pytest.warns(UserWarning, match="AMX"):
-        with devices.training_scope("mixed_bfloat16", "none"):
-            assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
-
-
-def test_train_precision_accepts_auto():
-    from fastcourse.config import TrainConfig
-
-    assert TrainConfig(precision="auto").precision == "auto"
-
-
 def test_features_case_compares_folder_with_memory_and_cached_heads():
-    from fastcourse.lessons.bench import features_case
+    from fastcourse.bench.features import features_case
 
     rows = features_case(images=8, size=32, batch_size=4, epochs=2, units=8, rounds=2)
     assert [r.case for r in rows] == ["features_vgg16_32"] * 2 + ["features_head"] * 2
@@ -153,9 +129,9 @@ def test_the_peer_is_plain_keras():
     from fastcourse.models.blocks import BatchNorm
 
     data = mnist_sample()
-    ours, peer = bench.peer_model(data), bench.peer_model(data, plain_keras=True)
-    bn = [layer for layer in peer.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    ours, plain = peer.peer_model(data), peer.peer_model(data, plain_keras=True)
+    bn = [layer for layer in plain.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bn) == 5 and all(type(layer) is keras.layers.BatchNormalization for layer in bn)
     assert sum(isinstance(layer, BatchNorm) for layer in ours.layers) == 5
-    assert [l.name for l in peer.layers] == [l.name for l in ours.layers]
-    assert [w.shape for w in peer.weights] == [w.shape for w in ours.weights]
+    assert [x.name for x in plain.layers] == [x.name for x in ours.layers]
+    assert [w.shape for w in plain.weights] == [w.shape for w in ours.weights]

@@ -23,11 +23,11 @@ def bench(args: argparse.Namespace) -> int:
     from fastcourse.errors import UsageError
 
     if args.gpu:
-        from fastcourse.lessons.bench import gpu_ensemble
+        from fastcourse.bench.gpu import gpu_ensemble
 
         gpu_ensemble(args.dataset, seed=args.seed)
         return 0
-    from fastcourse.lessons.bench import CASES, run_bench
+    from fastcourse.bench.cases import CASES, run_bench
 
     cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
     unknown = set(cases) - set(CASES)
