@@ -10,6 +10,10 @@ EXAMPLE_ARGS = {
     "vgg16": {"input_shape": (48, 48, 3), "include_top": False, "weights": None},
     "vgg16_bn": {"input_shape": (48, 48, 3), "include_top": False, "weights": None},
     "alexnet": {"input_shape": (227, 227, 3)},
+    # keras.applications backbones at their minimum size (tests/test_backbones.py tests them further)
+    "resnet50": {"input_shape": (32, 32, 3), "weights": None},
+    "efficientnet_b0": {"input_shape": (32, 32, 3), "weights": None},
+    "mobilenet_v2": {"input_shape": (32, 32, 3), "weights": None},
 }
 
 

@@ -194,7 +194,7 @@ def build_backbone(
         outputs = layers.GlobalMaxPooling2D(name="max_pool")(x)
     else:
         outputs = x
-    model = keras.Model(body.inputs, outputs, name=name)
+    model = keras.Model(body.input, outputs, name=name)  # one tensor in, not a list of one
     if path is not None and not legacy:  # a Keras 3 weights file of this very model
         try:
             model.load_weights(path)

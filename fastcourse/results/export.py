@@ -49,11 +49,18 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.Path
     """Export RUN's model as `fmt` ("savedmodel" or "tflite") into OUT/<fmt>/ (OUT: default RUN)."""
     from fastcourse.results.predict import load_run
 
+    import keras
+
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     run = load_run(run_dir)
     folder = io.make_folder(out if out is not None else run.path, "--out folder") / fmt
     model = float32_copy(run.model)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UsageError(f"{run.path}: the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+                         "export serves models of one image input and one probability output")
+    # one tensor in and out (not lists of one), so the signature takes and gives plain tensors
+    model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)
     shape = [int(d) for d in model.input_shape[1:]]
     probe = np.random.default_rng(0).uniform(0, 255, (PROBE_IMAGES, *shape)).astype(np.float32)
     expected = np.asarray(model.predict(probe, verbose=0), np.float64)
