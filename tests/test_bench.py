@@ -135,3 +135,26 @@ def test_the_peer_is_plain_keras():
     assert sum(isinstance(layer, BatchNorm) for layer in ours.layers) == 5
     assert [x.name for x in plain.layers] == [x.name for x in ours.layers]
     assert [w.shape for w in plain.weights] == [w.shape for w in ours.weights]
+
+
+def test_bn_epoch_case_reports_the_overhead_and_true_figures(capsys):
+    from fastcourse.bench.bn_epoch import bn_epoch_case
+
+    (row,) = bn_epoch_case(mnist_sample().limit(640, 128), 0, epochs=3)
+    assert row.case == "bn_epoch" and 0 < row.extra["overhead_share"] < 1
+    assert len(row.extra["bn_epoch_seconds"]) == len(row.extra["epoch_seconds"]) == 3
+    # the last epoch's val figure is the model the run evaluates
+    assert row.extra["val_accuracy"][-1] == pytest.approx(row.extra["final_accuracy"], abs=1e-6)
+    assert "of an epoch" in capsys.readouterr().out
+
+
+def test_features_precision_rates_float32_and_bf16(capsys):
+    import keras
+
+    from fastcourse.bench.features import precision_rates
+
+    rows = precision_rates(images=4, size=32, batch_size=2, rounds=1)
+    assert [r.contender.split(", ")[1] for r in rows] == ["float32", "mixed_bfloat16"]
+    assert all(r.images_per_second > 0 for r in rows)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    assert capsys.readouterr().out.count("images/s") == 2

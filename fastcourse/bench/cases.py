@@ -17,8 +17,11 @@ with the course's augmentation. Cases:
   Without Fashion-MNIST the bundled MNIST sample is used with a fixed target of 0.97.
   It first prints the precision `auto` chose and the measured speed of float32 and bf16.
 - `vgg16`: VGG16 conv-part feature extraction at 224x224 (random weights).
-- `features`: VGG16 conv features from a JPEG folder at 224x224 vs the same forward pass on
-  in-memory tensors; a dense head on cached features vs on the frozen full model (epochs/s).
+- `bn_epoch`: the cost of true per-epoch figures: batchnorm statistics recomputed before each
+  validation, as a share of the epoch (target: at most 5%), with the per-epoch val accuracies.
+- `features`: VGG16 conv features at 224x224 in float32 and in mixed_bfloat16 (images/s); from a
+  JPEG folder vs the same forward pass on in-memory tensors; a dense head on cached features vs
+  on the frozen full model (epochs/s).
 - `memory`: peak RSS and images/s of precomputing and training the batchnorm head through
   FeatureSource at 2,000 / 8,000 / 32,000 images, each size in a fresh process.
 
@@ -36,7 +39,8 @@ import keras
 import numpy as np
 
 from fastcourse.bench import flops
-from fastcourse.bench.features import features_case
+from fastcourse.bench.bn_epoch import bn_epoch_case
+from fastcourse.bench.features import features_case, precision_rates
 from fastcourse.bench.memory import MEMORY_SIZES, QUICK_MEMORY_SIZES, memory_case
 from fastcourse.bench.peer import (
     SAMPLE_TARGET,
@@ -200,8 +204,8 @@ def vgg16_features_case(matmul: float, images: int, batch_size: int = 8) -> list
                 seconds=secs, notes=f"{fwd / 2e9:.1f} GMAC/image")]
 
 
-CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "features", "memory")
-DEFAULT_CASES = ("ladder", "choices", "time_to_accuracy", "vgg16")
+CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch", "features", "memory")
+DEFAULT_CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch")
 # fastcourse's tuned settings for one epoch of the ladder CNN. Batch 64 stays: at batch 128 one
 # epoch makes half the updates and ended at 0.70 test accuracy against 0.82 (Fashion-MNIST,
 # constant 1e-3); one-cycle at 3e-3 reached 0.869 after one epoch (the peer: 0.857).
@@ -224,7 +228,7 @@ def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = DEFAU
     tuned, fast = tuned or TUNED, fast or FAST_TO_ACCURACY
     report: dict = {"device": device_description()}
     rows: list[Row] = []
-    if set(cases) & {"ladder", "choices", "time_to_accuracy", "vgg16"}:
+    if set(cases) & {"ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch"}:
         data = bench_data(quick)
         report["dataset"] = data.name
         print(f"bench: {data.name} ({len(data.x_train)} train / {len(data.x_test)} test) on {device_description()}",
@@ -241,7 +245,10 @@ def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = DEFAU
                                       target=None if data.name.startswith("fashion") else SAMPLE_TARGET)
     if "vgg16" in cases:
         rows += vgg16_features_case(matmul, images=16 if quick else 64)
+    if "bn_epoch" in cases:
+        rows += bn_epoch_case(data, seed, epochs=3)
     if "features" in cases:
+        rows += precision_rates(images=16 if quick else 32)  # VGG16 at 224 in float32 and bf16
         rows += features_case(images=16 if quick else 64, size=112 if quick else 224, epochs=2 if quick else 3)
     if "memory" in cases:
         rows += memory_case(QUICK_MEMORY_SIZES if quick else MEMORY_SIZES)

@@ -94,3 +94,45 @@ def features_case(images: int = 64, size: int = 224, batch_size: int = 16, epoch
                           "(target >= 20x)"))
     return rows
 
+
+
+def precision_rates(images: int = 32, size: int = 224, batch_size: int = 16, rounds: int = 2,
+                    policies: tuple[str, ...] = ("float32", "mixed_bfloat16")) -> list[Row]:
+    """VGG16 conv features (block5_conv3, random weights) of in-memory images at `size`, through
+    precompute_features (the features task's path), under each dtype policy: images/s, best of
+    `rounds` interleaved rounds. The features task computes under the run's policy
+    (train.precision, auto by default: mixed_bfloat16 on a CPU with native bf16)."""
+    import tempfile
+
+    from fastcourse.data.features import precompute_features
+    from fastcourse.data.sources import ArraySource
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
+    source = ArraySource(pixels, np.arange(images) % 2, 2)
+    previous = keras.mixed_precision.global_policy().name
+    best: dict[str, float] = {}
+    convs: dict[str, keras.Model] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for policy in policies:  # build each model under its policy, and trace it once
+                keras.mixed_precision.set_global_policy(policy)
+                convs[policy] = _conv_part(size)
+                precompute_features(convs[policy], source.take(batch_size), f"{tmp}/warm-{policy}",
+                                    batch_size=batch_size, verbose=False)
+            for r in range(rounds):
+                for policy in (policies if r % 2 == 0 else policies[::-1]):
+                    keras.mixed_precision.set_global_policy(policy)
+                    t0 = time.perf_counter()
+                    precompute_features(convs[policy], source, f"{tmp}/{policy}-{r}", batch_size=batch_size,
+                                        verbose=False)
+                    best[policy] = min(best.get(policy, float("inf")), time.perf_counter() - t0)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    base = images / best[policies[0]]
+    rows = [Row(f"features_precision_vgg16_{size}", f"VGG16 conv features, {policy}, batch {batch_size}",
+                images / best[policy], seconds=best[policy], notes=f"{images / best[policy] / base:.2f}x float32")
+            for policy in policies]
+    for row in rows:
+        print(f"bench: {row.contender}: {row.images_per_second:.1f} images/s", flush=True)
+    return rows

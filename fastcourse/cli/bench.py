@@ -9,9 +9,9 @@ from fastcourse.cli import arg, command
 
 @command("bench", "benchmark fastcourse against plain Keras + ImageDataGenerator (same run)", [
     arg("--quick", action="store_true", help="a few thousand images, fewer epochs: a few minutes"),
-    arg("--cases", default="ladder,choices,time_to_accuracy,vgg16",
-        help="comma-separated: ladder, choices, time_to_accuracy, vgg16, features, memory "
-             "(default ladder,choices,time_to_accuracy,vgg16)"),
+    arg("--cases", default="ladder,choices,time_to_accuracy,vgg16,bn_epoch",
+        help="comma-separated: ladder, choices, time_to_accuracy, vgg16, bn_epoch, features, memory "
+             "(default ladder,choices,time_to_accuracy,vgg16,bn_epoch)"),
     arg("--gpu", action="store_true",
         help="the full 6 x 35-epoch ensemble with mixed_float16 on one GPU (minutes and accuracy); "
              "without a GPU: one line, exit 0"),
