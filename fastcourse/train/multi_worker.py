@@ -45,10 +45,9 @@ def fit_multi_worker(
     With `checkpoint_dir` (the chief's is its run's; the others' are never read), each healthy
     epoch is checkpointed. Without it, the folder of the model's last
     `checkpoint.restore` under this strategy is used, if there was one."""
-    if checkpoint_dir is None:
-        bound = checkpoint.take_binding(model)
-        if bound is not None:
-            checkpoint_dir, resumed = bound[0], resumed or bound[1]
+    bound = checkpoint.take_binding(model)  # taken in any case: a later call must not find it
+    if checkpoint_dir is None and bound is not None:
+        checkpoint_dir, resumed = bound[0], resumed or bound[1]
     resumed = resumed or CheckpointState()
     saver = _WorkerCheckpoint(model, checkpoint_dir, resumed) if checkpoint_dir is not None else None
     loss_fn = keras.losses.CategoricalCrossentropy(reduction=None)
