@@ -1,19 +1,21 @@
 """Fault injection through the real CLI, one table row per hostile input.
 
-Every row runs `.venv/bin/fastcourse ...` in a subprocess (TF_CPP_MIN_LOG_LEVEL=2) inside a tmp
-folder of its own and asserts: the exit status; that stderr holds exactly ONE line (TensorFlow's
-native start-up log lines, which no setting silences, are dropped first), starting
-`fastcourse: error:` (or `fastcourse: interrupted`) and naming the culprit (file, key, value);
-no traceback; every file that existed before is byte for byte unchanged; and no partial file
-(`.*.tmp`, an atomic write's `.<name>.<8 chars><suffix>`, `*.partial`) is left. New files may
-only be `.lock` files. Rows run two at a time (a module fixture) to fit 2 cores.
+Every row runs `.venv/bin/fastcourse ...` in a subprocess inside a tmp folder of its own and
+asserts: the exit status; that stderr holds exactly ONE line (`lines` for a row with several
+problems, all reported at once; no TensorFlow, absl or CUDA log line: they are hidden), each
+starting `fastcourse: error:` and naming the culprit (file, key, value) (an interrupted run: one
+line saying so, then the command that resumes); no traceback; every file that existed before is
+byte for byte unchanged; and no partial file (`.*.tmp`, an atomic write's
+`.<name>.<8 chars><suffix>`, `*.partial`) is left. New files may only be `.lock` files (and the
+run directory's wall.json). Rows run two at a time (a module fixture) to fit 2 cores.
 
 Adding a case is one row in CASES: Case(id, argv, setup, exit status, words in the line).
 `{t}` in argv is the case's folder; setup(t) writes the inputs (helpers below).
 
-Config rows use `fastcourse check` (exit 1 when invalid; no TensorFlow unless a builder's
-signature must be imported); rows that need data, a run directory or the file system use
-`fastcourse run` (exit 2 for bad input, 1 for run-time failures, 130 when interrupted).
+Config rows use `fastcourse check`; rows that need data, a run directory or the file system use
+`fastcourse run`. Exit 2 for bad input (an invalid config, for check as for run), 1 for run-time
+failures, 130 when interrupted. test_check_and_run_agree_on_every_config_row runs every config
+row through both commands (in this process) and asserts they give the same answer.
 Failures of the file system are injected by a sitecustomize.py the subprocess imports at start-up
 (SITECUSTOMIZE below, put on PYTHONPATH) when FASTCOURSE_TEST_FAULT is set (ENOSPC in io.atomic_path's
 writer, EROFS for a folder, Ctrl-C during a write).
@@ -62,9 +64,6 @@ TINY = {"name": "tiny", "seed": 1,
         "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},
         "model": {"name": "cnn", "filters": [4, 8], "dense": 16},
         "train": {"epochs": 1, "batch_size": 32, "verbose": 0}}
-# TensorFlow's native logging before absl is initialised: not ours, and not silenceable
-TF_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ "
-                      r"\S+:\d+\]|To enable the following instructions:)")
 PARTIAL = re.compile(r"(^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9.]+)?$|\.tmp$|\.partial$)")
 
 
@@ -221,14 +220,35 @@ def _set(i, v):
 def run_dir(config: Optional[dict] = None, files: Optional[dict[str, bytes | str]] = None, name="rd"):
     """t/rd: a run directory holding config.yaml (the resolved TINY, or `config`) and `files`."""
     def setup(t: Path):
-        from fastcourse.config import load_config
+        from fastcourse.config import read_config
 
         d = t / name
         d.mkdir()
-        (d / "config.yaml").write_text(load_config(config or TINY).to_yaml())
+        (d / "config.yaml").write_text(read_config(config or TINY).to_yaml())
         for rel, body in (files or {}).items():
             (d / rel).parent.mkdir(parents=True, exist_ok=True)
             (d / rel).write_bytes(body if isinstance(body, bytes) else body.encode())
+    return setup
+
+
+def started_run_dir(config: Optional[dict] = None, name="rd"):
+    """t/rd: an unfinished run directory as `fastcourse run` starts one: config.yaml and
+    started.json (the hash and a copy of the resolved config)."""
+    def setup(t: Path):
+        from fastcourse.config import read_config
+        from fastcourse.run.rundir import record_start
+
+        (t / name).mkdir()
+        record_start(t / name, read_config(config or TINY))
+    return setup
+
+
+def edit(rel: str, old: str, new: str):
+    """Replace `old` by `new` in t/rel (a hand edit)."""
+    def setup(t: Path):
+        text = (t / rel).read_text()
+        assert old in text, text
+        (t / rel).write_text(text.replace(old, new))
     return setup
 
 
@@ -257,9 +277,12 @@ class Case:
     exit: int
     words: list[str]
     fault: str = ""  # FASTCOURSE_TEST_FAULT for the injected sitecustomize.py (SITECUSTOMIZE)
-    new: str = r"(^|/)\.lock$"  # new files allowed (relative paths): a run that got going leaves its run directory
+    # new files allowed (relative paths): a lock, and the wall time a run directory has had
+    # (run.frame.WallClock's wall.json); a run that got going leaves its run directory
+    new: str = r"(^|/)(\.lock|wall\.json)$"
     env: dict = field(default_factory=dict)
     xfail: str = ""  # a known defect in a file this suite's owner does not own: the reason
+    lines: int = 1  # error lines (a config with several problems names them all at once)
 
     def param(self):
         marks = [pytest.mark.xfail(reason=self.xfail, strict=True)] if self.xfail else []
@@ -273,60 +296,77 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefg", "bcdefgh"))
 
 CASES = [
-    # --- configs: `fastcourse check` (exit 1) -----------------------------------------------
-    Case("cfg-duplicate-top-key", CHECK, conf_line("name: again"), 1, ["c.yaml", "name", "duplicate key"]),
-    Case("cfg-duplicate-nested-key", CHECK, text("train:\n  epochs: 1\n  epochs: 2\n"), 1,
+    # --- configs: `fastcourse check` (exit 2, as `run`) --------------------------------------
+    Case("cfg-duplicate-top-key", CHECK, conf_line("name: again"), 2, ["c.yaml", "name", "duplicate key"]),
+    Case("cfg-duplicate-nested-key", CHECK, text("train:\n  epochs: 1\n  epochs: 2\n"), 2,
          ["c.yaml:3", "train.epochs", "duplicate key"]),
-    Case("cfg-empty-file", CHECK, text(""), 1, ["c.yaml", "empty config"]),
-    Case("cfg-only-comments", CHECK, text("# nothing here\n"), 1, ["c.yaml", "empty config"]),
-    Case("cfg-top-level-list", CHECK, text("- a\n- b\n"), 1, ["c.yaml", "mapping", "a list"]),
-    Case("cfg-top-level-scalar", CHECK, text("just words\n"), 1, ["c.yaml", "mapping", "just words"]),
-    Case("cfg-malformed-yaml", CHECK, text("train: {epochs: 2\nmodel: x\n"), 1, ["c.yaml:", "malformed YAML"]),
-    Case("cfg-not-utf8", CHECK, text(b"name: caf\xe9\n"), 1, ["c.yaml", "not UTF-8", "0xe9"]),
-    Case("cfg-control-character", CHECK, text("name: a\x07b\n"), 1, ["c.yaml", "not allowed"]),
-    Case("cfg-too-large", CHECK, text(BIG), 1, ["c.yaml", "too large"]),
-    Case("cfg-alias-bomb", CHECK, text(BOMB), 1, ["c.yaml", "alias"]),
-    Case("cfg-is-a-folder", ["check", "{t}"], text("name: x\n", "other.yaml"), 1, ["is a folder"]),
-    Case("cfg-missing-file", ["check", "{t}/nope.yaml"], text("name: x\n"), 1, ["nope.yaml", "no such config"]),
-    Case("cfg-yes-as-number", CHECK, text("train: {epochs: yes}\n"), 1, ["c.yaml", "train.epochs = 'yes'"]),
-    Case("cfg-true-as-number", CHECK, conf(train__batch_size=True), 1, ["train.batch_size = True", "not a number"]),
-    Case("cfg-on-as-switch", CHECK, text("train: {jit_compile: on}\n"), 1,
+    Case("cfg-empty-file", CHECK, text(""), 2, ["c.yaml", "empty config"]),
+    Case("cfg-only-comments", CHECK, text("# nothing here\n"), 2, ["c.yaml", "empty config"]),
+    Case("cfg-top-level-list", CHECK, text("- a\n- b\n"), 2, ["c.yaml", "mapping", "a list"]),
+    Case("cfg-top-level-scalar", CHECK, text("just words\n"), 2, ["c.yaml", "mapping", "just words"]),
+    Case("cfg-malformed-yaml", CHECK, text("train: {epochs: 2\nmodel: x\n"), 2, ["c.yaml:", "malformed YAML"]),
+    Case("cfg-not-utf8", CHECK, text(b"name: caf\xe9\n"), 2, ["c.yaml", "not UTF-8", "0xe9"]),
+    Case("cfg-control-character", CHECK, text("name: a\x07b\n"), 2, ["c.yaml", "not allowed"]),
+    Case("cfg-too-large", CHECK, text(BIG), 2, ["c.yaml", "too large"]),
+    Case("cfg-alias-bomb", CHECK, text(BOMB), 2, ["c.yaml", "alias"]),
+    Case("cfg-is-a-folder", ["check", "{t}"], text("name: x\n", "other.yaml"), 2, ["is a folder"]),
+    Case("cfg-missing-file", ["check", "{t}/nope.yaml"], text("name: x\n"), 2, ["nope.yaml", "no such config"]),
+    Case("cfg-yes-as-number", CHECK, text("train: {epochs: yes}\n"), 2, ["c.yaml", "train.epochs = 'yes'"]),
+    Case("cfg-true-as-number", CHECK, conf(train__batch_size=True), 2, ["train.batch_size = True", "not a number"]),
+    Case("cfg-on-as-switch", CHECK, text("train: {jit_compile: on}\n"), 2,
          ["train.jit_compile = 'on'", "true or false"]),
-    Case("cfg-no-as-string-ok-but-typo", CHECK, conf_line("trian: {epochs: no}"), 1,
+    Case("cfg-no-as-string-ok-but-typo", CHECK, conf_line("trian: {epochs: no}"), 2,
          ["trian", "did you mean 'train'"]),
-    Case("cfg-unknown-train-key", CHECK, conf(train__bach_size=8), 1, ["train.bach_size", "did you mean 'batch_size'"]),
-    Case("cfg-unknown-model", CHECK, conf(model={"name": "cnnn"}), 1, ["model.name = 'cnnn'", "did you mean 'cnn'"]),
-    Case("cfg-batch-size-zero", CHECK, conf(train__batch_size=0), 1, ["train.batch_size = 0", "greater than 0"]),
-    Case("cfg-batch-size-huge", CHECK, conf(train__batch_size=10**7), 1, ["train.batch_size = 10000000", "65536"]),
-    Case("cfg-negative-epochs", CHECK, conf(train__epochs=-3), 1, ["train.epochs = -3"]),
-    Case("cfg-weight-decay", CHECK, conf(train__weight_decay=2.0), 1, ["train.weight_decay = 2.0", "less than 1"]),
-    Case("cfg-negative-seed", CHECK, conf(seed=-5), 1, ["seed = -5", "greater than or equal to 0"]),
-    Case("cfg-name-is-a-path", CHECK, conf(name="../../etc"), 1, ["name = '../../etc'", "plain folder name"]),
-    Case("cfg-zero-learning-rate", CHECK, conf(train__schedule={"name": "constant", "lr": 0}), 1,
+    Case("cfg-unknown-train-key", CHECK, conf(train__bach_size=8), 2, ["train.bach_size", "did you mean 'batch_size'"]),
+    Case("cfg-unknown-model", CHECK, conf(model={"name": "cnnn"}), 2, ["model.name = 'cnnn'", "did you mean 'cnn'"]),
+    Case("cfg-batch-size-zero", CHECK, conf(train__batch_size=0), 2, ["train.batch_size = 0", "greater than 0"]),
+    Case("cfg-batch-size-huge", CHECK, conf(train__batch_size=10**7), 2, ["train.batch_size = 10000000", "65536"]),
+    Case("cfg-negative-epochs", CHECK, conf(train__epochs=-3), 2, ["train.epochs = -3"]),
+    Case("cfg-weight-decay", CHECK, conf(train__weight_decay=2.0), 2, ["train.weight_decay = 2.0", "less than 1"]),
+    Case("cfg-negative-seed", CHECK, conf(seed=-5), 2, ["seed = -5", "greater than or equal to 0"]),
+    Case("cfg-name-is-a-path", CHECK, conf(name="../../etc"), 2, ["name = '../../etc'", "plain folder name"]),
+    Case("cfg-zero-learning-rate", CHECK, conf(train__schedule={"name": "constant", "lr": 0}), 2,
          ["train.schedule.lr = 0", "(0, 10]"]),
     Case("cfg-negative-phase-rate", CHECK, conf(train__epochs=None, train__schedule={"name": "phases",
                                                                                       "phases": [[1, -0.1]]}),
-         1, ["train.schedule (phases)", "> 0"]),
-    Case("cfg-dropout-above-1", CHECK, conf(model={"name": "cnn_bn_dropout", "dropout": 1.5}), 1,
+         2, ["train.schedule (phases)", "> 0"]),
+    Case("cfg-dropout-above-1", CHECK, conf(model={"name": "cnn_bn_dropout", "dropout": 1.5}), 2,
          ["model.dropout = 1.5", "[0, 1)"]),
-    Case("cfg-negative-zoom", CHECK, conf(augment={"name": "course", "zoom": -0.1}), 1,
+    Case("cfg-negative-zoom", CHECK, conf(augment={"name": "course", "zoom": -0.1}), 2,
          ["augment.zoom = -0.1", "[0, 1)"]),
-    Case("cfg-rotation-720", CHECK, conf(augment={"name": "affine", "rotation": 720}), 1,
+    Case("cfg-rotation-720", CHECK, conf(augment={"name": "affine", "rotation": 720}), 2,
          ["augment.rotation = 720", "[0, 180]"]),
-    Case("cfg-unknown-fill-mode", CHECK, conf(augment={"name": "fashion", "fill_mode": "black"}), 1,
+    Case("cfg-unknown-fill-mode", CHECK, conf(augment={"name": "fashion", "fill_mode": "black"}), 2,
          ["augment.fill_mode = 'black'", "'constant'"]),
-    Case("cfg-tiny-image-size", CHECK, conf(data={"name": "image_folder", "path": "x", "image_size": [4, 4]}), 1,
-         ["data.image_size[0] = 4", "[8, 4096]"]),
-    Case("cfg-zero-filters", CHECK, conf(model={"name": "cnn", "filters": [4, 0]}), 1,
+    Case("cfg-tiny-image-size", CHECK, conf(data={"name": "image_folder", "path": "x", "image_size": [4, 4]}), 2,
+         ["data.image_size[0] = 4", "data.image_size[1] = 4", "[8, 4096]"], lines=2),
+    Case("cfg-zero-filters", CHECK, conf(model={"name": "cnn", "filters": [4, 0]}), 2,
          ["model.filters[1] = 0", "[1, 65536]"]),
-    Case("cfg-ensemble-seed-count", CHECK, conf(ensemble={"members": 3, "seeds": [1, 2]}), 1,
+    Case("cfg-ensemble-seed-count", CHECK, conf(ensemble={"members": 3, "seeds": [1, 2]}), 2,
          ["ensemble", "2 seeds for 3 members"]),
-    Case("cfg-data-supplied-arg", CHECK, conf(model={"name": "cnn", "num_classes": 3}), 1,
+    Case("cfg-data-supplied-arg", CHECK, conf(model={"name": "cnn", "num_classes": 3}), 2,
          ["model.num_classes", "set from the data"]),
-    Case("cfg-builder-arg-type", CHECK, conf(model={"name": "cnn", "dense": "wide"}), 1,
+    Case("cfg-builder-arg-type", CHECK, conf(model={"name": "cnn", "dense": "wide"}), 2,
          ["model.dense = 'wide'", "integer"]),  # imports the builder: TensorFlow
-    Case("cfg-override-without-equals", CHECK + ["--set", "train.epochs"], conf(), 1, ["key.path=value"]),
-    Case("cfg-override-yes", CHECK + ["--set", "train.epochs=yes"], conf(), 1, ["train.epochs = 'yes'"]),
+    Case("cfg-override-without-equals", CHECK + ["--set", "train.epochs"], conf(), 2, ["key.path=value"]),
+    Case("cfg-override-yes", CHECK + ["--set", "train.epochs=yes"], conf(), 2, ["train.epochs = 'yes'"]),
+    Case("cfg-override-unclosed-list", CHECK + ["--set", "train.schedule.phases=[[2, 1e-3]"], conf(), 2,
+         ["--set train.schedule.phases", "not valid YAML", "close the brackets"]),
+    Case("cfg-override-yaml-tag", CHECK + ["--set", "name=!!python/object/apply:os.system [ls]"], conf(), 2,
+         ["--set name", "!!python/object/apply:os.system", "YAML tag"]),
+    Case("cfg-override-into-a-value", CHECK + ["--set", "seed.x=1"], conf(), 2, ["--set seed.x", "not a section"]),
+    Case("cfg-pseudo-ratio-1", CHECK, conf(task={"name": "features", "pseudo_ratio": 1}), 2,
+         ["task.pseudo_ratio = 1", "[0, 1)"]),
+    Case("cfg-pseudo-rounds-0", CHECK, conf(task={"name": "features", "pseudo_rounds": 0}), 2,
+         ["task.pseudo_rounds = 0", "[1, 100]"]),
+    Case("cfg-head-argument", CHECK, conf(task={"name": "features", "head": {"dropout": 2}}), 2,
+         ["task.head.dropout = 2", "[0, 1)"]),
+    Case("cfg-ensemble-of-sklearn", CHECK, conf(task={"name": "sklearn_features"}, ensemble={"members": 2}), 2,
+         ["ensemble of task 'sklearn_features'", "remove the ensemble section"]),
+    Case("cfg-every-problem-at-once", CHECK + ["--set", "augment.zoom=[1"],
+         conf(seed=-1, train__batch_size=0, model={"name": "cnn", "dense": 0, "dens": 3}), 2,
+         ["seed = -1", "train.batch_size = 0", "model.dense = 0", "model.dens: unknown key", "--set augment.zoom"],
+         lines=5),
     Case("cfg-run-refuses-too", RUN, conf(model={"name": "cnn_bn_dropout", "dropout": 1.5}), 2,
          ["c.yaml", "model.dropout = 1.5"]),
     Case("cfg-run-refuses-dup-key", RUN, conf_line("seed: 2"), 2, ["c.yaml", "seed", "duplicate key"]),
@@ -352,6 +392,8 @@ CASES = [
     Case("arr-truncated-npz", RUN, array_file(b"PK\x03\x04" + bytes(30)), 2, ["a.npz", "not an .npz"]),
     # --- outputs and the file system ----------------------------------------------------------
     Case("fs-out-is-a-file", ["run", "{t}/c.yaml", "--out", "{t}/c.yaml"], conf(), 2, ["c.yaml", "is a file"]),
+    Case("fs-out-under-a-file", ["run", "{t}/c.yaml", "--out", "{t}/c.yaml/runs"], conf(), 2,
+         ["c.yaml/runs", "Not a directory", "--out"]),
     Case("fs-run-dir-is-a-file", ["run", "{t}/c.yaml", "--run-dir", "{t}/c.yaml"], conf(), 2,
          ["--run-dir", "not a folder"]),
     Case("fs-read-only-out", RUN, conf(), 2, ["runs", "Read-only file system", "writable"], fault="erofs:runs"),
@@ -378,7 +420,12 @@ CASES = [
         "checkpoints/state.json": '{"epoch": 1, "model_file": "epoch-0001.keras", "format": 1}',
         "checkpoints/epoch-0001.keras": b"PK\x03\x04" + bytes(100)}), 1, ["epoch-0001.keras"]),
     Case("rd-interrupted-while-writing", ["run", "{t}/c.yaml", "--run-dir", "{t}/rd"], conf(train__epochs=2), 130,
-         ["interrupted"], fault="interrupt:state.json", new=r"^rd/"),
+         ["interrupted", "fastcourse run {t}/rd"], fault="interrupt:state.json", new=r"^rd/"),
+    Case("rd-edited-config", ["run", "{t}/rd"],
+         both(started_run_dir(), edit("rd/config.yaml", "dense: 16", "dense: 64")), 2,
+         ["model.dense is 64, the run started with 16", "started.json", "--set model.dense=16"]),
+    Case("rd-resume-with-another-value", ["run", "{t}/rd", "--set", "train.batch_size=8"], started_run_dir(), 2,
+         ["train.batch_size is 8, the run started with 32", "from --set train.batch_size=8", "no --set"]),
 ]
 
 SITECUSTOMIZE = '''
@@ -425,6 +472,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 @dataclass
 class Outcome:
+    folder: Path
     code: int
     stdout: str
     stderr: str
@@ -452,8 +500,8 @@ def run_case(case: Case, t: Path, inject: Path) -> Outcome:
     finally:
         if cleanup:
             cleanup()
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not TF_NOISE.match(ln)]
-    return Outcome(proc.returncode, proc.stdout, proc.stderr, lines, before, snapshot(t),
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    return Outcome(t, proc.returncode, proc.stdout, proc.stderr, lines, before, snapshot(t),
                    time.monotonic() - start)
 
 
@@ -468,7 +516,7 @@ def outcomes(tmp_path_factory, request) -> dict[str, Outcome]:
     inject = base / "_inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    order = sorted([c for c in CASES if c.id in selected], key=lambda c: c.argv[0] == "check" and "builder-arg" not in c.id)
+    order = sorted([c for c in CASES if c.id in selected], key=lambda c: c.argv[0] == "check")  # runs first
     with ThreadPoolExecutor(WORKERS) as pool:
         futures = {c.id: pool.submit(run_case, c, base / c.id, inject) for c in order}
     results = {k: f.result() for k, f in futures.items()}
@@ -489,11 +537,15 @@ def test_fault(case: Case, outcomes):
     shown = f"exit {got.code}\nstdout: {got.stdout[-2000:]}\nstderr: {got.stderr[-4000:]}"
     assert "Traceback" not in got.stderr, shown
     assert got.code == case.exit, shown
-    assert len(got.lines) == 1, shown
-    line = got.lines[0]
-    assert line.startswith("fastcourse: error: ") or line == "fastcourse: interrupted", shown
+    if case.exit == 130:  # interrupted: one line saying so, then the command that resumes
+        assert len(got.lines) == 2 and got.lines[0].startswith("fastcourse: interrupted (Ctrl-C)"), shown
+        assert got.lines[1] == case.words[-1].format(t=got.folder), shown
+    else:
+        assert len(got.lines) == case.lines, shown
+        assert all(line.startswith("fastcourse: error: ") for line in got.lines), shown
+    line = "\n".join(got.lines)
     for word in case.words:
-        assert word.lower() in line.lower(), (word, line)
+        assert word.format(t=got.folder).lower() in line.lower(), (word, line)
     changed = [k for k, h in got.before.items() if got.after.get(k) != h]
     assert not changed, f"files changed or removed: {changed}"
     new = [k for k in got.after if k not in got.before]
