@@ -31,7 +31,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 import yaml
 from pydantic import (
@@ -309,7 +309,7 @@ def read_config(
     """
     raw, where, problems = read_raw(source, overrides)
     cfg, tree_problems = validate_tree(raw, where)
-    if problems or tree_problems:
+    if problems or tree_problems or cfg is None:
         raise ConfigError(*problems, *tree_problems)
     return cfg
 
@@ -344,7 +344,7 @@ def validate_tree(raw: dict, where: str = "<config>") -> tuple[Optional[Experime
 def validate_config(raw: dict, where: str = "<config>") -> ExperimentConfig:
     """The tree of a raw dict, or a ConfigError naming every problem."""
     cfg, problems = validate_tree(raw, where)
-    if problems:
+    if problems or cfg is None:
         raise ConfigError(*problems)
     return cfg
 
@@ -419,7 +419,7 @@ def signature_model(fn, skipped: tuple[str, ...] = ()) -> type[BaseModel]:
 
 def _field_type(model: type[BaseModel], name: str) -> TypeAdapter:
     field = model.model_fields[name]
-    hint = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    hint: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     return TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
 
 
@@ -521,7 +521,7 @@ def _problems(exc: ValidationError, where: str, root: type[BaseModel], prefix: s
     return list(dict.fromkeys(_problem(err, where, root, prefix) for err in exc.errors()))
 
 
-def _problem(err: dict, where: str, root: type[BaseModel], prefix: str) -> str:
+def _problem(err: Mapping[str, Any], where: str, root: type[BaseModel], prefix: str) -> str:
     loc = [str(p) for p in err["loc"]]
     dotted = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
     value = err.get("input")
