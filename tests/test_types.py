@@ -10,18 +10,20 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC_API = {
+# path prefixes: the Learner is a module or a package of modules
+PUBLIC_API = (
     "fastcourse/__init__.py",
-    "fastcourse/learner.py",
+    "fastcourse/learner",
     "fastcourse/config.py",
     "fastcourse/train/trainer.py",
     "fastcourse/data/sources.py",
-}
+)
 
 
 def test_mypy_checks_the_public_api():
     files = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"])
-    assert PUBLIC_API <= files, f"[tool.mypy] files lacks {sorted(PUBLIC_API - files)}"
+    missing = [api for api in PUBLIC_API if not any(f.startswith(api) for f in files)]
+    assert missing == [], f"[tool.mypy] files lacks {missing}"
     proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"mypy found type errors:\n{proc.stdout}{proc.stderr}"
     assert "Success" in proc.stdout
