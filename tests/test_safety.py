@@ -3,8 +3,10 @@ Lambda layer is refused), and a model file is never replaced by a half-written o
 from __future__ import annotations
 
 import errno
+import io as io_
 import os
 import re
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -12,10 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.run.artifacts import load_model
-
 from fastcourse import io
 from fastcourse.errors import RunError, UsageError
+from fastcourse.run.artifacts import load_model
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fastcourse"
 
@@ -32,16 +33,25 @@ UNSAFE = {
 }
 
 
-def _code(line: str) -> str:
-    """The line without its comment and `quoted code` (docstrings name what they warn about)."""
-    return re.sub(r"`[^`]*`", "``", line.split("#", 1)[0])
+def _code_lines(text: str) -> list[str]:
+    """The source's lines with every comment and string literal blanked out (docstrings name what
+    they warn about), read with Python's own tokenizer, so a docstring's inner lines count as text."""
+    rows = [list(line) for line in text.split("\n")]
+    for tok in tokenize.generate_tokens(io_.StringIO(text).readline):
+        if tok.type in (tokenize.STRING, tokenize.COMMENT):
+            (r0, c0), (r1, c1) = tok.start, tok.end
+            for r in range(r0, r1 + 1):
+                row = rows[r - 1]
+                a, b = (c0 if r == r0 else 0), (c1 if r == r1 else len(row))
+                row[a:b] = " " * (b - a)
+    return ["".join(row) for row in rows]
 
 
 def test_package_source_has_no_unsafe_loading():
     hits = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            code = _code(line)
+        text = path.read_text()
+        for number, (line, code) in enumerate(zip(text.split("\n"), _code_lines(text)), 1):
             for what, pattern in UNSAFE.items():
                 if pattern.search(code):
                     hits.append(f"{path.relative_to(PACKAGE.parent)}:{number}: {what}: {line.strip()}")
@@ -53,9 +63,9 @@ def test_models_are_loaded_through_the_safe_loader():
     """fastcourse.run.artifacts.load_model is the one place that deserialises a .keras file: it turns a
     refused Lambda layer or a damaged file into one clear line instead of a traceback."""
     direct = re.compile(r"(saving|models)\.load_model\(|from keras\.(saving|models) import load_model")
-    hits = [f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}"
+    hits = [f"{path.relative_to(PACKAGE.parent)}:{n}: {code.strip()}"
             for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "run" / "artifacts.py"
-            for n, line in enumerate(path.read_text().splitlines(), 1) if direct.search(_code(line))]
+            for n, code in enumerate(_code_lines(path.read_text()), 1) if direct.search(code)]
     assert not hits, "use fastcourse.run.artifacts.load_model instead:\n" + "\n".join(hits)
 
 
@@ -69,6 +79,11 @@ def test_scanner_would_catch_each_pattern():
     for what, sample in samples.items():
         assert UNSAFE[what].search(sample), what
     assert not UNSAFE["pickle"].search("np.load(path, allow_pickle=False)")
+    # code is scanned; comments and strings (a docstring's every line) are not
+    source = ('def f():\n    """Loads it.\n    No pickle is involved."""\n'
+              '    x = "pickle"  # pickle\n    import pickle\n')
+    flagged = [n for n, code in enumerate(_code_lines(source), 1) if UNSAFE["pickle"].search(code)]
+    assert flagged == [5], flagged
 
 
 def _tiny_model(scale: float = 1.0, with_lambda: bool = False) -> keras.Model:
