@@ -34,6 +34,7 @@ _LAZY = {
     "load_config": "fastcourse.tasks.check:load_config",
     "run_experiment": "fastcourse.tasks.runner:run_experiment",
     "Learner": "fastcourse.learner:Learner",
+    "load_learner": "fastcourse.learner:load_learner",
 }
 __all__ = [*_LAZY, "__version__"]
 

@@ -16,12 +16,12 @@ from fastcourse.tasks.runner import run_experiment
 LIMITS = {"train_limit": 192, "test_limit": 96}
 
 
-def _config(tmp_path, model="cnn", augment="course", schedule=None):
+def _config(tmp_path, model="cnn", augment="course", schedule=None, **train):
     return load_checked({
         "name": "door", "seed": 3, "data": {"name": "mnist_sample", **LIMITS}, "model": {"name": model},
         "augment": {"name": augment},
         "train": {"epochs": 1, "batch_size": 32, "verbose": 0,
-                  "schedule": schedule or {"name": "one_cycle", "max_lr": 3e-3}},
+                  "schedule": schedule or {"name": "one_cycle", "max_lr": 3e-3}, **train},
         "out": str(tmp_path / "runs"),
     })
 
@@ -53,14 +53,16 @@ def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
     import keras
 
     run = run_experiment(_config(tmp_path, model="linear", augment="none",
-                                 schedule={"name": "constant", "lr": 2e-3}))
+                                 schedule={"name": "constant", "lr": 2e-3}, precision="float32"))
     want = json.loads((run / "metrics.json").read_text())
     data = DATASETS.get("mnist_sample")().limit(**{"train": 192, "test": 96})
     keras.backend.clear_session()
     seed_everything(3)
     mean, std = data.pixel_stats()
     model = float32_outputs(build_model("linear", data.input_shape, 10, mean=mean, std=std))
-    learn = fastcourse.Learner(model, data, seed=3, batch_size=32, verbose=0, out=tmp_path / "nb")
+    # the model is built here in float32, so both run in float32 (precision "auto" may pick bf16)
+    learn = fastcourse.Learner(model, data, seed=3, batch_size=32, verbose=0, out=tmp_path / "nb",
+                               precision="float32")
     learn.fit(1, lr=2e-3)
     got = learn.evaluate()
     assert got["accuracy"] == pytest.approx(want["eval_accuracy"], abs=1e-6)
@@ -69,15 +71,17 @@ def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
 
 def test_predict_tta_lr_find_views_and_ensemble(tmp_path):
     learn = fastcourse.Learner("linear", "mnist_sample", augment="course", train_limit=128, test_limit=64,
-                               batch_size=32, verbose=0, out=tmp_path)
+                               batch_size=32, verbose=0, out=tmp_path, precision="float32")
     finder = learn.lr_find(steps=20, plot=tmp_path / "lr.png")
     assert len(finder.lrs) > 3 and (tmp_path / "lr.png").is_file()
     learn.fit(1)
-    clean, tta = learn.predict(), learn.predict(tta=2)
+    clean, tta = learn.get_preds()[0], learn.get_preds(tta=2)[0]
     assert clean.shape == tta.shape == (64, 10)
     np.testing.assert_allclose(tta.sum(1), 1.0, atol=1e-5)
     assert not np.allclose(clean, tta)
-    assert learn.predict(learn.inputs.eval.x[0]).shape == (1, 10)
+    label, index, probs = learn.predict(learn.inputs.eval.x[0])
+    assert probs.shape == (10,) and label == learn.inputs.class_names[index]
+    np.testing.assert_allclose(probs, clean[0], atol=1e-6)
     shown = learn.show_results(n=2)
     assert shown["files"]["confusion_matrix"].is_file()
     summary = learn.ensemble(2, epochs=1)

@@ -118,12 +118,13 @@ def make_optimizer(train, steps: int, epochs: int | None = None, scale: float = 
 
 
 def compile_model(model: keras.Model, train, steps: int, epochs: int | None = None, scale: float = 1.0,
-                  lr_multipliers: dict | None = None) -> keras.Model:
-    """Compile for one training call: a fresh optimizer, categorical cross-entropy, accuracy."""
+                  lr_multipliers: dict | None = None, metrics: list | None = None) -> keras.Model:
+    """Compile for one training call: a fresh optimizer, categorical cross-entropy, accuracy
+    (and any further Keras `metrics`, e.g. from the Learner's metrics=)."""
     model.compile(
         optimizer=make_optimizer(train, steps, epochs, scale, lr_multipliers),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), *(metrics or [])],
         steps_per_execution=train.steps_per_execution,
         jit_compile=train.jit_compile,
     )

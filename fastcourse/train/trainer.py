@@ -116,6 +116,7 @@ def fit(
     scale: float = 1.0,
     lr_multipliers: Optional[dict] = None,
     tensorboard_dir: Optional[str | Path] = None,
+    metrics: Optional[list] = None,
 ) -> FitResult:
     """Train `model` on `source` for `epochs` (default `train.epochs`) with the configured schedule.
 
@@ -129,7 +130,7 @@ def fit(
     if tensorboard_dir is not None:
         callbacks = [*(callbacks or []), *tensorboard_callbacks(tensorboard_dir, source, augment, seed)]
     steps = steps_per_epoch(len(source), train.batch_size)
-    compile_model(model, train, steps, epochs, scale, lr_multipliers)
+    compile_model(model, train, steps, epochs, scale, lr_multipliers, metrics)
     resumed = checkpoint.restore(model, checkpoint_dir) if checkpoint_dir is not None else CheckpointState()
     initial_epoch = min(resumed.epoch, epochs)
     ds = source.batches(train.batch_size, shuffle=True, seed=seed, augment=augment, repeat=True,

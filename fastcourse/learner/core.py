@@ -3,19 +3,23 @@
 Every argument is a plain value or a builder's result; no config object is needed::
 
     import fastcourse
-    from fastcourse.data import DATASETS
 
-    learn = fastcourse.Learner("cnn", DATASETS.get("mnist_sample")(), augment="course", seed=0)
-    learn.lr_find().plot("lr_find.png")
-    learn.fit_one_cycle(3, max_lr=1e-2)
-    learn.predict(tta=4)                     # class probabilities on the evaluation split
+    learn = fastcourse.Learner.from_folder("photos", "vgg16", image_size=224, valid_pct=0.2)
+    learn = fastcourse.Learner.from_dataset("mnist_sample", "cnn", augment="course", seed=0)
+    learn.lr_find().suggestion               # the curve is drawn inline in a notebook
+    learn.fit_one_cycle(3, lr_max=1e-2)
+    probs, targets = learn.get_preds()       # the evaluation split (fastai's get_preds)
+    label, index, probs = learn.predict("one.jpg")
     learn.show_results()
     learn.save("runs/my-cnn")                # the same artifacts as `fastcourse run`
+    learn.export("my-model")                 # fastcourse.load_learner("my-model").predict(...)
 
 `model` is a registered builder's name (built here after seeding, with the data's input shape,
 classes and pixel statistics: exactly what a config run builds) or any keras.Model. `data` is a
-dataset object (DATASETS.get(name)(...): arrays or an image folder), a dataset name, or a Source
-(with `valid=` another Source). `augment` and `schedule` are a registered name, a dict
+dataset object (DATASETS.get(name)(...): arrays or an image folder), a dataset name, a folder of
+images (its valid/ split, or `valid_pct` of train/ held out), or a Source (with `valid=` another
+Source). `callbacks=` (Keras callbacks) and `metrics=` (Keras metrics, beside accuracy) go to
+every training call. `augment` and `schedule` are a registered name, a dict
 ``{"name": ..., **args}``, or (augment only) a function `augment(images, seed)`.
 
 Internally each training call builds a `TrainConfig` and calls `fastcourse.train.trainer.fit`, so
@@ -58,11 +62,17 @@ class Learner:
         lr: float = 1e-3, batch_size: int = 64, optimizer: str = "adam", seed: int = 0,
         valid: Any = None, train_limit: Optional[int] = None, test_limit: Optional[int] = None,
         model_args: Optional[dict] = None, name: str = "learner", tensorboard: bool = False,
-        verbose: int = 1, out: str | os.PathLike = "runs", **train_args: Any,
+        verbose: int = 1, out: str | os.PathLike = "runs", image_size: Union[int, tuple, list] = 224,
+        valid_pct: Optional[float] = 0.2, callbacks: Optional[list] = None, metrics: Optional[list] = None,
+        **train_args: Any,
     ):
         from fastcourse.config import TrainConfig
 
         self.seed, self.name, self.out = int(seed), name, Path(out)
+        self.callbacks, self.metrics = list(callbacks or []), list(metrics or [])
+        self._image_size, self._valid_pct = _size(image_size), valid_pct  # for a folder path
+        self._data_spec: dict = {}
+        self.exported: Optional[dict] = None  # learner.json, for a learner from load_learner
         self.lr = float(lr)
         self.schedule_name, self.schedule_args = _named(schedule, "constant", "schedule")
         if self.schedule_name == "constant":
@@ -87,7 +97,9 @@ class Learner:
         from fastcourse.data.sources import ArraySource, Source
         from fastcourse.run.inputs import Inputs, inputs_for
 
-        if isinstance(data, str):
+        if isinstance(data, os.PathLike) or (isinstance(data, str) and data not in DATASETS.names()):
+            data = self._open_folder(data)
+        elif isinstance(data, str):
             data = DATASETS.get(data)()
         if isinstance(data, Inputs):
             return data, data.name
@@ -107,6 +119,71 @@ class Learner:
             data = (data.limit(train_limit, test_limit, seed=self.seed) if isinstance(data, FolderDataset)
                     else data.limit(train_limit, test_limit))
         return inputs_for(None, data), getattr(data, "name", type(data).__name__)
+
+    def _open_folder(self, path):
+        """A folder of images as `image_folder` opens it (what a config's data section names)."""
+        from fastcourse.data import DATASETS
+
+        if not Path(path).is_dir():
+            raise UsageError(f"data={str(path)!r}: neither a registered dataset ({', '.join(DATASETS.names())}) "
+                             "nor a folder of images; give one of those names or a folder path")
+        size, pct = self._image_size, self._valid_pct
+        self._data_spec = {"name": "image_folder", "path": str(path), "image_size": list(size),
+                           **({"valid_fraction": float(pct), "split_seed": self.seed} if pct else {})}
+        args = {k: v for k, v in self._data_spec.items() if k != "name"}
+        return DATASETS.get("image_folder")(**args)
+
+    def _for_prediction(self, model, model_name: str, data_name: str) -> None:
+        """The state of a learner that only predicts (load_learner): a model, no data."""
+        self.seed, self.name, self.out, self.lr = 0, "learner", Path("runs"), 1e-3
+        self.schedule_name, self.schedule_args = "constant", {"lr": 1e-3}
+        self._train = {"batch_size": 64, "optimizer": "adam", "verbose": 0}
+        self.tensorboard, self.callbacks, self.metrics = False, [], []
+        self._image_size, self._valid_pct, self._data_spec = _size(self.inputs.input_shape[:2]), None, {}
+        self.data_name, self.data_args = data_name, {"train_limit": None, "test_limit": None}
+        self.model, self.model_name, self.model_args = model, model_name, {}
+        self.augment_fn, self.augment_name, self.augment_args = None, "none", {}
+        self.results, self.members, self.lr_finder = [], [], None
+        self.exported = None
+
+    # --- fastai's constructors ----------------------------------------------------------
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike, model: Union[str, Any], *, image_size: Union[int, tuple] = 224,
+                    valid_pct: Optional[float] = 0.2, augment: Spec = None, batch_size: int = 64, seed: int = 0,
+                    **kwargs: Any) -> "Learner":
+        """fastai's ImageDataLoaders.from_folder + vision_learner: class sub-folders under
+        train/ (or directly under `path`), evaluated on valid/ when there is one, else on
+        `valid_pct` of the training images held out (stratified, from `seed`). Images are
+        resized to `image_size` (an int for a square, or (height, width))."""
+        return cls(model, Path(path), image_size=image_size, valid_pct=valid_pct, augment=augment,
+                   batch_size=batch_size, seed=seed, **kwargs)
+
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_valid, y_valid, model: Union[str, Any], *,
+                    class_names: Optional[list[str]] = None, name: str = "arrays", **kwargs: Any) -> "Learner":
+        """Images as arrays (N, H, W[, C]) of 0..255 (or 0..1) with integer or one-hot labels;
+        `class_names` default to "0", "1", ... The valid arrays are the evaluation split."""
+        from fastcourse.data.arrays import _make
+
+        y = np.asarray(y_train)
+        n = len(class_names) if class_names else int(y.shape[1] if y.ndim == 2 and y.shape[1] > 1
+                                                      else max(int(y.max()), int(np.max(y_valid))) + 1)
+        names = [str(c) for c in class_names] if class_names else [str(i) for i in range(n)]
+        try:
+            data = _make(name, {"x_train": x_train, "y_train": y_train, "x_test": x_valid, "y_test": y_valid},
+                         names, "arrays given to Learner.from_arrays")
+        except ValueError as exc:
+            raise UsageError(f"Learner.from_arrays: {exc}") from None
+        return cls(model, data, name=name, **kwargs)
+
+    @classmethod
+    def from_dataset(cls, dataset: str, model: Union[str, Any], *, dataset_args: Optional[dict] = None,
+                     **kwargs: Any) -> "Learner":
+        """A registered dataset by name (`fastcourse list` shows them), opened with `dataset_args`."""
+        from fastcourse.data import DATASETS
+
+        return cls(model, DATASETS.get(dataset)(**(dataset_args or {})), **kwargs)
 
     def _start(self, seed: Optional[int] = None) -> None:
         """What a config run does before building: cleared Keras state, everything seeded."""
@@ -150,7 +227,7 @@ class Learner:
     def _scope(self):
         from fastcourse.train.devices import training_scope
 
-        return training_scope(self._train.get("precision", "float32"), self._train.get("distribute", "none"))
+        return training_scope(self._train.get("precision", "auto"), self._train.get("distribute", "none"))
 
     # --- the equivalent config ----------------------------------------------------------
 
@@ -169,7 +246,7 @@ class Learner:
         from fastcourse.config import ExperimentConfig
 
         epochs = max(1, sum(len(r.epoch_seconds) for r in self.results))
-        data = {"name": self.data_name, **{k: v for k, v in self.data_args.items() if v}}
+        data = {**(self._data_spec or {"name": self.data_name}), **{k: v for k, v in self.data_args.items() if v}}
         return ExperimentConfig.model_validate({
             "name": self.name, "seed": self.seed, "task": {"name": "learner"}, "data": data,
             "model": {"name": self.model_name, **self.model_args},
@@ -193,9 +270,13 @@ class Learner:
             args[key] = float(lr)
         return name, args
 
-    def _fit(self, epochs: int, schedule: tuple[str, dict], seed: int, phase: str = "", **kwargs):
+    def _fit(self, epochs: int, schedule: tuple[str, dict], seed: int, phase: str = "",
+             callbacks: Optional[list] = None, **kwargs):
         from fastcourse.train.trainer import fit
 
+        if self.inputs.train is None:
+            raise UsageError("this learner was loaded for prediction (load_learner) and has no data to train on; "
+                             "build one with Learner.from_folder/from_arrays and learn.load(...)")
         train = self.train_config(epochs, schedule)
         self._last_schedule = schedule  # what config/save() record
         board = None
@@ -204,21 +285,28 @@ class Learner:
         with self._scope():
             result = fit(self.model, self.inputs.train, train, seed, augment=self.augment_fn,
                          validation=self.inputs.eval, epochs=epochs if schedule[0] != "phases" else None,
-                         tensorboard_dir=board, **kwargs)
+                         tensorboard_dir=board, callbacks=[*self.callbacks, *(callbacks or [])],
+                         metrics=self.metrics, **kwargs)
         self.results.append(result)
         return result
 
-    def fit(self, n_epochs: Optional[int] = None, lr: Optional[float] = None):
-        """Train `n_epochs` with the learner's schedule (constant `lr` by default) stretched to them."""
+    def fit(self, n_epochs: Optional[int] = None, lr: Optional[float] = None, callbacks: Optional[list] = None):
+        """Train `n_epochs` with the learner's schedule (constant `lr` by default) stretched to them;
+        `callbacks` (Keras callbacks) join the learner's for this call."""
         schedule = self._schedule(lr)
         if n_epochs is None and schedule[0] != "phases":
             n_epochs = 1
-        return self._fit(int(n_epochs or 0), schedule, self._call_seed())
+        return self._fit(int(n_epochs or 0), schedule, self._call_seed(), callbacks=callbacks)
 
-    def fit_one_cycle(self, n_epochs: int, max_lr: float = 1e-2, **one_cycle_args: Any):
-        """fastai's fit_one_cycle: the one_cycle schedule over `n_epochs` peaking at `max_lr`."""
-        return self._fit(int(n_epochs), ("one_cycle", {"max_lr": float(max_lr), **one_cycle_args}),
-                         self._call_seed())
+    def fit_one_cycle(self, n_epochs: int, lr_max: Optional[float] = None, *, max_lr: Optional[float] = None,
+                      callbacks: Optional[list] = None, **one_cycle_args: Any):
+        """fastai's fit_one_cycle: the one_cycle schedule over `n_epochs` peaking at `lr_max`
+        (default 1e-2; `max_lr` is the same, fastcourse's older name)."""
+        if lr_max is not None and max_lr is not None and float(lr_max) != float(max_lr):
+            raise UsageError(f"fit_one_cycle: lr_max={lr_max} and max_lr={max_lr} are the same setting; give one")
+        peak = float(lr_max if lr_max is not None else max_lr if max_lr is not None else 1e-2)
+        return self._fit(int(n_epochs), ("one_cycle", {"max_lr": peak, **one_cycle_args}), self._call_seed(),
+                         callbacks=callbacks)
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100.0,
                   frozen_up_to: str = "head"):
@@ -247,14 +335,19 @@ class Learner:
         return self.seed + len(self.results)  # the first call uses the run's seed, as a config run
 
     def lr_find(self, steps: int = 100, min_lr: float = 1e-7, max_lr: float = 10.0, plot: Optional[str] = None):
-        """The learning-rate range test on a copy of the weights; `plot` saves the curve there."""
+        """The learning-rate range test on a copy of the weights, for whatever model the learner
+        holds (its frozen layers stay frozen). Returns the result (`.suggestion`, `.lrs`,
+        `.losses`); the curve is drawn inline in a notebook, and saved to `plot` when given."""
         from fastcourse.train.lr_find import lr_find
 
+        if self.inputs.train is None:
+            raise UsageError("lr_find: this learner was loaded for prediction and has no training data")
         with self._scope():
             self.lr_finder = lr_find(self.model, self.inputs.train, int(self._train["batch_size"]), self.seed,
                                      self.augment_fn, min_lr, max_lr, steps, str(self._train["optimizer"]))
         if plot:
             self.lr_finder.plot(plot)
+        _display_figure(self.lr_finder.figure(f"learning-rate range test: {self.model_name} on {self.data_name}"))
         if self._train.get("verbose", 1):
             print(f"fastcourse: lr_find: suggested {self.lr_finder.suggestion:.2e} "
                   f"(lowest loss at {self.lr_finder.min_loss_lr:.2e})", flush=True)
@@ -310,45 +403,114 @@ class Learner:
     # --- using the model ----------------------------------------------------------------
 
     def _source(self, data):
+        """`data` as a Source: None (the evaluation split), a split's name, a Source, a folder of
+        images (with its file names), one image file, or images as an array."""
         from fastcourse.data.sources import ArraySource, FolderSource, Source
 
         if data is None:
-            return self.inputs.eval, None
+            data = self.inputs.eval_split if self.inputs.eval is not None else None
+        if isinstance(data, str) and data in ("valid", "test", "eval", "train"):
+            split = self.inputs.train if data == "train" else self.inputs.eval
+            if split is None:
+                raise UsageError(f"get_preds({data!r}): this learner was loaded for prediction and holds no data; "
+                                 "give images (a folder, a file or an array)")
+            if data in ("valid", "test") and data != self.inputs.eval_split:
+                raise UsageError(f"get_preds({data!r}): this learner evaluates on its {self.inputs.eval_split!r} "
+                                 f"split; give {self.inputs.eval_split!r} (or 'train')")
+            return split, None
         if isinstance(data, Source):
             return data, None
+        if data is None:
+            raise UsageError("give images to predict: a folder, a file or an array")
+        size = (int(self.inputs.input_shape[0]), int(self.inputs.input_shape[1]))
         if isinstance(data, (str, os.PathLike)):
             from fastcourse.results.predict import list_images
 
-            folder = Path(data)
-            files = list_images(folder)
-            size = (int(self.inputs.input_shape[0]), int(self.inputs.input_shape[1]))
-            return FolderSource([str(folder / f) for f in files], None, self.inputs.num_classes, size), files
+            path = Path(data)
+            if path.is_file():
+                return FolderSource([str(path)], None, self.inputs.num_classes, size), None
+            if not path.is_dir():
+                raise UsageError(f"{path}: no such image file or folder")
+            files = list_images(path)
+            return FolderSource([str(path / f) for f in files], None, self.inputs.num_classes, size), files
         x = np.asarray(data)
+        shape = tuple(self.inputs.input_shape)
+        if shape[-1] == 1 and x.ndim in (2, 3) and tuple(x.shape[-2:]) == shape[:2]:
+            x = x[..., None]  # gray images without their channel axis
         if x.ndim == len(self.inputs.input_shape):
             x = x[None]
+        if tuple(x.shape[1:]) != tuple(self.inputs.input_shape):
+            raise UsageError(f"images of shape {tuple(x.shape[1:])}, but the model takes "
+                             f"{tuple(self.inputs.input_shape)}; resize them, or give image files")
         return ArraySource(x, None, self.inputs.num_classes), None
 
-    def predict(self, data: Any = None, tta: int = 0, batch_size: int = 64, augment: Spec = None):
-        """Class probabilities (N, classes) for `data` (default: the evaluation split; a Source, an
-        array of images, or a folder of images), the mean over the clean images and `tta`
-        augmented copies (the learner's augmentation, or `augment`). For a folder, a
-        fastcourse.results.predict.Predictions with the file names (relative to the folder)."""
-        from fastcourse.results.predict import Predictions, predict_images
+    def _probs(self, source, tta: int, batch_size: int, augment: Spec):
+        from fastcourse.results.predict import predict_images
 
-        source, files = self._source(data)
         augmenter = self._augment(augment)[0] if augment is not None else self.augment_fn
-        probs = predict_images(self.model, source.batches(batch_size, labels=False), augmenter if tta else None,
-                               tta, self.seed, progress=False)
+        if tta and augmenter is None:
+            raise UsageError(f"tta={tta}: this learner has no augmentation; give augment=... for the copies")
+        return predict_images(self.model, source.batches(batch_size, labels=False), augmenter if tta else None,
+                              tta, self.seed, progress=False)
+
+    def get_preds(self, split: Any = None, tta: int = 0, batch_size: int = 64, augment: Spec = None):
+        """fastai's get_preds: `(probs, targets)` for a whole split: None (the evaluation
+        split: "valid" for a folder, "test" for array datasets), that split's name, "train",
+        a Source, a folder or an array of images.
+        `probs` is (N, classes), the mean over the clean images and `tta` augmented copies;
+        `targets` the integer labels, or None for unlabelled images."""
+        source, _ = self._source(split)
+        probs = self._probs(source, tta, batch_size, augment)
+        labels = getattr(source, "labels", None)
+        if labels is not None:
+            labels = np.asarray(labels)
+            labels = labels.argmax(1) if labels.ndim == 2 else labels.astype(np.int64)
+        return probs, labels
+
+    def predict(self, item: Any, tta: int = 0, augment: Spec = None):
+        """fastai's predict, for ONE image (a file path, or an array (H, W[, C]) of 0..255 pixels):
+        `(label, index, probabilities)`. A folder gives a fastcourse.results.predict.Predictions
+        for every image in it (file names relative to the folder); a split, see get_preds."""
+        from fastcourse.results.predict import Predictions
+
+        if item is None:
+            raise UsageError("predict(item): give one image (a file or an array); get_preds() gives a whole split")
+        source, files = self._source(item)
+        probs = self._probs(source, tta, 64, augment)
         if files is not None:
             return Predictions(list(files), probs, list(self.inputs.class_names))
-        return probs
+        if len(probs) != 1:
+            raise UsageError(f"predict: {len(probs)} images given; predict takes one, get_preds(images) many")
+        index = int(probs[0].argmax())
+        return self.inputs.class_names[index], index, probs[0]
 
     def evaluate(self, tta: int = 0) -> dict:
         """Loss and accuracy on the evaluation split (clean, or with `tta` augmented copies)."""
         from fastcourse.train.trainer import scores
 
-        result = scores(self.predict(tta=tta), np.asarray(self.inputs.eval.labels))
+        probs, _ = self.get_preds(tta=tta)
+        result = scores(probs, np.asarray(self.inputs.eval.labels))
         return {"loss": result["loss"], "accuracy": result["accuracy"], "probs": result["probs"]}
+
+    def show_batch(self, n: int = 9, split: str = "train", augmented: bool = True,
+                   path: Optional[str | os.PathLike] = None):
+        """fastai's show_batch: `n` images of a split with their labels (the training images as
+        augmented for training, unless augmented=False). Drawn inline in a notebook; saved to
+        `path` when given. Returns the matplotlib Figure (made without pyplot)."""
+        from fastcourse.io import save_figure
+
+        source, _ = self._source(split)
+        augment = self.augment_fn if (augmented and split == "train") else None
+        x, y = next(iter(source.batches(max(1, n), shuffle=True, seed=self.seed, augment=augment)))
+        x, y = np.asarray(x)[:n], np.asarray(y)[:n]
+        labels = y.argmax(1) if y.ndim == 2 else y
+        names = list(self.inputs.class_names)
+        where = f"{split}{', augmented' if augment is not None else ''}"
+        fig = _image_grid(x, [names[int(i)] for i in labels], f"{self.data_name}: {len(x)} {where} images")
+        if path is not None:
+            save_figure(fig, path)
+        _display_figure(fig)
+        return fig
 
     def show_results(self, n: int = 4, out_dir: Optional[str | os.PathLike] = None, tta: int = 0,
                      show: Optional[list[str]] = None) -> dict:
@@ -358,9 +520,7 @@ class Learner:
         from fastcourse.results import views
 
         out_dir = Path(out_dir) if out_dir is not None else self.out / self.name / "views"
-        probs = self.predict(tta=tta)
-        labels = np.asarray(self.inputs.eval.labels)
-        labels = labels if labels.ndim == 1 else labels.argmax(1)
+        probs, labels = self.get_preds(tta=tta)
         names = list(self.inputs.class_names)
         if self.inputs.eval_files is not None:
             first = self.inputs.eval_files[0]
@@ -395,15 +555,26 @@ class Learner:
                                                                 f"on {len(labels)} images")
         return {"accuracy": accuracy, "confusion_matrix": cm, "files": files}
 
-    def save(self, run_dir: Optional[str | os.PathLike] = None) -> Path:
+    def save(self, run_dir: Optional[str | os.PathLike] = None, overwrite: bool = False) -> Path:
         """Write the run's artifacts into `run_dir` (default OUT/<name>), as a config run does:
-        config.yaml, model.keras, metrics.json, history.csv, eval_probs.npy, the plots."""
+        config.yaml, model.keras, metrics.json, history.csv, eval_probs.npy, the plots. A
+        folder that already holds files is never written over unless overwrite=True: the
+        default one is then stamped (OUT/<name>-<date>-<time>), a given one is refused."""
         from fastcourse import io
         from fastcourse.data.sources import steps_per_epoch
         from fastcourse.run.artifacts import write_run
+        from fastcourse.run.experiment import new_run_dir
         from fastcourse.train.trainer import FitResult, evaluate
 
-        run_dir = Path(run_dir) if run_dir is not None else self.out / self.name
+        if self.inputs.eval is None:
+            raise UsageError("save: this learner was loaded for prediction and has no data to record a run of; "
+                             "use export(path)")
+        target = Path(run_dir) if run_dir is not None else self.out / self.name
+        if not overwrite and target.exists() and any(target.iterdir()):
+            if run_dir is not None:
+                raise UsageError(f"{target}: already holds a saved run; give another folder, or overwrite=True")
+            target = new_run_dir(self.out, self.name)
+        run_dir = target
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.config
         io.write_text(run_dir / "config.yaml", cfg.to_yaml())
@@ -414,17 +585,110 @@ class Learner:
         if self.members:
             extra["ensemble"] = {k: v for k, v in self.ensemble_summary.items() if k != "members"}
         write_run(run_dir, cfg, self.inputs, self.model, result, evaluate(self.model, self.inputs.eval), extra)
+        if self._train.get("verbose", 1):
+            print(f"fastcourse: saved {run_dir}", flush=True)
         return run_dir
+
+    def load(self, path: str | os.PathLike) -> "Learner":
+        """The model saved by save() (a run folder) or export() (its folder), or a .keras file,
+        loaded in Keras' safe mode in place of the learner's; its classes must match."""
+        from fastcourse.run.artifacts import load_model
+
+        path = Path(path)
+        file = path / "model.keras" if path.is_dir() else path
+        model = load_model(file)
+        out = int(model.output_shape[-1])
+        if out != self.inputs.num_classes:
+            raise UsageError(f"{file}: a model with {out} outputs, but this learner has {self.inputs.num_classes} "
+                             f"classes {self.inputs.class_names}")
+        if tuple(model.input_shape[1:]) != tuple(self.inputs.input_shape):
+            raise UsageError(f"{file}: a model for images of shape {tuple(model.input_shape[1:])}, but this "
+                             f"learner's are {tuple(self.inputs.input_shape)}")
+        self.model = model
+        return self
+
+    def export(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """fastai's export: a folder `path` with model.keras (loads in Keras' safe mode) and
+        learner.json (class names, image size, preprocessing), read back by
+        fastcourse.load_learner(path). No pickle."""
+        from fastcourse.learner.export import export_learner
+
+        return export_learner(self, path, overwrite=overwrite)
 
     def __repr__(self) -> str:
         return (f"Learner({self.model_name!r}, {self.inputs.describe()}, augment={self.augment_name!r}, "
                 f"schedule={self.schedule_name!r} {self.schedule_args}, seed={self.seed})")
 
 
+def load_learner(path: str | os.PathLike) -> Learner:
+    """fastai's load_learner: a Learner for prediction from a folder learn.export(path) wrote:
+    predict(one image), get_preds(images), the class names and preprocessing as exported
+    (`learn.exported`). It holds no data: to train on, build a Learner on data and load(path)."""
+    from fastcourse.learner.export import read_export
+
+    model, meta, inputs = read_export(path)
+    learn = Learner.__new__(Learner)
+    learn.inputs = inputs
+    learn._for_prediction(model, str(meta.get("model", model.name)), str(meta.get("data", "exported")))
+    learn.exported = meta
+    return learn
+
+
 def _registered_models() -> list[str]:
     from fastcourse.models import MODELS
 
     return MODELS.names()
+
+
+def _size(image_size) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    size = tuple(int(s) for s in image_size)
+    if len(size) != 2:
+        raise UsageError(f"image_size={image_size!r}: give an int (a square) or (height, width)")
+    return (size[0], size[1])
+
+
+def _image_grid(images: np.ndarray, captions: list[str], title: str):
+    """A Figure (made without pyplot) of images 0..255 with their captions."""
+    import math
+
+    from matplotlib.figure import Figure
+
+    cols = min(len(images), 5) or 1
+    rows = max(1, math.ceil(len(images) / cols))
+    fig = Figure(figsize=(2.0 * cols, 2.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions):
+        image = np.clip(np.asarray(image, np.float32), 0, 255).astype(np.uint8)
+        gray = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None)
+        ax.set_title(caption, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _in_ipython() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
+
+
+def _display_figure(fig) -> None:
+    """Show a Figure inline when running in IPython (as a PNG: no pyplot, whatever the backend)."""
+    if not _in_ipython():
+        return
+    import io as _io
+
+    from IPython.display import Image, display
+
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    display(Image(data=buffer.getvalue()))
 
 
 def _display(paths: list[Path]) -> None:
