@@ -99,6 +99,11 @@ def test_cli_writes_into_the_run_and_replaces_atomically(arrays_run, capsys):
     assert main(["export", str(arrays_run)]) == 0  # savedmodel is the default; the old export is replaced
     assert (folder / "saved_model.pb").stat().st_mtime_ns != first
     assert not [p.name for p in arrays_run.iterdir() if p.name.startswith(".savedmodel")]  # no temp folders left
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask  # the usual mode, not mkdtemp's 0700
 
 
 def test_a_failed_export_leaves_the_old_one(arrays_run, tmp_path, monkeypatch):

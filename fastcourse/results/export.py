@@ -44,6 +44,10 @@ PROBE_IMAGES = 8
 # (float32 TFLite differs by rounding only; measured figures: docs/serving.md)
 MAX_DIFF = {"savedmodel": 1e-5, "tflite": 1e-4}
 
+_umask = os.umask(0)
+os.umask(_umask)
+_FOLDER_MODE = 0o777 & ~_umask
+
 
 def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.PathLike] = None) -> Path:
     """Export RUN's model as `fmt` ("savedmodel" or "tflite") into OUT/<fmt>/ (OUT: default RUN)."""
@@ -179,6 +183,7 @@ def atomic_folder(folder: Path) -> Iterator[Path]:
         raise io.os_error(exc, f"cannot write {folder}") from None
     try:
         yield tmp
+        os.chmod(tmp, _FOLDER_MODE)  # mkdtemp makes 0700; give the export the usual mode
         old = None
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
