@@ -5,6 +5,8 @@
     python tools/notebooks.py clean [NOTEBOOK ...]          strip TensorFlow noise and machine paths
     python tools/notebooks.py check [NOTEBOOK ...]          exit 1 naming what `clean` would change
                                                             or what it cannot fix (pre-commit)
+    python tools/notebooks.py clean --redact /tmp/nbruns    outputs saved with an absolute
+                                                            FASTCOURSE_OUT: that folder shown as $FASTCOURSE_OUT
 
 Saved outputs must not carry the machine that ran them: the kernel runs from the repository root
 with runs under the relative runs/notebooks, the repository's absolute path is rewritten to a
@@ -43,6 +45,20 @@ NOISE = re.compile(
     r")")
 # absolute paths of a machine: anything left after cleaning fails `check`
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:work|root|home|tmp|private|Users|var/folders|mnt|opt)/[^\s'\"]*")
+
+
+def redact(nb, folder: str) -> bool:
+    """Show the absolute runs folder `folder` in `nb`'s outputs as $FASTCOURSE_OUT (what it was)."""
+    folder = folder.rstrip("/")
+    changed = False
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            for holder, key in [(out, "text")] + [(out.get("data", {}), k) for k in ("text/plain", "text/html")]:
+                text = holder.get(key)
+                if isinstance(text, str) and folder in text:
+                    holder[key] = re.sub(re.escape(folder) + r"(?=[/\s'\";:,)]|$)", "$FASTCOURSE_OUT", text)
+                    changed = True
+    return changed
 
 
 def clean_text(text: str, root: str = str(ROOT)) -> str:
@@ -169,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="execute and save (small mode unless --full)")
     run.add_argument("--full", action="store_true", help="the whole lesson (the committed copies)")
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
-    for p in (run, sub.add_parser("clean", help="strip noise and machine paths in place"),
-              sub.add_parser("check", help="exit 1 if a notebook needs cleaning or holds machine paths")):
+    clean = sub.add_parser("clean", help="strip noise and machine paths in place")
+    clean.add_argument("--redact", metavar="FOLDER", action="append", default=[],
+                       help="an absolute FASTCOURSE_OUT the outputs were saved with: shown as $FASTCOURSE_OUT")
+    for p in (run, clean, sub.add_parser("check", help="exit 1 if a notebook needs cleaning or holds machine paths")):
         p.add_argument("notebooks", nargs="*", help="default: every notebooks/*.ipynb")
     args = parser.parse_args(argv)
     bad = 0
@@ -180,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         nb = nbformat.read(path, as_version=4)
         changed = clean_notebook(nb)
+        for folder in getattr(args, "redact", []):
+            changed = redact(nb, folder) or changed
         if args.command == "clean":
             if changed:
                 nbformat.write(nb, path)
