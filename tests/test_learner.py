@@ -47,10 +47,11 @@ def test_config_run_and_learner_give_the_same_metrics(tmp_path):
 
 def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
     """A keras.Model built after the same seeding, and fit(n, lr), match a constant-rate run."""
+    import keras
+
     from fastcourse.models import build_model
     from fastcourse.train.devices import float32_outputs
     from fastcourse.train.trainer import seed_everything
-    import keras
 
     run = run_experiment(_config(tmp_path, model="linear", augment="none",
                                  schedule={"name": "constant", "lr": 2e-3}, precision="float32"))

@@ -12,7 +12,7 @@ import pytest
 import fastcourse
 from fastcourse.data.synthetic import make_image_folder
 from fastcourse.errors import UsageError
-from fastcourse.learner import core
+from fastcourse.learner import show
 
 QUIET = {"verbose": 0, "batch_size": 8}
 
@@ -128,7 +128,7 @@ def test_show_batch_and_lr_find_draw_inline(array_learner, folder_learner, monke
     import IPython.display
 
     shown = []
-    monkeypatch.setattr(core, "_in_ipython", lambda: True)
+    monkeypatch.setattr(show, "in_ipython", lambda: True)
     monkeypatch.setattr(IPython.display, "display", shown.append)
     fig = folder_learner.show_batch(4, path=tmp_path / "batch.png")
     assert len(fig.axes) >= 4 and (tmp_path / "batch.png").stat().st_size > 0

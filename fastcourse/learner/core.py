@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 import numpy as np
 
 from fastcourse.errors import UsageError
+from fastcourse.learner import show as _show
 
 if TYPE_CHECKING:  # for annotations only: importing it at run time would import Keras
     from fastcourse.train.lr_find import LRFinderResult
@@ -258,8 +259,9 @@ class Learner:
     # --- training -----------------------------------------------------------------------
 
     def _schedule(self, lr: Optional[float]) -> tuple[str, dict]:
-        from fastcourse.train.schedules import SCHEDULES
         import inspect
+
+        from fastcourse.train.schedules import SCHEDULES
 
         name, args = self.schedule_name, dict(self.schedule_args)
         if lr is not None:
@@ -347,7 +349,7 @@ class Learner:
                                      self.augment_fn, min_lr, max_lr, steps, str(self._train["optimizer"]))
         if plot:
             self.lr_finder.plot(plot)
-        _display_figure(self.lr_finder.figure(f"learning-rate range test: {self.model_name} on {self.data_name}"))
+        _show.display_figure(self.lr_finder.figure(f"learning-rate range test: {self.model_name} on {self.data_name}"))
         if self._train.get("verbose", 1):
             print(f"fastcourse: lr_find: suggested {self.lr_finder.suggestion:.2e} "
                   f"(lowest loss at {self.lr_finder.min_loss_lr:.2e})", flush=True)
@@ -506,10 +508,10 @@ class Learner:
         labels = y.argmax(1) if y.ndim == 2 else y
         names = list(self.inputs.class_names)
         where = f"{split}{', augmented' if augment is not None else ''}"
-        fig = _image_grid(x, [names[int(i)] for i in labels], f"{self.data_name}: {len(x)} {where} images")
+        fig = _show.image_grid(x, [names[int(i)] for i in labels], f"{self.data_name}: {len(x)} {where} images")
         if path is not None:
             save_figure(fig, path)
-        _display_figure(fig)
+        _show.display_figure(fig)
         return fig
 
     def show_results(self, n: int = 4, out_dir: Optional[str | os.PathLike] = None, tta: int = 0,
@@ -531,8 +533,8 @@ class Learner:
                                       split=self.inputs.eval_split)
         else:
             shown = self._array_views(labels, probs, names, out_dir, n)
-        _display([shown["files"][k] for k in (show or ["random_correct", "random_incorrect", "most_uncertain",
-                                                        "confusion_matrix"]) if k in shown["files"]])
+        wanted = show or ["random_correct", "random_incorrect", "most_uncertain", "confusion_matrix"]
+        _show.display_files([shown["files"][k] for k in wanted if k in shown["files"]])
         return shown
 
     def _array_views(self, labels, probs, names, out_dir: Path, n: int) -> dict:
@@ -647,58 +649,3 @@ def _size(image_size) -> tuple[int, int]:
     if len(size) != 2:
         raise UsageError(f"image_size={image_size!r}: give an int (a square) or (height, width)")
     return (size[0], size[1])
-
-
-def _image_grid(images: np.ndarray, captions: list[str], title: str):
-    """A Figure (made without pyplot) of images 0..255 with their captions."""
-    import math
-
-    from matplotlib.figure import Figure
-
-    cols = min(len(images), 5) or 1
-    rows = max(1, math.ceil(len(images) / cols))
-    fig = Figure(figsize=(2.0 * cols, 2.2 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions):
-        image = np.clip(np.asarray(image, np.float32), 0, 255).astype(np.uint8)
-        gray = image.shape[-1] == 1
-        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None)
-        ax.set_title(caption, fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def _in_ipython() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return get_ipython() is not None
-
-
-def _display_figure(fig) -> None:
-    """Show a Figure inline when running in IPython (as a PNG: no pyplot, whatever the backend)."""
-    if not _in_ipython():
-        return
-    import io as _io
-
-    from IPython.display import Image, display
-
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    display(Image(data=buffer.getvalue()))
-
-
-def _display(paths: list[Path]) -> None:
-    """Show PNGs inline when running in IPython; nothing otherwise."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is None:
-        return
-    for path in paths:
-        display(Image(str(path)))

@@ -5,12 +5,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-# Figures for files are made without pyplot, so the user's backend (a notebook's inline one) is
-# never switched and nothing is drawn twice.
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from fastcourse.io import save_figure
+
+# Figures for files are made without pyplot, so the user's backend (a notebook's inline one) is
+# never switched and nothing is drawn twice.
 
 
 def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path, title: str = "", *,
