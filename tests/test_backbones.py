@@ -1,6 +1,7 @@
 """keras.applications backbones (fastcourse.models.applications): preprocessing, cut points, layer
 groups, weights, and each one through the features, finetune and sklearn_features tasks on a small
 generated folder, with `weights: none` (no ImageNet file can be downloaded here)."""
+
 from __future__ import annotations
 
 import json
@@ -22,17 +23,23 @@ SIZE = 32  # keras.applications' minimum: every backbone ends at 1x1 here
 def folder(tmp_path_factory):
     from fastcourse.data.synthetic import make_image_folder
 
-    return make_image_folder(tmp_path_factory.mktemp("shapes"), classes=2, per_class=8, valid_per_class=4, test=0,
-                             size=SIZE)
+    return make_image_folder(
+        tmp_path_factory.mktemp("shapes"), classes=2, per_class=8, valid_per_class=4, test=0, size=SIZE
+    )
 
 
 def _pixels(n=2, size=SIZE, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
 
 
-@pytest.mark.parametrize("mode, reference", [
-    ("caffe", "resnet50"), ("tf", "mobilenet_v2"), ("torch", None),
-])
+@pytest.mark.parametrize(
+    "mode, reference",
+    [
+        ("caffe", "resnet50"),
+        ("tf", "mobilenet_v2"),
+        ("torch", None),
+    ],
+)
 def test_preprocessing_equals_keras_applications(mode, reference):
     """Each mode is what keras.applications' own preprocess_input computes (torch: EfficientNet's
     ImageNet normalisation, imagenet_utils' torch mode)."""
@@ -104,8 +111,9 @@ def test_imagenet_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     app.save(tmp_path / "models" / fname)  # Keras' legacy HDF5 format, as the downloaded files are
     model = build_model("mobilenet_v2", (SIZE, SIZE, 3), 2, weights="imagenet")
-    np.testing.assert_array_equal(model.get_layer("block_5_project").get_weights()[0],
-                                  app.get_layer("block_5_project").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("block_5_project").get_weights()[0], app.get_layer("block_5_project").get_weights()[0]
+    )
     # the same network, apart from the scaling ImageNetPreprocess now does
     conv = cut_model(model, "last_conv")
     x = _pixels(2)
@@ -137,12 +145,18 @@ def test_explain_matches_keras_for_every_layer():
 def _cfg(folder, tmp_path, name, task):
     from fastcourse.tasks.check import load_checked
 
-    return load_checked({
-        "name": f"{name}-{task['name']}", "seed": 0, "out": str(tmp_path / "runs"),
-        "data": {"name": "image_folder", "path": str(folder), "image_size": [SIZE, SIZE]},
-        "model": {"name": name, "weights": "none"}, "augment": {"name": "none"}, "task": task,
-        "train": {"batch_size": 8, "verbose": 0, "epochs": 1, "schedule": {"name": "constant", "lr": 1e-3}},
-    })
+    return load_checked(
+        {
+            "name": f"{name}-{task['name']}",
+            "seed": 0,
+            "out": str(tmp_path / "runs"),
+            "data": {"name": "image_folder", "path": str(folder), "image_size": [SIZE, SIZE]},
+            "model": {"name": name, "weights": "none"},
+            "augment": {"name": "none"},
+            "task": task,
+            "train": {"batch_size": 8, "verbose": 0, "epochs": 1, "schedule": {"name": "constant", "lr": 1e-3}},
+        }
+    )
 
 
 def _reloads_with_the_run_predictions(run):
@@ -164,8 +178,14 @@ def test_features_finetune_sklearn_on_a_folder(name, folder, tmp_path):
     from fastcourse.tasks.runner import run_experiment
 
     cache = str(tmp_path / "cache")
-    run = run_experiment(_cfg(folder, tmp_path, name, {"name": "features", "cut": "last_conv", "cache_dir": cache,
-                                                       "head": {"units": 16, "depth": 1}}))
+    run = run_experiment(
+        _cfg(
+            folder,
+            tmp_path,
+            name,
+            {"name": "features", "cut": "last_conv", "cache_dir": cache, "head": {"units": 16, "depth": 1}},
+        )
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["attach_max_abs_diff"] < 1e-5  # the head back on the conv part predicts as on features
     assert metrics["feature_shape"][-1] == {"resnet50": 2048}.get(name, 1280)
@@ -175,7 +195,8 @@ def test_features_finetune_sklearn_on_a_folder(name, folder, tmp_path):
     assert json.loads((run / "metrics.json").read_text())["trainable"] == ["head"]
     _reloads_with_the_run_predictions(run)
 
-    run = run_experiment(_cfg(folder, tmp_path, name, {"name": "sklearn_features", "layer": "last_conv",
-                                                       "pool": "avg"}))
+    run = run_experiment(
+        _cfg(folder, tmp_path, name, {"name": "sklearn_features", "layer": "last_conv", "pool": "avg"})
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["layer"] == BACKBONES[name].cuts["last_conv"] and metrics["train_images"] == 16

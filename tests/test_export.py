@@ -1,5 +1,6 @@
 """`fastcourse export`: a run's model as a SavedModel and as TFLite, preprocessing inside, reloaded
 and compared with the run's Keras model on 8 images, for an arrays run and a folder run."""
+
 from __future__ import annotations
 
 import json
@@ -22,12 +23,19 @@ def arrays_run(tmp_path_factory):
     from fastcourse.tasks.runner import run_experiment
 
     out = tmp_path_factory.mktemp("runs")
-    return run_experiment(load_checked({
-        "name": "export-arrays", "seed": 0, "out": str(out),
-        "data": {"name": "mnist_sample", "train_limit": 256, "test_limit": 64},
-        "model": {"name": "cnn", "filters": [8, 16], "dense": 32}, "augment": {"name": "none"},
-        "train": {"batch_size": 64, "verbose": 0, "epochs": 1, "schedule": {"name": "constant", "lr": 1e-3}},
-    }))
+    return run_experiment(
+        load_checked(
+            {
+                "name": "export-arrays",
+                "seed": 0,
+                "out": str(out),
+                "data": {"name": "mnist_sample", "train_limit": 256, "test_limit": 64},
+                "model": {"name": "cnn", "filters": [8, 16], "dense": 32},
+                "augment": {"name": "none"},
+                "train": {"batch_size": 64, "verbose": 0, "epochs": 1, "schedule": {"name": "constant", "lr": 1e-3}},
+            }
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +45,22 @@ def folder_run(tmp_path_factory):
     from fastcourse.tasks.check import load_checked
     from fastcourse.tasks.runner import run_experiment
 
-    root = make_image_folder(tmp_path_factory.mktemp("shapes"), classes=3, per_class=8, valid_per_class=4, test=0,
-                             size=32)
-    return run_experiment(load_checked({
-        "name": "export-folder", "seed": 0, "out": str(tmp_path_factory.mktemp("runs")),
-        "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
-        "model": {"name": "cnn_bn", "filters": [8, 16], "dense": 32}, "augment": {"name": "none"},
-        "train": {"batch_size": 8, "verbose": 0, "epochs": 1, "schedule": {"name": "constant", "lr": 1e-3}},
-    }))
+    root = make_image_folder(
+        tmp_path_factory.mktemp("shapes"), classes=3, per_class=8, valid_per_class=4, test=0, size=32
+    )
+    return run_experiment(
+        load_checked(
+            {
+                "name": "export-folder",
+                "seed": 0,
+                "out": str(tmp_path_factory.mktemp("runs")),
+                "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
+                "model": {"name": "cnn_bn", "filters": [8, 16], "dense": 32},
+                "augment": {"name": "none"},
+                "train": {"batch_size": 8, "verbose": 0, "epochs": 1, "schedule": {"name": "constant", "lr": 1e-3}},
+            }
+        )
+    )
 
 
 def _images(run):
@@ -81,8 +97,10 @@ def test_savedmodel_and_tflite_predict_as_the_run(which, request, tmp_path):
     saved_diff = float(np.abs(got_saved - expected).max())
     lite_diff = float(np.abs(got_lite - expected).max())
     trained_diff = float(np.abs(got_saved - trained).max())
-    print(f"{which}: max |SavedModel - Keras| = {saved_diff:.2e}, max |TFLite - Keras| = {lite_diff:.2e}, "
-          f"max |SavedModel - Keras in the run's own precision| = {trained_diff:.2e}")
+    print(
+        f"{which}: max |SavedModel - Keras| = {saved_diff:.2e}, max |TFLite - Keras| = {lite_diff:.2e}, "
+        f"max |SavedModel - Keras in the run's own precision| = {trained_diff:.2e}"
+    )
     assert saved_diff <= SAVEDMODEL_TOL and lite_diff <= TFLITE_TOL
     assert trained_diff < 0.05  # bfloat16 rounding of the trained policy, when it was mixed
     np.testing.assert_allclose(got_saved.sum(1), 1.0, rtol=1e-5)

@@ -1,4 +1,5 @@
 """Every registered builder: output shape, no NaN, a save/load round trip in safe mode."""
+
 import keras
 import numpy as np
 import pytest
@@ -43,9 +44,24 @@ def test_ladder_architectures_follow_the_course():
 
     bn = build_model("cnn_bn_dropout", (28, 28, 1), 10)
     order = [layer.name for layer in bn.layers if not isinstance(layer, keras.layers.InputLayer)]
-    assert order == ["normalize", "block1_conv1", "block1_bn1", "block1_conv2", "block1_pool", "block1_bn2",
-                     "block2_conv1", "block2_bn1", "block2_conv2", "block2_pool", "flatten", "flatten_bn",
-                     "fc1", "fc1_bn", "fc1_dropout", "predictions"]
+    assert order == [
+        "normalize",
+        "block1_conv1",
+        "block1_bn1",
+        "block1_conv2",
+        "block1_pool",
+        "block1_bn2",
+        "block2_conv1",
+        "block2_bn1",
+        "block2_conv2",
+        "block2_pool",
+        "flatten",
+        "flatten_bn",
+        "fc1",
+        "fc1_bn",
+        "fc1_dropout",
+        "predictions",
+    ]
     assert bn.get_layer("fc1_dropout").rate == 0.5
     assert "hidden" in [layer.name for layer in build_model("hidden", (28, 28, 1), 10).layers]
     assert build_model("hidden", (28, 28, 1), 10).get_layer("hidden").activation.__name__ == "relu"

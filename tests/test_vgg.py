@@ -1,4 +1,5 @@
 """VGG16 builder, fine-tuning, cached features, heads, pseudo-labels and the lesson-3 tasks."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,14 +9,14 @@ import numpy as np
 import pytest
 
 from fastcourse.config import TrainConfig
-from fastcourse.tasks.check import load_checked as load_config
-from fastcourse.data.folders import open_folder
-from fastcourse.data.synthetic import make_image_folder
-from fastcourse.models.vgg import VGGPreprocess, vgg16, vgg16_bn
 from fastcourse.data.features import cache_key, precompute_features
+from fastcourse.data.folders import open_folder
 from fastcourse.data.sources import FeaturePart, FeatureSource, FolderSource
+from fastcourse.data.synthetic import make_image_folder
 from fastcourse.models.heads import dense_head
 from fastcourse.models.surgery import attach_head, cut_model, freeze, layer_groups, replace_top, set_trainable
+from fastcourse.models.vgg import VGGPreprocess, vgg16, vgg16_bn
+from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.train.optimizers import compile_model, spread_multipliers
 from fastcourse.train.pseudo import pseudo_rows
 
@@ -27,8 +28,9 @@ def _source(folder, split="train", size=(32, 32)):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    root = make_image_folder(tmp_path_factory.mktemp("vgg") / "dc", "dogscats", classes=2, per_class=8,
-                             valid_per_class=4, test=4, size=40)
+    root = make_image_folder(
+        tmp_path_factory.mktemp("vgg") / "dc", "dogscats", classes=2, per_class=8, valid_per_class=4, test=4, size=40
+    )
     return open_folder(root)
 
 
@@ -38,13 +40,16 @@ def test_vgg16_matches_keras_applications_with_the_same_weights(tmp_path):
     ref.save(path)  # a legacy .h5 file, like the keras-applications download
     ours = vgg16(weights=str(path))
     assert ours.count_params() == 138_357_544
-    assert [layer.name for layer in ours.layers if layer.weights] == [layer.name for layer in ref.layers if layer.weights]
+    assert [layer.name for layer in ours.layers if layer.weights] == [
+        layer.name for layer in ref.layers if layer.weights
+    ]
     x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
     expected = ref.predict(keras.applications.vgg16.preprocess_input(x.copy()), verbose=0)
     got = ours.predict(x, verbose=0)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     assert ours.get_layer("block5_conv3").get_weights()[0].sum() == pytest.approx(
-        ref.get_layer("block5_conv3").get_weights()[0].sum())
+        ref.get_layer("block5_conv3").get_weights()[0].sum()
+    )
 
 
 def test_preprocess_layer_equals_keras_preprocess_input():
@@ -57,7 +62,10 @@ def test_conv_part_at_other_sizes_bn_variant_and_safe_reload(tmp_path):
     conv = vgg16((48, 48, 3), include_top=False)
     assert conv.output_shape == (None, 1, 1, 512) and conv.count_params() == 14_714_688
     bn = vgg16_bn((32, 32, 3), num_classes=3)
-    assert [layer.name for layer in bn.layers if isinstance(layer, keras.layers.BatchNormalization)] == ["fc1_bn", "fc2_bn"]
+    assert [layer.name for layer in bn.layers if isinstance(layer, keras.layers.BatchNormalization)] == [
+        "fc1_bn",
+        "fc2_bn",
+    ]
     assert bn.output_shape == (None, 3)
     path = tmp_path / "conv.keras"
     conv.save(path)
@@ -122,20 +130,23 @@ def test_features_cache_reuse_and_invalidation_and_augmented_passes(folder, tmp_
     np.testing.assert_allclose(feats, direct, rtol=1e-4, atol=1e-3)
     spec = {"name": "dogscats"}
     key = cache_key(conv, source, spec, 0, 0, "float32")[0]
-    assert cache_key(conv, source.take(15), spec, 0, 0, "float32")[0] != key          # file list
+    assert cache_key(conv, source.take(15), spec, 0, 0, "float32")[0] != key  # file list
     assert cache_key(conv, _source(folder, size=(40, 40)), spec, 0, 0, "float32")[0] != key  # image size
-    assert cache_key(conv, source, spec, 0, 0, "float16")[0] != key                    # storage dtype
-    assert cache_key(conv, source, spec, 1, 1, "float32")[0] != key                    # pass index
-    assert cache_key(conv, source, {"name": "dogscats", "rotation": 5}, 1, 1, "float32")[0] != \
-        cache_key(conv, source, spec, 1, 1, "float32")[0]                              # augmentation values
+    assert cache_key(conv, source, spec, 0, 0, "float16")[0] != key  # storage dtype
+    assert cache_key(conv, source, spec, 1, 1, "float32")[0] != key  # pass index
+    assert (
+        cache_key(conv, source, {"name": "dogscats", "rotation": 5}, 1, 1, "float32")[0]
+        != cache_key(conv, source, spec, 1, 1, "float32")[0]
+    )  # augmentation values
     # built from values, never from object reprs: an equal config gives an equal key
     assert cache_key(conv, _source(folder), dict(spec), 0, 0, "float32")[0] == key
     conv.layers[-1].kernel.assign(conv.layers[-1].kernel * 1.01)
-    assert cache_key(conv, source, spec, 0, 0, "float32")[0] != key                    # backbone weights
+    assert cache_key(conv, source, spec, 0, 0, "float32")[0] != key  # backbone weights
     other_cut = cut_model(vgg16((32, 32, 3), include_top=False), "block4_conv3")
-    assert cache_key(other_cut, source, spec, 0, 0, "float32")[0] != key               # cut layer
-    aug = precompute_features(conv, source, tmp_path, augment=build("dogscats"), augment_spec=spec, passes=2,
-                              batch_size=8, verbose=False)
+    assert cache_key(other_cut, source, spec, 0, 0, "float32")[0] != key  # cut layer
+    aug = precompute_features(
+        conv, source, tmp_path, augment=build("dogscats"), augment_spec=spec, passes=2, batch_size=8, verbose=False
+    )
     a1, a2 = (np.load(p) for p in aug[1:])
     assert len(aug) == 3 and a1.shape == (16, 2, 2, 512) and not np.allclose(a1, a2)
     half = precompute_features(conv, source, tmp_path / "f16", batch_size=8, dtype="float16", verbose=False)
@@ -150,7 +161,9 @@ def test_feature_source_streams_from_disk_in_batches(folder, tmp_path):
     source = _source(folder)
     paths = precompute_features(conv, source, tmp_path, batch_size=8, verbose=False)
     feats = np.load(paths[0])
-    stream = FeatureSource([FeaturePart(paths[0], source.labels), FeaturePart(paths[0], np.asarray(source.labels)[[3, 1]], [3, 1])], 2)
+    stream = FeatureSource(
+        [FeaturePart(paths[0], source.labels), FeaturePart(paths[0], np.asarray(source.labels)[[3, 1]], [3, 1])], 2
+    )
     assert len(stream) == 18 and stream.input_shape == (2, 2, 512)
     seen = [(x.numpy(), y.numpy()) for x, y in stream.batches(5, shuffle=True, seed=1)]
     x = np.concatenate([b[0] for b in seen])
@@ -182,14 +195,26 @@ def test_pseudo_labels_mix_at_the_ratio():
 
 
 def _cfg(folder, task, tmp_path, **train):
-    return load_config({
-        "name": task["name"], "seed": 0, "task": task, "out": str(tmp_path),
-        "data": {"name": "image_folder", "path": str(folder.root), "image_size": [32, 32]},
-        "model": {"name": "vgg16", "include_top": False} if task["name"] == "features"
-        else {"name": "vgg16", "dropout": 0.0},
-        "augment": {"name": "dogscats"},
-        "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-4}, **train},
-    })
+    return load_config(
+        {
+            "name": task["name"],
+            "seed": 0,
+            "task": task,
+            "out": str(tmp_path),
+            "data": {"name": "image_folder", "path": str(folder.root), "image_size": [32, 32]},
+            "model": {"name": "vgg16", "include_top": False}
+            if task["name"] == "features"
+            else {"name": "vgg16", "dropout": 0.0},
+            "augment": {"name": "dogscats"},
+            "train": {
+                "batch_size": 8,
+                "epochs": 1,
+                "verbose": 0,
+                "schedule": {"name": "constant", "lr": 1e-4},
+                **train,
+            },
+        }
+    )
 
 
 def test_features_task_end_to_end(folder, tmp_path):
@@ -197,9 +222,18 @@ def test_features_task_end_to_end(folder, tmp_path):
 
     from fastcourse.tasks.runner import run_experiment
 
-    cfg = _cfg(folder, {"name": "features", "cache_dir": str(tmp_path / "cache"),
-                        "passes": 1, "head": {"units": 16, "dropout": 0.6, "batchnorm": True},
-                        "pseudo_ratio": 0.2, "finetune_epochs": 1}, tmp_path)
+    cfg = _cfg(
+        folder,
+        {
+            "name": "features",
+            "cache_dir": str(tmp_path / "cache"),
+            "passes": 1,
+            "head": {"units": 16, "dropout": 0.6, "batchnorm": True},
+            "pseudo_ratio": 0.2,
+            "finetune_epochs": 1,
+        },
+        tmp_path,
+    )
     run = run_experiment(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["attach_max_abs_diff"] < 1e-5 and metrics["feature_shape"] == [2, 2, 512]
@@ -215,8 +249,7 @@ def test_finetune_task_runs_fastai_fine_tune(folder, tmp_path):
 
     from fastcourse.tasks.runner import run_experiment
 
-    cfg = _cfg(folder, {"name": "finetune", "freeze_epochs": 1, "unfreeze_epochs": 1},
-               tmp_path)
+    cfg = _cfg(folder, {"name": "finetune", "freeze_epochs": 1, "unfreeze_epochs": 1}, tmp_path)
     run = run_experiment(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["unfreeze_epochs"] == 1
@@ -242,7 +275,9 @@ def test_imagenet_weights_come_from_the_keras_cache_or_fail_clearly(tmp_path, mo
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-@pytest.mark.parametrize("path", sorted(map(str, [*CONFIGS.glob("dogscats/*.yaml"), *CONFIGS.glob("statefarm/*.yaml")])))
+@pytest.mark.parametrize(
+    "path", sorted(map(str, [*CONFIGS.glob("dogscats/*.yaml"), *CONFIGS.glob("statefarm/*.yaml")]))
+)
 def test_lesson_configs_validate_and_say_what_the_course_reached(path):
     cfg = load_config(path)
     text = Path(path).read_text()
@@ -257,8 +292,12 @@ def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder, tmp_pa
 
     from fastcourse.tasks.runner import run_experiment
 
-    cfg = _cfg(folder, {"name": "finetune", "freeze_epochs": 1, "unfreeze_epochs": 1, "frozen_up_to": "head"},
-               tmp_path, schedule={"name": "one_cycle", "max_lr": 1e-3})
+    cfg = _cfg(
+        folder,
+        {"name": "finetune", "freeze_epochs": 1, "unfreeze_epochs": 1, "frozen_up_to": "head"},
+        tmp_path,
+        schedule={"name": "one_cycle", "max_lr": 1e-3},
+    )
     cfg.model.args  # noqa: B018 - vgg16 at 32x32 with a 2-class top
     run = run_experiment(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -274,8 +313,17 @@ def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, 
     source = _source(folder)  # 16 images: 4 batches of 4 per pass, 2 passes
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
     aug, spec = build("dogscats"), {"name": "dogscats"}
-    whole = precompute_features(conv, source, tmp_path / "a", augment=aug, augment_spec=spec, passes=1,
-                                batch_size=4, verbose=False, commit_every=2)
+    whole = precompute_features(
+        conv,
+        source,
+        tmp_path / "a",
+        augment=aug,
+        augment_spec=spec,
+        passes=1,
+        batch_size=4,
+        verbose=False,
+        commit_every=2,
+    )
     real_runner = features._runner
     calls = {"n": 0, "limit": 6}
 
@@ -287,16 +335,35 @@ def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, 
             if calls["n"] > calls["limit"]:
                 raise KeyboardInterrupt  # the process dies in batch 7 (pass 2, batch 3)
             return fn(images)
+
         return run
 
     monkeypatch.setattr(features, "_runner", counting_runner)
     with pytest.raises(KeyboardInterrupt):
-        precompute_features(conv, source, tmp_path / "b", augment=aug, augment_spec=spec, passes=1,
-                            batch_size=4, verbose=False, commit_every=2)
+        precompute_features(
+            conv,
+            source,
+            tmp_path / "b",
+            augment=aug,
+            augment_spec=spec,
+            passes=1,
+            batch_size=4,
+            verbose=False,
+            commit_every=2,
+        )
     assert len(list((tmp_path / "b").glob("features-pass*.npy"))) == 1  # pass 0 complete, pass 1 not
     calls.update(n=0, limit=10**6)
-    resumed = precompute_features(conv, source, tmp_path / "b", augment=aug, augment_spec=spec, passes=1,
-                                  batch_size=4, verbose=False, commit_every=2)
+    resumed = precompute_features(
+        conv,
+        source,
+        tmp_path / "b",
+        augment=aug,
+        augment_spec=spec,
+        passes=1,
+        batch_size=4,
+        verbose=False,
+        commit_every=2,
+    )
     assert calls["n"] == 2  # pass 2 committed through its batch 2: only batches 3 and 4 are recomputed
     for a, b in zip(resumed, whole):
         np.testing.assert_allclose(np.load(a), np.load(b), rtol=1e-5, atol=1e-5)

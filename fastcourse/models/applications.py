@@ -16,6 +16,7 @@ Layer groups (for freezing and per-group rates, fastcourse.models.surgery) are t
 conv1..conv5 (ResNet50), stem, block1..block7, top (EfficientNetB0), stem, block_0..block_16,
 top (MobileNetV2), and `head` for the new top.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -72,11 +73,11 @@ class ImageNetPreprocess(layers.Layer):
 class Backbone:
     """One keras.applications network: how to build it, its preprocessing, cut points and weight files."""
 
-    name: str                  # the registered builder, and the model's name
-    title: str                 # for messages
-    application: str           # the keras.applications function
-    mode: str                  # ImageNetPreprocess mode
-    cuts: dict[str, str]       # named cut points -> layer names ("last_conv" = the last conv block's output)
+    name: str  # the registered builder, and the model's name
+    title: str  # for messages
+    application: str  # the keras.applications function
+    mode: str  # ImageNetPreprocess mode
+    cuts: dict[str, str]  # named cut points -> layer names ("last_conv" = the last conv block's output)
     files: dict[bool, tuple[str, str, str | None]]  # include_top -> (file name, url, md5)
     # the network's own input scaling, replaced by ImageNetPreprocess (EfficientNet's first layers)
     own_scaling: tuple[str, ...] = field(default=())
@@ -90,22 +91,41 @@ _MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224"
 # file names and md5 sums as keras/src/applications/{resnet,efficientnet,mobilenet_v2}.py give them
 BACKBONES = {
     "resnet50": Backbone(
-        "resnet50", "ResNet50", "ResNet50", "caffe",
+        "resnet50",
+        "ResNet50",
+        "ResNet50",
+        "caffe",
         {"last_conv": "conv5_block3_out", "conv4": "conv4_block6_out", "conv3": "conv3_block4_out"},
-        {True: ("resnet50_weights_tf_dim_ordering_tf_kernels.h5", _RESNET, "2cb95161c43110f7111970584f804107"),
-         False: ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", _RESNET,
-                 "4d473c1dd8becc155b73f8504c6f6626")}),
+        {
+            True: ("resnet50_weights_tf_dim_ordering_tf_kernels.h5", _RESNET, "2cb95161c43110f7111970584f804107"),
+            False: (
+                "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                _RESNET,
+                "4d473c1dd8becc155b73f8504c6f6626",
+            ),
+        },
+    ),
     "efficientnet_b0": Backbone(
-        "efficientnet_b0", "EfficientNetB0", "EfficientNetB0", "torch",
+        "efficientnet_b0",
+        "EfficientNetB0",
+        "EfficientNetB0",
+        "torch",
         {"last_conv": "top_activation", "block6": "block6d_add", "block5": "block5c_add"},
-        {True: ("efficientnetb0.h5", _EFFICIENTNET, "902e53a9f72be733fc0bcb005b3ebbac"),
-         False: ("efficientnetb0_notop.h5", _EFFICIENTNET, "50bc09e76180e00e4465e1a485ddc09d")},
-        own_scaling=("Rescaling", "Normalization")),
+        {
+            True: ("efficientnetb0.h5", _EFFICIENTNET, "902e53a9f72be733fc0bcb005b3ebbac"),
+            False: ("efficientnetb0_notop.h5", _EFFICIENTNET, "50bc09e76180e00e4465e1a485ddc09d"),
+        },
+        own_scaling=("Rescaling", "Normalization"),
+    ),
     "mobilenet_v2": Backbone(
-        "mobilenet_v2", "MobileNetV2", "MobileNetV2", "tf",
+        "mobilenet_v2",
+        "MobileNetV2",
+        "MobileNetV2",
+        "tf",
         {"last_conv": "out_relu", "block_16": "block_16_project_BN", "block_13": "block_13_expand_relu"},
         # keras.applications has no md5 for these files
-        {True: (f"{_MOBILENET_FILE}.h5", _MOBILENET, None), False: (f"{_MOBILENET_FILE}_no_top.h5", _MOBILENET, None)}),
+        {True: (f"{_MOBILENET_FILE}.h5", _MOBILENET, None), False: (f"{_MOBILENET_FILE}_no_top.h5", _MOBILENET, None)},
+    ),
 }
 for _b in BACKBONES.values():
     CUT_POINTS[_b.name] = dict(_b.cuts)
@@ -124,7 +144,8 @@ def _body(spec: Backbone, shape: tuple, app_top: bool) -> keras.Model:
     The application is built on its own, then re-traced from a new input with Keras'
     clone_model, so the result is one flat model (cut points and layer groups by name)."""
     app = getattr(keras.applications, spec.application)(
-        include_top=app_top, weights=None, input_shape=shape, classes=1000, classifier_activation="softmax")
+        include_top=app_top, weights=None, input_shape=shape, classes=1000, classifier_activation="softmax"
+    )
     image = keras.Input(shape, name="image")
     preprocessed = ImageNetPreprocess(spec.mode, name="preprocess")(image)
 
@@ -151,8 +172,10 @@ def load_h5_by_name(model: keras.Model, path: str, title: str) -> None:
         raise DataError(f"{path}: not a Keras .h5 weights file ({str(exc).splitlines()[0][:100]})") from None
     missing = [layer.name for layer in model.layers if layer.weights and layer.name not in names]
     if missing:
-        raise DataError(f"{path}: has no weights for layer(s) {missing[:4]}; is it a {title} weights file "
-                        "(with the top for imagenet_top: true, without it otherwise)?")
+        raise DataError(
+            f"{path}: has no weights for layer(s) {missing[:4]}; is it a {title} weights file "
+            "(with the top for imagenet_top: true, without it otherwise)?"
+        )
     try:
         model.load_weights(path, by_name=True)
     except ValueError as exc:
@@ -160,8 +183,14 @@ def load_h5_by_name(model: keras.Model, path: str, title: str) -> None:
 
 
 def build_backbone(
-    name: str, input_shape, num_classes: int, weights: Optional[str], include_top: bool, pooling: Optional[str],
-    dropout: float, imagenet_top: bool,
+    name: str,
+    input_shape,
+    num_classes: int,
+    weights: Optional[str],
+    include_top: bool,
+    pooling: Optional[str],
+    dropout: float,
+    imagenet_top: bool,
 ) -> keras.Model:
     """The builders' shared body; see the module docstring."""
     spec = BACKBONES[name]
@@ -169,12 +198,16 @@ def build_backbone(
         raise UsageError(f"pooling={pooling!r}: use none, avg or max")
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 3 or shape[-1] != 3 or min(shape[:2]) < 32:
-        raise UsageError(f"{name} takes RGB images of at least 32x32 (keras.applications' minimum); this data is "
-                         f"{shape}: use an image-folder dataset with image_size >= 32, or a builder made for it "
-                         "(cnn, cnn_bn, lenet)")
+        raise UsageError(
+            f"{name} takes RGB images of at least 32x32 (keras.applications' minimum); this data is "
+            f"{shape}: use an image-folder dataset with image_size >= 32, or a builder made for it "
+            "(cnn, cnn_bn, lenet)"
+        )
     if imagenet_top and (weights in (None, "none") or not include_top):
-        raise UsageError(f"{name}: imagenet_top: true keeps the pretrained 1000-class top; it needs weights "
-                         "(imagenet or a file with the top) and include_top: true")
+        raise UsageError(
+            f"{name}: imagenet_top: true keeps the pretrained 1000-class top; it needs weights "
+            "(imagenet or a file with the top) and include_top: true"
+        )
     path = _weights_file(spec, weights, include_top=bool(imagenet_top))
     body = _body(spec, shape, app_top=bool(imagenet_top))
     legacy = path is not None and not path.endswith(".weights.h5")
@@ -205,8 +238,13 @@ def build_backbone(
 
 @MODELS.register()
 def resnet50(
-    input_shape=(224, 224, 3), num_classes: int = 1000, weights: Optional[str] = None, include_top: bool = True,
-    pooling: Optional[str] = None, dropout: float = 0.0, imagenet_top: bool = False,
+    input_shape=(224, 224, 3),
+    num_classes: int = 1000,
+    weights: Optional[str] = None,
+    include_top: bool = True,
+    pooling: Optional[str] = None,
+    dropout: float = 0.0,
+    imagenet_top: bool = False,
 ) -> keras.Model:
     """ResNet50 (keras.applications), caffe preprocessing inside; weights: imagenet, none or a file path."""
     return build_backbone("resnet50", input_shape, num_classes, weights, include_top, pooling, dropout, imagenet_top)
@@ -214,19 +252,31 @@ def resnet50(
 
 @MODELS.register()
 def efficientnet_b0(
-    input_shape=(224, 224, 3), num_classes: int = 1000, weights: Optional[str] = None, include_top: bool = True,
-    pooling: Optional[str] = None, dropout: float = 0.2, imagenet_top: bool = False,
+    input_shape=(224, 224, 3),
+    num_classes: int = 1000,
+    weights: Optional[str] = None,
+    include_top: bool = True,
+    pooling: Optional[str] = None,
+    dropout: float = 0.2,
+    imagenet_top: bool = False,
 ) -> keras.Model:
     """EfficientNetB0 (keras.applications), torch preprocessing inside; weights: imagenet, none or a file path."""
-    return build_backbone("efficientnet_b0", input_shape, num_classes, weights, include_top, pooling, dropout,
-                          imagenet_top)
+    return build_backbone(
+        "efficientnet_b0", input_shape, num_classes, weights, include_top, pooling, dropout, imagenet_top
+    )
 
 
 @MODELS.register()
 def mobilenet_v2(
-    input_shape=(224, 224, 3), num_classes: int = 1000, weights: Optional[str] = None, include_top: bool = True,
-    pooling: Optional[str] = None, dropout: float = 0.0, imagenet_top: bool = False,
+    input_shape=(224, 224, 3),
+    num_classes: int = 1000,
+    weights: Optional[str] = None,
+    include_top: bool = True,
+    pooling: Optional[str] = None,
+    dropout: float = 0.0,
+    imagenet_top: bool = False,
 ) -> keras.Model:
     """MobileNetV2 (keras.applications, alpha 1.0), [-1, 1] preprocessing inside; weights: imagenet, none or a path."""
-    return build_backbone("mobilenet_v2", input_shape, num_classes, weights, include_top, pooling, dropout,
-                          imagenet_top)
+    return build_backbone(
+        "mobilenet_v2", input_shape, num_classes, weights, include_top, pooling, dropout, imagenet_top
+    )

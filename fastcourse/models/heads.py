@@ -1,5 +1,6 @@
 """Dense heads for conv features (lesson 3): what trains on precomputed VGG features and is then
 put back on the conv part (fastcourse.models.surgery.attach_head)."""
+
 from __future__ import annotations
 
 import keras
@@ -11,8 +12,13 @@ from fastcourse.models.registry import MODELS
 
 @MODELS.register()
 def dense_head(
-    input_shape=(14, 14, 512), num_classes: int = 2, units: int = 4096, depth: int = 2,
-    dropout: float = 0.5, batchnorm: bool = False, pool: bool = True,
+    input_shape=(14, 14, 512),
+    num_classes: int = 2,
+    units: int = 4096,
+    depth: int = 2,
+    dropout: float = 0.5,
+    batchnorm: bool = False,
+    pool: bool = True,
 ) -> keras.Model:
     """Dense head for conv features: [MaxPool] -> Flatten -> depth x FCBlock(units, BN?, dropout p) -> softmax.
 

@@ -1,6 +1,7 @@
 """The model registry. A builder's keyword arguments are its config section; the experiment
 adds `input_shape`, `num_classes` and, where the builder takes them, the training set's pixel
 `mean` and `std`."""
+
 from __future__ import annotations
 
 import inspect

@@ -11,6 +11,7 @@ the stages of the keras.applications backbones (GROUP_PATTERNS), else the prefix
     conv = cut_model(model, "last_conv")               # the same, by the builder's named cut point
     full = attach_head(conv, head)                     # a head trained on features, back on
 """
+
 from __future__ import annotations
 
 import re
@@ -27,12 +28,12 @@ TOP_LAYERS = ("flatten", "fc", "predictions", "avg", "max", "head")
 
 # layer-name pattern -> group, for the naming schemes of the builders (first match wins)
 GROUP_PATTERNS = (
-    (re.compile(r"^(block\d+)[a-z]?_"), r"\1"),     # VGG block3_conv2, EfficientNet block2a_expand_conv
-    (re.compile(r"^(conv\d+)_"), r"\1"),             # ResNet50 conv3_block2_1_conv
-    (re.compile(r"^block_(\d+)_"), r"block_\1"),     # MobileNetV2 block_5_expand
-    (re.compile(r"^expanded_conv_"), "block_0"),      # MobileNetV2's first inverted-residual block
+    (re.compile(r"^(block\d+)[a-z]?_"), r"\1"),  # VGG block3_conv2, EfficientNet block2a_expand_conv
+    (re.compile(r"^(conv\d+)_"), r"\1"),  # ResNet50 conv3_block2_1_conv
+    (re.compile(r"^block_(\d+)_"), r"block_\1"),  # MobileNetV2 block_5_expand
+    (re.compile(r"^expanded_conv_"), "block_0"),  # MobileNetV2's first inverted-residual block
     (re.compile(r"^(bn_)?Conv1(_|$)|^stem_"), "stem"),  # MobileNetV2 Conv1, EfficientNet stem_conv
-    (re.compile(r"^(top_|Conv_1(_|$))"), "top"),      # the last 1x1 conv: EfficientNet top_conv, MobileNetV2 Conv_1
+    (re.compile(r"^(top_|Conv_1(_|$))"), "top"),  # the last 1x1 conv: EfficientNet top_conv, MobileNetV2 Conv_1
 )
 
 # builder name -> {cut point name: layer name}; each builder's module fills in its own
@@ -95,7 +96,7 @@ def freeze(model: keras.Model, up_to: str = HEAD) -> list[str]:
     groups = layer_groups(model)
     if up_to not in groups:
         raise UsageError(f"freeze up_to={up_to!r}: known groups {groups}")
-    return set_trainable(model, groups[groups.index(up_to):])
+    return set_trainable(model, groups[groups.index(up_to) :])
 
 
 def unfreeze(model: keras.Model) -> list[str]:

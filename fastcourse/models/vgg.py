@@ -11,6 +11,7 @@ registered layer, so saved models reload with safe_mode=True::
 With pretrained weights and another class count the 1000-way top is replaced by a new softmax
 (as the course's finetune()); `imagenet_top: true` keeps it (features = ImageNet probabilities).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,12 +35,18 @@ CUT_POINTS.update(vgg16=VGG_CUTS, vgg16_bn=VGG_CUTS)
 
 # keras.applications' files, md5-checked; cached under $KERAS_HOME/models
 WEIGHT_FILES = {
-    True: ("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-           "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-           "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"),
-    False: ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
+    True: (
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        "64373286793e3c8b2b4e3219cbf3544b",
+    ),
+    False: (
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "6d6bbae143d832006294945121d1f1fc",
+    ),
 }
 
 
@@ -60,17 +67,20 @@ def vgg_conv(inputs, blocks=VGG16_BLOCKS, preprocess: bool = True):
     return x
 
 
-def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm, imagenet_top=False,
-         fc_units=4096):
+def _vgg(
+    name, input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm, imagenet_top=False, fc_units=4096
+):
     if weights not in (None, "none", "imagenet") and not Path(str(weights)).expanduser().is_file():
         raise DataError(f"weights={weights!r}: no such file; give 'imagenet', none, or a path to a weights file")
     if pooling not in (None, "avg", "max"):
         raise UsageError(f"pooling={pooling!r}: use none, avg or max")
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 3 or shape[-1] != 3 or min(shape[:2]) < 32:
-        raise UsageError(f"{name} takes RGB images of at least 32x32 (it pools 5 times and its preprocessing is "
-                         f"per colour channel); this data is {shape}: use an image-folder dataset, or a builder "
-                         "made for it (cnn, cnn_bn, lenet)")
+        raise UsageError(
+            f"{name} takes RGB images of at least 32x32 (it pools 5 times and its preprocessing is "
+            f"per colour channel); this data is {shape}: use an image-folder dataset, or a builder "
+            "made for it (cnn, cnn_bn, lenet)"
+        )
     inputs = keras.Input(tuple(input_shape), name="image")
     x = vgg_conv(inputs)
     if not include_top:
@@ -83,8 +93,10 @@ def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling,
         return model
     pretrained_top = weights not in (None, "none")
     if pretrained_top and tuple(input_shape[:2]) != (224, 224):
-        raise UsageError(f"input {tuple(input_shape)}: pretrained dense layers need 224x224 input; "
-                         "use include_top: false for other sizes")
+        raise UsageError(
+            f"input {tuple(input_shape)}: pretrained dense layers need 224x224 input; "
+            "use include_top: false for other sizes"
+        )
     x = layers.Flatten(name="flatten")(x)
     for i in (1, 2):
         x = fc_block(x, i, fc_units, dropout, batchnorm)
@@ -102,25 +114,54 @@ def _vgg(name, input_shape, num_classes, weights, include_top, dropout, pooling,
 
 @MODELS.register()
 def vgg16(
-    input_shape=(224, 224, 3), num_classes: int = 1000, weights: Optional[str] = None,
-    include_top: bool = True, dropout: float = 0.5, pooling: Optional[str] = None, imagenet_top: bool = False,
+    input_shape=(224, 224, 3),
+    num_classes: int = 1000,
+    weights: Optional[str] = None,
+    include_top: bool = True,
+    dropout: float = 0.5,
+    pooling: Optional[str] = None,
+    imagenet_top: bool = False,
 ) -> keras.Model:
     """VGG16 (138,357,544 params with the top); weights: imagenet, none or a file path."""
-    return _vgg("vgg16", input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm=False,
-                imagenet_top=imagenet_top)
+    return _vgg(
+        "vgg16",
+        input_shape,
+        num_classes,
+        weights,
+        include_top,
+        dropout,
+        pooling,
+        batchnorm=False,
+        imagenet_top=imagenet_top,
+    )
 
 
 @MODELS.register()
 def vgg16_bn(
-    input_shape=(224, 224, 3), num_classes: int = 1000, weights: Optional[str] = None,
-    include_top: bool = True, dropout: float = 0.5, pooling: Optional[str] = None, imagenet_top: bool = False,
+    input_shape=(224, 224, 3),
+    num_classes: int = 1000,
+    weights: Optional[str] = None,
+    include_top: bool = True,
+    dropout: float = 0.5,
+    pooling: Optional[str] = None,
+    imagenet_top: bool = False,
 ) -> keras.Model:
     """VGG16 with BatchNorm after fc1 and fc2 (the course's vgg16bn); weights load by name."""
-    return _vgg("vgg16_bn", input_shape, num_classes, weights, include_top, dropout, pooling, batchnorm=True,
-                imagenet_top=imagenet_top)
+    return _vgg(
+        "vgg16_bn",
+        input_shape,
+        num_classes,
+        weights,
+        include_top,
+        dropout,
+        pooling,
+        batchnorm=True,
+        imagenet_top=imagenet_top,
+    )
 
 
 # --- weights ---------------------------------------------------------------------------------
+
 
 def imagenet_weights_path(include_top: bool = True) -> str:
     """The keras.applications VGG16 file: from the Keras cache, else downloaded (md5-checked)."""

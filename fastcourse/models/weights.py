@@ -6,6 +6,7 @@ A file already in $KERAS_HOME/models (default ~/.keras/models) is used as it is,
 else it is downloaded there (md5-checked) unless FASTCOURSE_OFFLINE is set. Either way a missing
 file is one line saying where to put it, or to use `weights: none` or a path.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,7 @@ def keras_cache_file(fname: str, origin: str, md5: str | None, what: str) -> str
     if os.environ.get("FASTCOURSE_OFFLINE"):
         raise DataError(f"{what} ImageNet weights are not in {cached} and FASTCOURSE_OFFLINE is set; {hint}")
     try:
-        return keras.utils.get_file(fname, origin, cache_subdir="models", file_hash=md5,
-                                    cache_dir=str(keras_home()))
+        return keras.utils.get_file(fname, origin, cache_subdir="models", file_hash=md5, cache_dir=str(keras_home()))
     except Exception as exc:  # network errors come in many types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{what} ImageNet weights: cannot download ({first[:120]}); {hint}") from None
@@ -43,6 +43,8 @@ def weights_path(weights: str | None, what: str) -> str | None:
         return None
     path = Path(str(weights)).expanduser()
     if not path.is_file():
-        raise DataError(f"weights={weights!r}: no such file; give 'imagenet' (from the Keras cache), none, "
-                        f"or a path to a {what} weights file")
+        raise DataError(
+            f"weights={weights!r}: no such file; give 'imagenet' (from the Keras cache), none, "
+            f"or a path to a {what} weights file"
+        )
     return str(path)

@@ -22,6 +22,7 @@ float32 (`max_abs_diff_vs_keras`, checked against MAX_DIFF) and in the run's own
 (`max_abs_diff_vs_trained_precision`). Each folder is written into a temporary folder beside it
 and renamed into place, so a reader never sees half an export.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,9 @@ _FOLDER_MODE = 0o777 & ~_umask
 
 def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.PathLike] = None) -> Path:
     """Export RUN's model as `fmt` ("savedmodel" or "tflite") into OUT/<fmt>/ (OUT: default RUN)."""
-    from fastcourse.results.predict import load_run
-
     import keras
+
+    from fastcourse.results.predict import load_run
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -61,8 +62,10 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.Path
     folder = io.make_folder(out if out is not None else run.path, "--out folder") / fmt
     model = float32_copy(run.model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UsageError(f"{run.path}: the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-                         "export serves models of one image input and one probability output")
+        raise UsageError(
+            f"{run.path}: the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            "export serves models of one image input and one probability output"
+        )
     # one tensor in and out (not lists of one), so the signature takes and gives plain tensors
     model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)
     shape = [int(d) for d in model.input_shape[1:]]
@@ -80,18 +83,32 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.Path
             got = serve_tflite(tmp / "model.tflite", probe)
         diff = float(np.abs(np.asarray(got, np.float64) - expected).max())
         if not diff <= MAX_DIFF[fmt]:
-            raise RunError(f"{run.path}: the {fmt} export's probabilities differ from the Keras model's by {diff:.2e} "
-                           f"(more than {MAX_DIFF[fmt]:g}); nothing was written")
+            raise RunError(
+                f"{run.path}: the {fmt} export's probabilities differ from the Keras model's by {diff:.2e} "
+                f"(more than {MAX_DIFF[fmt]:g}); nothing was written"
+            )
         io.write_json(tmp / "classes.json", list(run.class_names))
-        io.write_json(tmp / "export.json", {
-            "format": fmt, "run": str(run.path), "model": model.name, "classes": list(run.class_names),
-            "input": {"shape": [None, *shape], "dtype": "float32",
-                      "pixels": "raw 0-255, as the run's data gives them; the preprocessing is inside"},
-            "output": f"class probabilities, shape [None, {len(run.class_names)}], in the order of classes",
-            "signature": "serving_default", "probe_images": PROBE_IMAGES, "max_abs_diff_vs_keras": diff,
-            "trained_precision": _policy(run.model), "compute_precision": "float32",
-            "max_abs_diff_vs_trained_precision": float(np.abs(np.asarray(got, np.float64) - trained).max()),
-        })
+        io.write_json(
+            tmp / "export.json",
+            {
+                "format": fmt,
+                "run": str(run.path),
+                "model": model.name,
+                "classes": list(run.class_names),
+                "input": {
+                    "shape": [None, *shape],
+                    "dtype": "float32",
+                    "pixels": "raw 0-255, as the run's data gives them; the preprocessing is inside",
+                },
+                "output": f"class probabilities, shape [None, {len(run.class_names)}], in the order of classes",
+                "signature": "serving_default",
+                "probe_images": PROBE_IMAGES,
+                "max_abs_diff_vs_keras": diff,
+                "trained_precision": _policy(run.model),
+                "compute_precision": "float32",
+                "max_abs_diff_vs_trained_precision": float(np.abs(np.asarray(got, np.float64) - trained).max()),
+            },
+        )
     return folder
 
 
@@ -163,8 +180,8 @@ def serve_tflite(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
     """Probabilities from an exported TFLite file, through its `serving_default` signature."""
     interpreter = tflite_interpreter(path)
     runner = interpreter.get_signature_runner("serving_default")
-    name, = interpreter.get_signature_list()["serving_default"]["inputs"]
-    out, = runner(**{name: np.asarray(images, np.float32)}).values()
+    (name,) = interpreter.get_signature_list()["serving_default"]["inputs"]
+    (out,) = runner(**{name: np.asarray(images, np.float32)}).values()
     return out
 
 
