@@ -1,5 +1,6 @@
 """fastcourse's BatchNorm (TensorFlow's fused kernel) computes what keras.layers.BatchNormalization
 computes: outputs, gradients and moving statistics, in training and in inference, 2-D and 4-D."""
+
 from __future__ import annotations
 
 import keras
@@ -66,4 +67,5 @@ def test_saved_config_is_keras_batchnorm_config(tmp_path):
     again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert type(again.get_layer("bn")) is BatchNorm
     assert again.get_layer("bn").get_config() == keras.layers.BatchNormalization(
-        momentum=0.8, epsilon=1e-3, name="bn").get_config() | {"dtype": again.get_layer("bn").get_config()["dtype"]}
+        momentum=0.8, epsilon=1e-3, name="bn"
+    ).get_config() | {"dtype": again.get_layer("bn").get_config()["dtype"]}

@@ -1,4 +1,5 @@
 """`fastcourse bench` runs end to end (on a few hundred images: a smoke test, not a timing)."""
+
 import json
 
 import pytest
@@ -44,6 +45,7 @@ def test_flops_of_the_ladder_cnn_match_the_published_estimate():
 
 # --- time to accuracy, precision, --gpu, memory (issue: time to accuracy 8x) -----------------
 
+
 def test_time_to_reach_and_the_parsable_ratio_line():
     import re
 
@@ -69,8 +71,10 @@ def test_without_fashion_mnist_the_bench_says_how_to_get_it(monkeypatch, capsys)
 
     def missing(name):
         if name == "fashion_mnist":
+
             def load(**kwargs):
                 raise DataError("fashion_mnist: not found")
+
             return load
         return original(name)
 
@@ -83,8 +87,15 @@ def test_without_fashion_mnist_the_bench_says_how_to_get_it(monkeypatch, capsys)
 
 def test_time_to_accuracy_case_on_a_tiny_sample(capsys):
     data = mnist_sample().limit(512, 128)
-    fast = {"batch_size": 128, "steps_per_execution": 2, "max_lr": 6e-3, "augment": None, "bn_batches": 2,
-            "policy": "float32", "restarts": 0.5}
+    fast = {
+        "batch_size": 128,
+        "steps_per_execution": 2,
+        "max_lr": 6e-3,
+        "augment": None,
+        "bn_batches": 2,
+        "policy": "float32",
+        "restarts": 0.5,
+    }
     rows = cases.time_to_accuracy_case(data, 0, peer_epochs=1, tuned=fast, max_epochs=2, target=0.0)
     out = capsys.readouterr().out
     assert "bench: precision float32" in out and "mixed_bfloat16" in out and "images/s" in out

@@ -1,4 +1,5 @@
 """recalibrate_bn: precise batchnorm statistics after training."""
+
 from __future__ import annotations
 
 import keras

@@ -1,4 +1,5 @@
 """resolve_precision: the dtype policy from the CPU's flags and the presence of a GPU."""
+
 from __future__ import annotations
 
 import warnings
@@ -30,13 +31,16 @@ def test_features_and_native_bf16(cpuinfo, tmp_path):
     assert cpu_features(str(tmp_path / "missing")) == set()  # not Linux: no flags, no error
 
 
-@pytest.mark.parametrize("text, gpu, policy", [
-    (AMX, False, "mixed_bfloat16"),
-    (AVX512_BF16, False, "mixed_bfloat16"),
-    (AVX2, False, "float32"),
-    (AVX2, True, "mixed_float16"),
-    (AMX, True, "mixed_float16"),
-])
+@pytest.mark.parametrize(
+    "text, gpu, policy",
+    [
+        (AMX, False, "mixed_bfloat16"),
+        (AVX512_BF16, False, "mixed_bfloat16"),
+        (AVX2, False, "float32"),
+        (AVX2, True, "mixed_float16"),
+        (AMX, True, "mixed_float16"),
+    ],
+)
 def test_auto(cpuinfo, text, gpu, policy):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

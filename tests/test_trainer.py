@@ -1,16 +1,17 @@
 """The shared trainer: phase rates really take effect, the loss goes down, seeds repeat."""
+
 import json
 
 import keras
 import numpy as np
 import pytest
 
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.data.arrays import mnist_sample
-from fastcourse.tasks.runner import run_experiment
-from fastcourse.models import build_model
-from fastcourse.train.lr_find import lr_find, suggest
 from fastcourse.data.sources import ArraySource
+from fastcourse.models import build_model
+from fastcourse.tasks.check import load_checked as load_config
+from fastcourse.tasks.runner import run_experiment
+from fastcourse.train.lr_find import lr_find, suggest
 from fastcourse.train.trainer import fit, seed_everything
 
 
@@ -37,8 +38,15 @@ def test_each_phase_rate_really_takes_effect(sample, tiny_config):
     """The course's `model.optimizer.lr = x` did nothing in Keras 1; here phase 3's near-zero
     rate must freeze the weights while phases 1-2 move them."""
     x, y = sample
-    cfg = load_config(tiny_config(train={"batch_size": 64, "verbose": 0, "schedule": {
-        "name": "phases", "phases": [[1, 1e-2], [1, 1e-3], [1, 1e-12]]}}))
+    cfg = load_config(
+        tiny_config(
+            train={
+                "batch_size": 64,
+                "verbose": 0,
+                "schedule": {"name": "phases", "phases": [[1, 1e-2], [1, 1e-3], [1, 1e-12]]},
+            }
+        )
+    )
     seed_everything(0)
     model = build_model("linear", (28, 28, 1), 10, mean=33.0, std=78.0)
     probe = WeightsAtEpochEnd()
@@ -46,8 +54,7 @@ def test_each_phase_rate_really_takes_effect(sample, tiny_config):
     # the rate in force during each epoch is its phase's own
     assert probe.rates[0] == pytest.approx(1e-2) and probe.rates[1] == pytest.approx(1e-3)
     assert probe.rates[2] == pytest.approx(1e-12)
-    moved = [max(np.abs(a - b).max() for a, b in zip(s1, s0))
-             for s0, s1 in zip(probe.snapshots, probe.snapshots[1:])]
+    moved = [max(np.abs(a - b).max() for a, b in zip(s1, s0)) for s0, s1 in zip(probe.snapshots, probe.snapshots[1:])]
     assert moved[0] > 1e-4  # phase 2 (1e-3) still trains
     assert moved[1] < 1e-8  # phase 3 (1e-12) does not
 
@@ -101,8 +108,14 @@ def test_true_batchnorm_statistics_after_one_epoch(tmp_path, tiny_config):
 
     runs, history = {}, {}
     for n in (100, 0):
-        cfg = load_config(tiny_config(data={"name": "mnist_sample"}, model={"name": "cnn_bn_dropout"},
-                                      train__bn_recalibrate=n, train__epochs=1))
+        cfg = load_config(
+            tiny_config(
+                data={"name": "mnist_sample"},
+                model={"name": "cnn_bn_dropout"},
+                train__bn_recalibrate=n,
+                train__epochs=1,
+            )
+        )
         run_dir = run_experiment(cfg, out=tmp_path / str(n))
         runs[n] = json.loads((run_dir / "metrics.json").read_text())
         history[n] = pd.read_csv(run_dir / "history.csv")

@@ -2,6 +2,7 @@
 validation): the history's last val figures equal the run's reported ones, on arrays, an image
 folder and a features head. With Keras' stale moving statistics (momentum 0.99), a one-epoch
 cnn_bn_dropout showed val_accuracy 0.113 against a final 0.958."""
+
 import json
 
 import keras
@@ -25,9 +26,17 @@ def _agrees(metrics: dict, history: pd.DataFrame) -> None:
 
 
 def test_one_epoch_cnn_bn_dropout_on_the_sample(tmp_path):
-    metrics, history = _run({"name": "bn1", "seed": 42, "data": {"name": "mnist_sample"},
-                             "model": {"name": "cnn_bn_dropout"}, "augment": {"name": "course"},
-                             "train": {"epochs": 1, "batch_size": 64, "verbose": 0}}, tmp_path)
+    metrics, history = _run(
+        {
+            "name": "bn1",
+            "seed": 42,
+            "data": {"name": "mnist_sample"},
+            "model": {"name": "cnn_bn_dropout"},
+            "augment": {"name": "course"},
+            "train": {"epochs": 1, "batch_size": 64, "verbose": 0},
+        },
+        tmp_path,
+    )
     assert history["val_accuracy"].iloc[-1] >= 0.9
     _agrees(metrics, history)
     assert metrics["bn_statistics_batches"] == 100
@@ -35,27 +44,50 @@ def test_one_epoch_cnn_bn_dropout_on_the_sample(tmp_path):
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("shapes") / "shapes", "dogscats", classes=2, per_class=48,
-                             valid_per_class=16, test=0, size=32)
+    return make_image_folder(
+        tmp_path_factory.mktemp("shapes") / "shapes",
+        "dogscats",
+        classes=2,
+        per_class=48,
+        valid_per_class=16,
+        test=0,
+        size=32,
+    )
 
 
 def test_a_folder_run(shapes, tmp_path):
-    metrics, history = _run({"name": "folder", "seed": 0, "data": {"name": "image_folder", "path": str(shapes),
-                                                                   "image_size": [32, 32]},
-                             "model": {"name": "cnn_bn", "filters": [8, 16], "dense": 32},
-                             "train": {"epochs": 2, "batch_size": 16, "verbose": 0}}, tmp_path)
+    metrics, history = _run(
+        {
+            "name": "folder",
+            "seed": 0,
+            "data": {"name": "image_folder", "path": str(shapes), "image_size": [32, 32]},
+            "model": {"name": "cnn_bn", "filters": [8, 16], "dense": 32},
+            "train": {"epochs": 2, "batch_size": 16, "verbose": 0},
+        },
+        tmp_path,
+    )
     assert metrics["eval_split"] == "valid" and len(history) == 2
     _agrees(metrics, history)
 
 
 def test_a_features_head(shapes, tmp_path):
     """A batchnorm head on cached features of a tiny conv base (random weights)."""
-    metrics, history = _run({"name": "feats", "seed": 0, "data": {"name": "image_folder", "path": str(shapes),
-                                                                  "image_size": [32, 32]},
-                             "model": {"name": "cnn_bn", "filters": [4, 8], "dense": 16},
-                             "task": {"name": "features", "cut": "block2_pool", "cache_dir": str(tmp_path / "cache"),
-                                      "head": {"units": 16, "batchnorm": True, "pool": False}},
-                             "train": {"epochs": 1, "batch_size": 16, "verbose": 0}}, tmp_path)
+    metrics, history = _run(
+        {
+            "name": "feats",
+            "seed": 0,
+            "data": {"name": "image_folder", "path": str(shapes), "image_size": [32, 32]},
+            "model": {"name": "cnn_bn", "filters": [4, 8], "dense": 16},
+            "task": {
+                "name": "features",
+                "cut": "block2_pool",
+                "cache_dir": str(tmp_path / "cache"),
+                "head": {"units": 16, "batchnorm": True, "pool": False},
+            },
+            "train": {"epochs": 1, "batch_size": 16, "verbose": 0},
+        },
+        tmp_path,
+    )
     _agrees(metrics, history)
 
 
@@ -73,8 +105,9 @@ def test_the_progress_bar_prints_the_true_figures(capsys):
     seed_everything(0)
     model = build_model("cnn_bn_dropout", data.input_shape, 10, *data.pixel_stats())
     val = ArraySource(data.x_test, data.y_test, 10)
-    result = fit(model, ArraySource(data.x_train, data.y_train, 10), TrainConfig(epochs=1, verbose=2), 0,
-                 validation=val)
+    result = fit(
+        model, ArraySource(data.x_train, data.y_train, 10), TrainConfig(epochs=1, verbose=2), 0, validation=val
+    )
     printed = capsys.readouterr().out
     final = evaluate(model, val)["accuracy"]
     assert f"val_accuracy: {final:.4f}" in printed

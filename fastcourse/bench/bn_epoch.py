@@ -2,6 +2,7 @@
 before each epoch's validation (fastcourse.train.trainer.TrueValidation); this case trains the
 course's batchnorm + dropout CNN through the trainer and reports that time as a share of the
 epoch, with the per-epoch validation accuracies beside the final evaluation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,12 +38,27 @@ def bn_epoch_case(data: ArrayDataset, seed: int, epochs: int = 3, batch_size: in
     share = float(np.median(middle))
     val = result.history["val_accuracy"]
     k = epoch_bn_batches(result.steps_per_epoch, train.bn_recalibrate)
-    print(f"bench: per-epoch BN statistics ({k} batches of {batch_size}, {result.steps_per_epoch} steps an epoch): "
-          f"{share:.1%} of an epoch ({'within' if share <= TARGET else 'NOT within'} the {TARGET:.0%} target); "
-          f"val accuracy per epoch {', '.join(f'{v:.4f}' for v in val)}, final evaluation {final:.4f}", flush=True)
-    return [Row("bn_epoch", f"true per-epoch figures: BN statistics from {k} batches before each validation",
-                result.images_per_second, test_accuracy=final, seconds=float(np.median(epoch_s[1:-1])),
-                notes=f"{share:.1%} of an epoch (target <= {TARGET:.0%}); first epoch (traces) "
-                      f"{bn_s[0] / epoch_s[0]:.1%}",
-                extra={"overhead_share": share, "bn_epoch_seconds": bn_s, "epoch_seconds": epoch_s,
-                       "val_accuracy": val, "final_accuracy": final, "batches": k})]
+    print(
+        f"bench: per-epoch BN statistics ({k} batches of {batch_size}, {result.steps_per_epoch} steps an epoch): "
+        f"{share:.1%} of an epoch ({'within' if share <= TARGET else 'NOT within'} the {TARGET:.0%} target); "
+        f"val accuracy per epoch {', '.join(f'{v:.4f}' for v in val)}, final evaluation {final:.4f}",
+        flush=True,
+    )
+    return [
+        Row(
+            "bn_epoch",
+            f"true per-epoch figures: BN statistics from {k} batches before each validation",
+            result.images_per_second,
+            test_accuracy=final,
+            seconds=float(np.median(epoch_s[1:-1])),
+            notes=f"{share:.1%} of an epoch (target <= {TARGET:.0%}); first epoch (traces) {bn_s[0] / epoch_s[0]:.1%}",
+            extra={
+                "overhead_share": share,
+                "bn_epoch_seconds": bn_s,
+                "epoch_seconds": epoch_s,
+                "val_accuracy": val,
+                "final_accuracy": final,
+                "batches": k,
+            },
+        )
+    ]

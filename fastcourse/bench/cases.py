@@ -29,6 +29,7 @@ with the course's augmentation. Cases:
 
 Output: a table, and the same rows as JSON (`--json PATH`).
 """
+
 from __future__ import annotations
 
 import time
@@ -56,12 +57,17 @@ from fastcourse.bench.report import Row, describe, device_description, print_tab
 from fastcourse.data import ArrayDataset
 
 # Each choice of issue 6, measured alone against the batch-64 baseline (one epoch each).
-KERAS_LAYERS_AUG = ("keras_layers", {"layers": [
-    {"RandomRotation": {"factor": 8 / 360, "fill_mode": "nearest"}},
-    {"RandomTranslation": {"height_factor": 0.08, "width_factor": 0.08, "fill_mode": "nearest"}},
-    {"RandomShear": {"x_factor": 0.3, "y_factor": 0.3, "fill_mode": "nearest"}},
-    {"RandomZoom": {"height_factor": 0.08, "width_factor": 0.08, "fill_mode": "nearest"}},
-]})
+KERAS_LAYERS_AUG = (
+    "keras_layers",
+    {
+        "layers": [
+            {"RandomRotation": {"factor": 8 / 360, "fill_mode": "nearest"}},
+            {"RandomTranslation": {"height_factor": 0.08, "width_factor": 0.08, "fill_mode": "nearest"}},
+            {"RandomShear": {"x_factor": 0.3, "y_factor": 0.3, "fill_mode": "nearest"}},
+            {"RandomZoom": {"height_factor": 0.08, "width_factor": 0.08, "fill_mode": "nearest"}},
+        ]
+    },
+)
 CHOICES = [
     ("baseline: batch 64, one affine op per batch", {}),
     ("augmentation as 4 Keras preprocessing layers", {"augment": KERAS_LAYERS_AUG}),
@@ -70,10 +76,8 @@ CHOICES = [
     ("batch 128 + steps_per_execution 8", {"batch_size": 128, "steps_per_execution": 8}),
     ("batch 256 + steps_per_execution 8", {"batch_size": 256, "steps_per_execution": 8}),
     ("XLA (jit_compile), batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8, "jit_compile": True}),
-    ("mixed_bfloat16, batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8,
-                                           "policy": "mixed_bfloat16"}),
-    ("op determinism on, batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8,
-                                               "deterministic": True}),
+    ("mixed_bfloat16, batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8, "policy": "mixed_bfloat16"}),
+    ("op determinism on, batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8, "deterministic": True}),
 ]
 
 
@@ -99,8 +103,17 @@ def ladder_case(data: ArrayDataset, matmul: float, seed: int, tuned: dict) -> li
 
     def row(contender, ips, model, seconds, notes=""):
         gf = ips * train_flops / 1e9
-        return Row("ladder_cnn_1_epoch", contender, ips, gf, gf / matmul, accuracy(model, data), seconds, notes=notes,
-                   wall_images_per_second=len(data.x_train) / seconds)
+        return Row(
+            "ladder_cnn_1_epoch",
+            contender,
+            ips,
+            gf,
+            gf / matmul,
+            accuracy(model, data),
+            seconds,
+            notes=notes,
+            wall_images_per_second=len(data.x_train) / seconds,
+        )
 
     rows = []
     model, ips, secs = run_peer(data, 1, seed)
@@ -109,9 +122,15 @@ def ladder_case(data: ArrayDataset, matmul: float, seed: int, tuned: dict) -> li
     rows.append(row("fastcourse, course augmentation, batch 64", ips, model, secs))
     model, ips, secs = run_fastcourse(data, 1, seed, **tuned)
     rows.append(row(f"fastcourse, course augmentation, tuned: {describe(tuned)}", ips, model, secs))
-    model, ips, secs = run_fastcourse(data, 1, seed, augment=None, batch_size=tuned.get("batch_size", 64),
-                                      steps_per_execution=tuned.get("steps_per_execution", 1),
-                                      schedule=tuned.get("schedule"))
+    model, ips, secs = run_fastcourse(
+        data,
+        1,
+        seed,
+        augment=None,
+        batch_size=tuned.get("batch_size", 64),
+        steps_per_execution=tuned.get("steps_per_execution", 1),
+        schedule=tuned.get("schedule"),
+    )
     rows.append(row("same model and settings, no augmentation (the ceiling)", ips, model, secs))
     peer_ips, peer_wall = rows[0].images_per_second, rows[0].wall_images_per_second
     for r in rows:
@@ -125,14 +144,23 @@ def precision_speeds(data: ArrayDataset, seed: int, images: int = 4096, batch_si
     small = data.limit(images, 256)
     out = {}
     for policy in ("float32", "mixed_bfloat16"):
-        _, ips, _ = run_fastcourse(small, 2, seed, batch_size=batch_size, steps_per_execution=4, augment=None,
-                                   policy=policy, schedule={"name": "constant", "lr": 1e-3})
+        _, ips, _ = run_fastcourse(
+            small,
+            2,
+            seed,
+            batch_size=batch_size,
+            steps_per_execution=4,
+            augment=None,
+            policy=policy,
+            schedule={"name": "constant", "lr": 1e-3},
+        )
         out[policy] = ips
     return out
 
 
-def time_to_accuracy_case(data: ArrayDataset, seed: int, peer_epochs: int, tuned: dict,
-                          max_epochs: int, target: Optional[float] = None) -> list[Row]:
+def time_to_accuracy_case(
+    data: ArrayDataset, seed: int, peer_epochs: int, tuned: dict, max_epochs: int, target: Optional[float] = None
+) -> list[Row]:
     """Wall time until the peer's final test accuracy (or a fixed `target`) is reached.
 
     Both sides: evaluation time excluded; model building, tracing and (fastcourse) batchnorm
@@ -144,8 +172,12 @@ def time_to_accuracy_case(data: ArrayDataset, seed: int, peer_epochs: int, tuned
     policy, reason = resolve_precision(tuned.get("policy", "auto"))
     print(f"bench: precision {policy} ({reason})", flush=True)
     speeds = precision_speeds(data, seed)
-    print("bench: measured training speed: " + ", ".join(f"{k} {v:.0f} images/s" for k, v in speeds.items())
-          + f" (bf16/float32 {speeds['mixed_bfloat16'] / speeds['float32']:.2f}x)", flush=True)
+    print(
+        "bench: measured training speed: "
+        + ", ".join(f"{k} {v:.0f} images/s" for k, v in speeds.items())
+        + f" (bf16/float32 {speeds['mixed_bfloat16'] / speeds['float32']:.2f}x)",
+        flush=True,
+    )
 
     print(f"time to accuracy: peer, {peer_epochs} epochs", flush=True)
     peer_curve: list[tuple[float, float]] = []
@@ -159,27 +191,52 @@ def time_to_accuracy_case(data: ArrayDataset, seed: int, peer_epochs: int, tuned
         peer_time = peer_curve[-1][0]
         peer_note = f"the peer did not reach {target:.4f} in {peer_epochs} epochs: a lower bound"
 
-    options = {"batch_size": tuned["batch_size"], "steps_per_execution": tuned["steps_per_execution"],
-               "schedule": {"name": "one_cycle", "max_lr": tuned["max_lr"]},
-               "augment": tuned.get("augment", ("course", {})), "policy": policy,
-               "bn_batches": tuned.get("bn_batches", 100), "restarts": tuned.get("restarts")}
-    plan = (f"a one-epoch cycle per epoch, peak x{options['restarts']:g} each time, at most {max_epochs}"
-            if options["restarts"] else f"one-cycle over {max_epochs} epoch(s)")
+    options = {
+        "batch_size": tuned["batch_size"],
+        "steps_per_execution": tuned["steps_per_execution"],
+        "schedule": {"name": "one_cycle", "max_lr": tuned["max_lr"]},
+        "augment": tuned.get("augment", ("course", {})),
+        "policy": policy,
+        "bn_batches": tuned.get("bn_batches", 100),
+        "restarts": tuned.get("restarts"),
+    }
+    plan = (
+        f"a one-epoch cycle per epoch, peak x{options['restarts']:g} each time, at most {max_epochs}"
+        if options["restarts"]
+        else f"one-cycle over {max_epochs} epoch(s)"
+    )
     print(f"time to accuracy: fastcourse, target {target:.4f}, {describe(options)}, {policy}, {plan}", flush=True)
     ours: list[tuple[float, float]] = []
     run_fastcourse(data, max_epochs, seed, **options, epoch_eval=(ours, target))
     our_time = time_to_reach(ours, target)
     ratio = speedup(peer_time, our_time)
     rows = [
-        Row("time_to_accuracy", f"peer: course recipe, batch 64, {peer_epochs} epochs", 0.0,
-            test_accuracy=peer_curve[-1][1], seconds=peer_time, ratio_to_peer=1.0,
+        Row(
+            "time_to_accuracy",
+            f"peer: course recipe, batch 64, {peer_epochs} epochs",
+            0.0,
+            test_accuracy=peer_curve[-1][1],
+            seconds=peer_time,
+            ratio_to_peer=1.0,
             notes=f"target {target:.4f}" + (" (fixed)" if fixed else " (its final accuracy)"),
-            extra={"curve": peer_curve}),
-        Row("time_to_accuracy", f"fastcourse: {describe(options)}, {policy}, {plan}", 0.0,
-            test_accuracy=max(a for _, a in ours), seconds=our_time or ours[-1][0], ratio_to_peer=ratio,
+            extra={"curve": peer_curve},
+        ),
+        Row(
+            "time_to_accuracy",
+            f"fastcourse: {describe(options)}, {policy}, {plan}",
+            0.0,
+            test_accuracy=max(a for _, a in ours),
+            seconds=our_time or ours[-1][0],
+            ratio_to_peer=ratio,
             notes=(f"reached after {len(ours)} epoch(s)" if our_time else "NOT reached"),
-            extra={"curve": ours, "precision": policy, "precision_speeds": speeds, "target": target,
-                   "ratio_line": ratio_line(ratio, peer_note if our_time else "")}),
+            extra={
+                "curve": ours,
+                "precision": policy,
+                "precision_speeds": speeds,
+                "target": target,
+                "ratio_line": ratio_line(ratio, peer_note if our_time else ""),
+            },
+        ),
     ]
     return rows
 
@@ -200,8 +257,17 @@ def vgg16_features_case(matmul: float, images: int, batch_size: int = 8) -> list
     secs = time.perf_counter() - start
     ips = done / secs
     gf = ips * fwd / 1e9
-    return [Row("vgg16_features_224", f"VGG16 conv part, batch {batch_size}", ips, gf, gf / matmul,
-                seconds=secs, notes=f"{fwd / 2e9:.1f} GMAC/image")]
+    return [
+        Row(
+            "vgg16_features_224",
+            f"VGG16 conv part, batch {batch_size}",
+            ips,
+            gf,
+            gf / matmul,
+            seconds=secs,
+            notes=f"{fwd / 2e9:.1f} GMAC/image",
+        )
+    ]
 
 
 CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch", "features", "memory")
@@ -217,22 +283,36 @@ TUNED = {"batch_size": 64, "steps_per_execution": 8, "schedule": {"name": "one_c
 # choosing: one epoch at batch 128 / 6e-3 reached 0.904; at batch 256 / 1e-2 0.901, 256 / 6e-3
 # 0.898; a 2-epoch cycle at 256 / 6e-3 0.896 after its first epoch and 0.914 after the second
 # (the peer's 5 epochs: 0.902).
-FAST_TO_ACCURACY = {"batch_size": 128, "steps_per_execution": 8, "max_lr": 6e-3, "augment": None,
-                    "bn_batches": 20, "policy": "auto", "restarts": 0.5}
+FAST_TO_ACCURACY = {
+    "batch_size": 128,
+    "steps_per_execution": 8,
+    "max_lr": 6e-3,
+    "augment": None,
+    "bn_batches": 20,
+    "policy": "auto",
+    "restarts": 0.5,
+}
 TTA_EPOCHS = {"full": (5, 3), "quick": (2, 2)}  # (peer epochs, fastcourse epochs at most)
 
 
-def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = DEFAULT_CASES,
-              json_path: Optional[str] = None, tuned: Optional[dict] = None,
-              fast: Optional[dict] = None) -> list[Row]:
+def run_bench(
+    quick: bool = False,
+    seed: int = 0,
+    cases: tuple[str, ...] = DEFAULT_CASES,
+    json_path: Optional[str] = None,
+    tuned: Optional[dict] = None,
+    fast: Optional[dict] = None,
+) -> list[Row]:
     tuned, fast = tuned or TUNED, fast or FAST_TO_ACCURACY
     report: dict = {"device": device_description()}
     rows: list[Row] = []
     if set(cases) & {"ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch"}:
         data = bench_data(quick)
         report["dataset"] = data.name
-        print(f"bench: {data.name} ({len(data.x_train)} train / {len(data.x_test)} test) on {device_description()}",
-              flush=True)
+        print(
+            f"bench: {data.name} ({len(data.x_train)} train / {len(data.x_test)} test) on {device_description()}",
+            flush=True,
+        )
         matmul = report["matmul_gflops"] = flops.matmul_gflops()
         print(f"bench: float32 matmul {matmul:.0f} GFLOP/s (the roofline)", flush=True)
     if "ladder" in cases:
@@ -241,8 +321,14 @@ def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = DEFAU
         rows += choices_case(data, matmul, seed)
     if "time_to_accuracy" in cases:
         peer_epochs, epochs = TTA_EPOCHS["quick" if quick else "full"]
-        rows += time_to_accuracy_case(data, seed, peer_epochs=peer_epochs, tuned=fast, max_epochs=epochs,
-                                      target=None if data.name.startswith("fashion") else SAMPLE_TARGET)
+        rows += time_to_accuracy_case(
+            data,
+            seed,
+            peer_epochs=peer_epochs,
+            tuned=fast,
+            max_epochs=epochs,
+            target=None if data.name.startswith("fashion") else SAMPLE_TARGET,
+        )
     if "vgg16" in cases:
         rows += vgg16_features_case(matmul, images=16 if quick else 64)
     if "bn_epoch" in cases:
@@ -262,4 +348,3 @@ def run_bench(quick: bool = False, seed: int = 0, cases: tuple[str, ...] = DEFAU
         io.write_json(json_path, {**report, "rows": [asdict(r) for r in rows]})
         print(f"bench: JSON written to {json_path}")
     return rows
-

@@ -1,5 +1,6 @@
 """`features`: VGG16 conv features from a JPEG folder vs in-memory tensors, a dense head on cached
 features vs on the frozen full model."""
+
 from __future__ import annotations
 
 import time
@@ -37,8 +38,9 @@ def _conv_part(size: int, seed: int = 0) -> keras.Model:
     return cut_model(vgg16((size, size, 3), include_top=False, weights=None), "block5_conv3")
 
 
-def features_case(images: int = 64, size: int = 224, batch_size: int = 16, epochs: int = 3,
-                  units: int = 256, rounds: int = 3) -> list[Row]:
+def features_case(
+    images: int = 64, size: int = 224, batch_size: int = 16, epochs: int = 3, units: int = 256, rounds: int = 3
+) -> list[Row]:
     """VGG16 conv features from a JPEG folder vs the same forward pass on in-memory tensors
     (images/s), and a dense head on cached features vs the same head on the frozen full model
     (epochs/s; the lesson saw 35x)."""
@@ -60,44 +62,73 @@ def features_case(images: int = 64, size: int = 224, batch_size: int = 16, epoch
         memory = ArraySource(pixels, labels, 2)
         sides = {"in-memory tensors": memory, "JPEG folder (decode + resize)": folder}
         for i, source in enumerate(sides.values()):
-            precompute_features(conv, source.take(batch_size), f"{tmp}/warm-{i}", batch_size=batch_size,
-                                verbose=False)  # trace once: the figure is the steady state
+            precompute_features(
+                conv, source.take(batch_size), f"{tmp}/warm-{i}", batch_size=batch_size, verbose=False
+            )  # trace once: the figure is the steady state
         # interleaved rounds, best of each side: a shared machine's noise hits both alike
         timings: dict[str, float] = {}
         for r in range(rounds):
             for i, (label, source) in enumerate(sides.items() if r % 2 == 0 else reversed(sides.items())):
                 t0 = time.perf_counter()
-                paths = precompute_features(conv, source, f"{tmp}/cache-{r}-{i}", batch_size=batch_size,
-                                            verbose=False)
+                paths = precompute_features(conv, source, f"{tmp}/cache-{r}-{i}", batch_size=batch_size, verbose=False)
                 timings[label] = min(timings.get(label, float("inf")), time.perf_counter() - t0)
         for label in sides:
-            rows.append(Row(f"features_vgg16_{size}", f"VGG16 conv features from {label}", images / timings[label],
-                            seconds=timings[label]))
+            rows.append(
+                Row(
+                    f"features_vgg16_{size}",
+                    f"VGG16 conv features from {label}",
+                    images / timings[label],
+                    seconds=timings[label],
+                )
+            )
         base = rows[0].images_per_second
         for r in rows:
             r.notes = f"{r.images_per_second / base:.2f}x in-memory"
-        train = TrainConfig(epochs=epochs + 1, batch_size=batch_size, verbose=0, validate_each_epoch=False,
-                            bn_recalibrate=0)
+        train = TrainConfig(
+            epochs=epochs + 1, batch_size=batch_size, verbose=0, validate_each_epoch=False, bn_recalibrate=0
+        )
         shape = tuple(conv.output_shape[1:])
-        cached = fit(dense_head(shape, 2, units=units, dropout=0.5),
-                     FeatureSource([FeaturePart(p, labels) for p in paths], 2), train, 0)
+        cached = fit(
+            dense_head(shape, 2, units=units, dropout=0.5),
+            FeatureSource([FeaturePart(p, labels) for p in paths], 2),
+            train,
+            0,
+        )
         full = attach_head(conv, dense_head(shape, 2, units=units, dropout=0.5))
         set_trainable(full, "head")
         frozen = fit(full, folder, train, 0)
     cached_eps = 1.0 / float(np.median(cached.epoch_seconds[1:]))
     frozen_eps = 1.0 / float(np.median(frozen.epoch_seconds[1:]))
-    rows.append(Row("features_head", "dense head on the frozen full model (JPEG folder)", images * frozen_eps,
-                    seconds=1.0 / frozen_eps, ratio_to_peer=1.0, notes=f"{frozen_eps:.3f} epochs/s"))
-    rows.append(Row("features_head", "the same head on cached features", images * cached_eps,
-                    seconds=1.0 / cached_eps, ratio_to_peer=cached_eps / frozen_eps,
-                    notes=f"{cached_eps:.2f} epochs/s; {cached_eps / frozen_eps:.0f}x the frozen model "
-                          "(target >= 20x)"))
+    rows.append(
+        Row(
+            "features_head",
+            "dense head on the frozen full model (JPEG folder)",
+            images * frozen_eps,
+            seconds=1.0 / frozen_eps,
+            ratio_to_peer=1.0,
+            notes=f"{frozen_eps:.3f} epochs/s",
+        )
+    )
+    rows.append(
+        Row(
+            "features_head",
+            "the same head on cached features",
+            images * cached_eps,
+            seconds=1.0 / cached_eps,
+            ratio_to_peer=cached_eps / frozen_eps,
+            notes=f"{cached_eps:.2f} epochs/s; {cached_eps / frozen_eps:.0f}x the frozen model (target >= 20x)",
+        )
+    )
     return rows
 
 
-
-def precision_rates(images: int = 32, size: int = 224, batch_size: int = 16, rounds: int = 2,
-                    policies: tuple[str, ...] = ("float32", "mixed_bfloat16")) -> list[Row]:
+def precision_rates(
+    images: int = 32,
+    size: int = 224,
+    batch_size: int = 16,
+    rounds: int = 2,
+    policies: tuple[str, ...] = ("float32", "mixed_bfloat16"),
+) -> list[Row]:
     """VGG16 conv features (block5_conv3, random weights) of in-memory images at `size`, through
     precompute_features (the features task's path), under each dtype policy: images/s, best of
     `rounds` interleaved rounds. The features task computes under the run's policy
@@ -118,21 +149,30 @@ def precision_rates(images: int = 32, size: int = 224, batch_size: int = 16, rou
             for policy in policies:  # build each model under its policy, and trace it once
                 keras.mixed_precision.set_global_policy(policy)
                 convs[policy] = _conv_part(size)
-                precompute_features(convs[policy], source.take(batch_size), f"{tmp}/warm-{policy}",
-                                    batch_size=batch_size, verbose=False)
+                precompute_features(
+                    convs[policy], source.take(batch_size), f"{tmp}/warm-{policy}", batch_size=batch_size, verbose=False
+                )
             for r in range(rounds):
-                for policy in (policies if r % 2 == 0 else policies[::-1]):
+                for policy in policies if r % 2 == 0 else policies[::-1]:
                     keras.mixed_precision.set_global_policy(policy)
                     t0 = time.perf_counter()
-                    precompute_features(convs[policy], source, f"{tmp}/{policy}-{r}", batch_size=batch_size,
-                                        verbose=False)
+                    precompute_features(
+                        convs[policy], source, f"{tmp}/{policy}-{r}", batch_size=batch_size, verbose=False
+                    )
                     best[policy] = min(best.get(policy, float("inf")), time.perf_counter() - t0)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     base = images / best[policies[0]]
-    rows = [Row(f"features_precision_vgg16_{size}", f"VGG16 conv features, {policy}, batch {batch_size}",
-                images / best[policy], seconds=best[policy], notes=f"{images / best[policy] / base:.2f}x float32")
-            for policy in policies]
+    rows = [
+        Row(
+            f"features_precision_vgg16_{size}",
+            f"VGG16 conv features, {policy}, batch {batch_size}",
+            images / best[policy],
+            seconds=best[policy],
+            notes=f"{images / best[policy] / base:.2f}x float32",
+        )
+        for policy in policies
+    ]
     for row in rows:
         print(f"bench: {row.contender}: {row.images_per_second:.1f} images/s", flush=True)
     return rows

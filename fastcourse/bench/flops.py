@@ -3,6 +3,7 @@
 Training costs about three forward passes (forward, gradient w.r.t. activations, gradient
 w.r.t. weights); `train_flops_per_image` uses that rule, as the fastcourse benchmark's peer figures do.
 """
+
 from __future__ import annotations
 
 import math

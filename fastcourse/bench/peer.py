@@ -1,5 +1,6 @@
 """The peer (the course's recipe in plain Keras 3), fastcourse's side of each comparison, and the
 data both train on."""
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,10 @@ class SteadyTimer(keras.callbacks.Callback):
         return (self.steps - self.n0) * self.batch_size * steps_per_call / (self.t1 - self.t0)
 
 
-NO_FASHION = ("bench: Fashion-MNIST is not on this machine (get it: apt-get install dataset-fashion-mnist, "
-              "or fastcourse data get fashion_mnist); using the bundled MNIST sample, target accuracy {target}")
+NO_FASHION = (
+    "bench: Fashion-MNIST is not on this machine (get it: apt-get install dataset-fashion-mnist, "
+    "or fastcourse data get fashion_mnist); using the bundled MNIST sample, target accuracy {target}"
+)
 SAMPLE_TARGET = 0.97  # the time-to-accuracy target on the bundled sample (no peer 5-epoch figure to use)
 
 
@@ -87,8 +90,10 @@ def run_peer(data: ArrayDataset, epochs: int, seed: int, callbacks: Optional[lis
 
     keras.utils.set_random_seed(seed)
     gen = ImageDataGenerator(
-        rotation_range=COURSE_AUG["rotation"], width_shift_range=COURSE_AUG["shift"],
-        height_shift_range=COURSE_AUG["shift"], zoom_range=COURSE_AUG["zoom"],
+        rotation_range=COURSE_AUG["rotation"],
+        width_shift_range=COURSE_AUG["shift"],
+        height_shift_range=COURSE_AUG["shift"],
+        zoom_range=COURSE_AUG["zoom"],
         shear_range=float(np.degrees(COURSE_AUG["shear"])),  # the legacy generator takes degrees
     )
     y = np.eye(data.num_classes, dtype=np.float32)[data.y_train]
@@ -101,11 +106,21 @@ def run_peer(data: ArrayDataset, epochs: int, seed: int, callbacks: Optional[lis
     return model, timer.images_per_second(), time.perf_counter() - start
 
 
-def run_fastcourse(data: ArrayDataset, epochs: int, seed: int, batch_size: int = 64,
-                   augment: Optional[tuple[str, dict]] = ("course", {}), steps_per_execution: int = 1,
-                   schedule: Optional[dict] = None, jit_compile: bool = False, deterministic: bool = False,
-                   policy: str = "float32", epoch_eval: Optional[tuple[list, float]] = None,
-                   bn_batches: int = 100, restarts: Optional[float] = None):
+def run_fastcourse(
+    data: ArrayDataset,
+    epochs: int,
+    seed: int,
+    batch_size: int = 64,
+    augment: Optional[tuple[str, dict]] = ("course", {}),
+    steps_per_execution: int = 1,
+    schedule: Optional[dict] = None,
+    jit_compile: bool = False,
+    deterministic: bool = False,
+    policy: str = "float32",
+    epoch_eval: Optional[tuple[list, float]] = None,
+    bn_batches: int = 100,
+    restarts: Optional[float] = None,
+):
     """The same model through fastcourse's trainer; `policy` sets Keras' dtype policy directly
     (the bench measures bfloat16 and float32 side by side). With `epoch_eval` = (curve,
     target), each epoch ends with BN recalibration (timed) and a clean evaluation (not timed)
@@ -123,10 +138,16 @@ def run_fastcourse(data: ArrayDataset, epochs: int, seed: int, batch_size: int =
 
     def config(epochs: int, schedule: dict):
         return TrainConfig(
-            epochs=epochs, batch_size=batch_size, verbose=0, steps_per_execution=steps_per_execution,
-            jit_compile=jit_compile, validate_each_epoch=False, schedule=schedule,
+            epochs=epochs,
+            batch_size=batch_size,
+            verbose=0,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+            validate_each_epoch=False,
+            schedule=schedule,
             bn_recalibrate=0 if epoch_eval is not None else bn_batches,  # with epoch_eval, its callback does it
         )
+
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(policy)
     try:
@@ -142,12 +163,20 @@ def run_fastcourse(data: ArrayDataset, epochs: int, seed: int, batch_size: int =
             from fastcourse.train.trainer import recalibrate
 
             recal = TrainConfig(batch_size=batch_size, bn_recalibrate=bn_batches)
-            callbacks.append(EpochEval(data, clock, epoch_eval[0], epoch_eval[1], label="fastcourse",
-                                       recalibrate=lambda m: recalibrate(m, source, recal, seed)))
+            callbacks.append(
+                EpochEval(
+                    data,
+                    clock,
+                    epoch_eval[0],
+                    epoch_eval[1],
+                    label="fastcourse",
+                    recalibrate=lambda m: recalibrate(m, source, recal, seed),
+                )
+            )
         augmenter = aug.build(*augment) if augment else None
         if restarts and epoch_eval is not None:
             for k in range(epochs):
-                peak = {**schedule, "max_lr": schedule["max_lr"] * restarts ** k}
+                peak = {**schedule, "max_lr": schedule["max_lr"] * restarts**k}
                 fit(model, source, config(1, peak), seed + k, augment=augmenter, callbacks=callbacks)
                 if epoch_eval[0][-1][1] >= epoch_eval[1]:
                     break
@@ -156,6 +185,7 @@ def run_fastcourse(data: ArrayDataset, epochs: int, seed: int, batch_size: int =
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return model, timer.images_per_second(steps_per_execution), time.perf_counter() - clock["start"]
+
 
 def accuracy(model: keras.Model, data: ArrayDataset) -> float:
     from fastcourse.data.sources import ArraySource
@@ -183,8 +213,15 @@ class EpochEval(keras.callbacks.Callback):
     normalises with batch statistics); it only makes the inference-mode model the one fit()
     would return if it stopped here."""
 
-    def __init__(self, data: ArrayDataset, clock: dict, curve: list, target: Optional[float] = None,
-                 recalibrate: Optional[Callable] = None, label: str = ""):
+    def __init__(
+        self,
+        data: ArrayDataset,
+        clock: dict,
+        curve: list,
+        target: Optional[float] = None,
+        recalibrate: Optional[Callable] = None,
+        label: str = "",
+    ):
         super().__init__()
         self.data, self.clock, self.curve, self.target = data, clock, curve, target
         self.recal, self.label = recalibrate, label
@@ -200,4 +237,3 @@ class EpochEval(keras.callbacks.Callback):
         print(f"  {self.label} epoch {len(self.curve)}: {elapsed:.1f} s, test accuracy {acc:.4f}", flush=True)
         if self.target is not None and acc >= self.target:
             self.model.stop_training = True
-

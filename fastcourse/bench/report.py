@@ -1,4 +1,5 @@
 """The bench's rows, its table and its one parsable line."""
+
 from __future__ import annotations
 
 import os
@@ -64,20 +65,25 @@ def device_description() -> str:
 def print_table(rows: list[Row]) -> None:
     import pandas as pd
 
-    table = pd.DataFrame([{
-        "case": r.case, "contender": r.contender,
-        "images/s (steady)": round(r.images_per_second, 1) if r.images_per_second else "",
-        "images/s (wall)": round(r.wall_images_per_second, 1) if r.wall_images_per_second else "",
-        "GFLOP/s": round(r.gflops, 1) if r.gflops else "",
-        "of matmul": f"{r.roofline_fraction:.0%}" if r.roofline_fraction else "",
-        "test acc": f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "",
-        "seconds": round(r.seconds, 1),
-        "vs peer (steady)": f"{r.ratio_to_peer:.2f}x" if r.ratio_to_peer else "",
-        "vs peer (wall)": f"{r.wall_ratio_to_peer:.2f}x" if r.wall_ratio_to_peer else "",
-        "notes": r.notes,
-    } for r in rows])
+    table = pd.DataFrame(
+        [
+            {
+                "case": r.case,
+                "contender": r.contender,
+                "images/s (steady)": round(r.images_per_second, 1) if r.images_per_second else "",
+                "images/s (wall)": round(r.wall_images_per_second, 1) if r.wall_images_per_second else "",
+                "GFLOP/s": round(r.gflops, 1) if r.gflops else "",
+                "of matmul": f"{r.roofline_fraction:.0%}" if r.roofline_fraction else "",
+                "test acc": f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "",
+                "seconds": round(r.seconds, 1),
+                "vs peer (steady)": f"{r.ratio_to_peer:.2f}x" if r.ratio_to_peer else "",
+                "vs peer (wall)": f"{r.wall_ratio_to_peer:.2f}x" if r.wall_ratio_to_peer else "",
+                "notes": r.notes,
+            }
+            for r in rows
+        ]
+    )
     if table.empty:
         return
     with pd.option_context("display.max_colwidth", 70, "display.width", 250):
         print(table.to_string(index=False), flush=True)
-

@@ -1,5 +1,6 @@
 """`fastcourse bench`: throughput, roofline, time to accuracy, feature caching and memory,
 against the peer in the same run; `--gpu`: the full ensemble on one GPU."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,18 +8,28 @@ import argparse
 from fastcourse.cli import arg, command
 
 
-@command("bench", "benchmark fastcourse against plain Keras + ImageDataGenerator (same run)", [
-    arg("--quick", action="store_true", help="a few thousand images, fewer epochs: a few minutes"),
-    arg("--cases", default="ladder,choices,time_to_accuracy,vgg16,bn_epoch",
-        help="comma-separated: ladder, choices, time_to_accuracy, vgg16, bn_epoch, features, memory "
-             "(default ladder,choices,time_to_accuracy,vgg16,bn_epoch)"),
-    arg("--gpu", action="store_true",
-        help="the full 6 x 35-epoch ensemble with mixed_float16 on one GPU (minutes and accuracy); "
-             "without a GPU: one line, exit 0"),
-    arg("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist"], help="for --gpu"),
-    arg("--json", dest="json_path", default="bench.json", help="where to write the JSON (default bench.json)"),
-    arg("--seed", type=int, default=0),
-])
+@command(
+    "bench",
+    "benchmark fastcourse against plain Keras + ImageDataGenerator (same run)",
+    [
+        arg("--quick", action="store_true", help="a few thousand images, fewer epochs: a few minutes"),
+        arg(
+            "--cases",
+            default="ladder,choices,time_to_accuracy,vgg16,bn_epoch",
+            help="comma-separated: ladder, choices, time_to_accuracy, vgg16, bn_epoch, features, memory "
+            "(default ladder,choices,time_to_accuracy,vgg16,bn_epoch)",
+        ),
+        arg(
+            "--gpu",
+            action="store_true",
+            help="the full 6 x 35-epoch ensemble with mixed_float16 on one GPU (minutes and accuracy); "
+            "without a GPU: one line, exit 0",
+        ),
+        arg("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist"], help="for --gpu"),
+        arg("--json", dest="json_path", default="bench.json", help="where to write the JSON (default bench.json)"),
+        arg("--seed", type=int, default=0),
+    ],
+)
 def bench(args: argparse.Namespace) -> int:
     from fastcourse.errors import UsageError
 

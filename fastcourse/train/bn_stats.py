@@ -7,6 +7,7 @@ once its statistics are recomputed. `recalibrate_bn` recomputes them as an equal
 average of batch statistics over clean training batches, as fvcore's `update_bn_stats` and
 PyTorch's `torch.optim.swa_utils.update_bn` do. Only moving_mean and moving_variance change.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -15,6 +15,7 @@ replicas, so the same config gives the same optimisation on 1 or N devices. To u
 to go faster, multiply the batch by N and, by the linear scaling rule, the learning rate by N
 (with a few epochs of warm-up: `schedule: {name: cosine, warmup: 2}` or one_cycle).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -85,8 +86,10 @@ def make_strategy(distribute: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(devices=devices)
     if distribute == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise UsageError("train.distribute = multi_worker needs the TF_CONFIG environment variable "
-                             "(cluster and task); see the README's multi-worker section")
+            raise UsageError(
+                "train.distribute = multi_worker needs the TF_CONFIG environment variable "
+                "(cluster and task); see the README's multi-worker section"
+            )
         try:
             json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as exc:
@@ -99,9 +102,11 @@ def is_chief() -> bool:
     """The worker that writes the run directory: worker 0 (or `chief`), or a single process."""
     config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     task = config.get("task") or {}
-    return task.get("type", "worker") == "chief" or (task.get("type", "worker") == "worker" and
-                                                    int(task.get("index", 0)) == 0 and
-                                                    "chief" not in config.get("cluster", {}))
+    return task.get("type", "worker") == "chief" or (
+        task.get("type", "worker") == "worker"
+        and int(task.get("index", 0)) == 0
+        and "chief" not in config.get("cluster", {})
+    )
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ TensorFlow emulates it and training got slower, not faster. float16 pays off onl
 on a CPU it is emulated and ~90x slower than float32, so a config written for a GPU trains in
 float32 on a CPU rather than not at all.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -70,11 +71,13 @@ def resolve_precision(requested: str, cpuinfo: str | None = None, gpu: bool | No
     if requested == "mixed_bfloat16" and not gpu and not bf16:
         warnings.warn(
             "mixed_bfloat16 on a CPU without AMX/AVX-512 BF16 ran at 0.25x of float32 in our "
-            "measurement; use float32 or auto", stacklevel=2,
+            "measurement; use float32 or auto",
+            stacklevel=2,
         )
     if requested == "mixed_float16" and not gpu:
         # Never float16 on a CPU: TF's CPU float16 kernels are emulated. cnn_bn_dropout at batch 64
         # on an AMX Xeon trained 12 images/s in float16 vs 1,086 in float32: a run that never ends.
-        return "float32", ("mixed_float16 needs a GPU and none was found, so float32 (float16 on a CPU "
-                           "trained ~90x slower)")
+        return "float32", (
+            "mixed_float16 needs a GPU and none was found, so float32 (float16 on a CPU trained ~90x slower)"
+        )
     return requested, "as requested"

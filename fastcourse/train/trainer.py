@@ -20,6 +20,7 @@ rounds each get their own table. Every call gets the same machinery:
     result = fit(model, ArraySource(x, y, 10), cfg.train, seed=0, augment=aug,
                  validation=ArraySource(x_test, y_test, 10), checkpoint_dir=run_dir / "checkpoints")
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -102,12 +103,21 @@ class FitResult:
         extra: dict = {}
         for part in parts:
             extra.update(part.extra)
-        return FitResult(history, [s for p in parts for s in p.epoch_seconds], parts[-1].images_per_epoch,
-                         parts[-1].steps_per_epoch, extra)
+        return FitResult(
+            history,
+            [s for p in parts for s in p.epoch_seconds],
+            parts[-1].images_per_epoch,
+            parts[-1].steps_per_epoch,
+            extra,
+        )
 
 
 def fit(
-    model: keras.Model, source: Source, train, seed: int, *,
+    model: keras.Model,
+    source: Source,
+    train,
+    seed: int,
+    *,
     augment: Optional[Callable] = None,
     validation: Optional[Source] = None,
     checkpoint_dir: Optional[str | Path] = None,
@@ -133,16 +143,19 @@ def fit(
     compile_model(model, train, steps, epochs, scale, lr_multipliers, metrics)
     resumed = checkpoint.restore(model, checkpoint_dir) if checkpoint_dir is not None else CheckpointState()
     initial_epoch = min(resumed.epoch, epochs)
-    ds = source.batches(train.batch_size, shuffle=True, seed=seed, augment=augment, repeat=True,
-                        start_step=initial_epoch * steps)
+    ds = source.batches(
+        train.batch_size, shuffle=True, seed=seed, augment=augment, repeat=True, start_step=initial_epoch * steps
+    )
     strategy = tf.distribute.get_strategy()
     if is_multi_worker(strategy):  # Keras' fit cannot run there: see multi_worker.py
-        history, seconds = fit_multi_worker(model, ds, epochs, steps, train.batch_size, strategy,
-                                            initial_epoch, verbose=train.verbose)
+        history, seconds = fit_multi_worker(
+            model, ds, epochs, steps, train.batch_size, strategy, initial_epoch, verbose=train.verbose
+        )
         result = FitResult(history, seconds, len(source), steps)
     else:
-        result = _keras_fit(model, ds, source, validation, train, epochs, steps, initial_epoch, resumed,
-                            checkpoint_dir, callbacks, seed)
+        result = _keras_fit(
+            model, ds, source, validation, train, epochs, steps, initial_epoch, resumed, checkpoint_dir, callbacks, seed
+        )
     if train.bn_recalibrate and not result.extra.get("bn_statistics_batches"):
         recalibrate(model, source, train, seed, result)
     return result
@@ -200,8 +213,9 @@ class TrueValidation(keras.callbacks.Callback):
             logs.update({f"val_{k}": float(v) for k, v in results.items()})
 
 
-def _keras_fit(model, ds, source, validation, train, epochs, steps, initial_epoch, resumed, checkpoint_dir,
-               callbacks, seed) -> FitResult:
+def _keras_fit(
+    model, ds, source, validation, train, epochs, steps, initial_epoch, resumed, checkpoint_dir, callbacks, seed
+) -> FitResult:
     val_ds = None
     if validation is not None and train.validate_each_epoch:
         val_ds = validation.batches(eval_batch_size(train))
@@ -214,21 +228,37 @@ def _keras_fit(model, ds, source, validation, train, epochs, steps, initial_epoc
             from fastcourse.train.bn_stats import BNCalibrator
 
             calibrate = BNCalibrator(model)
-        true_val = TrueValidation(val_ds, calibrate, _clean_batches(source, train, seed) if calibrate else None,
-                                  epoch_bn_batches(steps, _bn_batches(source, train)), _bn_batches(source, train),
-                                  epochs - 1)
+        true_val = TrueValidation(
+            val_ds,
+            calibrate,
+            _clean_batches(source, train, seed) if calibrate else None,
+            epoch_bn_batches(steps, _bn_batches(source, train)),
+            _bn_batches(source, train),
+            epochs - 1,
+        )
     new_history: dict = {}
     if initial_epoch < epochs:  # a call whose epochs are all checkpointed trains no more
         with quiet():
             new_history = model.fit(
-                ds, epochs=epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
-                callbacks=[timer, guard, *([true_val] if true_val else []), *(callbacks or []),
-                           *([saver] if saver else [])],
-                verbose=train.verbose, shuffle=False,
+                ds,
+                epochs=epochs,
+                steps_per_epoch=steps,
+                initial_epoch=initial_epoch,
+                callbacks=[
+                    timer,
+                    guard,
+                    *([true_val] if true_val else []),
+                    *(callbacks or []),
+                    *([saver] if saver else []),
+                ],
+                verbose=train.verbose,
+                shuffle=False,
             ).history
     guard.raise_if_diverged(train.schedule.name, train.schedule.args, saver.last_good() if saver else "")
-    history = {k: [float(v) for v in [*resumed.history.get(k, []), *new_history.get(k, [])]]
-               for k in dict.fromkeys([*resumed.history, *new_history])}
+    history = {
+        k: [float(v) for v in [*resumed.history.get(k, []), *new_history.get(k, [])]]
+        for k in dict.fromkeys([*resumed.history, *new_history])
+    }
     result = FitResult(history, resumed.epoch_seconds + timer.seconds, len(source), steps)
     if true_val is not None and true_val.calibrate:
         result.extra["bn_epoch_batches"] = true_val.epoch_batches
@@ -261,15 +291,19 @@ def eval_batch_size(train) -> int:
     return max(256, int(train.batch_size))
 
 
-def predict(model: keras.Model, source: Source, batch_size: int = 256, augment: Optional[Callable] = None,
-            seed: int = 0) -> np.ndarray:
+def predict(
+    model: keras.Model, source: Source, batch_size: int = 256, augment: Optional[Callable] = None, seed: int = 0
+) -> np.ndarray:
     """Class probabilities for every example of `source`, in order (float32)."""
     with quiet():
-        probs = np.asarray(model.predict(source.batches(batch_size, labels=False, augment=augment, seed=seed),
-                                         verbose=0), np.float32)
+        probs = np.asarray(
+            model.predict(source.batches(batch_size, labels=False, augment=augment, seed=seed), verbose=0), np.float32
+        )
     if len(probs) != len(source):
-        raise RunError(f"{len(probs)} predictions for {len(source)} examples: a file changed or became "
-                       "unreadable since the dataset was opened; open it again")
+        raise RunError(
+            f"{len(probs)} predictions for {len(source)} examples: a file changed or became "
+            "unreadable since the dataset was opened; open it again"
+        )
     return probs
 
 
@@ -278,8 +312,11 @@ def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
     labels = np.asarray(labels)
     target = labels if labels.ndim == 2 else np.eye(probs.shape[1], dtype=np.float32)[labels.astype(np.int64)]
     p = np.clip(probs, 1e-7, 1.0)
-    return {"loss": float(-(target * np.log(p)).sum(1).mean()),
-            "accuracy": float((probs.argmax(1) == target.argmax(1)).mean()), "probs": probs}
+    return {
+        "loss": float(-(target * np.log(p)).sum(1).mean()),
+        "accuracy": float((probs.argmax(1) == target.argmax(1)).mean()),
+        "probs": probs,
+    }
 
 
 def evaluate(model: keras.Model, source: Source, batch_size: int = 256) -> dict:
