@@ -220,7 +220,7 @@ def build_backbone(
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = layers.Dropout(dropout, name="head_dropout")(x)
-        outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     elif pooling == "avg":
         outputs = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":

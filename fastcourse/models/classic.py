@@ -76,7 +76,7 @@ def lenet(
     _check_pooling(pooling)
     inputs = keras.Input(input_shape, name="image")
     x = stack(normalize(mean, std)(inputs), LENET, activation, pooling)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="lenet")
 
 
@@ -90,5 +90,5 @@ def alexnet(
     spec = [(k, dict(o, rate=dropout) if k == "dropout" else o) for k, o in ALEXNET]
     inputs = keras.Input(input_shape, name="image")
     x = stack(normalize(mean, std)(inputs), spec)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="alexnet")

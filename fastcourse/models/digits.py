@@ -42,7 +42,7 @@ def mlp(
         x = layers.Dense(int(units), activation="relu", name=f"hidden{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"hidden{i}_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -88,5 +88,5 @@ def digits_cnn(input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0
     """Digits step 6: Conv25 5x5 -> pool -> Conv25 5x5 -> pool -> Conv25 4x4 -> Dense 50 -> Dense classes."""
     inputs = keras.Input(input_shape, name="image")
     x = stack(normalize(mean, std)(inputs), DIGITS_CNN)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="digits_cnn")

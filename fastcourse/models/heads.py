@@ -34,5 +34,5 @@ def dense_head(
         x = BatchNorm(name="head_flatten_bn")(x)
     for i in range(1, depth + 1):
         x = fc_block(x, i, units, dropout, batchnorm, prefix="head_")  # apart from VGG's own fc1/fc2
-    outputs = layers.Dense(num_classes, activation="softmax", name="head_predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_predictions")(x)
     return keras.Model(inputs, outputs, name="head")

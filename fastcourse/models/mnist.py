@@ -23,7 +23,7 @@ def linear(input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, st
     """Ladder step 1: normalise -> Flatten -> Dense(classes, softmax). Course: 0.9240."""
     inputs = keras.Input(input_shape, name="image")
     x = layers.Flatten(name="flatten")(normalize(mean, std)(inputs))
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="linear")
 
 
@@ -35,7 +35,7 @@ def hidden(
     inputs = keras.Input(input_shape, name="image")
     x = layers.Flatten(name="flatten")(normalize(mean, std)(inputs))
     x = layers.Dense(units, activation="relu", name="hidden")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="hidden")
 
 
@@ -68,7 +68,7 @@ def ladder_cnn(
         x = BatchNorm(name="fc1_bn")(x)
     if dropout:
         x = layers.Dropout(dropout, name="fc1_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -107,7 +107,7 @@ def unfreeze(model: keras.Model) -> list[str]:
 def replace_top(model: keras.Model, num_classes: int, name: str = "predictions") -> keras.Model:
     """Drop the last layer and put a new softmax Dense(num_classes) in its place (course finetune)."""
     features = model.layers[-2].output
-    outputs = layers.Dense(num_classes, activation="softmax", name=name)(features)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(features)
     return keras.Model(model.inputs, outputs, name=model.name)
 
 

@@ -102,7 +102,7 @@ def _vgg(
         x = fc_block(x, i, fc_units, dropout, batchnorm)
     # the weight file's top has 1000 ImageNet classes; another count gets a new top (course finetune())
     top = 1000 if pretrained_top else num_classes
-    outputs = layers.Dense(top, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(top, activation="softmax", dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=name)
     load_weights(model, weights, include_top=True)
     if top != num_classes and not imagenet_top:

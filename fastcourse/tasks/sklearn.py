@@ -40,15 +40,12 @@ def sklearn_features(
     from sklearn.metrics import accuracy_score, log_loss
 
     from fastcourse import io
-    from fastcourse.errors import ConfigError
     from fastcourse.run import plots, records
     from fastcourse.run.artifacts import versions
     from fastcourse.run.inputs import build_for, inputs_for
     from fastcourse.run.rundir import checkpoint_dir
     from fastcourse.train.trainer import evaluate, fit
 
-    if C <= 0 or (max_iter is not None and max_iter < 1):
-        raise ConfigError(f"task: C={C}, max_iter={max_iter}: both must be positive")
     inputs = inputs_for(cfg)
     model = build_for(cfg, inputs, float32_output=False)
     if weights:

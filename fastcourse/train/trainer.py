@@ -203,7 +203,10 @@ class TrueValidation(keras.callbacks.Callback):
         t0 = time.perf_counter()
         if self.calibrate:
             final = epoch == self.last_epoch
-            used = self.calibrate(self.clean, self.final_batches if final else self.epoch_batches)
+            # each epoch draws its own batches (seeded by the epoch), so a resumed run recomputes
+            # exactly what an uninterrupted one did
+            batches = self.clean(None if final else epoch)
+            used = self.calibrate(batches, self.final_batches if final else self.epoch_batches)
             if final:
                 self.final_used = used
         self.seconds.append(time.perf_counter() - t0)
@@ -231,7 +234,7 @@ def _keras_fit(
         true_val = TrueValidation(
             val_ds,
             calibrate,
-            _clean_batches(source, train, seed) if calibrate else None,
+            (lambda epoch: _clean_batches(source, train, seed, epoch)) if calibrate else None,
             epoch_bn_batches(steps, _bn_batches(source, train)),
             _bn_batches(source, train),
             epochs - 1,
@@ -272,9 +275,12 @@ def _bn_batches(source: Source, train) -> int:
     return min(int(train.bn_recalibrate), steps_per_epoch(len(source), train.batch_size) * 4)
 
 
-def _clean_batches(source: Source, train, seed: int):
-    """Clean (unaugmented) shuffled training images, endless, for recomputing BN statistics."""
-    return iter(source.batches(train.batch_size, shuffle=True, seed=seed + 7919, repeat=True, labels=False))
+def _clean_batches(source: Source, train, seed: int, epoch: int | None = None):
+    """Clean (unaugmented) shuffled training images, endless, for recomputing BN statistics.
+
+    `epoch` None: the final statistics' stream; otherwise that epoch's own stream."""
+    offset = 7919 if epoch is None else 7919 + 104729 * (epoch + 1)
+    return iter(source.batches(train.batch_size, shuffle=True, seed=seed + offset, repeat=True, labels=False))
 
 
 def recalibrate(model: keras.Model, source: Source, train, seed: int, result: FitResult | None = None) -> int:
