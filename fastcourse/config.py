@@ -233,7 +233,8 @@ class TrainConfig(Strict):
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     validate_each_epoch: Bool = True
     bn_recalibrate: Int = Field(100, ge=0, le=100000, description="batches over which batchnorm statistics "
-                                "are recomputed after training (precise BN); 0 turns it off")
+                                "are recomputed after training (precise BN); each epoch's validation recomputes them first "
+                                "from a few batches, so per-epoch figures are the true model's; 0 turns both off")
     deterministic: Bool = True
     verbose: Literal[0, 1, 2] = 1
     tensorboard: Bool = Field(False, description="write TensorBoard logs (scalars, the learning rate per step, "

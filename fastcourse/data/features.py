@@ -54,6 +54,8 @@ def cache_key(conv, source: Source, augment_spec: Optional[dict], pass_index: in
         "output_shape": [int(d) for d in conv.output_shape[1:]],
         "augment": augment_spec if pass_index else None, "pass": int(pass_index),
         "seed": int(seed) if pass_index else 0, "dtype": dtype,
+        # features computed in bf16 differ from float32 ones: a change of precision recomputes
+        "compute": conv.layers[-1].dtype_policy.name,
     }
     key = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:20]
     return key, meta

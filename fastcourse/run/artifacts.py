@@ -75,14 +75,6 @@ def inference_model(model):
     return keras.Model(inputs, outputs, name=model.name)
 
 
-def bn_before(result) -> float | None:
-    """The evaluation accuracy before batchnorm recalibration (the last epoch's validation, which
-    Keras ran with its moving statistics), when the trainer recalibrated; else None."""
-    if not result.extra.get("bn_recalibrated_batches") or not result.history.get("val_accuracy"):
-        return None
-    return float(result.history["val_accuracy"][-1])
-
-
 def replicas() -> int:
     """Devices the model trained on (the tf.distribute strategy in force)."""
     import tensorflow as tf
@@ -113,10 +105,6 @@ def write_run(run_dir: Path, cfg, inputs, model, result, evaluation: dict, extra
     io.save_model(inference_model(model), run_dir / "model.keras")
     history = pd.DataFrame(result.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
-    before = bn_before(result)
-    if before is not None:  # the last epoch's accuracy with Keras' moving statistics, and with true ones
-        history["val_accuracy_recalibrated"] = np.nan
-        history.loc[history.index[-1], "val_accuracy_recalibrated"] = evaluation["accuracy"]
     io.write_text(run_dir / "history.csv", history.to_csv(index=False))
     if inputs.eval_files is not None:
         table = pd.DataFrame(probs, columns=inputs.class_names)
@@ -134,8 +122,6 @@ def write_run(run_dir: Path, cfg, inputs, model, result, evaluation: dict, extra
         images_per_second=result.images_per_second, epoch_seconds=result.epoch_seconds, replicas=replicas(),
         **{**result.extra, **(extra or {})},
     )
-    if before is not None:
-        metrics["accuracy_before_bn_recalibration"] = before
     if result.history:
         plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name} ({inputs.name})",
                                    split=inputs.eval_split)
