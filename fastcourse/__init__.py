@@ -16,6 +16,7 @@ imports no TensorFlow; the names below load on first use. fastcourse's own Keras
 `keras.saving.load_model(path, safe_mode=True)` reads any model fastcourse wrote (import fastcourse,
 then keras, or the other way round).
 """
+
 import importlib
 import importlib.abc
 import importlib.util

@@ -1,4 +1,5 @@
 """`python -m fastcourse ...` is the `fastcourse` command."""
+
 import sys
 
 from fastcourse.cli import main

@@ -19,6 +19,7 @@ dotted key, the value and what is allowed, and all of a config's problems are re
 `read_config` reads and checks the tree alone; `fastcourse.load_config`
 (fastcourse.tasks.check.load_config) is the whole check that `run` makes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -78,8 +79,10 @@ _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 
 def _run_name(value: str) -> str:
     if not _RUN_NAME.match(value):
-        raise ValueError("must be a plain folder name of at most 100 letters, digits and . _ + - "
-                         "(no spaces or /), starting with a letter or digit: it names the run directory")
+        raise ValueError(
+            "must be a plain folder name of at most 100 letters, digits and . _ + - "
+            "(no spaces or /), starting with a letter or digit: it names the run directory"
+        )
     return value
 
 
@@ -87,6 +90,7 @@ RunName = Annotated[str, AfterValidator(_run_name)]
 
 
 # --- the arguments of registered functions, bounded by name ---------------------------------
+
 
 @dataclass(frozen=True)
 class Bounds:
@@ -129,11 +133,16 @@ _LAYER_SIZE = Bounds(1, 65_536, why="a layer width")
 ARG_BOUNDS: dict[str, Bounds] = {
     # models
     "dropout": Bounds(0, 1, hi_open=True, why="the fraction of units dropped"),
-    "units": _LAYER_SIZE, "dense": _LAYER_SIZE, "hidden": _LAYER_SIZE, "filters": _LAYER_SIZE,
+    "units": _LAYER_SIZE,
+    "dense": _LAYER_SIZE,
+    "hidden": _LAYER_SIZE,
+    "filters": _LAYER_SIZE,
     "depth": Bounds(0, 100, why="hidden layers (0: a linear head)"),
     # augmentations (the course's ImageDataGenerator ranges)
     "rotation": Bounds(0, 180, why="degrees"),
-    "shift": _FRACTION_OF_SIZE, "width_shift": _FRACTION_OF_SIZE, "height_shift": _FRACTION_OF_SIZE,
+    "shift": _FRACTION_OF_SIZE,
+    "width_shift": _FRACTION_OF_SIZE,
+    "height_shift": _FRACTION_OF_SIZE,
     "shear": Bounds(0, 1.5, why="radians, as Keras 1 had it; pi/2 is degenerate"),
     "zoom": Bounds(0, 1, hi_open=True, why="images are zoomed by a factor in [1 - zoom, 1 + zoom]"),
     "channel_shift": Bounds(0, 255, why="pixel values are 0-255"),
@@ -142,7 +151,8 @@ ARG_BOUNDS: dict[str, Bounds] = {
     "valid_fraction": Bounds(0, 1, lo_open=True, hi_open=True, why="the fraction of train moved to valid"),
     "split_seed": Bounds(0, SEED_MAX, why="a seed"),
     # schedules
-    "lr": _RATE, "max_lr": _RATE,
+    "lr": _RATE,
+    "max_lr": _RATE,
     "min_lr": Bounds(0, 10, why="a learning rate"),
     "warmup": Bounds(0, 100_000, why="epochs of warm-up"),
     "pct_start": Bounds(0, 1, hi_open=True, why="the fraction of the run spent warming up"),
@@ -155,7 +165,10 @@ ARG_BOUNDS: dict[str, Bounds] = {
     # ratio r adds r / (1 - r) pseudo-labelled images per labelled one (train/pseudo.py): r < 1
     "pseudo_ratio": Bounds(0, 1, hi_open=True, why="the share of pseudo-labelled images in the training set"),
     "pseudo_rounds": Bounds(1, 100, why="rounds of pseudo-labelling, used when pseudo_ratio > 0"),
-    "pseudo_epochs": _EPOCHS, "finetune_epochs": _EPOCHS, "freeze_epochs": _EPOCHS, "unfreeze_epochs": _EPOCHS,
+    "pseudo_epochs": _EPOCHS,
+    "finetune_epochs": _EPOCHS,
+    "freeze_epochs": _EPOCHS,
+    "unfreeze_epochs": _EPOCHS,
     "finetune_scale": Bounds(0, 10, lo_open=True, why="a multiplier of the learning rate"),
     "lr_mult": Bounds(0, 1e6, lo_open=True, why="a multiplier of the learning rate"),
     "C": Bounds(0, None, lo_open=True, why="the inverse regularisation strength"),
@@ -195,10 +208,13 @@ class Named(BaseModel):
 class DataConfig(Named):
     name: str = "mnist_sample"
     train_limit: Optional[PositiveInt] = Field(
-        None, description="at most N training images: an image folder keeps each class's share, drawn from "
-        "`seed`; arrays keep the first N (docs/records.md)")
+        None,
+        description="at most N training images: an image folder keeps each class's share, drawn from "
+        "`seed`; arrays keep the first N (docs/records.md)",
+    )
     test_limit: Optional[PositiveInt] = Field(
-        None, description="at most N evaluation (valid or test) images, chosen as train_limit's")
+        None, description="at most N evaluation (valid or test) images, chosen as train_limit's"
+    )
 
 
 class ModelConfig(Named):
@@ -227,18 +243,28 @@ class TrainConfig(Strict):
     steps_per_execution: PositiveInt = Field(1, le=100_000)
     jit_compile: Bool = False
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
-        "auto", description="auto (the default): mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or "
+        "auto",
+        description="auto (the default): mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or "
         "AVX-512 BF16, else float32; a forced mixed_float16 without a GPU trains in float32 "
-        "(fastcourse.train.precision.resolve_precision; docs/training-figures.md)")
+        "(fastcourse.train.precision.resolve_precision; docs/training-figures.md)",
+    )
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     validate_each_epoch: Bool = True
-    bn_recalibrate: Int = Field(100, ge=0, le=100000, description="batches over which batchnorm statistics "
-                                "are recomputed after training (precise BN); each epoch's validation recomputes them first "
-                                "from a few batches, so per-epoch figures are the true model's; 0 turns both off")
+    bn_recalibrate: Int = Field(
+        100,
+        ge=0,
+        le=100000,
+        description="batches over which batchnorm statistics "
+        "are recomputed after training (precise BN); each epoch's validation recomputes them first "
+        "from a few batches, so per-epoch figures are the true model's; 0 turns both off",
+    )
     deterministic: Bool = True
     verbose: Literal[0, 1, 2] = 1
-    tensorboard: Bool = Field(False, description="write TensorBoard logs (scalars, the learning rate per step, "
-                              "augmented samples) into RUN/tensorboard/")
+    tensorboard: Bool = Field(
+        False,
+        description="write TensorBoard logs (scalars, the learning rate per step, "
+        "augmented samples) into RUN/tensorboard/",
+    )
 
     @model_validator(mode="after")
     def _epochs_from_phases(self):
@@ -252,8 +278,7 @@ class TrainConfig(Strict):
                 self.epochs = total
             elif self.epochs != total:
                 raise ValueError(
-                    f"epochs={self.epochs} but the phases add up to {total}; drop train.epochs "
-                    "or make them agree"
+                    f"epochs={self.epochs} but the phases add up to {total}; drop train.epochs or make them agree"
                 )
         elif self.epochs is None:
             self.epochs = 1
@@ -286,8 +311,10 @@ class ExperimentConfig(Strict):
     @model_validator(mode="after")
     def _ensemble_of_task(self):
         if self.ensemble is not None and self.ensemble.members > 1 and self.task.name in ENSEMBLE_REFUSED:
-            raise ValueError(f"ensemble of task {self.task.name!r}: {ENSEMBLE_REFUSED[self.task.name]}; "
-                             "remove the ensemble section (or set ensemble.members: 1)")
+            raise ValueError(
+                f"ensemble of task {self.task.name!r}: {ENSEMBLE_REFUSED[self.task.name]}; "
+                "remove the ensemble section (or set ensemble.members: 1)"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -299,9 +326,8 @@ class ExperimentConfig(Strict):
 
 # --- loading -------------------------------------------------------------------------------
 
-def read_config(
-    source: str | os.PathLike | dict, overrides: list[str] | None = None
-) -> ExperimentConfig:
+
+def read_config(source: str | os.PathLike | dict, overrides: list[str] | None = None) -> ExperimentConfig:
     """The config TREE of a YAML file (or a dict) with `key.path=value` overrides applied.
 
     Checks the tree alone (shapes, types, bounds of train/seed/ensemble...), not the named
@@ -373,8 +399,9 @@ def parse_scalar(text: str, source: str = "--set") -> Any:
 def apply_override(raw: dict, item: str, where: str) -> None:
     """Apply one `key.path=value` to the raw tree; a one-line ConfigError naming the key."""
     if "=" not in item:
-        raise ConfigError(f"{where}: --set {item!r}: an override must look like key.path=value, "
-                          "e.g. --set train.epochs=3")
+        raise ConfigError(
+            f"{where}: --set {item!r}: an override must look like key.path=value, e.g. --set train.epochs=3"
+        )
     key, text = item.split("=", 1)
     key = key.strip()
     parts = key.split(".")
@@ -386,8 +413,9 @@ def apply_override(raw: dict, item: str, where: str) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"{where}: --set {key}: {'.'.join(parts[:i + 1])} is a value, not a section "
-                              f"(it is {short(child)})")
+            raise ConfigError(
+                f"{where}: --set {key}: {'.'.join(parts[: i + 1])} is a value, not a section (it is {short(child)})"
+            )
         node = child
     node[parts[-1]] = parse_scalar(text, f"{where}: --set {key}")
 
@@ -431,8 +459,13 @@ def nested_sections(fn) -> dict[str, ArgsOf]:
             hints = typing.get_type_hints(fn, include_extras=True)
         except (NameError, TypeError, AttributeError):
             hints = {}
-        _NESTED[fn] = {name: meta for name, hint in hints.items() if typing.get_origin(hint) is Annotated
-                       for meta in hint.__metadata__ if isinstance(meta, ArgsOf)}
+        _NESTED[fn] = {
+            name: meta
+            for name, hint in hints.items()
+            if typing.get_origin(hint) is Annotated
+            for meta in hint.__metadata__
+            if isinstance(meta, ArgsOf)
+        }
     return _NESTED[fn]
 
 
@@ -456,8 +489,7 @@ def harden(hint: Any) -> Any:
     return hint
 
 
-def argument_problems(fn, args: dict, loc: str, where: str,
-                      skipped: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
+def argument_problems(fn, args: dict, loc: str, where: str, skipped: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
     """(`args` coerced to `fn`'s annotated types, one line per problem): keys set from the data,
     unknown keys, types (fn's signature), ARG_BOUNDS, and ArgsOf arguments as sections of their own."""
     problems = [f"{where}: {loc}.{k}: set from the data, not the config; remove it" for k in args if k in skipped]
@@ -470,8 +502,10 @@ def argument_problems(fn, args: dict, loc: str, where: str,
         problems += _problems(exc, where, model, prefix=loc)
         bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
         # the keys that passed, converted one by one (for their bounds)
-        coerced = {k: v if k in bad or k not in model.model_fields else _field_type(model, k).validate_python(v)
-                   for k, v in given.items()}
+        coerced = {
+            k: v if k in bad or k not in model.model_fields else _field_type(model, k).validate_python(v)
+            for k, v in given.items()
+        }
     ok = {k: v for k, v in coerced.items() if k not in bad}
     problems += bound_problems(ok, loc, where)
     for name, inner in nested_sections(fn).items():
@@ -501,8 +535,7 @@ def bound_problems(args: dict[str, Any], loc: str, where: str) -> list[str]:
             continue
         if isinstance(value, (list, tuple)):
             if bounds.length is not None and len(value) != bounds.length:
-                problems.append(f"{where}: {loc}.{key} = {short(value)}: give {bounds.length} numbers "
-                                f"({bounds.why})")
+                problems.append(f"{where}: {loc}.{key} = {short(value)}: give {bounds.length} numbers ({bounds.why})")
                 continue
             entries = [(f"{loc}.{key}[{i}]", v) for i, v in enumerate(value)]
         else:
@@ -516,6 +549,7 @@ def bound_problems(args: dict[str, Any], loc: str, where: str) -> list[str]:
 
 
 # --- error messages ------------------------------------------------------------------------
+
 
 def _problems(exc: ValidationError, where: str, root: type[BaseModel], prefix: str = "") -> list[str]:
     """One line per error pydantic found, naming the dotted key, the value and what is allowed."""
@@ -535,7 +569,7 @@ def _problem(err: Mapping[str, Any], where: str, root: type[BaseModel], prefix: 
         return f"{where}: {dotted}: required key is missing"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if err["type"] in ("bool_type", "bool_parsing"):
         msg = "a switch takes true or false (yes/no/on/off/1/0 are not switches); write true or false"
     if isinstance(value, dict) and not loc:

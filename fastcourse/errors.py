@@ -6,6 +6,7 @@ docs/messages.md):
     1    a failure at run time: a diverged loss, a full disk, a busy run directory (RunError)
     130  Ctrl-C; 143 SIGTERM (Interrupted)
 """
+
 from __future__ import annotations
 
 

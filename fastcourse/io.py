@@ -1,5 +1,6 @@
 """Atomic file writes: a reader never sees a half-written file, and a failed write leaves
 whatever was there before untouched (write to a temporary file beside it, then rename)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix + ".tmp",
+            prefix=f".{path.name}.",
+            suffix=suffix if suffix is not None else path.suffix + ".tmp",
             dir=path.parent,
         )
         os.close(fd)
@@ -63,8 +65,16 @@ def make_folder(path: str | os.PathLike, what: str) -> Path:
 
 # errnos that say the path given cannot be a writable folder: bad input (exit 2), fixed by
 # choosing another place; anything else (a full disk, an I/O error) is a failure at run time
-_BAD_PLACE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
-              errno.ELOOP, errno.EEXIST}
+_BAD_PLACE = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.EEXIST,
+}
 
 
 def os_error(exc: OSError, what: str) -> FastcourseError:

@@ -10,6 +10,7 @@ so the holder's pid goes to a side file `<lock>.pid`, removed on release (a kill
 stays and is overwritten by the next one). Holding is re-entrant within a process, as
 run_experiment -> run_ensemble nest.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,8 +53,10 @@ def hold(folder: str | os.PathLike, name: str = LOCK, what: str = "run directory
         lock.acquire(blocking=False)
     except Timeout:
         pid = holder(folder, name)
-        raise RunError(f"{what} {folder} is in use by another fastcourse run (pid {pid or 'unknown'}); "
-                       "wait for it to finish, or start a separate run") from None
+        raise RunError(
+            f"{what} {folder} is in use by another fastcourse run (pid {pid or 'unknown'}); "
+            "wait for it to finish, or start a separate run"
+        ) from None
     except OSError as exc:  # a read-only or foreign folder
         raise io.os_error(exc, f"cannot lock {what} {folder}") from None
     outer = lock.lock_counter == 1
@@ -68,8 +71,6 @@ def hold(folder: str | os.PathLike, name: str = LOCK, what: str = "run directory
         if outer:  # while still held, so the next holder's pid file is never removed
             pid_path(folder, name).unlink(missing_ok=True)
         lock.release()
-
-
 
 
 @contextlib.contextmanager
@@ -94,5 +95,6 @@ def is_held(folder: str | os.PathLike, name: str = LOCK) -> bool:
         return False
     lock.release()
     return False
+
 
 __all__ = ["hold", "holder", "is_held", "locked", "pid_path", "LOCK"]

@@ -5,6 +5,7 @@ registry finds its names by READING those modules' source (ast), not by importin
 `fastcourse list` and config name checks need no TensorFlow; `get(name)` imports the one module
 that defines the name. An unknown name fails with the list of known ones and the nearest match.
 """
+
 from __future__ import annotations
 
 import ast
@@ -105,8 +106,12 @@ def _decorated(path: Path, module: str, variable: str) -> dict[str, Entry]:
         for deco in node.decorator_list:
             call = deco if isinstance(deco, ast.Call) else None
             func = call.func if call else deco
-            if (isinstance(func, ast.Attribute) and func.attr == "register"
-                    and isinstance(func.value, ast.Name) and func.value.id == variable):
+            if (
+                isinstance(func, ast.Attribute)
+                and func.attr == "register"
+                and isinstance(func.value, ast.Name)
+                and func.value.id == variable
+            ):
                 name = node.name
                 if call and call.args and isinstance(call.args[0], ast.Constant):
                     name = call.args[0].value

@@ -13,6 +13,7 @@ On top of yaml.SafeLoader (no Python objects are ever built):
 - an empty file or a top level that is not a mapping is refused.
 Every error is a ConfigError of one line starting with the file (and line) and saying the fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,13 +52,15 @@ class SafeConfigLoader(yaml.SafeLoader):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
                 mark = self.peek_event().start_mark
-                raise ConfigError(f"{self.source}:{mark.line + 1}: more than {MAX_ALIASES} alias uses (*name); "
-                                  "write the values out")
+                raise ConfigError(
+                    f"{self.source}:{mark.line + 1}: more than {MAX_ALIASES} alias uses (*name); write the values out"
+                )
         self.depth += 1
         if self.depth > MAX_DEPTH:
             mark = self.peek_event().start_mark
-            raise ConfigError(f"{self.source}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep; "
-                              "flatten the config")
+            raise ConfigError(
+                f"{self.source}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep; flatten the config"
+            )
         try:
             return super().compose_node(parent, index)
         finally:
@@ -73,8 +76,9 @@ def load_yaml(path: str | os.PathLike) -> dict:
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise ConfigError(f"{path}: {size:,} bytes is too large for a config (limit {MAX_BYTES:,}); "
-                              "is this the right file?")
+            raise ConfigError(
+                f"{path}: {size:,} bytes is too large for a config (limit {MAX_BYTES:,}); is this the right file?"
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file; `fastcourse list` shows the configs folder") from None
@@ -85,8 +89,9 @@ def load_yaml(path: str | os.PathLike) -> dict:
     try:
         text = data.decode("utf-8-sig")  # tolerate the BOM some Windows editors write
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                          "save the file as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
+        ) from None
     return loads_yaml(text, str(path))
 
 
@@ -97,24 +102,25 @@ def loads_yaml(text: str, source: str = "<string>") -> dict:
     try:
         loader = SafeConfigLoader(text, source)  # the reader refuses control characters here
     except yaml.reader.ReaderError as exc:
-        raise ConfigError(f"{source}: character {chr(exc.character)!r} at offset {exc.position} is not allowed "
-                          "in YAML; remove it") from None
+        raise ConfigError(
+            f"{source}: character {chr(exc.character)!r} at offset {exc.position} is not allowed in YAML; remove it"
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise ConfigError(f"{source}: empty config; write at least the sections data:, model: and train:")
         if not isinstance(node, yaml.MappingNode):
             kind = {yaml.SequenceNode: "a list"}.get(type(node), f"the value {node.value!r}"[:60])
-            raise ConfigError(f"{source}: the top level must be a mapping of sections "
-                              f"(data:, model:, train:...), got {kind}")
+            raise ConfigError(
+                f"{source}: the top level must be a mapping of sections (data:, model:, train:...), got {kind}"
+            )
         _check_tree(node, source)
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "cannot parse"
-        raise ConfigError(f"{source}{at}: malformed YAML: {problem}; check the indentation and quoting there") \
-            from None
+        raise ConfigError(f"{source}{at}: malformed YAML: {problem}; check the indentation and quoting there") from None
     except yaml.YAMLError as exc:  # other parser errors carry no position
         raise ConfigError(f"{source}: malformed YAML: {str(exc).splitlines()[0]}") from None
     finally:
@@ -136,14 +142,18 @@ def loads_value(text: str, source: str) -> object:
         return loader.construct_document(node)
     except yaml.constructor.ConstructorError:  # a tag: !!python/object, !custom ...
         tag = re.search(r"!\S*", text)
-        raise ConfigError(f"{source}: {tag.group(0) if tag else 'the value'} is a YAML tag, which a config "
-                          "does not take; write a plain value (a number, true/false, a string or a [list])") from None
+        raise ConfigError(
+            f"{source}: {tag.group(0) if tag else 'the value'} is a YAML tag, which a config "
+            "does not take; write a plain value (a number, true/false, a string or a [list])"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at column {mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "cannot parse"
-        raise ConfigError(f"{source}: {text!r} is not valid YAML ({problem}{at}); close the brackets or "
-                          "quotes, or quote the whole value") from None
+        raise ConfigError(
+            f"{source}: {text!r} is not valid YAML ({problem}{at}); close the brackets or "
+            "quotes, or quote the whole value"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: {text!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
     finally:
@@ -158,8 +168,9 @@ def _check_tree(root: yaml.Node, source: str) -> None:
         if id(node) in sizes:
             return sizes[id(node)]
         if id(node) in open_:
-            raise ConfigError(f"{source}:{node.start_mark.line + 1}: {where or 'top'}: an alias refers to itself; "
-                              "remove the loop")
+            raise ConfigError(
+                f"{source}:{node.start_mark.line + 1}: {where or 'top'}: an alias refers to itself; remove the loop"
+            )
         open_.add(id(node))
         total = 1
         if isinstance(node, yaml.MappingNode):
@@ -169,13 +180,16 @@ def _check_tree(root: yaml.Node, source: str) -> None:
                     total += walk(value, where, open_)
                     continue
                 if not isinstance(key, yaml.ScalarNode):
-                    raise ConfigError(f"{source}:{key.start_mark.line + 1}: {where or 'top'}: a key must be a "
-                                      "plain name, not a list or mapping")
+                    raise ConfigError(
+                        f"{source}:{key.start_mark.line + 1}: {where or 'top'}: a key must be a "
+                        "plain name, not a list or mapping"
+                    )
                 name = f"{where}.{key.value}" if where else str(key.value)
                 line = key.start_mark.line + 1
                 if (key.tag, key.value) in seen:
-                    raise ConfigError(f"{source}:{line}: {name}: duplicate key (first at line "
-                                      f"{seen[key.tag, key.value]}); keep one")
+                    raise ConfigError(
+                        f"{source}:{line}: {name}: duplicate key (first at line {seen[key.tag, key.value]}); keep one"
+                    )
                 seen[key.tag, key.value] = line
                 total += 1 + walk(value, name, open_)
         elif isinstance(node, yaml.SequenceNode):
@@ -183,8 +197,9 @@ def _check_tree(root: yaml.Node, source: str) -> None:
                 total += walk(item, f"{where}[{i}]", open_)
         open_.discard(id(node))
         if total > MAX_NODES:
-            raise ConfigError(f"{source}: expands to more than {MAX_NODES:,} values (aliases of aliases); "
-                              "write the values out")
+            raise ConfigError(
+                f"{source}: expands to more than {MAX_NODES:,} values (aliases of aliases); write the values out"
+            )
         sizes[id(node)] = total
         return total
 

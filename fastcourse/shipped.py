@@ -9,6 +9,7 @@ The configs are package data (read through importlib.resources), so an installed
 them from any folder: `fastcourse run mnist_sample/cnn`. A source checkout keeps a top-level
 `configs` link to the same folder, so `fastcourse run configs/mnist_sample/cnn.yaml` works too.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -41,7 +42,7 @@ def shipped_path(name: str) -> Path | None:
     """The shipped config called `name` ('mnist/cnn', 'mnist/cnn.yaml' or 'configs/mnist/cnn.yaml'), or None."""
     text = str(name).replace(os.sep, "/").strip("/")
     if text.startswith("configs/"):  # the checkout's spelling, run from another folder
-        text = text[len("configs/"):]
+        text = text[len("configs/") :]
     if text.endswith(SUFFIX):
         text = text[: -len(SUFFIX)]
     if not text or ".." in text.split("/"):
@@ -64,8 +65,10 @@ def resolve_config(source: str | os.PathLike) -> Path:
     key = str(source).replace(os.sep, "/").removeprefix("configs/").removesuffix(SUFFIX)
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else f"shipped configs: {', '.join(names[:6])}, ..."
-    raise ConfigError(f"{source}: no such config file, and no shipped config of that name; {hint} "
-                      "(`fastcourse list configs` shows them all)")
+    raise ConfigError(
+        f"{source}: no such config file, and no shipped config of that name; {hint} "
+        "(`fastcourse list configs` shows them all)"
+    )
 
 
 __all__ = ["configs_dir", "shipped_names", "shipped_path", "resolve_config"]

@@ -4,6 +4,7 @@ The model is the ladder's `linear` builder at 32x32x3 with hand-set weights: the
 "dogs" grows with (blue - red) pixels, so a blue square is a dog, a red one a cat, and a
 bigger square is a more confident prediction. No training needed; results are exact.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ def shape_image(color: str, side: int, size: int = 40) -> np.ndarray:
     image = np.full((size, size, 3), 128, np.uint8)
     lo = (size - side) // 2
     rgb = {"red": (230, 20, 20), "blue": (20, 20, 230)}[color]
-    image[lo:lo + side, lo:lo + side] = rgb
+    image[lo : lo + side, lo : lo + side] = rgb
     return image
 
 
@@ -33,22 +34,22 @@ def make_model(classes=("cats", "dogs"), scale: float = 40.0):
     kernel = np.zeros((SIZE, SIZE, 3, len(classes)), np.float32)
     per_pixel = scale / (SIZE * SIZE * 255.0)
     dog = list(classes).index("dogs") if "dogs" in classes else 1
-    kernel[:, :, 2, dog] = per_pixel   # blue votes dog
+    kernel[:, :, 2, dog] = per_pixel  # blue votes dog
     kernel[:, :, 0, dog] = -per_pixel  # red votes against
     model.get_layer("predictions").set_weights([kernel.reshape(-1, len(classes)), np.zeros(len(classes), np.float32)])
     return model
 
 
-def make_run(tmp_path: Path, classes=("cats", "dogs"), augment: dict | None = None, model=None,
-             name: str = "run") -> Path:
+def make_run(
+    tmp_path: Path, classes=("cats", "dogs"), augment: dict | None = None, model=None, name: str = "run"
+) -> Path:
     """A run directory: model.keras, config.yaml (seed, augment), metrics.json (classes)."""
     from fastcourse import io
 
     run = tmp_path / name
     run.mkdir()
     io.save_model(model if model is not None else make_model(classes), run / "model.keras")
-    cfg = {"name": "tiny", "seed": 3, "augment": augment or {"name": "none"},
-           "data": {"name": "mnist_sample"}}
+    cfg = {"name": "tiny", "seed": 3, "augment": augment or {"name": "none"}, "data": {"name": "mnist_sample"}}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "metrics.json").write_text(json.dumps({"classes": list(classes)}))
     return run
@@ -116,20 +117,24 @@ def folder_run() -> tuple[Path, Path]:
         from fastcourse.tasks.runner import run_experiment
 
         root = _runs_root()
-        data = make_image_folder(root / "dogscats", "dogscats", classes=2, per_class=10, valid_per_class=5,
-                                 test=6, size=40, seed=0)
+        data = make_image_folder(
+            root / "dogscats", "dogscats", classes=2, per_class=10, valid_per_class=5, test=6, size=40, seed=0
+        )
         for old, new in (("circle", "cats"), ("square", "dogs")):
             for split in ("train", "valid"):
                 (data / split / old).rename(data / split / new)
         for i, f in enumerate(sorted((data / "test" / "unknown").iterdir()), start=1):
             f.rename(f.with_name(f"{i}{f.suffix}"))
-        cfg = load_checked({
-            "name": "tiny-folder", "seed": 5,
-            "data": {"name": "image_folder", "path": str(data), "image_size": [32, 32]},
-            "model": {"name": "cnn_bn", "filters": [4, 8], "dense": 8},
-            "augment": {"name": "dogscats"},
-            "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-3}},
-        })
+        cfg = load_checked(
+            {
+                "name": "tiny-folder",
+                "seed": 5,
+                "data": {"name": "image_folder", "path": str(data), "image_size": [32, 32]},
+                "model": {"name": "cnn_bn", "filters": [4, 8], "dense": 8},
+                "augment": {"name": "dogscats"},
+                "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-3}},
+            }
+        )
         _RUNS["folder"] = (run_experiment(cfg, out=root / "runs"), data)
     return _RUNS["folder"]
 
@@ -140,12 +145,16 @@ def array_run() -> Path:
         from fastcourse.tasks.check import load_checked
         from fastcourse.tasks.runner import run_experiment
 
-        cfg = load_checked({
-            "name": "tiny-arrays", "seed": 1,
-            "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 24},
-            "model": {"name": "linear"}, "augment": {"name": "course"},
-            "train": {"batch_size": 32, "epochs": 1, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-3}},
-        })
+        cfg = load_checked(
+            {
+                "name": "tiny-arrays",
+                "seed": 1,
+                "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 24},
+                "model": {"name": "linear"},
+                "augment": {"name": "course"},
+                "train": {"batch_size": 32, "epochs": 1, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-3}},
+            }
+        )
         _RUNS["arrays"] = (run_experiment(cfg, out=_runs_root() / "runs"), None)
     return _RUNS["arrays"][0]
 
@@ -159,6 +168,6 @@ def upright_model():
     kernel = np.zeros((SIZE, SIZE, 3, 2), np.float32)
     per_pixel = 40.0 / (SIZE * SIZE * 255.0)
     kernel[: SIZE // 2, :, 2, 1] = per_pixel
-    kernel[SIZE // 2:, :, 2, 1] = -per_pixel
+    kernel[SIZE // 2 :, :, 2, 1] = -per_pixel
     model.get_layer("predictions").set_weights([kernel.reshape(-1, 2), np.zeros(2, np.float32)])
     return model

@@ -1,4 +1,5 @@
 """The package's shape: one-way layers, no import cycles, a command line that starts fast."""
+
 from __future__ import annotations
 
 import subprocess
@@ -14,8 +15,9 @@ LAYERS = ["data", "models", "train", "run", "tasks", "results", "lessons", "cli"
 
 def test_layer_contract_holds():
     """import-linter's layers contract (pyproject.toml): each layer imports only the layers above it."""
-    proc = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "1 kept, 0 broken" in proc.stdout
 
@@ -79,7 +81,7 @@ def test_the_cycle_finder_would_see_a_cycle():
 def test_no_upper_layer_imports_a_lower_one(layer):
     """The same rule read from the graph directly: `layer` imports nothing from the layers after it."""
     graph = _import_graph()
-    below = LAYERS[LAYERS.index(layer) + 1:]
+    below = LAYERS[LAYERS.index(layer) + 1 :]
     for lower in below:
         chains = graph.find_shortest_chains(f"fastcourse.{layer}", f"fastcourse.{lower}")
         assert not chains, f"{layer} imports {lower}: {sorted(chains)[:3]}"
@@ -87,17 +89,20 @@ def test_no_upper_layer_imports_a_lower_one(layer):
 
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "models"]])
 def test_help_and_list_import_no_tensorflow_and_start_fast(argv):
-    code = ("import sys, time; t = time.perf_counter(); from fastcourse.cli import main\n"
-            "try:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "print('TF' if 'tensorflow' in sys.modules else 'noTF', 'keras' in sys.modules)" % (argv,))
+    code = (
+        "import sys, time; t = time.perf_counter(); from fastcourse.cli import main\n"
+        "try:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+        "print('TF' if 'tensorflow' in sys.modules else 'noTF', 'keras' in sys.modules)" % (argv,)
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("noTF False"), proc.stdout[-500:]
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).with_name("fastcourse")), *argv], capture_output=True, timeout=60,
-                       check=True)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("fastcourse")), *argv], capture_output=True, timeout=60, check=True
+        )
         times.append(time.perf_counter() - start)
     assert min(times) < 1.5, f"fastcourse {' '.join(argv)}: {min(times):.2f} s"
 

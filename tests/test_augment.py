@@ -1,11 +1,12 @@
 """The course augmentation equals the legacy ImageDataGenerator's transform, batch-wise."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from fastcourse.data import augment
-from fastcourse.data.augment import affine_transforms
 from fastcourse.data.arrays import mnist_sample
+from fastcourse.data.augment import affine_transforms
 
 
 @pytest.fixture(scope="module")
@@ -16,19 +17,27 @@ def digits():
 def test_matrices_match_legacy_generator(digits):
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
-    params = [dict(theta=7.0, tx=2.0, ty=-1.5, shear=0.25, zx=0.95, zy=1.07),
-              dict(theta=-5.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0),
-              dict(theta=0.0, tx=1.0, ty=2.0, shear=-0.3, zx=1.08, zy=0.92),
-              dict(theta=8.0, tx=-2.2, ty=2.2, shear=0.1, zx=1.0, zy=1.0)]
+    params = [
+        dict(theta=7.0, tx=2.0, ty=-1.5, shear=0.25, zx=0.95, zy=1.07),
+        dict(theta=-5.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0),
+        dict(theta=0.0, tx=1.0, ty=2.0, shear=-0.3, zx=1.08, zy=0.92),
+        dict(theta=8.0, tx=-2.2, ty=2.2, shear=0.1, zx=1.0, zy=1.0),
+    ]
     gen = ImageDataGenerator(fill_mode="nearest")
     # the legacy generator takes shear in degrees; the course's Keras 1 (and we) in radians
-    ref = np.stack([gen.apply_transform(digits[i], {**p, "shear": np.rad2deg(p["shear"])})
-                    for i, p in enumerate(params)])
+    ref = np.stack(
+        [gen.apply_transform(digits[i], {**p, "shear": np.rad2deg(p["shear"])}) for i, p in enumerate(params)]
+    )
     cols = {k: tf.constant([p[k] for p in params], tf.float32) for k in params[0]}
     transforms = affine_transforms(**cols, height=28, width=28)
     ours = tf.raw_ops.ImageProjectiveTransformV3(
-        images=digits, transforms=transforms, output_shape=[28, 28], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="NEAREST").numpy()
+        images=digits,
+        transforms=transforms,
+        output_shape=[28, 28],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    ).numpy()
     assert np.abs(ours - ref).max() < 0.01  # of 255
     assert np.abs(ours - digits).max() > 50  # and it really moved the pixels
 
@@ -46,7 +55,12 @@ def test_same_seed_same_batch_new_seed_new_batch(digits):
 def test_course_parameters_are_the_lessons():
     layer = augment.build("course").layer
     assert (layer.rotation, layer.width_shift, layer.height_shift, layer.shear, layer.zoom) == (
-        8.0, 0.08, 0.08, 0.3, 0.08)
+        8.0,
+        0.08,
+        0.08,
+        0.3,
+        0.08,
+    )
 
 
 def test_zero_ranges_are_identity(digits):

@@ -6,6 +6,7 @@ goes through both commands in this process: both refuse it with exit 2 and the s
 refusals come before anything is built, so the run half is as fast as the check half. Configs at
 the edges of every range are accepted by both, and run trains them (1 epoch, tiny data).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,11 +51,22 @@ def test_check_and_run_agree_on_every_config_row(row: Case, tmp_path, capsys, mo
 # Legal configs at the edges of their ranges (and values the features task once refused at run
 # time while check passed them): check says ok, run trains them.
 LEGAL = {
-    "edges": tiny(seed=2**32 - 1, model={"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16, "dropout": 0.0},
-                  augment={"name": "course", "zoom": 0, "rotation": 0},
-                  train__schedule={"name": "one_cycle", "max_lr": 1e-3, "pct_start": 0.0}),
-    "features-linear-head": tiny(task={"name": "features", "passes": 0, "pseudo_rounds": 1, "pseudo_ratio": 0.0,
-                                       "finetune_scale": 10, "head": {"depth": 0, "dropout": 0.0, "units": 8}}),
+    "edges": tiny(
+        seed=2**32 - 1,
+        model={"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16, "dropout": 0.0},
+        augment={"name": "course", "zoom": 0, "rotation": 0},
+        train__schedule={"name": "one_cycle", "max_lr": 1e-3, "pct_start": 0.0},
+    ),
+    "features-linear-head": tiny(
+        task={
+            "name": "features",
+            "passes": 0,
+            "pseudo_rounds": 1,
+            "pseudo_ratio": 0.0,
+            "finetune_scale": 10,
+            "head": {"depth": 0, "dropout": 0.0, "units": 8},
+        }
+    ),
 }
 
 

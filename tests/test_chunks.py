@@ -1,12 +1,13 @@
 """ChunkedArray: a chunk-by-chunk fill resumes at the first uncommitted row after a crash."""
+
 import errno
 import os
 
 import numpy as np
 import pytest
 
-from fastcourse.errors import RunError
 from fastcourse.data.chunks import ChunkedArray
+from fastcourse.errors import RunError
 
 SHAPE = (10, 3, 2)
 FULL = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)

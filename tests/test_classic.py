@@ -1,4 +1,5 @@
 """The classic builders (LeNet, AlexNet) and the Identify-the-digits ladder, and their configs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.models import MODELS, build_model
+from fastcourse.tasks.check import load_checked as load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ["digits_mlp", "digits_wide", "digits_deep", "digits_deep_dropout", "digits_deep_wide", "digits_cnn"]
@@ -36,8 +37,10 @@ def test_small_builders_shape_params_and_probabilities(name, rng):
 
 def test_alexnet_is_the_227_network_of_the_reference():
     model = build_model("alexnet", (227, 227, 3), 1000)
-    sizes = [model.get_layer(n).output.shape[1] for n in
-             ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5"]]
+    sizes = [
+        model.get_layer(n).output.shape[1]
+        for n in ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5"]
+    ]
     assert sizes == [55, 27, 27, 13, 13, 13, 13, 6]
     assert model.get_layer("pool5").output.shape[1:] == (6, 6, 256)
     assert [model.get_layer(n).units for n in ("fc6", "fc7", "predictions")] == [4096, 4096, 1000]
@@ -90,8 +93,11 @@ def test_lenet_options_change_the_network():
     assert isinstance(build_model("lenet", (28, 28, 1), 10).get_layer("pool1"), keras.layers.AveragePooling2D)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "digits").glob("*.yaml"))
-                         + sorted((ROOT / "configs" / "classic").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "configs" / "digits").glob("*.yaml")) + sorted((ROOT / "configs" / "classic").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
 def test_configs_validate_and_say_how_to_run(path):
     cfg = load_config(path)
     assert cfg.model.name in MODELS

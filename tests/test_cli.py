@@ -1,4 +1,5 @@
 """The CLI end to end: a small run into a temporary directory, list, show-config, errors."""
+
 import json
 import subprocess
 import sys
@@ -16,17 +17,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_run_writes_a_complete_run_directory(tmp_path, capsys):
     cfg = tmp_path / "small.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "name": "small", "seed": 3, "data": {"name": "mnist_sample", "train_limit": 2000, "test_limit": 500},
-        "model": {"name": "cnn", "filters": [16, 32], "dense": 64}, "augment": {"name": "course"},
-        "train": {"verbose": 0, "schedule": {"name": "phases", "phases": [[1, 2e-3], [1, 5e-4]]}},
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "name": "small",
+                "seed": 3,
+                "data": {"name": "mnist_sample", "train_limit": 2000, "test_limit": 500},
+                "model": {"name": "cnn", "filters": [16, 32], "dense": 64},
+                "augment": {"name": "course"},
+                "train": {"verbose": 0, "schedule": {"name": "phases", "phases": [[1, 2e-3], [1, 5e-4]]}},
+            }
+        )
+    )
     assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--set", "train.batch_size=32"]) == 0
     out = capsys.readouterr().out
     run_dir = Path(out.split("run directory: ")[1].strip())
     assert run_dir.parent == tmp_path / "runs"
-    for name in ("config.yaml", "metrics.json", "history.csv", "model.keras",
-                 "learning_curves.png", "confusion_matrix.png"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "history.csv",
+        "model.keras",
+        "learning_curves.png",
+        "confusion_matrix.png",
+    ):
         assert (run_dir / name).stat().st_size > 0, name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["eval_accuracy"] > 0.85, metrics["eval_accuracy"]  # a sane digit classifier
@@ -65,8 +79,16 @@ def test_show_config_and_list(capsys):
     assert shown["seed"] == 7 and shown["train"]["epochs"] == 35 and shown["model"]["name"] == "cnn_bn_dropout"
     assert main(["list"]) == 0
     listed = capsys.readouterr().out
-    for word in ("models:", "cnn_bn_dropout", "datasets:", "fashion_mnist", "augmentations:", "course",
-                 "schedules:", "one_cycle"):
+    for word in (
+        "models:",
+        "cnn_bn_dropout",
+        "datasets:",
+        "fashion_mnist",
+        "augmentations:",
+        "course",
+        "schedules:",
+        "one_cycle",
+    ):
         assert word in listed
 
 
@@ -90,14 +112,31 @@ def test_no_tensorflow_absl_or_cuda_log_lines_unless_asked(tmp_path):
 
     exe = str(Path(sys.executable).parent / "fastcourse")
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "FASTCOURSE_TF_LOGS")}
-    proc = subprocess.run([exe, "run", "mnist_sample/cnn", "--set", "data.train_limit=128", "--set",
-                           "data.test_limit=64", "--set", "train.schedule.phases=[[1, 1e-3]]", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        [
+            exe,
+            "run",
+            "mnist_sample/cnn",
+            "--set",
+            "data.train_limit=128",
+            "--set",
+            "data.test_limit=64",
+            "--set",
+            "train.schedule.phases=[[1, 1e-3]]",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr == "", proc.stderr[-3000:]
     assert "run directory: " in proc.stdout
-    native = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\])",
-                        re.M)
+    native = re.compile(
+        r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\])", re.M
+    )
     assert not native.search(proc.stdout)
 
 
@@ -110,10 +149,13 @@ def test_native_log_lines_are_filtered_and_come_back_when_asked(capfd, monkeypat
     from fastcourse import cli
 
     with cli._native_stderr_filtered():
-        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-                    b"I0000 00:00:1796411432.825038    7386 port.cc:153] oneDNN custom operations are on.\n"
-                    b"E0000 00:00:1796411442.651873    7386 cuda_platform.cc:52] failed call to cuInit: UNKNOWN\n"
-                    b"a line of our own\n")
+        os.write(
+            2,
+            b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            b"I0000 00:00:1796411432.825038    7386 port.cc:153] oneDNN custom operations are on.\n"
+            b"E0000 00:00:1796411442.651873    7386 cuda_platform.cc:52] failed call to cuInit: UNKNOWN\n"
+            b"a line of our own\n",
+        )
     err = capfd.readouterr().err
     assert err == "a line of our own\n", err
 
@@ -129,9 +171,11 @@ def test_native_log_lines_are_filtered_and_come_back_when_asked(capfd, monkeypat
 
 
 def test_command_line_mistakes_are_one_line_and_exit_2(capsys):
-    for argv, words in [(["run"], ["run:", "required", "CONFIG_OR_RUN_DIR"]),
-                        (["rn"], ["invalid choice", "'rn'"]),
-                        (["explain", "cnn", "--num-classes", "many"], ["explain:", "invalid int value", "'many'"])]:
+    for argv, words in [
+        (["run"], ["run:", "required", "CONFIG_OR_RUN_DIR"]),
+        (["rn"], ["invalid choice", "'rn'"]),
+        (["explain", "cnn", "--num-classes", "many"], ["explain:", "invalid int value", "'many'"]),
+    ]:
         with pytest.raises(SystemExit) as stop:
             main(argv)
         err = capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The worked examples: hand-set neurons, convolution and pooling by hand, softmax, SGD, feature maps."""
+
 from __future__ import annotations
 
 import keras

@@ -1,5 +1,6 @@
 """The config validator: every kind of bad config fails at load with one line per problem naming
 the file, the dotted key, the value and what is allowed, every problem of a config at once."""
+
 from pathlib import Path
 
 import pytest
@@ -57,12 +58,19 @@ def test_bad_choice_lists_allowed(tmp_path):
     assert "train.optimizer = 'adagrad'" in msg and "'adam'" in msg
 
 
-@pytest.mark.parametrize("section,name,kind", [
-    ("model", "cnnn", "model"), ("data", "mnsit", "dataset"), ("augment", "corse", "augmentation"),
-])
+@pytest.mark.parametrize(
+    "section,name,kind",
+    [
+        ("model", "cnnn", "model"),
+        ("data", "mnsit", "dataset"),
+        ("augment", "corse", "augmentation"),
+    ],
+)
 def test_unknown_registered_names(tmp_path, section, name, kind):
-    msg = error_of(tmp_path, BASE + f"{section}: {{name: {name}}}\n" if section != "model"
-                   else BASE.replace("name: cnn", f"name: {name}"))
+    msg = error_of(
+        tmp_path,
+        BASE + f"{section}: {{name: {name}}}\n" if section != "model" else BASE.replace("name: cnn", f"name: {name}"),
+    )
     assert f"{section}.name = '{name}'" in msg and f"unknown {kind}" in msg and "did you mean" in msg
 
 
@@ -81,8 +89,9 @@ def test_builder_arguments_are_checked_against_its_signature(tmp_path):
 
 
 def test_schedule_values_are_checked(tmp_path):
-    msg = error_of(tmp_path, BASE.replace("train: {epochs: 2}",
-                                          "train: {schedule: {name: phases, phases: [[1, -0.1]]}}"))
+    msg = error_of(
+        tmp_path, BASE.replace("train: {epochs: 2}", "train: {schedule: {name: phases, phases: [[1, -0.1]]}}")
+    )
     assert "train.schedule (phases)" in msg and "must be > 0" in msg
     msg = error_of(tmp_path, BASE.replace("epochs: 2", "epochs: 3, schedule: {name: phases, phases: [[1, 0.1]]}"))
     assert "phases add up to 1" in msg
@@ -136,43 +145,47 @@ def test_resolved_config_round_trips(tmp_path):
 
 # --- bounds and switches -------------------------------------------------------------------
 
-@pytest.mark.parametrize("text,words", [
-    ("train: {batch_size: 0}", ["train.batch_size = 0", "greater than 0"]),
-    ("train: {batch_size: 100000000}", ["train.batch_size", "less than or equal to 65536"]),
-    ("train: {epochs: true}", ["train.epochs = True", "not a number"]),
-    ("train: {epochs: yes}", ["train.epochs = 'yes'", "integer"]),  # YAML 1.2: yes is a string
-    ("train: {jit_compile: yes}", ["train.jit_compile = 'yes'", "true or false"]),
-    ("train: {deterministic: 1}", ["train.deterministic = 1", "true or false"]),
-    ("train: {weight_decay: -0.1}", ["train.weight_decay = -0.1"]),
-    ("seed: -1", ["seed = -1"]),
-    ("seed: 99999999999", ["seed = 99999999999", "4294967295"]),
-    ("name: ../elsewhere", ["name = '../elsewhere'", "plain folder name"]),
-    ("data: {name: mnist_sample, train_limit: 0}", ["data.train_limit = 0"]),
-    ("ensemble: {members: 2, seeds: [1, -1]}", ["ensemble.seeds.1 = -1"]),
-    ("model: {name: cnn_bn_dropout, dropout: 1.5}", ["model.dropout = 1.5", "[0, 1)"]),
-    ("model: {name: cnn_bn_dropout, dropout: '1.5'}", ["model.dropout = 1.5", "[0, 1)"]),  # converted, then bounded
-    ("model: {name: cnn, filters: [8, 0]}", ["model.filters[1] = 0", "[1, 65536]"]),
-    ("model: {name: cnn, dense: true}", ["model.dense = True", "not a number"]),
-    ("augment: {name: course, zoom: -0.2}", ["augment.zoom = -0.2", "[0, 1)"]),
-    ("augment: {name: dogscats, horizontal_flip: yes}", ["augment.horizontal_flip = 'yes'", "true or false"]),
-    ("augment: {name: affine, rotation: 720}", ["augment.rotation = 720", "[0, 180]"]),
-    ("data: {name: image_folder, path: x, image_size: [4, 4]}", ["data.image_size[0] = 4", "[8, 4096]"]),
-    ("data: {name: image_folder, path: x, image_size: [224]}", ["data.image_size = [224]", "give 2"]),
-    ("train: {schedule: {name: constant, lr: 0}}", ["train.schedule.lr = 0", "(0, 10]"]),
-    ("train: {schedule: {name: one_cycle, pct_start: 1.0}}", ["train.schedule.pct_start = 1.0"]),
-    ("task: {name: features, passes: -1}", ["task.passes = -1"]),
-    # the features task refused these at run time while check passed them (one rule, one place now)
-    ("task: {name: features, pseudo_ratio: 1}", ["task.pseudo_ratio = 1", "[0, 1)"]),
-    ("task: {name: features, pseudo_rounds: 0}", ["task.pseudo_rounds = 0", "[1, 100]"]),
-    ("task: {name: features, finetune_scale: 0}", ["task.finetune_scale = 0", "(0, 10]"]),
-    ("task: {name: features, head: {dropout: 5}}", ["task.head.dropout = 5", "[0, 1)"]),
-    ("task: {name: features, head: {unit: 5}}", ["task.head.unit: unknown key", "did you mean 'units'"]),
-    ("task: {name: features, head: {num_classes: 5}}", ["task.head.num_classes", "set from the data"]),
-    ("task: {name: finetune, lr_mult: 0}", ["task.lr_mult = 0", "(0, 1000000]"]),
-    ("task: {name: finetune, freeze_epochs: -1}", ["task.freeze_epochs = -1"]),
-    ("task: {name: sklearn_features, C: 0}", ["task.C = 0", "(0, inf)"]),
-    ("task: {name: sklearn_features}\nensemble: {members: 2}", ["ensemble of task 'sklearn_features'"]),
-])
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("train: {batch_size: 0}", ["train.batch_size = 0", "greater than 0"]),
+        ("train: {batch_size: 100000000}", ["train.batch_size", "less than or equal to 65536"]),
+        ("train: {epochs: true}", ["train.epochs = True", "not a number"]),
+        ("train: {epochs: yes}", ["train.epochs = 'yes'", "integer"]),  # YAML 1.2: yes is a string
+        ("train: {jit_compile: yes}", ["train.jit_compile = 'yes'", "true or false"]),
+        ("train: {deterministic: 1}", ["train.deterministic = 1", "true or false"]),
+        ("train: {weight_decay: -0.1}", ["train.weight_decay = -0.1"]),
+        ("seed: -1", ["seed = -1"]),
+        ("seed: 99999999999", ["seed = 99999999999", "4294967295"]),
+        ("name: ../elsewhere", ["name = '../elsewhere'", "plain folder name"]),
+        ("data: {name: mnist_sample, train_limit: 0}", ["data.train_limit = 0"]),
+        ("ensemble: {members: 2, seeds: [1, -1]}", ["ensemble.seeds.1 = -1"]),
+        ("model: {name: cnn_bn_dropout, dropout: 1.5}", ["model.dropout = 1.5", "[0, 1)"]),
+        ("model: {name: cnn_bn_dropout, dropout: '1.5'}", ["model.dropout = 1.5", "[0, 1)"]),  # converted, then bounded
+        ("model: {name: cnn, filters: [8, 0]}", ["model.filters[1] = 0", "[1, 65536]"]),
+        ("model: {name: cnn, dense: true}", ["model.dense = True", "not a number"]),
+        ("augment: {name: course, zoom: -0.2}", ["augment.zoom = -0.2", "[0, 1)"]),
+        ("augment: {name: dogscats, horizontal_flip: yes}", ["augment.horizontal_flip = 'yes'", "true or false"]),
+        ("augment: {name: affine, rotation: 720}", ["augment.rotation = 720", "[0, 180]"]),
+        ("data: {name: image_folder, path: x, image_size: [4, 4]}", ["data.image_size[0] = 4", "[8, 4096]"]),
+        ("data: {name: image_folder, path: x, image_size: [224]}", ["data.image_size = [224]", "give 2"]),
+        ("train: {schedule: {name: constant, lr: 0}}", ["train.schedule.lr = 0", "(0, 10]"]),
+        ("train: {schedule: {name: one_cycle, pct_start: 1.0}}", ["train.schedule.pct_start = 1.0"]),
+        ("task: {name: features, passes: -1}", ["task.passes = -1"]),
+        # the features task refused these at run time while check passed them (one rule, one place now)
+        ("task: {name: features, pseudo_ratio: 1}", ["task.pseudo_ratio = 1", "[0, 1)"]),
+        ("task: {name: features, pseudo_rounds: 0}", ["task.pseudo_rounds = 0", "[1, 100]"]),
+        ("task: {name: features, finetune_scale: 0}", ["task.finetune_scale = 0", "(0, 10]"]),
+        ("task: {name: features, head: {dropout: 5}}", ["task.head.dropout = 5", "[0, 1)"]),
+        ("task: {name: features, head: {unit: 5}}", ["task.head.unit: unknown key", "did you mean 'units'"]),
+        ("task: {name: features, head: {num_classes: 5}}", ["task.head.num_classes", "set from the data"]),
+        ("task: {name: finetune, lr_mult: 0}", ["task.lr_mult = 0", "(0, 1000000]"]),
+        ("task: {name: finetune, freeze_epochs: -1}", ["task.freeze_epochs = -1"]),
+        ("task: {name: sklearn_features, C: 0}", ["task.C = 0", "(0, inf)"]),
+        ("task: {name: sklearn_features}\nensemble: {members: 2}", ["ensemble of task 'sklearn_features'"]),
+    ],
+)
 def test_values_out_of_range_are_refused(tmp_path, text, words):
     msg = error_of(tmp_path, text + "\n")
     for word in words:
@@ -181,9 +194,11 @@ def test_values_out_of_range_are_refused(tmp_path, text, words):
 
 def test_legal_edges_pass(tmp_path):
     path = tmp_path / "exp.yaml"
-    path.write_text("name: ok_name-1.2\nseed: 4294967295\nmodel: {name: cnn_bn_dropout, dropout: 0.0}\n"
-                    "augment: {name: course, zoom: 0, rotation: '15'}\n"
-                    "train: {batch_size: 1, jit_compile: false, schedule: {name: constant, lr: 1e-3}}\n")
+    path.write_text(
+        "name: ok_name-1.2\nseed: 4294967295\nmodel: {name: cnn_bn_dropout, dropout: 0.0}\n"
+        "augment: {name: course, zoom: 0, rotation: '15'}\n"
+        "train: {batch_size: 1, jit_compile: false, schedule: {name: constant, lr: 1e-3}}\n"
+    )
     cfg = load_config(path)
     assert cfg.augment.args["rotation"] == 15.0 and cfg.train.schedule.args["lr"] == pytest.approx(1e-3)
 
@@ -191,15 +206,24 @@ def test_legal_edges_pass(tmp_path):
 def test_every_problem_is_reported_at_once(tmp_path):
     """Tree, sections, bounds, schedule and overrides: one ConfigError, one line per problem."""
     path = tmp_path / "exp.yaml"
-    path.write_text("name: t\nseed: -1\nmodel: {name: cnn, dense: 0, dens: 3}\n"
-                    "augment: {name: course, zoom: 2}\ntrain: {batch_size: 0}\n")
+    path.write_text(
+        "name: t\nseed: -1\nmodel: {name: cnn, dense: 0, dens: 3}\n"
+        "augment: {name: course, zoom: 2}\ntrain: {batch_size: 0}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path, ["train.schedule.lr=-1", "train.epochs", "data.train_limit=[1"])
     lines = str(err.value).splitlines()
     assert lines == err.value.problems and all(line.startswith(str(path)) for line in lines)
-    for words in (["seed = -1"], ["train.batch_size = 0"], ["model.dense = 0", "[1, 65536]"],
-                  ["model.dens: unknown key"], ["augment.zoom = 2", "[0, 1)"], ["train.schedule.lr = -1.0"],
-                  ["--set 'train.epochs'", "key.path=value"], ["--set data.train_limit", "not valid YAML"]):
+    for words in (
+        ["seed = -1"],
+        ["train.batch_size = 0"],
+        ["model.dense = 0", "[1, 65536]"],
+        ["model.dens: unknown key"],
+        ["augment.zoom = 2", "[0, 1)"],
+        ["train.schedule.lr = -1.0"],
+        ["--set 'train.epochs'", "key.path=value"],
+        ["--set data.train_limit", "not valid YAML"],
+    ):
         assert any(all(w in line for w in words) for line in lines), (words, lines)
     assert len(lines) == 8, lines
 
@@ -212,14 +236,17 @@ def test_a_valid_tree_with_bad_sections_reports_them_all(tmp_path):
     assert len(err.value.problems) == 3 and "did you mean 'course'" in str(err.value)
 
 
-@pytest.mark.parametrize("override,words", [
-    ("train.schedule.phases=[[2, 1e-3]", ["--set train.schedule.phases", "not valid YAML", "close the brackets"]),
-    ("x=!!python/object:os.system ls", ["--set x", "!!python/object:os.system", "YAML tag"]),
-    ("model.name=!custom 3", ["--set model.name", "!custom", "YAML tag"]),
-    ("name={a: 1", ["--set name", "not valid YAML"]),
-    ("train.epochs.x=3", ["--set train.epochs.x", "train.epochs is a value, not a section"]),
-    ("=3", ["--set '=3'", "empty part"]),
-])
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("train.schedule.phases=[[2, 1e-3]", ["--set train.schedule.phases", "not valid YAML", "close the brackets"]),
+        ("x=!!python/object:os.system ls", ["--set x", "!!python/object:os.system", "YAML tag"]),
+        ("model.name=!custom 3", ["--set model.name", "!custom", "YAML tag"]),
+        ("name={a: 1", ["--set name", "not valid YAML"]),
+        ("train.epochs.x=3", ["--set train.epochs.x", "train.epochs is a value, not a section"]),
+        ("=3", ["--set '=3'", "empty part"]),
+    ],
+)
 def test_a_bad_override_is_one_line_naming_its_key(tmp_path, override, words):
     path = tmp_path / "exp.yaml"
     path.write_text(BASE)
@@ -255,8 +282,13 @@ def test_no_task_repeats_a_rule_of_the_config():
         for node in ast.walk(ast.parse(inspect.getsource(module))):
             if isinstance(node, ast.If) and any(isinstance(n, ast.Raise) for n in node.body):
                 names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
-                numbers = [n for n in ast.walk(node.test) if isinstance(n, ast.Constant)
-                           and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)]
+                numbers = [
+                    n
+                    for n in ast.walk(node.test)
+                    if isinstance(n, ast.Constant)
+                    and isinstance(n.value, (int, float))
+                    and not isinstance(n.value, bool)
+                ]
                 assert not (names & set(ARG_BOUNDS) and numbers), (module.__name__, ast.unparse(node.test))
 
 

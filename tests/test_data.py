@@ -1,4 +1,5 @@
 """Array datasets: local files in every accepted form, the search order, the missing-data error."""
+
 import gzip
 
 import numpy as np
@@ -22,8 +23,12 @@ def write_idx(path, array, gz=True):
 
 @pytest.fixture
 def arrays(rng):
-    return {"x_train": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), "y_train": rng.integers(0, 10, 20),
-            "x_test": rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), "y_test": rng.integers(0, 10, 8)}
+    return {
+        "x_train": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 20),
+        "x_test": rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 8),
+    }
 
 
 @pytest.fixture(autouse=True)

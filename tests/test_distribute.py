@@ -3,6 +3,7 @@ checkpoints: every worker restores the chief's; a worker killed after the first 
 run resumed), precision.
 
 Each run is a subprocess: TensorFlow's devices and cluster must be set before it starts."""
+
 import json
 import os
 import signal
@@ -22,10 +23,13 @@ FASTCOURSE = str(Path(sys.executable).parent / "fastcourse")
 
 
 def write_config(tmp_path, **train):
-    cfg = {"name": "dist", "seed": 5, "data": {"name": "mnist_sample", "train_limit": 2048, "test_limit": 500},
-           "model": {"name": "cnn", "filters": [8, 16], "dense": 32},
-           "train": {"batch_size": 64, "verbose": 0, "epochs": 2, "schedule": {"name": "constant", "lr": 2e-3},
-                     **train}}
+    cfg = {
+        "name": "dist",
+        "seed": 5,
+        "data": {"name": "mnist_sample", "train_limit": 2048, "test_limit": 500},
+        "model": {"name": "cnn", "filters": [8, 16], "dense": 32},
+        "train": {"batch_size": 64, "verbose": 0, "epochs": 2, "schedule": {"name": "constant", "lr": 2e-3}, **train},
+    }
     path = tmp_path / "dist.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -50,8 +54,10 @@ def metrics_of(out):
 def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
     cfg = write_config(tmp_path)
     one = run_cli(["run", str(cfg), "--out", str(tmp_path / "one")])
-    two = run_cli(["run", str(cfg), "--out", str(tmp_path / "two"), "--set", "train.distribute=mirrored"],
-                  {"FASTCOURSE_VIRTUAL_CPUS": "2"})
+    two = run_cli(
+        ["run", str(cfg), "--out", str(tmp_path / "two"), "--set", "train.distribute=mirrored"],
+        {"FASTCOURSE_VIRTUAL_CPUS": "2"},
+    )
     single, mirrored = metrics_of(finish(one)), metrics_of(finish(two))
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
     assert single["eval_accuracy"] > 0.8
@@ -67,9 +73,13 @@ def free_port():
 def test_two_workers_on_localhost_complete(tmp_path):
     cfg = write_config(tmp_path, distribute="multi_worker", deterministic=False)
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    procs = [run_cli(["run", str(cfg), "--out", str(tmp_path / "runs")],
-                     {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
-             for i in range(2)]
+    procs = [
+        run_cli(
+            ["run", str(cfg), "--out", str(tmp_path / "runs")],
+            {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+        )
+        for i in range(2)
+    ]
     outs = [finish(p, timeout=400) for p in procs]
     chief = metrics_of(outs[0])
     assert chief["replicas"] == 2 and chief["eval_accuracy"] > 0.5
@@ -175,19 +185,21 @@ def test_a_worker_killed_after_the_first_epoch_then_the_run_resumed(tmp_path):
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == list(range(1, epochs + 1))
     # the epochs before the loss are kept with their values, and training went on from them
-    assert history["loss"].tolist()[:before["epoch"]] == pytest.approx(before["history"]["loss"], rel=1e-12)
+    assert history["loss"].tolist()[: before["epoch"]] == pytest.approx(before["history"]["loss"], rel=1e-12)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
 
     # and it ends where the same cluster ends without the loss
     cluster = {"worker": two_ports()}
-    procs = [run_cli(["run", str(cfg), "--out", str(tmp_path / f"straight{i}")], tf_config(cluster, i))
-             for i in range(2)]
+    procs = [
+        run_cli(["run", str(cfg), "--out", str(tmp_path / f"straight{i}")], tf_config(cluster, i)) for i in range(2)
+    ]
     straight_dir = Path(finish(procs[0], timeout=400).split("run directory: ")[1].strip())
     finish(procs[1], timeout=400)
     straight = pd.read_csv(straight_dir / "history.csv")
     assert history["loss"].tolist() == pytest.approx(straight["loss"].tolist(), rel=1e-4)
-    assert metrics["test_accuracy"] == pytest.approx(metrics_of(f"run directory: {straight_dir}")["test_accuracy"],
-                                                     abs=2e-3)
+    assert metrics["test_accuracy"] == pytest.approx(
+        metrics_of(f"run directory: {straight_dir}")["test_accuracy"], abs=2e-3
+    )
 
 
 RESTORE = """
@@ -232,14 +244,24 @@ def test_every_worker_restores_the_chiefs_checkpoint(tmp_path):
     chief_dir, worker_dir = tmp_path / "chief", tmp_path / "worker"
     worker_dir.mkdir()
     checkpoint.save(model, chief_dir, checkpoint.CheckpointState(epoch=2, history={"loss": [2.0, 1.0]}))
-    want = hashlib.sha256(b"".join(np.asarray(keras.ops.convert_to_numpy(v)).tobytes()
-                                   for v in [*model.variables, *model.optimizer.variables])).hexdigest()
+    want = hashlib.sha256(
+        b"".join(
+            np.asarray(keras.ops.convert_to_numpy(v)).tobytes() for v in [*model.variables, *model.optimizer.variables]
+        )
+    ).hexdigest()
 
     cluster = {"worker": two_ports()}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    procs = [subprocess.Popen([sys.executable, "-c", RESTORE, str(folder), str(i)], text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**env, **tf_config(cluster, i)})
-             for i, folder in enumerate([chief_dir, worker_dir])]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RESTORE, str(folder), str(i)],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**env, **tf_config(cluster, i)},
+        )
+        for i, folder in enumerate([chief_dir, worker_dir])
+    ]
     chief, worker = (json.loads(finish(p, timeout=300).strip().splitlines()[-1]) for p in procs)
     assert chief == {"epoch": 2, "digest": want, "history": {"loss": [2.0, 1.0]}}
     assert worker["epoch"] == 2 and worker["digest"] == want  # its history is the chief's to keep

@@ -1,4 +1,5 @@
 """`fastcourse data get` / `data list` against a local HTTP server (no internet)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,7 +53,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         if srv.cut_after is not None and srv.cuts_left:
             srv.cuts_left -= 1
-            self.wfile.write(body[:srv.cut_after])
+            self.wfile.write(body[: srv.cut_after])
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)  # the client sees a short read
             return
@@ -169,8 +170,16 @@ def test_hash_mismatch_is_refused_and_leaves_nothing(monkeypatch, server, tmp_pa
 
 def test_fastai_style_check_size_and_first_mib(monkeypatch, server, tmp_path):
     data = _dogscats_zip(tmp_path / "made.zip")
-    _serve(monkeypatch, server, "dogscats", "dogscats.zip", data, sha256=None,
-           size=len(data), md5_head=hashlib.md5(data[:2 ** 20]).hexdigest())
+    _serve(
+        monkeypatch,
+        server,
+        "dogscats",
+        "dogscats.zip",
+        data,
+        sha256=None,
+        size=len(data),
+        md5_head=hashlib.md5(data[: 2**20]).hexdigest(),
+    )
     assert (download.get("dogscats", tmp_path / "ok", progress=False) / "train").is_dir()
     _serve(monkeypatch, server, "dogscats", "dogscats.zip", data, sha256=None, size=len(data) + 1)
     with pytest.raises(DataError, match="size"):
@@ -213,23 +222,31 @@ def test_mnist_and_fashion_mnist_land_where_keras_looks(monkeypatch, server, tmp
     monkeypatch.setattr(arrays, "SYSTEM_DIRS", {})
     rng = np.random.default_rng(0)
     buf = io.BytesIO()
-    np.savez(buf, x_train=rng.integers(0, 255, (5, 28, 28), dtype=np.uint8), y_train=np.arange(5),
-             x_test=rng.integers(0, 255, (3, 28, 28), dtype=np.uint8), y_test=np.arange(3))
+    np.savez(
+        buf,
+        x_train=rng.integers(0, 255, (5, 28, 28), dtype=np.uint8),
+        y_train=np.arange(5),
+        x_test=rng.integers(0, 255, (3, 28, 28), dtype=np.uint8),
+        y_test=np.arange(3),
+    )
     _serve(monkeypatch, server, "mnist", "mnist.npz", buf.getvalue())
     path = download.get("mnist", progress=False)
     assert path == tmp_path / "keras" / "datasets" / "mnist.npz"
     assert arrays.mnist(download=False).source == str(path)  # the loader now works offline
 
-    files = {"train-images-idx3-ubyte.gz": _idx_gz(np.zeros((4, 28, 28))),
-             "train-labels-idx1-ubyte.gz": _idx_gz(np.arange(4)),
-             "t10k-images-idx3-ubyte.gz": _idx_gz(np.ones((2, 28, 28))),
-             "t10k-labels-idx1-ubyte.gz": _idx_gz(np.arange(2))}
+    files = {
+        "train-images-idx3-ubyte.gz": _idx_gz(np.zeros((4, 28, 28))),
+        "train-labels-idx1-ubyte.gz": _idx_gz(np.arange(4)),
+        "t10k-images-idx3-ubyte.gz": _idx_gz(np.ones((2, 28, 28))),
+        "t10k-labels-idx1-ubyte.gz": _idx_gz(np.arange(2)),
+    }
     remotes = []
     for name, data in files.items():
         (server.root / name).write_bytes(data)
         remotes.append(sources.Remote(name, "https://unused.invalid/", md5=hashlib.md5(data).hexdigest()))
-    monkeypatch.setitem(sources.SOURCES, "fashion_mnist",
-                        dataclasses.replace(sources.SOURCES["fashion_mnist"], files=tuple(remotes)))
+    monkeypatch.setitem(
+        sources.SOURCES, "fashion_mnist", dataclasses.replace(sources.SOURCES["fashion_mnist"], files=tuple(remotes))
+    )
     monkeypatch.setenv(sources.MIRROR_ENV, server.url)  # the mirror replaces every base URL
     folder = download.get("fashion_mnist", progress=False)
     assert folder == tmp_path / "keras" / "datasets" / "fashion-mnist"
@@ -262,6 +279,7 @@ def test_unknown_name_lists_the_known_ones():
 
 
 # --- statefarm through a fake kaggle package -------------------------------------------------
+
 
 @pytest.fixture
 def no_kaggle_token(monkeypatch, tmp_path):
@@ -337,8 +355,9 @@ def test_statefarm_success_is_split_by_driver(monkeypatch, tmp_path):
     assert seen["competition"] == "state-farm-distracted-driver-detection"
     assert out == tmp_path / "data" / "statefarm_split"
     assert (tmp_path / "data" / "statefarm" / "test" / "img_9.jpg").is_file()  # imgs/ flattened
-    driver = {line.split(",")[2]: line.split(",")[0]
-              for line in (out / "driver_imgs_list.csv").read_text().splitlines()[1:]}
+    driver = {
+        line.split(",")[2]: line.split(",")[0] for line in (out / "driver_imgs_list.csv").read_text().splitlines()[1:]
+    }
     train = {driver[p.name] for p in (out / "train").rglob("*.jpg")}
     valid = {driver[p.name] for p in (out / "valid").rglob("*.jpg")}
     assert valid and train and not train & valid  # no driver on both sides
@@ -359,7 +378,7 @@ def test_tgz_under_the_real_name_through_the_mirror(monkeypatch, server, tmp_pat
     (server.root / "dogscats.tgz").write_bytes(data)
     real = sources.SOURCES["dogscats"].files[0]
     assert real.file == "dogscats.tgz" and real.md5_head and real.size  # fastai's published check
-    fake = dataclasses.replace(real, size=len(data), md5_head=hashlib.md5(data[:2 ** 20]).hexdigest())
+    fake = dataclasses.replace(real, size=len(data), md5_head=hashlib.md5(data[: 2**20]).hexdigest())
     monkeypatch.setitem(sources.SOURCES, "dogscats", dataclasses.replace(sources.SOURCES["dogscats"], files=(fake,)))
     monkeypatch.setenv(sources.MIRROR_ENV, server.url)
     out = download.get("dogscats", tmp_path / "data" / "dogscats", progress=False)

@@ -1,4 +1,5 @@
 """Ensembles: the combination arithmetic, the one-model ensemble, and resuming after a crash."""
+
 from __future__ import annotations
 
 import json
@@ -40,14 +41,17 @@ def test_rules_match_numpy(rng):
     assert ensemble.cross_entropy(mean, y) == pytest.approx(expected_ce)
     assert ensemble.accuracy(mean, y) == pytest.approx(np.mean(mean.argmax(1) == y))
 
+
 def test_vote_is_not_the_mean_and_ties_go_to_the_more_confident_class():
     # image 0: two members say class 0 barely, one says class 1 with certainty
     # image 1: a 1-1 tie between classes 0 and 1; class 1 has the higher mean probability
-    probs = np.array([
-        [[0.51, 0.49], [0.60, 0.40]],
-        [[0.51, 0.49], [0.05, 0.95]],
-        [[0.00, 1.00], [0.50, 0.50]],
-    ])
+    probs = np.array(
+        [
+            [[0.51, 0.49], [0.60, 0.40]],
+            [[0.51, 0.49], [0.05, 0.95]],
+            [[0.00, 1.00], [0.50, 0.50]],
+        ]
+    )
     assert ensemble.combine(probs, "mean").argmax(1)[0] == 1
     assert ensemble.combine(probs, "vote").argmax(1)[0] == 0
     tie = probs[:2, 1:2]  # members 0 and 1 on image 1: one vote each
@@ -55,11 +59,19 @@ def test_vote_is_not_the_mean_and_ties_go_to_the_more_confident_class():
     with pytest.raises(ValueError, match="unknown combination rule"):
         ensemble.combine(probs, "median")
 
+
 def test_summary_spread_and_gain():
     probs = np.array([[[0.9, 0.1], [0.4, 0.6]], [[0.6, 0.4], [0.7, 0.3]], [[0.2, 0.8], [0.45, 0.55]]])
     y = np.array([0, 1])
-    members = [{"eval_split": "valid", "eval_accuracy": ensemble.accuracy(p, y),
-                "eval_loss": ensemble.cross_entropy(p, y), "seed": s} for s, p in enumerate(probs)]
+    members = [
+        {
+            "eval_split": "valid",
+            "eval_accuracy": ensemble.accuracy(p, y),
+            "eval_loss": ensemble.cross_entropy(p, y),
+            "seed": s,
+        }
+        for s, p in enumerate(probs)
+    ]
     s = ensemble.summarize(probs, y, members, "valid")
     accs = np.array([m["eval_accuracy"] for m in members])
     assert s["member_accuracy"]["mean"] == pytest.approx(accs.mean())
@@ -75,9 +87,9 @@ def test_summary_spread_and_gain():
     old = [{"test_split": "valid", "test_accuracy": m["eval_accuracy"], "test_loss": m["eval_loss"]} for m in members]
     assert ensemble.summarize(probs, y, old, "valid")["member_accuracy"] == s["member_accuracy"]
 
+
 def test_ensemble_model_saves_reloads_in_safe_mode_and_averages(tmp_path, rng):
-    members = [build_model("cnn_bn_dropout", (28, 28, 1), 10, 33.0, 78.0, filters=(4, 8), dense=16)
-               for _ in range(3)]
+    members = [build_model("cnn_bn_dropout", (28, 28, 1), 10, 33.0, 78.0, filters=(4, 8), dense=16) for _ in range(3)]
     model = average_members(members)
     path = tmp_path / "ensemble.keras"
     model.save(path)
@@ -89,10 +101,19 @@ def test_ensemble_model_saves_reloads_in_safe_mode_and_averages(tmp_path, rng):
     with pytest.raises(ValueError, match="disagree"):
         average_members([members[0], build_model("linear", (28, 28, 1), 5)])
 
+
 def _ensemble_config(tiny_config, **extra):
-    return load_config(tiny_config(
-        name="tiny-ens", data__train_limit=128, data__test_limit=64,
-        model__filters=[4, 8], model__dense=16, ensemble={"members": 2, **extra}))
+    return load_config(
+        tiny_config(
+            name="tiny-ens",
+            data__train_limit=128,
+            data__test_limit=64,
+            model__filters=[4, 8],
+            model__dense=16,
+            ensemble={"members": 2, **extra},
+        )
+    )
+
 
 def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tmp_path, monkeypatch):
     from fastcourse.tasks import train as train_task
@@ -100,8 +121,7 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
     cfg = _ensemble_config(tiny_config)
     original, evaluate = ensemble.train_member, train_task.evaluate
     calls: list[int] = []
-    monkeypatch.setattr(ensemble, "train_member",
-                        lambda *a, **k: (calls.append(int(a[2].name)), original(*a, **k))[1])
+    monkeypatch.setattr(ensemble, "train_member", lambda *a, **k: (calls.append(int(a[2].name)), original(*a, **k))[1])
 
     def crash_in_member_1(*args, **kwargs):  # member 1 dies after its epochs, before it is saved
         if calls[-1] == 1:
@@ -144,7 +164,8 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
     assert metrics["member_accuracy"]["mean"] == pytest.approx(np.mean(accs))
     for rule in ensemble.RULES:
         assert metrics["rules"][rule]["eval_accuracy"] == pytest.approx(
-            ensemble.accuracy(ensemble.combine(probs, rule), y))
+            ensemble.accuracy(ensemble.combine(probs, rule), y)
+        )
     assert metrics["eval_accuracy"] == metrics["rules"]["mean"]["eval_accuracy"]
     assert metrics["eval_split"] == "test" and metrics["test_accuracy"] == metrics["eval_accuracy"]  # the alias
     # wall time: each member's over both sessions (member 1 was interrupted), the ensemble's over all
@@ -156,14 +177,18 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
     # the one-model ensemble reloads safely and predicts what the mean rule computes
     assert metrics["keras_model"]["max_abs_diff_from_mean_rule"] < 1e-5
     reloaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    assert reloaded.count_params() == 2 * keras.saving.load_model(
-        ensemble.member_dir(run_dir, 0) / "model.keras", safe_mode=True).count_params()
+    assert (
+        reloaded.count_params()
+        == 2 * keras.saving.load_model(ensemble.member_dir(run_dir, 0) / "model.keras", safe_mode=True).count_params()
+    )
+
 
 def test_seed_count_must_match_members(tiny_config):
     from fastcourse.errors import ConfigError
 
     with pytest.raises(ConfigError, match="2 seeds for 3 members"):
         load_config(tiny_config(ensemble={"members": 3, "seeds": [1, 2]}))
+
 
 def test_course_ensemble_configs_load():
     from pathlib import Path
@@ -177,6 +202,7 @@ def test_course_ensemble_configs_load():
         assert (cfg.model.name, cfg.augment.name, cfg.data.name) == ("cnn_bn_dropout", augment, ds)
         assert ensemble.member_seeds(cfg) == [42, 43, 44, 45, 46, 47]
 
+
 def test_parallel_falls_back_to_one_after_another_without_gpus(tiny_config):
     import tensorflow as tf
 
@@ -184,6 +210,7 @@ def test_parallel_falls_back_to_one_after_another_without_gpus(tiny_config):
     gpus = len(tf.config.list_physical_devices("GPU"))
     assert ensemble._parallel_devices(cfg) == (gpus if gpus > 1 else 1)
     assert ensemble._parallel_devices(_ensemble_config(tiny_config)) == 1
+
 
 @pytest.mark.slow
 def test_parallel_workers_train_and_save_members(tiny_config, tmp_path):
@@ -204,16 +231,32 @@ def test_members_of_a_limited_folder_ensemble_see_the_same_images(tmp_path):
 
     from fastcourse.data.synthetic import make_image_folder
 
-    root = make_image_folder(tmp_path / "shapes", "dogscats", classes=2, per_class=12, valid_per_class=8, test=0,
-                             size=24, mixed_modes=False)
-    cfg = load_config({
-        "name": "ens-folder", "seed": 3, "out": str(tmp_path / "runs"),
-        "data": {"name": "image_folder", "path": str(root), "image_size": [24, 24], "train_limit": 8,
-                 "test_limit": 6},
-        "model": {"name": "cnn", "filters": [4, 8], "dense": 8}, "ensemble": {"members": 2},
-        "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "precision": "float32",
-                  "schedule": {"name": "constant", "lr": 1e-3}},
-    })
+    root = make_image_folder(
+        tmp_path / "shapes", "dogscats", classes=2, per_class=12, valid_per_class=8, test=0, size=24, mixed_modes=False
+    )
+    cfg = load_config(
+        {
+            "name": "ens-folder",
+            "seed": 3,
+            "out": str(tmp_path / "runs"),
+            "data": {
+                "name": "image_folder",
+                "path": str(root),
+                "image_size": [24, 24],
+                "train_limit": 8,
+                "test_limit": 6,
+            },
+            "model": {"name": "cnn", "filters": [4, 8], "dense": 8},
+            "ensemble": {"members": 2},
+            "train": {
+                "batch_size": 8,
+                "epochs": 1,
+                "verbose": 0,
+                "precision": "float32",
+                "schedule": {"name": "constant", "lr": 1e-3},
+            },
+        }
+    )
     run_dir = run_experiment(cfg)
     files = [pd.read_csv(ensemble.member_dir(run_dir, i) / "eval_predictions.csv")["file"].tolist() for i in (0, 1)]
     assert files[0] == files[1] and len(files[0]) == 6

@@ -1,4 +1,5 @@
 """Layer arithmetic: formulas vs Keras, and the reference's AlexNet / VGG16 numbers."""
+
 from __future__ import annotations
 
 import keras
@@ -12,8 +13,10 @@ from fastcourse.models import MODELS
 
 def test_alexnet_matches_the_reference():
     t = explain("alexnet").set_index("layer")
-    sizes = [int(t.loc[n, "output_shape"].split("x")[0]) for n in
-             ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5"]]
+    sizes = [
+        int(t.loc[n, "output_shape"].split("x")[0])
+        for n in ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5"]
+    ]
     assert sizes == [55, 27, 27, 13, 13, 13, 13, 6]
     assert t.loc["pool5", "output_shape"] == "6x6x256"
     assert t.loc["conv1", "shape_formula"] == "(227 - 11 + 2*0)/4 + 1 = 55"
@@ -53,15 +56,20 @@ def test_every_registered_builder_is_explained(name):
 
 def test_ladder_digits_cnn_arithmetic():
     t = explain("digits_cnn", (28, 28, 1), 10).set_index("layer")
-    assert [t.loc[n, "output_shape"] for n in ["conv1", "pool1", "conv2", "pool2", "conv3"]] == \
-        ["24x24x25", "12x12x25", "8x8x25", "4x4x25", "1x1x25"]
+    assert [t.loc[n, "output_shape"] for n in ["conv1", "pool1", "conv2", "pool2", "conv3"]] == [
+        "24x24x25",
+        "12x12x25",
+        "8x8x25",
+        "4x4x25",
+        "1x1x25",
+    ]
     assert t.loc["conv3", "params_formula"] == "4*4*25*25 + 25 = 10,025"
 
 
 def test_same_padding_odd_sizes_padding_and_batchnorm():
     """Asymmetric 'same' padding, explicit zero padding, batchnorm and global pooling."""
     inputs = keras.Input((7, 9, 3))
-    x = layers.Conv2D(4, 3, strides=2, padding="same", name="c1")(inputs)   # 7 -> 4, 9 -> 5
+    x = layers.Conv2D(4, 3, strides=2, padding="same", name="c1")(inputs)  # 7 -> 4, 9 -> 5
     x = layers.ZeroPadding2D(1, name="zp")(x)
     x = layers.Conv2D(5, (2, 3), use_bias=False, name="c2")(x)
     x = layers.BatchNormalization(name="bn")(x)

@@ -38,6 +38,7 @@ Inputs decided LEGAL (accepted, sometimes converted), and why:
   here use on_error=raise to see the culprit named.
 - edges of every range (dropout 0, zoom 0, batch_size 1, seed 2**32-1) are legal.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,14 +61,18 @@ FASTCOURSE = Path(sys.executable).parent / "fastcourse"
 WORKERS = 2
 TIMEOUT = 240
 
-TINY = {"name": "tiny", "seed": 1,
-        "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},
-        "model": {"name": "cnn", "filters": [4, 8], "dense": 16},
-        "train": {"epochs": 1, "batch_size": 32, "verbose": 0}}
+TINY = {
+    "name": "tiny",
+    "seed": 1,
+    "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},
+    "model": {"name": "cnn", "filters": [4, 8], "dense": 16},
+    "train": {"epochs": 1, "batch_size": 32, "verbose": 0},
+}
 PARTIAL = re.compile(r"(^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9.]+)?$|\.tmp$|\.partial$)")
 
 
 # --- setup helpers: each returns setup(t) -----------------------------------------------------
+
 
 def tiny(**dotted) -> dict:
     """TINY with `section__key=value` changes (None deletes the key)."""
@@ -89,6 +94,7 @@ def text(body: str | bytes, name: str = "c.yaml"):
         p = t / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(body if isinstance(body, bytes) else textwrap.dedent(body).encode())
+
     return setup
 
 
@@ -106,6 +112,7 @@ def both(*setups):
     def setup(t: Path):
         for s in setups:
             s(t)
+
     return setup
 
 
@@ -117,10 +124,16 @@ def _png(path: Path, color=(200, 30, 30), size=(16, 16), mode="RGB"):
     return path
 
 
-def folder(breakage: Optional[Callable[[Path], None]] = None, classes=("cats", "dogs"), valid_classes=None,
-           n=2, on_error="raise"):
+def folder(
+    breakage: Optional[Callable[[Path], None]] = None,
+    classes=("cats", "dogs"),
+    valid_classes=None,
+    n=2,
+    on_error="raise",
+):
     """An image folder t/data (train/ and valid/ of 16x16 PNGs), broken by breakage(root), and
     c.yaml training on it."""
+
     def setup(t: Path):
         root = t / "data"
         for split, names in (("train", classes), ("valid", valid_classes or classes)):
@@ -130,9 +143,9 @@ def folder(breakage: Optional[Callable[[Path], None]] = None, classes=("cats", "
                     _png(root / split / cls / f"{cls}{i}.png", color=(60 * k, 100 + i, 200 - 60 * k))
         if breakage:
             breakage(root)
-        cfg = tiny(data={"name": "image_folder", "path": str(root), "on_error": on_error,
-                         "image_size": [16, 16]})
+        cfg = tiny(data={"name": "image_folder", "path": str(root), "on_error": on_error, "image_size": [16, 16]})
         (t / "c.yaml").write_text(yaml.safe_dump(cfg))
+
     return setup
 
 
@@ -183,23 +196,32 @@ def _legal_kinds(root):
 def arrays(name="a.npz", **change):
     """t/a.npz: a tiny MNIST-like set (uint8 20x28x28, labels 0..9) with arrays replaced by
     change[key](array); c.yaml trains on it through data: {name: mnist, path: ...}."""
+
     def setup(t: Path):
         rng = np.random.default_rng(0)
-        a = {"x_train": rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), "y_train": np.arange(40) % 10,
-             "x_test": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), "y_test": np.arange(20) % 10}
+        a = {
+            "x_train": rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+            "y_train": np.arange(40) % 10,
+            "x_test": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+            "y_test": np.arange(20) % 10,
+        }
         for key, fn in change.items():
             a[key] = fn(a[key])
         np.savez(t / name, **a)
-        (t / "c.yaml").write_text(yaml.safe_dump(tiny(data={"name": "mnist", "path": str(t / name),
-                                                            "download": False})))
+        (t / "c.yaml").write_text(
+            yaml.safe_dump(tiny(data={"name": "mnist", "path": str(t / name), "download": False}))
+        )
+
     return setup
 
 
 def array_file(body: bytes, name="a.npz"):
     def setup(t: Path):
         (t / name).write_bytes(body)
-        (t / "c.yaml").write_text(yaml.safe_dump(tiny(data={"name": "mnist", "path": str(t / name),
-                                                            "download": False})))
+        (t / "c.yaml").write_text(
+            yaml.safe_dump(tiny(data={"name": "mnist", "path": str(t / name), "download": False}))
+        )
+
     return setup
 
 
@@ -214,11 +236,13 @@ def _set(i, v):
         y = y.copy()
         y[i] = v
         return y
+
     return fn
 
 
 def run_dir(config: Optional[dict] = None, files: Optional[dict[str, bytes | str]] = None, name="rd"):
     """t/rd: a run directory holding config.yaml (the resolved TINY, or `config`) and `files`."""
+
     def setup(t: Path):
         from fastcourse.config import read_config
 
@@ -228,44 +252,54 @@ def run_dir(config: Optional[dict] = None, files: Optional[dict[str, bytes | str
         for rel, body in (files or {}).items():
             (d / rel).parent.mkdir(parents=True, exist_ok=True)
             (d / rel).write_bytes(body if isinstance(body, bytes) else body.encode())
+
     return setup
 
 
 def started_run_dir(config: Optional[dict] = None, name="rd"):
     """t/rd: an unfinished run directory as `fastcourse run` starts one: config.yaml and
     started.json (the hash and a copy of the resolved config)."""
+
     def setup(t: Path):
         from fastcourse.config import read_config
         from fastcourse.run.rundir import record_start
 
         (t / name).mkdir()
         record_start(t / name, read_config(config or TINY))
+
     return setup
 
 
 def edit(rel: str, old: str, new: str):
     """Replace `old` by `new` in t/rel (a hand edit)."""
+
     def setup(t: Path):
         text = (t / rel).read_text()
         assert old in text, text
         (t / rel).write_text(text.replace(old, new))
+
     return setup
 
 
 def locked_by_other(rel="rd"):
     """Another process holds t/rel/.lock (flock, its pid in .lock.pid) while the case runs."""
+
     def setup(t: Path):
         d = t / rel
         d.mkdir(exist_ok=True)
-        code = ("import fcntl, os, sys\n"
-                f"fd = os.open({str(d / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-                "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-                f"open({str(d / '.lock.pid')!r}, 'w').write(str(os.getpid()))\n"
-                "print('held', flush=True); sys.stdin.read()")
-        holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
+        code = (
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(d / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+            f"open({str(d / '.lock.pid')!r}, 'w').write(str(os.getpid()))\n"
+            "print('held', flush=True); sys.stdin.read()"
+        )
+        holder = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert holder.stdout.readline().strip() == "held"
         return lambda: holder.communicate("", timeout=30)
+
     return setup
 
 
@@ -293,13 +327,19 @@ CHECK = ["check", "{t}/c.yaml"]
 RUN = ["run", "{t}/c.yaml", "--out", "{t}/runs"]
 BIG = "name: big\n" + "".join(f"k{i}: {'x' * 90}\n" for i in range(12_000))
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefg", "bcdefgh"))
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefg", "bcdefgh")
+)
 
 CASES = [
     # --- configs: `fastcourse check` (exit 2, as `run`) --------------------------------------
     Case("cfg-duplicate-top-key", CHECK, conf_line("name: again"), 2, ["c.yaml", "name", "duplicate key"]),
-    Case("cfg-duplicate-nested-key", CHECK, text("train:\n  epochs: 1\n  epochs: 2\n"), 2,
-         ["c.yaml:3", "train.epochs", "duplicate key"]),
+    Case(
+        "cfg-duplicate-nested-key",
+        CHECK,
+        text("train:\n  epochs: 1\n  epochs: 2\n"),
+        2,
+        ["c.yaml:3", "train.epochs", "duplicate key"],
+    ),
     Case("cfg-empty-file", CHECK, text(""), 2, ["c.yaml", "empty config"]),
     Case("cfg-only-comments", CHECK, text("# nothing here\n"), 2, ["c.yaml", "empty config"]),
     Case("cfg-top-level-list", CHECK, text("- a\n- b\n"), 2, ["c.yaml", "mapping", "a list"]),
@@ -313,10 +353,10 @@ CASES = [
     Case("cfg-missing-file", ["check", "{t}/nope.yaml"], text("name: x\n"), 2, ["nope.yaml", "no such config"]),
     Case("cfg-yes-as-number", CHECK, text("train: {epochs: yes}\n"), 2, ["c.yaml", "train.epochs = 'yes'"]),
     Case("cfg-true-as-number", CHECK, conf(train__batch_size=True), 2, ["train.batch_size = True", "not a number"]),
-    Case("cfg-on-as-switch", CHECK, text("train: {jit_compile: on}\n"), 2,
-         ["train.jit_compile = 'on'", "true or false"]),
-    Case("cfg-no-as-string-ok-but-typo", CHECK, conf_line("trian: {epochs: no}"), 2,
-         ["trian", "did you mean 'train'"]),
+    Case(
+        "cfg-on-as-switch", CHECK, text("train: {jit_compile: on}\n"), 2, ["train.jit_compile = 'on'", "true or false"]
+    ),
+    Case("cfg-no-as-string-ok-but-typo", CHECK, conf_line("trian: {epochs: no}"), 2, ["trian", "did you mean 'train'"]),
     Case("cfg-unknown-train-key", CHECK, conf(train__bach_size=8), 2, ["train.bach_size", "did you mean 'batch_size'"]),
     Case("cfg-unknown-model", CHECK, conf(model={"name": "cnnn"}), 2, ["model.name = 'cnnn'", "did you mean 'cnn'"]),
     Case("cfg-batch-size-zero", CHECK, conf(train__batch_size=0), 2, ["train.batch_size = 0", "greater than 0"]),
@@ -325,50 +365,140 @@ CASES = [
     Case("cfg-weight-decay", CHECK, conf(train__weight_decay=2.0), 2, ["train.weight_decay = 2.0", "less than 1"]),
     Case("cfg-negative-seed", CHECK, conf(seed=-5), 2, ["seed = -5", "greater than or equal to 0"]),
     Case("cfg-name-is-a-path", CHECK, conf(name="../../etc"), 2, ["name = '../../etc'", "plain folder name"]),
-    Case("cfg-zero-learning-rate", CHECK, conf(train__schedule={"name": "constant", "lr": 0}), 2,
-         ["train.schedule.lr = 0", "(0, 10]"]),
-    Case("cfg-negative-phase-rate", CHECK, conf(train__epochs=None, train__schedule={"name": "phases",
-                                                                                      "phases": [[1, -0.1]]}),
-         2, ["train.schedule (phases)", "> 0"]),
-    Case("cfg-dropout-above-1", CHECK, conf(model={"name": "cnn_bn_dropout", "dropout": 1.5}), 2,
-         ["model.dropout = 1.5", "[0, 1)"]),
-    Case("cfg-negative-zoom", CHECK, conf(augment={"name": "course", "zoom": -0.1}), 2,
-         ["augment.zoom = -0.1", "[0, 1)"]),
-    Case("cfg-rotation-720", CHECK, conf(augment={"name": "affine", "rotation": 720}), 2,
-         ["augment.rotation = 720", "[0, 180]"]),
-    Case("cfg-unknown-fill-mode", CHECK, conf(augment={"name": "fashion", "fill_mode": "black"}), 2,
-         ["augment.fill_mode = 'black'", "'constant'"]),
-    Case("cfg-tiny-image-size", CHECK, conf(data={"name": "image_folder", "path": "x", "image_size": [4, 4]}), 2,
-         ["data.image_size[0] = 4", "data.image_size[1] = 4", "[8, 4096]"], lines=2),
-    Case("cfg-zero-filters", CHECK, conf(model={"name": "cnn", "filters": [4, 0]}), 2,
-         ["model.filters[1] = 0", "[1, 65536]"]),
-    Case("cfg-ensemble-seed-count", CHECK, conf(ensemble={"members": 3, "seeds": [1, 2]}), 2,
-         ["ensemble", "2 seeds for 3 members"]),
-    Case("cfg-data-supplied-arg", CHECK, conf(model={"name": "cnn", "num_classes": 3}), 2,
-         ["model.num_classes", "set from the data"]),
-    Case("cfg-builder-arg-type", CHECK, conf(model={"name": "cnn", "dense": "wide"}), 2,
-         ["model.dense = 'wide'", "integer"]),  # imports the builder: TensorFlow
+    Case(
+        "cfg-zero-learning-rate",
+        CHECK,
+        conf(train__schedule={"name": "constant", "lr": 0}),
+        2,
+        ["train.schedule.lr = 0", "(0, 10]"],
+    ),
+    Case(
+        "cfg-negative-phase-rate",
+        CHECK,
+        conf(train__epochs=None, train__schedule={"name": "phases", "phases": [[1, -0.1]]}),
+        2,
+        ["train.schedule (phases)", "> 0"],
+    ),
+    Case(
+        "cfg-dropout-above-1",
+        CHECK,
+        conf(model={"name": "cnn_bn_dropout", "dropout": 1.5}),
+        2,
+        ["model.dropout = 1.5", "[0, 1)"],
+    ),
+    Case(
+        "cfg-negative-zoom", CHECK, conf(augment={"name": "course", "zoom": -0.1}), 2, ["augment.zoom = -0.1", "[0, 1)"]
+    ),
+    Case(
+        "cfg-rotation-720",
+        CHECK,
+        conf(augment={"name": "affine", "rotation": 720}),
+        2,
+        ["augment.rotation = 720", "[0, 180]"],
+    ),
+    Case(
+        "cfg-unknown-fill-mode",
+        CHECK,
+        conf(augment={"name": "fashion", "fill_mode": "black"}),
+        2,
+        ["augment.fill_mode = 'black'", "'constant'"],
+    ),
+    Case(
+        "cfg-tiny-image-size",
+        CHECK,
+        conf(data={"name": "image_folder", "path": "x", "image_size": [4, 4]}),
+        2,
+        ["data.image_size[0] = 4", "data.image_size[1] = 4", "[8, 4096]"],
+        lines=2,
+    ),
+    Case(
+        "cfg-zero-filters",
+        CHECK,
+        conf(model={"name": "cnn", "filters": [4, 0]}),
+        2,
+        ["model.filters[1] = 0", "[1, 65536]"],
+    ),
+    Case(
+        "cfg-ensemble-seed-count",
+        CHECK,
+        conf(ensemble={"members": 3, "seeds": [1, 2]}),
+        2,
+        ["ensemble", "2 seeds for 3 members"],
+    ),
+    Case(
+        "cfg-data-supplied-arg",
+        CHECK,
+        conf(model={"name": "cnn", "num_classes": 3}),
+        2,
+        ["model.num_classes", "set from the data"],
+    ),
+    Case(
+        "cfg-builder-arg-type",
+        CHECK,
+        conf(model={"name": "cnn", "dense": "wide"}),
+        2,
+        ["model.dense = 'wide'", "integer"],
+    ),  # imports the builder: TensorFlow
     Case("cfg-override-without-equals", CHECK + ["--set", "train.epochs"], conf(), 2, ["key.path=value"]),
     Case("cfg-override-yes", CHECK + ["--set", "train.epochs=yes"], conf(), 2, ["train.epochs = 'yes'"]),
-    Case("cfg-override-unclosed-list", CHECK + ["--set", "train.schedule.phases=[[2, 1e-3]"], conf(), 2,
-         ["--set train.schedule.phases", "not valid YAML", "close the brackets"]),
-    Case("cfg-override-yaml-tag", CHECK + ["--set", "name=!!python/object/apply:os.system [ls]"], conf(), 2,
-         ["--set name", "!!python/object/apply:os.system", "YAML tag"]),
+    Case(
+        "cfg-override-unclosed-list",
+        CHECK + ["--set", "train.schedule.phases=[[2, 1e-3]"],
+        conf(),
+        2,
+        ["--set train.schedule.phases", "not valid YAML", "close the brackets"],
+    ),
+    Case(
+        "cfg-override-yaml-tag",
+        CHECK + ["--set", "name=!!python/object/apply:os.system [ls]"],
+        conf(),
+        2,
+        ["--set name", "!!python/object/apply:os.system", "YAML tag"],
+    ),
     Case("cfg-override-into-a-value", CHECK + ["--set", "seed.x=1"], conf(), 2, ["--set seed.x", "not a section"]),
-    Case("cfg-pseudo-ratio-1", CHECK, conf(task={"name": "features", "pseudo_ratio": 1}), 2,
-         ["task.pseudo_ratio = 1", "[0, 1)"]),
-    Case("cfg-pseudo-rounds-0", CHECK, conf(task={"name": "features", "pseudo_rounds": 0}), 2,
-         ["task.pseudo_rounds = 0", "[1, 100]"]),
-    Case("cfg-head-argument", CHECK, conf(task={"name": "features", "head": {"dropout": 2}}), 2,
-         ["task.head.dropout = 2", "[0, 1)"]),
-    Case("cfg-ensemble-of-sklearn", CHECK, conf(task={"name": "sklearn_features"}, ensemble={"members": 2}), 2,
-         ["ensemble of task 'sklearn_features'", "remove the ensemble section"]),
-    Case("cfg-every-problem-at-once", CHECK + ["--set", "augment.zoom=[1"],
-         conf(seed=-1, train__batch_size=0, model={"name": "cnn", "dense": 0, "dens": 3}), 2,
-         ["seed = -1", "train.batch_size = 0", "model.dense = 0", "model.dens: unknown key", "--set augment.zoom"],
-         lines=5),
-    Case("cfg-run-refuses-too", RUN, conf(model={"name": "cnn_bn_dropout", "dropout": 1.5}), 2,
-         ["c.yaml", "model.dropout = 1.5"]),
+    Case(
+        "cfg-pseudo-ratio-1",
+        CHECK,
+        conf(task={"name": "features", "pseudo_ratio": 1}),
+        2,
+        ["task.pseudo_ratio = 1", "[0, 1)"],
+    ),
+    Case(
+        "cfg-pseudo-rounds-0",
+        CHECK,
+        conf(task={"name": "features", "pseudo_rounds": 0}),
+        2,
+        ["task.pseudo_rounds = 0", "[1, 100]"],
+    ),
+    Case(
+        "cfg-head-argument",
+        CHECK,
+        conf(task={"name": "features", "head": {"dropout": 2}}),
+        2,
+        ["task.head.dropout = 2", "[0, 1)"],
+    ),
+    Case(
+        "cfg-ensemble-of-sklearn",
+        CHECK,
+        conf(task={"name": "sklearn_features"}, ensemble={"members": 2}),
+        2,
+        ["ensemble of task 'sklearn_features'", "remove the ensemble section"],
+    ),
+    Case(
+        "cfg-every-problem-at-once",
+        CHECK + ["--set", "augment.zoom=[1"],
+        conf(seed=-1, train__batch_size=0, model={"name": "cnn", "dense": 0, "dens": 3}),
+        2,
+        ["seed = -1", "train.batch_size = 0", "model.dense = 0", "model.dens: unknown key", "--set augment.zoom"],
+        lines=5,
+    ),
+    Case(
+        "cfg-run-refuses-too",
+        RUN,
+        conf(model={"name": "cnn_bn_dropout", "dropout": 1.5}),
+        2,
+        ["c.yaml", "model.dropout = 1.5"],
+    ),
     Case("cfg-run-refuses-dup-key", RUN, conf_line("seed: 2"), 2, ["c.yaml", "seed", "duplicate key"]),
     # --- image folders: `fastcourse run` on data: {name: image_folder, on_error: raise} ------
     Case("img-corrupt", RUN, folder(_corrupt), 2, ["cats0.png"]),
@@ -379,53 +509,129 @@ CASES = [
     Case("img-valid-has-extra-class", RUN, folder(valid_classes=("cats", "dogs", "birds")), 2, ["birds"]),
     Case("img-one-class", RUN, folder(classes=("cats",)), 2, ["need at least 2"]),
     Case("img-legal-kinds-beside-one-bad", RUN, folder(_legal_kinds), 2, ["zz_bad.png"]),
-    Case("img-missing-folder", RUN, both(folder(), lambda t: (t / "data").rename(t / "gone")), 2,
-         ["data", "no such folder"]),
+    Case(
+        "img-missing-folder",
+        RUN,
+        both(folder(), lambda t: (t / "data").rename(t / "gone")),
+        2,
+        ["data", "no such folder"],
+    ),
     # --- arrays: `fastcourse run` on data: {name: mnist, path: a.npz} ------------------------
     Case("arr-nan-pixels", RUN, arrays(x_train=_nan), 2, ["a.npz", "x_train", "NaN"]),
     Case("arr-label-out-of-range", RUN, arrays(y_train=_set(5, 12)), 2, ["a.npz", "y_train", "label 12", "0..9"]),
     Case("arr-label-count", RUN, arrays(y_test=lambda y: y[:-1]), 2, ["a.npz", "19 labels for 20 images"]),
-    Case("arr-pixels-above-255", RUN, arrays(x_train=lambda x: x.astype(np.int32) * 3), 2,
-         ["a.npz", "x_train", "0..255"]),
+    Case(
+        "arr-pixels-above-255", RUN, arrays(x_train=lambda x: x.astype(np.int32) * 3), 2, ["a.npz", "x_train", "0..255"]
+    ),
     Case("arr-shapes-differ", RUN, arrays(x_test=lambda x: x[:, :20]), 2, ["a.npz", "x_test", "must match"]),
     Case("arr-not-an-npz", RUN, array_file(b"id,label\n1,2\n"), 2, ["a.npz", "not an .npz"]),
     Case("arr-truncated-npz", RUN, array_file(b"PK\x03\x04" + bytes(30)), 2, ["a.npz", "not an .npz"]),
     # --- outputs and the file system ----------------------------------------------------------
     Case("fs-out-is-a-file", ["run", "{t}/c.yaml", "--out", "{t}/c.yaml"], conf(), 2, ["c.yaml", "is a file"]),
-    Case("fs-out-under-a-file", ["run", "{t}/c.yaml", "--out", "{t}/c.yaml/runs"], conf(), 2,
-         ["c.yaml/runs", "Not a directory", "--out"]),
-    Case("fs-run-dir-is-a-file", ["run", "{t}/c.yaml", "--run-dir", "{t}/c.yaml"], conf(), 2,
-         ["--run-dir", "not a folder"]),
+    Case(
+        "fs-out-under-a-file",
+        ["run", "{t}/c.yaml", "--out", "{t}/c.yaml/runs"],
+        conf(),
+        2,
+        ["c.yaml/runs", "Not a directory", "--out"],
+    ),
+    Case(
+        "fs-run-dir-is-a-file",
+        ["run", "{t}/c.yaml", "--run-dir", "{t}/c.yaml"],
+        conf(),
+        2,
+        ["--run-dir", "not a folder"],
+    ),
     Case("fs-read-only-out", RUN, conf(), 2, ["runs", "Read-only file system", "writable"], fault="erofs:runs"),
-    Case("fs-disk-full-config", RUN, conf(), 1, ["config.yaml", "No space left on device"],
-         fault="enospc:config.yaml"),
-    Case("fs-disk-full-metrics", ["run", "{t}/c.yaml", "--run-dir", "{t}/rd"], conf(), 1,
-         ["metrics.json", "No space left on device"], fault="enospc:metrics.json", new=r"^rd/"),
+    Case("fs-disk-full-config", RUN, conf(), 1, ["config.yaml", "No space left on device"], fault="enospc:config.yaml"),
+    Case(
+        "fs-disk-full-metrics",
+        ["run", "{t}/c.yaml", "--run-dir", "{t}/rd"],
+        conf(),
+        1,
+        ["metrics.json", "No space left on device"],
+        fault="enospc:metrics.json",
+        new=r"^rd/",
+    ),
     # --- run directories and interrupted runs ---------------------------------------------------
-    Case("rd-folder-not-a-run", ["run", "{t}/photos"], text("x", "photos/holiday.jpg"), 2,
-         ["photos", "not a run directory"]),
-    Case("rd-resume-complete-run", ["run", "{t}/rd"], run_dir(files={"metrics.json": "{}"}), 2,
-         ["rd", "complete run"]),
-    Case("rd-damaged-config", ["run", "{t}/rd"], both(run_dir(), text("name: a\nname: b\n", "rd/config.yaml")), 2,
-         ["rd/config.yaml", "duplicate key"]),
-    Case("rd-other-files", ["run", "{t}/c.yaml", "--run-dir", "{t}/photos"],
-         both(conf(), text("x", "photos/holiday.jpg")), 2, ["--run-dir", "not a run directory"]),
-    Case("rd-another-config", ["run", "{t}/c.yaml", "--run-dir", "{t}/rd"],
-         both(conf(train__batch_size=16), run_dir()), 2, ["config.yaml", "train.batch_size"]),
-    Case("rd-locked-by-another-run", ["run", "{t}/rd"], both(run_dir(), locked_by_other()), 1,
-         ["rd", "in use by another fastcourse run", "pid"]),
-    Case("rd-damaged-checkpoint-state", ["run", "{t}/rd"], run_dir(files={"checkpoints/state.json": "{not json"}),
-         1, ["state.json", "unreadable checkpoint state"]),
-    Case("rd-truncated-checkpoint", ["run", "{t}/rd"], run_dir(files={
-        "checkpoints/state.json": '{"epoch": 1, "model_file": "epoch-0001.keras", "format": 1}',
-        "checkpoints/epoch-0001.keras": b"PK\x03\x04" + bytes(100)}), 1, ["epoch-0001.keras"]),
-    Case("rd-interrupted-while-writing", ["run", "{t}/c.yaml", "--run-dir", "{t}/rd"], conf(train__epochs=2), 130,
-         ["interrupted", "fastcourse run {t}/rd"], fault="interrupt:state.json", new=r"^rd/"),
-    Case("rd-edited-config", ["run", "{t}/rd"],
-         both(started_run_dir(), edit("rd/config.yaml", "dense: 16", "dense: 64")), 2,
-         ["model.dense is 64, the run started with 16", "started.json", "--set model.dense=16"]),
-    Case("rd-resume-with-another-value", ["run", "{t}/rd", "--set", "train.batch_size=8"], started_run_dir(), 2,
-         ["train.batch_size is 8, the run started with 32", "from --set train.batch_size=8", "no --set"]),
+    Case(
+        "rd-folder-not-a-run",
+        ["run", "{t}/photos"],
+        text("x", "photos/holiday.jpg"),
+        2,
+        ["photos", "not a run directory"],
+    ),
+    Case("rd-resume-complete-run", ["run", "{t}/rd"], run_dir(files={"metrics.json": "{}"}), 2, ["rd", "complete run"]),
+    Case(
+        "rd-damaged-config",
+        ["run", "{t}/rd"],
+        both(run_dir(), text("name: a\nname: b\n", "rd/config.yaml")),
+        2,
+        ["rd/config.yaml", "duplicate key"],
+    ),
+    Case(
+        "rd-other-files",
+        ["run", "{t}/c.yaml", "--run-dir", "{t}/photos"],
+        both(conf(), text("x", "photos/holiday.jpg")),
+        2,
+        ["--run-dir", "not a run directory"],
+    ),
+    Case(
+        "rd-another-config",
+        ["run", "{t}/c.yaml", "--run-dir", "{t}/rd"],
+        both(conf(train__batch_size=16), run_dir()),
+        2,
+        ["config.yaml", "train.batch_size"],
+    ),
+    Case(
+        "rd-locked-by-another-run",
+        ["run", "{t}/rd"],
+        both(run_dir(), locked_by_other()),
+        1,
+        ["rd", "in use by another fastcourse run", "pid"],
+    ),
+    Case(
+        "rd-damaged-checkpoint-state",
+        ["run", "{t}/rd"],
+        run_dir(files={"checkpoints/state.json": "{not json"}),
+        1,
+        ["state.json", "unreadable checkpoint state"],
+    ),
+    Case(
+        "rd-truncated-checkpoint",
+        ["run", "{t}/rd"],
+        run_dir(
+            files={
+                "checkpoints/state.json": '{"epoch": 1, "model_file": "epoch-0001.keras", "format": 1}',
+                "checkpoints/epoch-0001.keras": b"PK\x03\x04" + bytes(100),
+            }
+        ),
+        1,
+        ["epoch-0001.keras"],
+    ),
+    Case(
+        "rd-interrupted-while-writing",
+        ["run", "{t}/c.yaml", "--run-dir", "{t}/rd"],
+        conf(train__epochs=2),
+        130,
+        ["interrupted", "fastcourse run {t}/rd"],
+        fault="interrupt:state.json",
+        new=r"^rd/",
+    ),
+    Case(
+        "rd-edited-config",
+        ["run", "{t}/rd"],
+        both(started_run_dir(), edit("rd/config.yaml", "dense: 16", "dense: 64")),
+        2,
+        ["model.dense is 64, the run started with 16", "started.json", "--set model.dense=16"],
+    ),
+    Case(
+        "rd-resume-with-another-value",
+        ["run", "{t}/rd", "--set", "train.batch_size=8"],
+        started_run_dir(),
+        2,
+        ["train.batch_size is 8, the run started with 32", "from --set train.batch_size=8", "no --set"],
+    ),
 ]
 
 SITECUSTOMIZE = '''
@@ -466,8 +672,11 @@ if _spec:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 @dataclass
@@ -488,21 +697,33 @@ def run_case(case: Case, t: Path, inject: Path) -> Outcome:
     t.mkdir(parents=True)
     cleanup = case.setup(t)
     before = snapshot(t)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FASTCOURSE_OFFLINE": "1", "PYTHONPATH": str(inject),
-           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **case.env}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "FASTCOURSE_OFFLINE": "1",
+        "PYTHONPATH": str(inject),
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+        **case.env,
+    }
     env.pop("FASTCOURSE_TEST_FAULT", None)
     if case.fault:
         env["FASTCOURSE_TEST_FAULT"] = case.fault
     start = time.monotonic()
     try:
-        proc = subprocess.run([str(FASTCOURSE), *[a.format(t=t) for a in case.argv]], cwd=t, env=env,
-                              capture_output=True, text=True, timeout=TIMEOUT)
+        proc = subprocess.run(
+            [str(FASTCOURSE), *[a.format(t=t) for a in case.argv]],
+            cwd=t,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
     finally:
         if cleanup:
             cleanup()
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    return Outcome(t, proc.returncode, proc.stdout, proc.stderr, lines, before, snapshot(t),
-                   time.monotonic() - start)
+    return Outcome(t, proc.returncode, proc.stdout, proc.stderr, lines, before, snapshot(t), time.monotonic() - start)
 
 
 @pytest.fixture(scope="module")
@@ -510,8 +731,11 @@ def outcomes(tmp_path_factory, request) -> dict[str, Outcome]:
     """Every selected case (-k works), run WORKERS at a time (the slow ones, which import
     TensorFlow, first)."""
     # this file's cases only: other test files may parametrize a "case" of their own
-    selected = {item.callspec.params["case"].id for item in request.session.items
-                if getattr(item, "callspec", None) and isinstance(item.callspec.params.get("case"), Case)}
+    selected = {
+        item.callspec.params["case"].id
+        for item in request.session.items
+        if getattr(item, "callspec", None) and isinstance(item.callspec.params.get("case"), Case)
+    }
     base = tmp_path_factory.mktemp("faults")
     inject = base / "_inject"
     inject.mkdir()
@@ -521,8 +745,12 @@ def outcomes(tmp_path_factory, request) -> dict[str, Outcome]:
         futures = {c.id: pool.submit(run_case, c, base / c.id, inject) for c in order}
     results = {k: f.result() for k, f in futures.items()}
     if os.environ.get("FAULT_TABLE_TIMES"):
-        Path(os.environ["FAULT_TABLE_TIMES"]).write_text("".join(
-            f"{o.seconds:7.1f}s {k} exit {o.code}\n" for k, o in sorted(results.items(), key=lambda kv: kv[1].seconds)))
+        Path(os.environ["FAULT_TABLE_TIMES"]).write_text(
+            "".join(
+                f"{o.seconds:7.1f}s {k} exit {o.code}\n"
+                for k, o in sorted(results.items(), key=lambda kv: kv[1].seconds)
+            )
+        )
     return results
 
 
@@ -556,13 +784,19 @@ def test_fault(case: Case, outcomes):
 
 # --- legal inputs, in process (fast) -----------------------------------------------------------
 
+
 def test_legal_arrays_are_converted(tmp_path):
     from fastcourse.data.arrays import mnist
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (10, 28, 28)).astype(np.uint8)
-    np.savez(tmp_path / "a.npz", x_train=x / 255.0, y_train=np.eye(10)[np.arange(10)],
-             x_test=x.astype(np.float64), y_test=(np.arange(10) % 10).astype(np.float32)[:, None])
+    np.savez(
+        tmp_path / "a.npz",
+        x_train=x / 255.0,
+        y_train=np.eye(10)[np.arange(10)],
+        x_test=x.astype(np.float64),
+        y_test=(np.arange(10) % 10).astype(np.float32)[:, None],
+    )
     data = mnist(path=str(tmp_path / "a.npz"), download=False)
     assert data.x_train.dtype == np.uint8 and data.x_train.shape == (10, 28, 28, 1)
     np.testing.assert_array_equal(data.x_train[..., 0], x)  # 0-1 floats scaled back, not truncated to 0/1
@@ -575,8 +809,10 @@ def test_legal_yaml_spellings(tmp_path):
     from fastcourse.tasks.check import load_checked
 
     path = tmp_path / "c.yaml"
-    path.write_bytes(b"\xef\xbb\xbf"  # a BOM
-                     + b"name: no\ntrain: {epochs: 1, schedule: {name: constant, lr: 1e-3}, jit_compile: false}\n")
+    path.write_bytes(
+        b"\xef\xbb\xbf"  # a BOM
+        + b"name: no\ntrain: {epochs: 1, schedule: {name: constant, lr: 1e-3}, jit_compile: false}\n"
+    )
     cfg = load_checked(path)
     assert cfg.name == "no" and cfg.train.schedule.args["lr"] == pytest.approx(1e-3)
 

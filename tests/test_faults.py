@@ -4,6 +4,7 @@ exit code 2 (usage and input) or 1 (run time), no traceback, and no half-written
 Config cases fail at validation (nothing is created); data-folder cases fail when the data is
 opened (the fresh run directory is removed again); output cases hit the file system.
 """
+
 from __future__ import annotations
 
 import errno
@@ -53,6 +54,7 @@ def write_config(path: Path, cfg: dict | str) -> Path:
 
 
 # --- configs -------------------------------------------------------------------------------
+
 
 def _set(cfg: dict, dotted: str, value) -> dict:
     node = cfg
@@ -105,6 +107,7 @@ def test_missing_config_file_and_bad_override(tmp_path, tiny_config, capsys):
 
 # --- data folders (the image-folder datasets) ------------------------------------------------
 
+
 def _png(path: Path, size=(8, 8), color=(200, 30, 30)) -> Path:
     from PIL import Image
 
@@ -114,12 +117,14 @@ def _png(path: Path, size=(8, 8), color=(200, 30, 30)) -> Path:
 
 def _bomb_png(path: Path, width=100_000, height=100_000) -> Path:
     """A valid PNG header claiming 10 gigapixels: decoding it would exhaust memory."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -172,6 +177,7 @@ def _folder_cases():
             root = make_folder(tmp / "data")
             _break_file(root, how)
             return root
+
         return make
 
     def all_unreadable(tmp):
@@ -214,11 +220,17 @@ def test_data_folder_fault(case, tmp_path, tiny_config, capsys):
 
 # --- output --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def tiny_yaml(tmp_path, tiny_config):
-    return write_config(tmp_path / "tiny.yaml", tiny_config(
-        data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
-        model={"name": "cnn", "filters": [4, 8], "dense": 16}, train__epochs=2))
+    return write_config(
+        tmp_path / "tiny.yaml",
+        tiny_config(
+            data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
+            model={"name": "cnn", "filters": [4, 8], "dense": 16},
+            train__epochs=2,
+        ),
+    )
 
 
 def test_read_only_output_directory(tmp_path, tiny_yaml, capsys, monkeypatch):
@@ -269,8 +281,9 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tiny_
 
     monkeypatch.setattr(checkpoint, "save", save_then_fill_disk)
     code, _, err = run_cli(["run", tiny_yaml, "--run-dir", run_dir], capsys)
-    assert_clean_error(code, err, 1, "epoch-0002.keras", "No space left on device",
-                       f"continue with `fastcourse run {run_dir}`")
+    assert_clean_error(
+        code, err, 1, "epoch-0002.keras", "No space left on device", f"continue with `fastcourse run {run_dir}`"
+    )
     state = checkpoint.read_state(run_dir / "checkpoints")
     assert state["epoch"] == 1 and [p.name for p in (run_dir / "checkpoints").glob("*.keras")] == ["epoch-0001.keras"]
     assert not leftovers(run_dir) and not (run_dir / "model.keras").exists()
@@ -310,11 +323,17 @@ def test_two_runs_in_one_run_directory(tmp_path, tiny_yaml, capsys):
     # the other run: a process holding the lock as fastcourse.run.rundir.locked takes it (flock on
     # run_dir/.lock, its pid inside), without the cost of importing TensorFlow
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys\n"
-         f"fd = os.open({str(run_dir / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); os.write(fd, str(os.getpid()).encode())\n"
-         "print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(run_dir / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); os.write(fd, str(os.getpid()).encode())\n"
+            "print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -324,9 +343,8 @@ def test_two_runs_in_one_run_directory(tmp_path, tiny_yaml, capsys):
     finally:
         holder.communicate("", timeout=30)
     # once the holder is gone (the OS frees the lock even after kill -9), the directory is free
-    from fastcourse.run.rundir import locked
-
     from fastcourse.locks import pid_path
+    from fastcourse.run.rundir import locked
 
     with locked(run_dir):
         assert pid_path(run_dir).read_text() == str(os.getpid())

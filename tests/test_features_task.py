@@ -1,4 +1,5 @@
 """The sklearn_features task: a builder's cut layer -> a scikit-learn classifier."""
+
 from __future__ import annotations
 
 import json
@@ -7,17 +8,22 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.errors import ConfigError, DataError
-from fastcourse.tasks.runner import run_experiment
 from fastcourse.models import build_model
+from fastcourse.tasks.check import load_checked as load_config
+from fastcourse.tasks.runner import run_experiment
 
 
 def _cfg(tiny_config, tmp_path, **task):
-    return load_config(tiny_config(
-        task={"name": "sklearn_features", **task}, model={"name": "lenet"}, out=str(tmp_path),
-        data__train_limit=400, data__test_limit=200,
-    ))
+    return load_config(
+        tiny_config(
+            task={"name": "sklearn_features", **task},
+            model={"name": "lenet"},
+            out=str(tmp_path),
+            data__train_limit=400,
+            data__test_limit=200,
+        )
+    )
 
 
 def test_logistic_on_pretrained_lenet_features(tiny_config, tmp_path):
@@ -34,8 +40,9 @@ def test_logistic_on_pretrained_lenet_features(tiny_config, tmp_path):
 
 
 def test_gradient_boosting_on_pooled_conv_features(tiny_config, tmp_path):
-    run = run_experiment(_cfg(tiny_config, tmp_path, layer="conv2", pool="avg", classifier="gradient_boosting",
-                              max_iter=5))
+    run = run_experiment(
+        _cfg(tiny_config, tmp_path, layer="conv2", pool="avg", classifier="gradient_boosting", max_iter=5)
+    )
     m = json.loads((run / "metrics.json").read_text())
     assert m["feature_dim"] == 16 and m["pool"] == "avg"
     assert m["eval_accuracy"] > 0.2  # above chance (0.1) on 16 random-filter averages
@@ -65,20 +72,31 @@ def test_image_folder_train_vs_valid(tmp_path):
     """A folder dataset: features of train/ fit the classifier, valid/ scores it."""
     from fastcourse.data.synthetic import make_image_folder
 
-    root = make_image_folder(tmp_path / "shapes", layout="dogscats", classes=2, per_class=16, valid_per_class=8,
-                             test=0, size=32)
-    cfg = load_config({
-        "name": "folder", "seed": 0, "out": str(tmp_path / "runs"),
-        "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max"},
-        "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
-        "model": {"name": "lenet"}, "train": {"batch_size": 8, "verbose": 0},
-    })
+    root = make_image_folder(
+        tmp_path / "shapes", layout="dogscats", classes=2, per_class=16, valid_per_class=8, test=0, size=32
+    )
+    cfg = load_config(
+        {
+            "name": "folder",
+            "seed": 0,
+            "out": str(tmp_path / "runs"),
+            "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max"},
+            "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
+            "model": {"name": "lenet"},
+            "train": {"batch_size": 8, "verbose": 0},
+        }
+    )
     m = json.loads((run_experiment(cfg) / "metrics.json").read_text())
     assert (m["train_images"], m["eval_images"], m["feature_dim"]) == (32, 16, 16)
     assert 0.0 <= m["eval_accuracy"] <= 1.0 and m["train_accuracy"] > 0.5
     # the one trainer trains on folders too: pretraining the network before the cut works there
-    pre = load_config({**cfg.to_dict(), "out": str(tmp_path / "pre"),
-                       "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max", "pretrain": True}})
+    pre = load_config(
+        {
+            **cfg.to_dict(),
+            "out": str(tmp_path / "pre"),
+            "task": {"name": "sklearn_features", "layer": "conv2", "pool": "max", "pretrain": True},
+        }
+    )
     m2 = json.loads((run_experiment(pre) / "metrics.json").read_text())
     assert m2["pretrained_here"] and 0.0 <= m2["network_test_accuracy"] <= 1.0
     assert m2["feature_dim"] == 16 and m2["train_accuracy"] != m["train_accuracy"]  # other weights, other features

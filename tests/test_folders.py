@@ -1,4 +1,5 @@
 """Image-folder datasets and splits, on small generated folders."""
+
 from __future__ import annotations
 
 import os
@@ -61,7 +62,7 @@ def test_truncated_and_corrupt_images_are_reported_and_skipped_or_raised(folders
     jpg = next(f for f in files if f.suffix == ".jpg")
     png = next(f for f in files if f.suffix == ".png")
     jpg.write_bytes(jpg.read_bytes()[:200])  # truncated
-    png.write_bytes(b"not an image at all")   # corrupt
+    png.write_bytes(b"not an image at all")  # corrupt
     assert "truncated" in check_image(str(jpg)).lower() and check_image(str(png))
     data = open_folder(root, on_error="skip")
     assert len(data.split("train")) == 10 and {p for p, _ in data.skipped} == {str(jpg), str(png)}
@@ -116,7 +117,7 @@ def test_file_cache_decodes_once_and_follows_changes(tmp_path):
     victim = Path(data.split("train").files[0])
     stat = victim.stat()
     raw = bytearray(victim.read_bytes())
-    raw[len(raw) // 3: len(raw) // 3 + 200] = bytes(200)
+    raw[len(raw) // 3 : len(raw) // 3 + 200] = bytes(200)
     victim.write_bytes(bytes(raw))
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     again = images(data.dataset("train", image_size=(24, 24), batch_size=5))
@@ -131,11 +132,19 @@ def test_file_cache_decodes_once_and_follows_changes(tmp_path):
 
 # --- limits: per class, in proportion, seeded ------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def uneven(tmp_path_factory):
     """3 classes of 4, 10 and 10 training images, 4 valid images each, 6 unlabelled test images."""
-    root = make_image_folder(tmp_path_factory.mktemp("uneven") / "shapes", "dogscats", classes=3, per_class=10,
-                             valid_per_class=4, size=24, mixed_modes=False)
+    root = make_image_folder(
+        tmp_path_factory.mktemp("uneven") / "shapes",
+        "dogscats",
+        classes=3,
+        per_class=10,
+        valid_per_class=4,
+        size=24,
+        mixed_modes=False,
+    )
     for f in sorted(sorted((root / "train").iterdir())[0].iterdir())[4:]:
         f.unlink()
     return root
@@ -184,8 +193,11 @@ def test_config_limits_on_a_folder_are_stratified_by_the_config_seed(uneven, tin
     from fastcourse.tasks.check import load_checked
 
     def cfg(seed):
-        return load_checked(tiny_config(seed=seed, data={"name": "image_folder", "path": str(uneven), "train_limit": 12,
-                                                         "test_limit": 6}))
+        return load_checked(
+            tiny_config(
+                seed=seed, data={"name": "image_folder", "path": str(uneven), "train_limit": 12, "test_limit": 6}
+            )
+        )
 
     first = load_dataset(cfg(5))
     assert counts(first.split("train")) == [2, 5, 5] and counts(first.split("valid")) == [2, 2, 2]
@@ -196,6 +208,7 @@ def test_config_limits_on_a_folder_are_stratified_by_the_config_seed(uneven, tin
 
 
 # --- a labels CSV with missing files ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_a_labels_csv_missing_a_file_skips_and_names_it_wherever_it_sits(tmp_path, capsys, where):
@@ -219,8 +232,9 @@ def test_a_labels_csv_with_none_of_its_files_is_refused(tmp_path):
     import pandas as pd
 
     root = make_image_folder(tmp_path / "digits", "csv", classes=3, per_class=2, size=24, mixed_modes=False)
-    pd.read_csv(root / "labels.csv").assign(filename=lambda t: "x" + t["filename"]).to_csv(root / "other.csv",
-                                                                                        index=False)
+    pd.read_csv(root / "labels.csv").assign(filename=lambda t: "x" + t["filename"]).to_csv(
+        root / "other.csv", index=False
+    )
     with pytest.raises(DataError, match=r"other.csv: none of its files .*set data.images"):
         open_folder(root, layout="csv", csv="other.csv")
     # named by data.images, the folder is used as it is: every file missing is the scan's error

@@ -1,4 +1,5 @@
 """Images users really have: each kind is decoded right, or named by path and skipped."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,12 @@ def decode(path, size) -> np.ndarray:
 def corner(image: np.ndarray) -> str:
     """Which corner holds the red block."""
     h, w = image.shape[:2]
-    quads = {"top-left": image[: h // 3, : w // 3], "top-right": image[: h // 3, -w // 3:],
-             "bottom-left": image[-h // 3:, : w // 3], "bottom-right": image[-h // 3:, -w // 3:]}
+    quads = {
+        "top-left": image[: h // 3, : w // 3],
+        "top-right": image[: h // 3, -w // 3 :],
+        "bottom-left": image[-h // 3 :, : w // 3],
+        "bottom-right": image[-h // 3 :, -w // 3 :],
+    }
     return max(quads, key=lambda k: quads[k][..., 0].mean() - quads[k][..., 1].mean())
 
 
@@ -37,8 +42,16 @@ def phone_photo(orientation: int) -> Image.Image:
 
 
 # orientation -> where the stored top-left block is shown (the EXIF standard, as Pillow applies it)
-ORIENTED = {1: "top-left", 2: "top-right", 3: "bottom-right", 4: "bottom-left",
-            5: "top-left", 6: "top-right", 7: "bottom-right", 8: "bottom-left"}
+ORIENTED = {
+    1: "top-left",
+    2: "top-right",
+    3: "bottom-right",
+    4: "bottom-left",
+    5: "top-left",
+    6: "top-right",
+    7: "bottom-right",
+    8: "bottom-left",
+}
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])

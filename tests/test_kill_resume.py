@@ -3,6 +3,7 @@ then `fastcourse run RUN_DIR`: the resumed run keeps what was done before the ki
 starts with the epochs finished then, finished members and feature chunks are not redone) and
 ends with the same metrics as an uninterrupted run on the same seed. Tolerance: accuracy equal to
 1e-6, loss to a relative 1e-4 (the same ops in the same order; only float summation may differ)."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,11 @@ EPOCHS = 8  # for the mid-epoch kill: enough that the kill lands before the last
 def start(config: Path, run_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "fastcourse.cli", "run", str(config), "--run-dir", str(run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"})
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 300) -> None:
@@ -41,9 +45,14 @@ def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 300) ->
 
 
 def finish(target: Path, *args) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "fastcourse.cli", "run", str(target), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastcourse.cli", "run", str(target), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return Path(proc.stdout.strip().splitlines()[-1].split("run directory: ", 1)[1])
 
@@ -62,16 +71,34 @@ def write(tmp: Path, cfg: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("kill") / "shapes", "dogscats", classes=3, per_class=60,
-                             valid_per_class=8, test=0, size=32)
+    return make_image_folder(
+        tmp_path_factory.mktemp("kill") / "shapes",
+        "dogscats",
+        classes=3,
+        per_class=60,
+        valid_per_class=8,
+        test=0,
+        size=32,
+    )
 
 
 def test_kill_mid_epoch_on_an_image_folder(folder, tmp_path):
-    cfg = write(tmp_path, {
-        "name": "folder", "seed": 3, "data": {"name": "image_folder", "path": str(folder), "image_size": [32, 32]},
-        "model": {"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16}, "augment": {"name": "dogscats"},
-        "train": {"batch_size": 8, "epochs": EPOCHS, "verbose": 0,
-                  "schedule": {"name": "one_cycle", "max_lr": 3e-3}}})
+    cfg = write(
+        tmp_path,
+        {
+            "name": "folder",
+            "seed": 3,
+            "data": {"name": "image_folder", "path": str(folder), "image_size": [32, 32]},
+            "model": {"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16},
+            "augment": {"name": "dogscats"},
+            "train": {
+                "batch_size": 8,
+                "epochs": EPOCHS,
+                "verbose": 0,
+                "schedule": {"name": "one_cycle", "max_lr": 3e-3},
+            },
+        },
+    )
     killed = tmp_path / "killed"
     proc = start(cfg, killed)
     state = killed / "checkpoints" / "state.json"
@@ -83,6 +110,7 @@ def test_kill_mid_epoch_on_an_image_folder(folder, tmp_path):
         if state.exists() and not t_first:
             t_first.append(time.time())
         return bool(t_first) and time.time() - t_first[0] > 0.15
+
     kill_when(proc, mid_epoch, "the middle of an epoch after the first")
     before = json.loads(state.read_text())
     assert 1 <= before["epoch"] < EPOCHS and not (killed / "metrics.json").exists()
@@ -94,17 +122,29 @@ def test_kill_mid_epoch_on_an_image_folder(folder, tmp_path):
     assert len(history) == EPOCHS
     # the epochs finished before the kill are in the history with their values: resumed, not restarted
     for key, values in before["history"].items():
-        assert history[key].tolist()[:len(values)] == pytest.approx(values, rel=1e-12)
+        assert history[key].tolist()[: len(values)] == pytest.approx(values, rel=1e-12)
     assert len(json.loads((killed / "metrics.json").read_text())["epoch_seconds"]) == EPOCHS
 
 
 def test_kill_mid_feature_pass(folder, tmp_path):
     cache = tmp_path / "cache"
-    cfg = write(tmp_path, {
-        "name": "features", "seed": 0, "data": {"name": "image_folder", "path": str(folder), "image_size": [32, 32]},
-        "model": {"name": "vgg16", "include_top": False}, "augment": {"name": "dogscats"},
-        "task": {"name": "features", "cache_dir": str(cache), "passes": 1, "head": {"units": 16, "batchnorm": True}},
-        "train": {"batch_size": 8, "epochs": 1, "verbose": 0}})
+    cfg = write(
+        tmp_path,
+        {
+            "name": "features",
+            "seed": 0,
+            "data": {"name": "image_folder", "path": str(folder), "image_size": [32, 32]},
+            "model": {"name": "vgg16", "include_top": False},
+            "augment": {"name": "dogscats"},
+            "task": {
+                "name": "features",
+                "cache_dir": str(cache),
+                "passes": 1,
+                "head": {"units": 16, "batchnorm": True},
+            },
+            "train": {"batch_size": 8, "epochs": 1, "verbose": 0},
+        },
+    )
     killed = tmp_path / "killed"
     proc = start(cfg, killed)
 
@@ -116,6 +156,7 @@ def test_kill_mid_feature_pass(folder, tmp_path):
             except (OSError, ValueError, KeyError):
                 pass
         return False
+
     kill_when(proc, committed_chunk, "a committed feature chunk")
     rows = max(json.loads(p.read_text())["rows"] for p in cache.glob("*.progress.json"))
     finish(killed)
@@ -126,11 +167,14 @@ def test_kill_mid_feature_pass(folder, tmp_path):
 
 
 def test_kill_mid_ensemble_member(tmp_path, tiny_config):
-    raw = tiny_config(name="ens", data={"name": "mnist_sample", "train_limit": 384, "test_limit": 128},
-                      model={"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16},
-                      augment={"name": "course"}, ensemble={"members": 2},
-                      train={"batch_size": 32, "epochs": 3, "verbose": 0,
-                             "schedule": {"name": "one_cycle", "max_lr": 3e-3}})
+    raw = tiny_config(
+        name="ens",
+        data={"name": "mnist_sample", "train_limit": 384, "test_limit": 128},
+        model={"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16},
+        augment={"name": "course"},
+        ensemble={"members": 2},
+        train={"batch_size": 32, "epochs": 3, "verbose": 0, "schedule": {"name": "one_cycle", "max_lr": 3e-3}},
+    )
     cfg = write(tmp_path, raw)
     killed = tmp_path / "killed"
     proc = start(cfg, killed)

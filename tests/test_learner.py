@@ -1,5 +1,6 @@
 """The Learner is a second front door on the same trainer: the same config run and the same
 Learner calls give the same metrics on the same seed, and save() writes a run's artifacts."""
+
 from __future__ import annotations
 
 import json
@@ -17,21 +18,39 @@ LIMITS = {"train_limit": 192, "test_limit": 96}
 
 
 def _config(tmp_path, model="cnn", augment="course", schedule=None, **train):
-    return load_checked({
-        "name": "door", "seed": 3, "data": {"name": "mnist_sample", **LIMITS}, "model": {"name": model},
-        "augment": {"name": augment},
-        "train": {"epochs": 1, "batch_size": 32, "verbose": 0,
-                  "schedule": schedule or {"name": "one_cycle", "max_lr": 3e-3}, **train},
-        "out": str(tmp_path / "runs"),
-    })
+    return load_checked(
+        {
+            "name": "door",
+            "seed": 3,
+            "data": {"name": "mnist_sample", **LIMITS},
+            "model": {"name": model},
+            "augment": {"name": augment},
+            "train": {
+                "epochs": 1,
+                "batch_size": 32,
+                "verbose": 0,
+                "schedule": schedule or {"name": "one_cycle", "max_lr": 3e-3},
+                **train,
+            },
+            "out": str(tmp_path / "runs"),
+        }
+    )
 
 
 def test_config_run_and_learner_give_the_same_metrics(tmp_path):
     run = run_experiment(_config(tmp_path))
     want = json.loads((run / "metrics.json").read_text())
 
-    learn = fastcourse.Learner("cnn", DATASETS.get("mnist_sample")(), augment="course", seed=3, batch_size=32,
-                               verbose=0, **LIMITS, out=tmp_path / "nb")
+    learn = fastcourse.Learner(
+        "cnn",
+        DATASETS.get("mnist_sample")(),
+        augment="course",
+        seed=3,
+        batch_size=32,
+        verbose=0,
+        **LIMITS,
+        out=tmp_path / "nb",
+    )
     learn.fit_one_cycle(1, max_lr=3e-3)
     saved = learn.save(tmp_path / "learner-run")
     got = json.loads((saved / "metrics.json").read_text())
@@ -39,8 +58,16 @@ def test_config_run_and_learner_give_the_same_metrics(tmp_path):
     assert got["eval_loss"] == pytest.approx(want["eval_loss"], abs=1e-6)
     np.testing.assert_allclose(np.load(saved / "eval_probs.npy"), np.load(run / "eval_probs.npy"), atol=1e-6)
     # the same artifacts as a run
-    for name in ["model.keras", "metrics.json", "history.csv", "eval_probs.npy", "eval_labels.npy",
-                 "learning_curves.png", "confusion_matrix.png", "config.yaml"]:
+    for name in [
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "eval_probs.npy",
+        "eval_labels.npy",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "config.yaml",
+    ]:
         assert (saved / name).is_file(), name
     assert learn.config.train.schedule.name == "one_cycle" and learn.config.model.name == "cnn"
 
@@ -53,8 +80,11 @@ def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
     from fastcourse.train.devices import float32_outputs
     from fastcourse.train.trainer import seed_everything
 
-    run = run_experiment(_config(tmp_path, model="linear", augment="none",
-                                 schedule={"name": "constant", "lr": 2e-3}, precision="float32"))
+    run = run_experiment(
+        _config(
+            tmp_path, model="linear", augment="none", schedule={"name": "constant", "lr": 2e-3}, precision="float32"
+        )
+    )
     want = json.loads((run / "metrics.json").read_text())
     data = DATASETS.get("mnist_sample")().limit(**{"train": 192, "test": 96})
     keras.backend.clear_session()
@@ -62,8 +92,7 @@ def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
     mean, std = data.pixel_stats()
     model = float32_outputs(build_model("linear", data.input_shape, 10, mean=mean, std=std))
     # the model is built here in float32, so both run in float32 (precision "auto" may pick bf16)
-    learn = fastcourse.Learner(model, data, seed=3, batch_size=32, verbose=0, out=tmp_path / "nb",
-                               precision="float32")
+    learn = fastcourse.Learner(model, data, seed=3, batch_size=32, verbose=0, out=tmp_path / "nb", precision="float32")
     learn.fit(1, lr=2e-3)
     got = learn.evaluate()
     assert got["accuracy"] == pytest.approx(want["eval_accuracy"], abs=1e-6)
@@ -71,8 +100,17 @@ def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
 
 
 def test_predict_tta_lr_find_views_and_ensemble(tmp_path):
-    learn = fastcourse.Learner("linear", "mnist_sample", augment="course", train_limit=128, test_limit=64,
-                               batch_size=32, verbose=0, out=tmp_path, precision="float32")
+    learn = fastcourse.Learner(
+        "linear",
+        "mnist_sample",
+        augment="course",
+        train_limit=128,
+        test_limit=64,
+        batch_size=32,
+        verbose=0,
+        out=tmp_path,
+        precision="float32",
+    )
     finder = learn.lr_find(steps=20, plot=tmp_path / "lr.png")
     assert len(finder.lrs) > 3 and (tmp_path / "lr.png").is_file()
     learn.fit(1)
@@ -98,8 +136,17 @@ def test_fine_tune_and_folders(tmp_path):
     root = tmp_path / "shapes"
     make_image_folder(root, layout="dogscats", classes=2, per_class=6, valid_per_class=3, test=3, size=32, seed=0)
     data = DATASETS.get("image_folder")(path=str(root), image_size=[32, 32])
-    learn = fastcourse.Learner("vgg16", data, augment="dogscats", model_args={"weights": None}, batch_size=4,
-                               verbose=0, bn_recalibrate=0, out=tmp_path / "runs", tensorboard=True)
+    learn = fastcourse.Learner(
+        "vgg16",
+        data,
+        augment="dogscats",
+        model_args={"weights": None},
+        batch_size=4,
+        verbose=0,
+        bn_recalibrate=0,
+        out=tmp_path / "runs",
+        tensorboard=True,
+    )
     learn.fine_tune(1, base_lr=1e-4, freeze_epochs=1)
     assert len(learn.results) == 2
     preds = learn.predict(root / "test", tta=1)

@@ -1,6 +1,7 @@
 """The Learner with fastai's names: from_folder / from_arrays / from_dataset, a folder path as
 data, fit_one_cycle(lr_max=), get_preds, predict(one image), show_batch, lr_find inline,
 callbacks= and metrics=, save() that never overwrites, load, export and load_learner."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder_learner(folder, tmp_path_factory):
-    learn = fastcourse.Learner.from_folder(folder, "cnn", image_size=24, valid_pct=0.25, seed=1,
-                                           out=tmp_path_factory.mktemp("runs"), **QUIET)
+    learn = fastcourse.Learner.from_folder(
+        folder, "cnn", image_size=24, valid_pct=0.25, seed=1, out=tmp_path_factory.mktemp("runs"), **QUIET
+    )
     learn.fit_one_cycle(1, lr_max=3e-3)
     return learn
 
@@ -38,15 +40,16 @@ def _digits(n, seed):
     y = rng.integers(0, 3, n)
     x = rng.integers(0, 60, (n, 16, 16)).astype(np.uint8)
     for i, label in enumerate(y):  # a bright band per class: learnable in one epoch
-        x[i, 5 * label:5 * label + 5] += 150
+        x[i, 5 * label : 5 * label + 5] += 150
     return x, y
 
 
 @pytest.fixture(scope="module")
 def array_learner(tmp_path_factory):
     (xt, yt), (xv, yv) = _digits(96, 0), _digits(24, 1)
-    learn = fastcourse.Learner.from_arrays(xt, yt, xv, yv, "linear", class_names=["top", "middle", "bottom"],
-                                           out=tmp_path_factory.mktemp("runs"), **QUIET)
+    learn = fastcourse.Learner.from_arrays(
+        xt, yt, xv, yv, "linear", class_names=["top", "middle", "bottom"], out=tmp_path_factory.mktemp("runs"), **QUIET
+    )
     learn.fit(1, lr=1e-2)
     return learn
 
@@ -116,9 +119,14 @@ def test_callbacks_and_metrics_reach_keras():
         def on_epoch_end(self, epoch, logs=None):
             seen.append(sorted(logs))
 
-    learn = fastcourse.Learner.from_arrays(*_digits(32, 4), *_digits(8, 5), "linear", callbacks=[Count()],
-                                           metrics=[keras.metrics.TopKCategoricalAccuracy(k=2, name="top2")],
-                                           **QUIET)
+    learn = fastcourse.Learner.from_arrays(
+        *_digits(32, 4),
+        *_digits(8, 5),
+        "linear",
+        callbacks=[Count()],
+        metrics=[keras.metrics.TopKCategoricalAccuracy(k=2, name="top2")],
+        **QUIET,
+    )
     result = learn.fit(1, callbacks=[Count()])
     assert len(seen) == 2  # the learner's callback and this call's
     assert "top2" in result.history and "val_top2" in result.history
@@ -182,8 +190,10 @@ def test_export_and_load_learner_on_arrays(array_learner, tmp_path):
 def test_export_and_load_learner_on_a_folder(folder, folder_learner, tmp_path):
     path = folder_learner.export(tmp_path / "exported")
     meta = json.loads((path / "learner.json").read_text())
-    assert meta["image_size"] == [24, 24] and meta["preprocessing"]["resize"] == {"size": [24, 24],
-                                                                                   "method": "bilinear"}
+    assert meta["image_size"] == [24, 24] and meta["preprocessing"]["resize"] == {
+        "size": [24, 24],
+        "method": "bilinear",
+    }
     loaded = fastcourse.load_learner(path)
     assert loaded.inputs.class_names == folder_learner.inputs.class_names
     files = sorted(str(p) for p in (folder / "train").rglob("*.*"))[:8]

@@ -2,6 +2,7 @@
 grouped split -> cached features with 2 augmented passes -> batchnorm head -> ensemble of 3 heads
 sharing the cache -> fine-tune with unfrozen blocks -> predict with TTA -> submission -> views.
 VGG16 runs at 32x32 from random weights (no ImageNet weights offline)."""
+
 from __future__ import annotations
 
 import gzip
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
 from fastcourse.data.synthetic import make_image_folder
@@ -22,15 +22,23 @@ EXE = str(Path(sys.executable).with_name("fastcourse"))
 
 
 def cli(*args, cwd) -> str:
-    proc = subprocess.run([EXE, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900,
-                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        [EXE, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
 
 def config(tmp: Path, data_path: Path, **sections) -> Path:
     cfg = {
-        "name": sections.pop("name"), "seed": 0, "out": str(tmp / "runs"),
+        "name": sections.pop("name"),
+        "seed": 0,
+        "out": str(tmp / "runs"),
         "data": {"name": "statefarm", "path": str(data_path), "image_size": [32, 32]},
         "model": {"name": "vgg16", "include_top": False},
         "augment": {"name": "statefarm"},
@@ -47,8 +55,7 @@ def run_dir_of(stdout: str) -> Path:
 
 
 def test_lesson3_from_split_to_submission(tmp_path):
-    raw = make_image_folder(tmp_path / "statefarm", "statefarm", classes=10, per_class=6, test=6, size=40,
-                            drivers=6)
+    raw = make_image_folder(tmp_path / "statefarm", "statefarm", classes=10, per_class=6, test=6, size=40, drivers=6)
     # 1. the grouped split: no driver on both sides
     summary = json.loads(cli("split", raw, "--method", "grouped", "--valid", 20, "--json", cwd=tmp_path))
     data = Path(str(raw) + "_split")
@@ -60,10 +67,18 @@ def test_lesson3_from_split_to_submission(tmp_path):
 
     # 2-4. features with 2 augmented passes -> BN head -> an ensemble of 3 heads on one cache
     cache = tmp_path / "cache"
-    ens = config(tmp_path, data, name="heads",
-                 task={"name": "features", "cache_dir": str(cache), "passes": 2,
-                       "head": {"units": 32, "dropout": 0.5, "batchnorm": True}},
-                 ensemble={"members": 3})
+    ens = config(
+        tmp_path,
+        data,
+        name="heads",
+        task={
+            "name": "features",
+            "cache_dir": str(cache),
+            "passes": 2,
+            "head": {"units": 32, "dropout": 0.5, "batchnorm": True},
+        },
+        ensemble={"members": 3},
+    )
     run = run_dir_of(cli("run", ens, cwd=tmp_path))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["ensemble_members"] == 3 and len(metrics["members"]) == 3
@@ -76,8 +91,13 @@ def test_lesson3_from_split_to_submission(tmp_path):
     np.testing.assert_allclose(np.load(run / "eval_probs.npy"), probs.mean(0), atol=1e-6)
 
     # 5. fine-tune: the body frozen for an epoch, then every block at spread rates
-    ft = config(tmp_path, data, name="finetune", model={"name": "vgg16", "dropout": 0.0},
-                task={"name": "finetune", "freeze_epochs": 1, "unfreeze_epochs": 1, "lr_mult": 10})
+    ft = config(
+        tmp_path,
+        data,
+        name="finetune",
+        model={"name": "vgg16", "dropout": 0.0},
+        task={"name": "finetune", "freeze_epochs": 1, "unfreeze_epochs": 1, "lr_mult": 10},
+    )
     ft_run = run_dir_of(cli("run", ft, cwd=tmp_path))
     ft_metrics = json.loads((ft_run / "metrics.json").read_text())
     assert ft_metrics["epochs"] == 2 and ft_metrics["unfreeze_epochs"] == 1

@@ -1,6 +1,7 @@
 """`fastcourse lr-find` on every task kind (fastcourse/tasks/lr_find.py), in-process through the CLI:
 train on arrays and on a folder, the features head on cached features, a frozen fine-tune. Each
 must suggest a finite positive rate inside the swept range and write the plot."""
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,28 @@ SMALL_CNN = {"name": "cnn_bn", "filters": [4, 8], "dense": 16}
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("lrf") / "shapes", "dogscats", classes=2, per_class=16,
-                             valid_per_class=4, test=0, size=32)
+    return make_image_folder(
+        tmp_path_factory.mktemp("lrf") / "shapes",
+        "dogscats",
+        classes=2,
+        per_class=16,
+        valid_per_class=4,
+        test=0,
+        size=32,
+    )
 
 
 def folder_overrides(folder: Path) -> list[str]:
-    return ["--set", "model.weights=none", "--set", f"data.path={folder}", "--set", "data.image_size=[32, 32]",
-            "--set", "train.verbose=0"]
+    return [
+        "--set",
+        "model.weights=none",
+        "--set",
+        f"data.path={folder}",
+        "--set",
+        "data.image_size=[32, 32]",
+        "--set",
+        "train.verbose=0",
+    ]
 
 
 def lr_find(config: Path | str, out: Path, *extra: str, capsys) -> dict:
@@ -51,17 +67,33 @@ def write(tmp_path: Path, cfg: dict) -> Path:
 
 
 def test_train_on_arrays(tmp_path, capsys):
-    cfg = write(tmp_path, {"name": "arrays", "seed": 0, "data": {"name": "mnist_sample", "train_limit": 256,
-                                                                 "test_limit": 64},
-                           "model": SMALL_CNN, "augment": {"name": "course"}, "train": {"batch_size": 32}})
+    cfg = write(
+        tmp_path,
+        {
+            "name": "arrays",
+            "seed": 0,
+            "data": {"name": "mnist_sample", "train_limit": 256, "test_limit": 64},
+            "model": SMALL_CNN,
+            "augment": {"name": "course"},
+            "train": {"batch_size": 32},
+        },
+    )
     found = lr_find(cfg, tmp_path / "out", capsys=capsys)
     assert found["task"] == "train" and found["fits"].startswith("cnn_bn on mnist_sample (arrays)")
 
 
 def test_train_on_a_folder(folder, tmp_path, capsys):
-    cfg = write(tmp_path, {"name": "folder", "seed": 0,
-                           "data": {"name": "image_folder", "path": str(folder), "image_size": [32, 32]},
-                           "model": SMALL_CNN, "augment": {"name": "dogscats"}, "train": {"batch_size": 8}})
+    cfg = write(
+        tmp_path,
+        {
+            "name": "folder",
+            "seed": 0,
+            "data": {"name": "image_folder", "path": str(folder), "image_size": [32, 32]},
+            "model": SMALL_CNN,
+            "augment": {"name": "dogscats"},
+            "train": {"batch_size": 8},
+        },
+    )
     found = lr_find(cfg, tmp_path / "out", capsys=capsys)
     assert found["task"] == "train" and "(folder)" in found["fits"]
 
@@ -70,8 +102,17 @@ def test_features_fits_the_head_on_the_cache_the_run_then_reuses(folder, tmp_pat
     """The issue's command: it used to fit the bare conv base against the labels (a traceback)."""
     cache = tmp_path / "cache"
     config = ROOT / "configs/dogscats/features_dense.yaml"
-    overrides = [*folder_overrides(folder), "--set", f"task.cache_dir={cache}", "--set",
-                 "task.head={units: 32, depth: 1}", "--set", f"out={tmp_path / 'runs'}", "--set", "train.epochs=1"]
+    overrides = [
+        *folder_overrides(folder),
+        "--set",
+        f"task.cache_dir={cache}",
+        "--set",
+        "task.head={units: 32, depth: 1}",
+        "--set",
+        f"out={tmp_path / 'runs'}",
+        "--set",
+        "train.epochs=1",
+    ]
     found = lr_find(config, tmp_path / "out", *overrides, capsys=capsys)
     assert found["task"] == "features" and found["fits"].startswith("the dense head on vgg16 features at block5_conv3")
     cached = {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
@@ -98,9 +139,17 @@ def test_finetune_target_is_frozen_and_its_weights_come_back(folder, tmp_path):
     from fastcourse.tasks.lr_find import lr_find_target
     from fastcourse.train.lr_find import lr_find_train
 
-    cfg = load_checked(ROOT / "configs/dogscats/fine_tune.yaml",
-                       ["model.weights=none", f"data.path={folder}", "data.image_size=[32, 32]",
-                        "task.freeze_epochs=1", "task.frozen_up_to=block5", "train.batch_size=8"])
+    cfg = load_checked(
+        ROOT / "configs/dogscats/fine_tune.yaml",
+        [
+            "model.weights=none",
+            f"data.path={folder}",
+            "data.image_size=[32, 32]",
+            "task.freeze_epochs=1",
+            "task.frozen_up_to=block5",
+            "train.batch_size=8",
+        ],
+    )
     keras.utils.set_random_seed(0)
     target = lr_find_target(cfg)
     trainable = {w.path.split("/")[0] for w in target.model.trainable_weights}
@@ -122,8 +171,11 @@ def test_unfreeze_only_finetune_is_given_in_schedule_units(tiny_config):
     cfg = load_checked(tiny_config(model=SMALL_CNN, task={"name": "finetune", "unfreeze_epochs": 1, "lr_mult": 10}))
     keras.utils.set_random_seed(0)
     target = lr_find_target(cfg)
-    assert target.scale == 0.5 and target.lr_multipliers == {"block1": 0.1, "block2": pytest.approx(10 ** -0.5),
-                                                             "head": 1.0}
+    assert target.scale == 0.5 and target.lr_multipliers == {
+        "block1": 0.1,
+        "block2": pytest.approx(10**-0.5),
+        "head": 1.0,
+    }
     learnable = {w.path for w in target.model.weights if "moving" not in w.path}
     assert {w.path for w in target.model.trainable_weights} == learnable  # everything unfrozen
     found = lr_find_for(cfg, steps=8, min_lr=1e-5, max_lr=1e-1)
@@ -131,20 +183,32 @@ def test_unfreeze_only_finetune_is_given_in_schedule_units(tiny_config):
 
 
 def test_sklearn_features_without_pretraining_is_one_line(tmp_path, capsys):
-    cfg = write(tmp_path, {"name": "sk", "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},
-                           "model": {"name": "lenet"}, "task": {"name": "sklearn_features", "layer": "fc4"}})
+    cfg = write(
+        tmp_path,
+        {
+            "name": "sk",
+            "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},
+            "model": {"name": "lenet"},
+            "task": {"name": "sklearn_features", "layer": "fc4"},
+        },
+    )
     assert main(["lr-find", str(cfg), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "task.pretrain: true" in err
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--min-lr", "1", "--max-lr", "0.1"], "0 < min-lr < max-lr"),
-    (["--steps", "2"], "at least 5 steps"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--min-lr", "1", "--max-lr", "0.1"], "0 < min-lr < max-lr"),
+        (["--steps", "2"], "at least 5 steps"),
+    ],
+)
 def test_a_bad_range_is_one_line(tmp_path, capsys, args, says):
-    cfg = write(tmp_path, {"name": "bad", "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},
-                           "model": SMALL_CNN})
+    cfg = write(
+        tmp_path,
+        {"name": "bad", "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32}, "model": SMALL_CNN},
+    )
     assert main(["lr-find", str(cfg), *args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and says in err
@@ -162,8 +226,15 @@ def test_suggest_stays_in_the_swept_range():
 
 
 def test_sklearn_features_with_pretraining_tests_the_network(tmp_path, capsys):
-    cfg = write(tmp_path, {"name": "skp", "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 32},
-                           "model": {"name": "lenet"}, "train": {"batch_size": 32},
-                           "task": {"name": "sklearn_features", "layer": "fc4", "pretrain": True}})
+    cfg = write(
+        tmp_path,
+        {
+            "name": "skp",
+            "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 32},
+            "model": {"name": "lenet"},
+            "train": {"batch_size": 32},
+            "task": {"name": "sklearn_features", "layer": "fc4", "pretrain": True},
+        },
+    )
     found = lr_find(cfg, tmp_path / "out", capsys=capsys)
     assert found["task"] == "sklearn_features" and found["fits"].endswith("before the cut")

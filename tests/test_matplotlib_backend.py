@@ -1,6 +1,7 @@
 """Library plots never switch matplotlib's backend nor leave figures in pyplot: after fastcourse
 has saved its figures, a notebook's inline backend (here a stand-in, svg) and the user's own
 `plt.plot(); plt.show()` work as before."""
+
 from __future__ import annotations
 
 import subprocess

@@ -2,6 +2,7 @@
 runs under any tf.distribute strategy, so the default one stands in for the chief. A run stopped
 after its first epoch and resumed from the chief's checkpoint ends where an uninterrupted run
 ends, with one continuous history. (Two real workers, one killed: tests/test_distribute.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,17 @@ def source():
 
 
 def train_config(tiny_config, **train):
-    return load_checked(tiny_config(train={"batch_size": 64, "verbose": 0, "epochs": EPOCHS,
-                                           "schedule": {"name": "one_cycle", "max_lr": 3e-3}, **train})).train
+    return load_checked(
+        tiny_config(
+            train={
+                "batch_size": 64,
+                "verbose": 0,
+                "epochs": EPOCHS,
+                "schedule": {"name": "one_cycle", "max_lr": 3e-3},
+                **train,
+            }
+        )
+    ).train
 
 
 def run(source, train, folder=None, epochs=EPOCHS, resume=False, model="cnn_bn_dropout"):
@@ -44,8 +54,18 @@ def run(source, train, folder=None, epochs=EPOCHS, resume=False, model="cnn_bn_d
     compile_model(model, train, steps, train.epochs)
     state = checkpoint.restore(model, folder) if resume else checkpoint.CheckpointState()
     ds = source.batches(train.batch_size, shuffle=True, seed=0, repeat=True, start_step=state.epoch * steps)
-    history, seconds = fit_multi_worker(model, ds, epochs, steps, train.batch_size, tf.distribute.get_strategy(),
-                                        state.epoch, verbose=0, checkpoint_dir=folder, resumed=state)
+    history, seconds = fit_multi_worker(
+        model,
+        ds,
+        epochs,
+        steps,
+        train.batch_size,
+        tf.distribute.get_strategy(),
+        state.epoch,
+        verbose=0,
+        checkpoint_dir=folder,
+        resumed=state,
+    )
     return model, history, seconds
 
 
@@ -71,8 +91,9 @@ def test_the_chief_checkpoints_each_epoch_and_a_resumed_run_ends_as_a_straight_o
 
 
 def test_a_diverged_epoch_is_never_checkpointed(source, tiny_config, tmp_path):
-    train = train_config(tiny_config, epochs=2, optimizer="sgd",
-                         schedule={"name": "phases", "phases": [[1, 1e-3], [1, 1e30]]})
+    train = train_config(
+        tiny_config, epochs=2, optimizer="sgd", schedule={"name": "phases", "phases": [[1, 1e-3], [1, 1e30]]}
+    )
     folder = tmp_path / "checkpoints"
     with pytest.raises(Diverged, match="epoch 2: the training loss became nan.*checkpoint of epoch 1 is kept"):
         run(source, train, folder, epochs=2, model="cnn")

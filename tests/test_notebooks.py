@@ -1,5 +1,6 @@
 """The notebooks: each runs end to end in small mode (FASTCOURSE_SMALL=1), so none can rot,
 and each saved copy carries the outputs of a full run that say which data it used."""
+
 from __future__ import annotations
 
 import ast
@@ -50,8 +51,9 @@ def test_notebook_defines_nothing_the_package_should_own(path):
     assert "import fastcourse" in "\n".join(_code(nb)) or "from fastcourse" in "\n".join(_code(nb))
     for source in _code(nb):
         for node in ast.walk(ast.parse(source)):
-            assert not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Lambda)), \
+            assert not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Lambda)), (
                 f"{path.name} defines {getattr(node, 'name', 'a lambda')}: move it into fastcourse"
+            )
     assert 'os.environ.get("FASTCOURSE_SMALL"' in _code(nb)[0], "the first cell holds the small-mode switch"
 
 
@@ -80,19 +82,30 @@ def test_saved_outputs_stay_small():
 
 def test_cleaner_removes_noise_and_the_checkout_path_and_check_sees_the_rest():
     root = "/srv/checkout"
-    noisy = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-             "I0000 00:00:1796183101.967721   22814 port.cc:153] oneDNN custom operations are on.\n"
-             "E0000 00:00:1796183106.794917   22814 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
-             "WARNING:tensorflow:5 out of the last 5 calls to <function f> triggered tf.function retracing.\n"
-             "/srv/checkout/.venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found\n"
-             "  from .autonotebook import tqdm as notebook_tqdm\n"
-             "train:  50%|#    | 1/2\rtrain: 100%|#####| 2/2\n"
-             "fastcourse: scanned 300 files in /srv/checkout/runs/notebooks/split/train: 300 ok\n")
-    assert nbtools.clean_text(noisy, root) == ("train: 100%|#####| 2/2\n"
-                                               "fastcourse: scanned 300 files in runs/notebooks/split/train: 300 ok\n")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
-        nbformat.v4.new_output("stream", name="stderr", text=noisy[:200]),
-        nbformat.v4.new_output("stream", name="stdout", text="saved: /tmp/elsewhere/run\n")])])
+    noisy = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796183101.967721   22814 port.cc:153] oneDNN custom operations are on.\n"
+        "E0000 00:00:1796183106.794917   22814 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+        "WARNING:tensorflow:5 out of the last 5 calls to <function f> triggered tf.function retracing.\n"
+        "/srv/checkout/.venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found\n"
+        "  from .autonotebook import tqdm as notebook_tqdm\n"
+        "train:  50%|#    | 1/2\rtrain: 100%|#####| 2/2\n"
+        "fastcourse: scanned 300 files in /srv/checkout/runs/notebooks/split/train: 300 ok\n"
+    )
+    assert nbtools.clean_text(noisy, root) == (
+        "train: 100%|#####| 2/2\nfastcourse: scanned 300 files in runs/notebooks/split/train: 300 ok\n"
+    )
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "x",
+                outputs=[
+                    nbformat.v4.new_output("stream", name="stderr", text=noisy[:200]),
+                    nbformat.v4.new_output("stream", name="stdout", text="saved: /tmp/elsewhere/run\n"),
+                ],
+            )
+        ]
+    )
     assert nbtools.clean_notebook(nb, root) and not nbtools.clean_notebook(nb, root)
     assert nbtools.problems(nb) == ["cell 0: a machine path in the outputs: /tmp/elsewhere/run"]
 
@@ -119,8 +132,9 @@ def test_notebook_runs_in_small_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     # the kernel is this interpreter (jupyter_client runs a "python" kernelspec with sys.executable)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
     client.execute()
     outputs = "".join(_text(c) for c in nb.cells if c.cell_type == "code")
     assert "SMALL = True" in outputs and "data:" in outputs

@@ -1,6 +1,7 @@
 """`fastcourse predict`: file order, CSV layout, equality with the model on the same pixels and
 with what training saved (folder and array runs), EXIF orientation, test-time augmentation,
 `--out`, and the error cases."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,19 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from results_fixtures import (
-    SIZE, array_run, folder_run, make_model, make_run, make_test_folder, shape_image, upright_model, write_image,
+    SIZE,
+    array_run,
+    folder_run,
+    make_model,
+    make_run,
+    make_test_folder,
+    shape_image,
+    upright_model,
+    write_image,
 )
 
-from fastcourse.data import augment
 from fastcourse.cli import main
+from fastcourse.data import augment
 from fastcourse.errors import DataError, UsageError
 from fastcourse.results.predict import list_images, load_run, predict_eval, predict_folder, read_predictions
 
@@ -92,7 +101,7 @@ def test_tta_is_the_mean_of_the_clean_and_augmented_predictions(tmp_path):
     clean = _pixels(test, files)
     expected = []
     for b, start in enumerate(range(0, len(files), 4)):  # batch size 4: batches 0 and 1
-        images = tf.constant(clean[start:start + 4])
+        images = tf.constant(clean[start : start + 4])
         passes = [model.predict_on_batch(images)]
         for k in range(tta):  # the run's seed (3), the batch, the pass: as predict seeds them
             passes.append(model.predict_on_batch(pipeline(images, tf.constant([3, b * tta + k], tf.int64))))
@@ -248,10 +257,12 @@ def test_out_naming_a_file_is_a_one_line_error(tmp_path):
     test = make_test_folder(tmp_path, n=2)
     target = tmp_path / "a_file.csv"
     target.write_text("x")
-    for argv in (["predict", str(run), str(test)], ["submit", str(run), str(test), "--kind", "dogscats"],
-                 ["views", str(run), str(test)]):
-        done = subprocess.run([FASTCOURSE, *argv, "--out", str(target)], capture_output=True, text=True,
-                              timeout=300)
+    for argv in (
+        ["predict", str(run), str(test)],
+        ["submit", str(run), str(test), "--kind", "dogscats"],
+        ["views", str(run), str(test)],
+    ):
+        done = subprocess.run([FASTCOURSE, *argv, "--out", str(target)], capture_output=True, text=True, timeout=300)
         err = done.stderr.strip()
         assert done.returncode == 2, (argv, err)
         assert err.startswith("fastcourse: error: --out") and "is a file" in err and "\n" not in err, err

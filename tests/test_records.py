@@ -1,5 +1,6 @@
 """metrics.json's keys (fastcourse/run/records.py), the run's wall time (run/frame.py's WallClock)
 and the figures that name their split (run/plots.py), down to a features run on a folder."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,38 @@ from fastcourse.run.frame import WallClock, timed
 
 def test_evaluation_keys_name_their_split_and_keep_the_old_names():
     ev = records.evaluation("valid", 0.75, 0.5, 40)
-    assert ev == {"eval_split": "valid", "eval_accuracy": 0.75, "eval_loss": 0.5, "eval_images": 40,
-                  "test_split": "valid", "test_accuracy": 0.75, "test_loss": 0.5, "test_images": 40}
+    assert ev == {
+        "eval_split": "valid",
+        "eval_accuracy": 0.75,
+        "eval_loss": 0.5,
+        "eval_images": 40,
+        "test_split": "valid",
+        "test_accuracy": 0.75,
+        "test_loss": 0.5,
+        "test_images": 40,
+    }
     assert records.evaluation("test", 1, None)["eval_loss"] is None  # a vote has no loss
-    m = records.run_metrics(name="n", task="features", model="m", dataset="d", data_kind="folder", data_source="s",
-                            classes=["a", "b"], augment="none", split="valid", accuracy=0.75, loss=0.5, eval_images=40,
-                            train_images=80, epochs=2, train_seconds=3, params=10, seed=0, versions={}, cut="x")
+    m = records.run_metrics(
+        name="n",
+        task="features",
+        model="m",
+        dataset="d",
+        data_kind="folder",
+        data_source="s",
+        classes=["a", "b"],
+        augment="none",
+        split="valid",
+        accuracy=0.75,
+        loss=0.5,
+        eval_images=40,
+        train_images=80,
+        epochs=2,
+        train_seconds=3,
+        params=10,
+        seed=0,
+        versions={},
+        cut="x",
+    )
     assert (m["eval_split"], m["test_accuracy"], m["cut"]) == ("valid", 0.75, "x")
     assert "test_accuracy" in m["aliases"] and "eval_accuracy" in m["aliases"]
 
@@ -38,8 +65,12 @@ def test_read_metrics_tells_sound_damaged_and_missing_apart(tmp_path):
     assert records.read_metrics(path) == (None, None)
     path.write_text(json.dumps({"test_split": "test", "test_accuracy": 0.5}))
     assert records.read_metrics(path)[0]["test_accuracy"] == 0.5
-    for text, why in (("{", "not valid JSON"), ("3", "not a JSON object"), ('{"eval_split": "valid"}', "no eval_acc"),
-                      ('{"eval_split": "valid", "eval_accuracy": 1.5}', "no eval_accuracy between 0 and 1")):
+    for text, why in (
+        ("{", "not valid JSON"),
+        ("3", "not a JSON object"),
+        ('{"eval_split": "valid"}', "no eval_acc"),
+        ('{"eval_split": "valid", "eval_accuracy": 1.5}', "no eval_accuracy between 0 and 1"),
+    ):
         path.write_text(text)
         metrics, problem = records.read_metrics(path)
         assert metrics is None and problem.startswith(why)
@@ -94,8 +125,9 @@ def test_a_features_run_on_a_folder_counts_extraction_and_says_valid(tmp_path, m
     from fastcourse.results import runs
     from fastcourse.tasks import features as features_task
 
-    root = make_image_folder(tmp_path / "shapes", "dogscats", classes=2, per_class=8, valid_per_class=4, test=0,
-                             size=32, mixed_modes=False)
+    root = make_image_folder(
+        tmp_path / "shapes", "dogscats", classes=2, per_class=8, valid_per_class=4, test=0, size=32, mixed_modes=False
+    )
     real = features_task.precompute_features
 
     def slow_precompute(*args, **kwargs):
@@ -104,13 +136,24 @@ def test_a_features_run_on_a_folder_counts_extraction_and_says_valid(tmp_path, m
 
     monkeypatch.setattr(features_task, "precompute_features", slow_precompute)  # called twice: train, valid
     config = tmp_path / "features.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "feat", "seed": 0, "out": str(tmp_path / "runs"),
-        "task": {"name": "features", "cut": "conv2", "cache_dir": str(tmp_path / "cache"),
-                 "head": {"units": 8, "depth": 1}},
-        "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
-        "model": {"name": "lenet"}, "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "precision": "float32"},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "feat",
+                "seed": 0,
+                "out": str(tmp_path / "runs"),
+                "task": {
+                    "name": "features",
+                    "cut": "conv2",
+                    "cache_dir": str(tmp_path / "cache"),
+                    "head": {"units": 8, "depth": 1},
+                },
+                "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
+                "model": {"name": "lenet"},
+                "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "precision": "float32"},
+            }
+        )
+    )
     assert main(["run", str(config)]) == 0
     printed = capsys.readouterr().out
     (run,) = (tmp_path / "runs").iterdir()

@@ -1,4 +1,5 @@
 """`fastcourse reproduce`: a tiny quick reproduction on the bundled sample, interrupted and resumed."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fastcourse.lessons import reproduce as rp
 from fastcourse.cli import main
+from fastcourse.lessons import reproduce as rp
 
 TINY_MODELS = {
     "linear": {"name": "linear"},
@@ -28,10 +29,13 @@ def tiny_configs(tmp_path):
     folder.mkdir(parents=True)
     for step, model in TINY_MODELS.items():
         cfg = {
-            "name": f"mnist-{step}", "seed": 3,
+            "name": f"mnist-{step}",
+            "seed": 3,
             "data": {"name": "mnist", "train_limit": 128, "test_limit": 64},
             "model": model,
-            "augment": {"name": "course" if step in ("cnn_augment", "cnn_bn", "cnn_bn_dropout", "ensemble") else "none"},
+            "augment": {
+                "name": "course" if step in ("cnn_augment", "cnn_bn", "cnn_bn_dropout", "ensemble") else "none"
+            },
             "train": {"batch_size": 64, "schedule": {"name": "phases", "phases": [[1, 1e-3], [4, 1e-3]]}},
         }
         if step == "ensemble":
@@ -44,8 +48,19 @@ def test_quick_reproduction_on_the_sample_resumes_and_reports(tiny_configs, tmp_
     out = tmp_path / "runs"
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no MNIST anywhere: the sample stands in
     monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
-    args = ["reproduce", "mnist", "--quick", "--configs", str(tiny_configs), "--out", str(out),
-            "--set", "train.verbose=0", "--set", "train.schedule.phases=[[1, 1e-3]]"]
+    args = [
+        "reproduce",
+        "mnist",
+        "--quick",
+        "--configs",
+        str(tiny_configs),
+        "--out",
+        str(out),
+        "--set",
+        "train.verbose=0",
+        "--set",
+        "train.schedule.phases=[[1, 1e-3]]",
+    ]
     original = rp.run_step
     ran: list[str] = []
 
@@ -107,18 +122,26 @@ def test_quick_shrinks_the_course_configs():
     from pathlib import Path
 
     configs = Path(__file__).resolve().parents[1] / "configs"
-    plan = {"dataset": "fashion_mnist", "configs_dir": str(configs), "quick": dict(rp.QUICK),
-            "overrides": ["train.verbose=2"], "data_name": None}
+    plan = {
+        "dataset": "fashion_mnist",
+        "configs_dir": str(configs),
+        "quick": dict(rp.QUICK),
+        "overrides": ["train.verbose=2"],
+        "data_name": None,
+    }
     ens = rp.step_config(plan, "ensemble")
     assert ens.ensemble.members == rp.QUICK["members"] < 6  # the course's six, trimmed
     assert (ens.data.train_limit, ens.data.test_limit) == (rp.QUICK["train_limit"], rp.QUICK["test_limit"])
     assert ens.train.epochs == sum(p[0] for p in rp.QUICK["phases"]) and ens.train.verbose == 2
     full = rp.step_config({**plan, "quick": None}, "ensemble")
     assert full.ensemble.members == 6 and full.train.epochs == 35 and full.data.train_limit is None
-    assert rp.step_config({**plan, "dataset": "mnist", "data_name": "mnist_sample"}, "linear").data.name == "mnist_sample"
+    assert (
+        rp.step_config({**plan, "dataset": "mnist", "data_name": "mnist_sample"}, "linear").data.name == "mnist_sample"
+    )
 
 
 # --- --budget: planning arithmetic and a tiny budgeted run ---------------------------------
+
 
 def test_parse_budget():
     assert rp.parse_budget("60m") == 3600 and rp.parse_budget("1h") == 3600
@@ -132,8 +155,15 @@ def _costs(ips: dict, n=60000, fixed=5.0):
 
 
 def test_plan_epochs_fills_the_budget_and_never_exceeds_it():
-    ips = {"linear": 40000, "hidden": 20000, "cnn": 2000, "cnn_augment": 1500, "cnn_bn": 1800,
-           "cnn_bn_dropout": 1800, "ensemble": 1800}
+    ips = {
+        "linear": 40000,
+        "hidden": 20000,
+        "cnn": 2000,
+        "cnn_augment": 1500,
+        "cnn_bn": 1800,
+        "cnn_bn_dropout": 1800,
+        "ensemble": 1800,
+    }
     costs = _costs(ips)
     previous = 0
     for minutes in (20, 40, 60, 120):
@@ -143,9 +173,11 @@ def test_plan_epochs_fills_the_budget_and_never_exceeds_it():
         assert total <= budget
         # one more epoch for the CNN steps would not fit (or the cap is reached)
         e = epochs["cnn"]
-        assert e == rp.MAX_EPOCHS or sum(
-            rp.step_seconds(s, max(1, round(rp.EPOCH_SHARE.get(s, 1.0) * (e + 1))), costs[s], 6)
-            for s in costs) > budget
+        assert (
+            e == rp.MAX_EPOCHS
+            or sum(rp.step_seconds(s, max(1, round(rp.EPOCH_SHARE.get(s, 1.0) * (e + 1))), costs[s], 6) for s in costs)
+            > budget
+        )
         assert epochs["cnn"] == epochs["cnn_bn_dropout"] == epochs["ensemble"] >= previous
         assert epochs["linear"] == max(1, round(0.25 * epochs["cnn"]))
         previous = epochs["cnn"]
@@ -165,8 +197,26 @@ def test_budget_reproduction_on_the_sample(tiny_configs, tmp_path, monkeypatch, 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
     monkeypatch.setattr(rp, "MAX_EPOCHS", 1)  # a tiny run: the budget is never the limit here
-    assert main(["reproduce", "mnist", "--quick", "--budget", "20m", "--steps", "linear,ensemble",
-                 "--configs", str(tiny_configs), "--out", str(out), "--set", "train.verbose=0"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "mnist",
+                "--quick",
+                "--budget",
+                "20m",
+                "--steps",
+                "linear,ensemble",
+                "--configs",
+                str(tiny_configs),
+                "--out",
+                str(out),
+                "--set",
+                "train.verbose=0",
+            ]
+        )
+        == 0
+    )
     (run_dir,) = out.iterdir()
     plan = yaml.safe_load((run_dir / rp.PLAN_FILE).read_text())
     assert plan["budget"]["epochs"] == {"linear": 1, "ensemble": 1} and plan["budget"]["members"] == 2
@@ -191,9 +241,16 @@ def _finished(run_dir, step, seconds):
 
 def _budget_plan(epochs=10):
     costs = _costs({"cnn": 1000, "cnn_bn": 1000, "ensemble": 1000})  # 60 s an epoch, 5 s fixed
-    return {"steps": ["cnn", "cnn_bn", "ensemble"], "budget": {
-        "seconds": 3600.0, "calibration_seconds": 60.0, "members": 3, "costs": costs,
-        "epochs": {"cnn": epochs, "cnn_bn": epochs, "ensemble": epochs}}}
+    return {
+        "steps": ["cnn", "cnn_bn", "ensemble"],
+        "budget": {
+            "seconds": 3600.0,
+            "calibration_seconds": 60.0,
+            "members": 3,
+            "costs": costs,
+            "epochs": {"cnn": epochs, "cnn_bn": epochs, "ensemble": epochs},
+        },
+    }
 
 
 def test_replan_gives_the_time_left_over_to_the_steps_to_come(tmp_path):
@@ -232,8 +289,25 @@ def test_budget_without_mnist_uses_the_bundled_sample(tiny_configs, tmp_path, mo
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
     monkeypatch.setattr(rp, "MAX_EPOCHS", 1)
-    assert main(["reproduce", "mnist", "--budget", "20m", "--steps", "linear", "--configs", str(tiny_configs),
-                 "--out", str(out), "--set", "train.verbose=0"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "mnist",
+                "--budget",
+                "20m",
+                "--steps",
+                "linear",
+                "--configs",
+                str(tiny_configs),
+                "--out",
+                str(out),
+                "--set",
+                "train.verbose=0",
+            ]
+        )
+        == 0
+    )
     (run_dir,) = out.iterdir()
     assert yaml.safe_load((run_dir / rp.PLAN_FILE).read_text())["data_name"] == "mnist_sample"
     assert json.loads((run_dir / "linear" / "metrics.json").read_text())["dataset"] == "mnist_sample"
@@ -254,8 +328,9 @@ def test_fashion_mnist_in_an_hour_reaches_the_anchors(tmp_path):
     except DataError:
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     start = pd.Timestamp.now()
-    assert main(["reproduce", "fashion_mnist", "--budget", "60m", "--out", str(tmp_path),
-                 "--set", "train.verbose=0"]) == 0
+    assert (
+        main(["reproduce", "fashion_mnist", "--budget", "60m", "--out", str(tmp_path), "--set", "train.verbose=0"]) == 0
+    )
     minutes = (pd.Timestamp.now() - start).total_seconds() / 60
     (run_dir,) = tmp_path.iterdir()
     acc = pd.read_csv(run_dir / "results.csv").set_index("step")["test accuracy"]
@@ -271,8 +346,10 @@ def test_mnist_sample_budget_is_the_offline_proof(tmp_path, monkeypatch):
     ensemble in about 6 minutes on 2 CPU cores; the augmented steps beat the plain CNN."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
-    assert main(["reproduce", "mnist", "--budget", "10m", "--out", str(tmp_path / "runs"),
-                 "--set", "train.verbose=0"]) == 0
+    assert (
+        main(["reproduce", "mnist", "--budget", "10m", "--out", str(tmp_path / "runs"), "--set", "train.verbose=0"])
+        == 0
+    )
     (run_dir,) = (tmp_path / "runs").iterdir()
     table = pd.read_csv(run_dir / "results.csv").set_index("step")
     assert set(table["data"]) == {"mnist_sample"}

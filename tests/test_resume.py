@@ -3,6 +3,7 @@
 Also: `--resume` finds the unfinished run, resuming refuses a complete run or a changed
 config, and a NaN loss stops the run naming the epoch while the last good checkpoint stays.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def resumable_yaml(tmp_path, tiny_config):
     """Dropout, augmentation and a two-phase schedule: everything a resume must continue."""
     cfg = tiny_config(
-        name="resumable", data={"name": "mnist_sample", "train_limit": 256, "test_limit": 128},
-        model={"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16}, augment={"name": "course"},
-        train={"batch_size": 32, "verbose": 0,
-               "schedule": {"name": "phases", "phases": [[2, 3e-3], [1, 5e-4]]}},
+        name="resumable",
+        data={"name": "mnist_sample", "train_limit": 256, "test_limit": 128},
+        model={"name": "cnn_bn_dropout", "filters": [4, 8], "dense": 16},
+        augment={"name": "course"},
+        train={"batch_size": 32, "verbose": 0, "schedule": {"name": "phases", "phases": [[2, 3e-3], [1, 5e-4]]}},
     )
     path = tmp_path / "resumable.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -42,7 +44,9 @@ def resumable_yaml(tmp_path, tiny_config):
 def _kill_after_first_checkpoint(config: Path, run_dir: Path) -> int:
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastcourse.cli", "run", str(config), "--run-dir", str(run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     state = run_dir / "checkpoints" / checkpoint.STATE
@@ -71,8 +75,10 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, resumable_yam
 
     a = json.loads((straight / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
-    print(f"\nkill -9 after {done_at_kill} epoch(s), resumed: test accuracy {b['eval_accuracy']:.6f} "
-          f"loss {b['eval_loss']:.6f}; uninterrupted: accuracy {a['eval_accuracy']:.6f} loss {a['eval_loss']:.6f}")
+    print(
+        f"\nkill -9 after {done_at_kill} epoch(s), resumed: test accuracy {b['eval_accuracy']:.6f} "
+        f"loss {b['eval_loss']:.6f}; uninterrupted: accuracy {a['eval_accuracy']:.6f} loss {a['eval_loss']:.6f}"
+    )
     assert b["eval_accuracy"] == pytest.approx(a["eval_accuracy"], abs=1e-6)
     assert b["eval_loss"] == pytest.approx(a["eval_loss"], rel=1e-4, abs=1e-5)
     ha, hb = pd.read_csv(straight / "history.csv"), pd.read_csv(killed / "history.csv")
@@ -89,7 +95,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, resumable_yam
     np.testing.assert_allclose(
         np.concatenate([w.ravel() for w in model.get_weights()]),
         np.concatenate([w.ravel() for w in keras.saving.load_model(straight / "model.keras").get_weights()]),
-        rtol=1e-4, atol=1e-5,
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 
@@ -107,9 +114,15 @@ def _interrupt_after_epochs(monkeypatch, n: int):
 
 def test_resume_flag_and_refusals(tmp_path, tiny_config, capsys, monkeypatch):
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config(
-        data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
-        model={"name": "cnn", "filters": [4, 8], "dense": 16}, train__epochs=2)))
+    cfg.write_text(
+        yaml.safe_dump(
+            tiny_config(
+                data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
+                model={"name": "cnn", "filters": [4, 8], "dense": 16},
+                train__epochs=2,
+            )
+        )
+    )
     out = tmp_path / "runs"
     _interrupt_after_epochs(monkeypatch, 1)
     assert main(["run", str(cfg), "--out", str(out)]) == 130
@@ -149,11 +162,20 @@ def test_resume_flag_and_refusals(tmp_path, tiny_config, capsys, monkeypatch):
 
 def test_nan_loss_stops_naming_the_epoch_and_keeps_the_last_checkpoint(tmp_path, tiny_config, capsys):
     cfg = tmp_path / "diverge.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config(
-        data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
-        model={"name": "cnn", "filters": [4, 8], "dense": 16},
-        train={"batch_size": 32, "verbose": 0, "optimizer": "sgd",
-               "schedule": {"name": "phases", "phases": [[1, 1e-3], [1, 1e30]]}})))
+    cfg.write_text(
+        yaml.safe_dump(
+            tiny_config(
+                data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
+                model={"name": "cnn", "filters": [4, 8], "dense": 16},
+                train={
+                    "batch_size": 32,
+                    "verbose": 0,
+                    "optimizer": "sgd",
+                    "schedule": {"name": "phases", "phases": [[1, 1e-3], [1, 1e30]]},
+                },
+            )
+        )
+    )
     run_dir = tmp_path / "run"
     code = main(["run", str(cfg), "--run-dir", str(run_dir)])
     err = capsys.readouterr().err
@@ -169,14 +191,21 @@ def test_nan_loss_stops_naming_the_epoch_and_keeps_the_last_checkpoint(tmp_path,
     assert all(np.isfinite(w).all() for w in good.get_weights())
 
 
-def test_an_edited_config_is_refused_naming_what_changed_and_how_to_restore_it(tmp_path, tiny_config, capsys,
-                                                                                monkeypatch):
+def test_an_edited_config_is_refused_naming_what_changed_and_how_to_restore_it(
+    tmp_path, tiny_config, capsys, monkeypatch
+):
     """started.json holds the hash and a copy of the resolved config: resuming after config.yaml
     was edited names each key (then and now) and the restoring --set, and deletes nothing."""
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config(
-        data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
-        model={"name": "cnn", "filters": [4, 8], "dense": 16}, train__epochs=2)))
+    cfg.write_text(
+        yaml.safe_dump(
+            tiny_config(
+                data={"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
+                model={"name": "cnn", "filters": [4, 8], "dense": 16},
+                train__epochs=2,
+            )
+        )
+    )
     run_dir = tmp_path / "rd"
     _interrupt_after_epochs(monkeypatch, 1)
     assert main(["run", str(cfg), "--run-dir", str(run_dir)]) == 130
@@ -216,14 +245,26 @@ def test_sigterm_keeps_the_checkpoint_exits_143_and_prints_the_resume_command(tm
     """SIGTERM (a scheduler, `docker stop`) is handled as Ctrl-C: the last checkpoint stays, exit
     143, and the resume command on a line of its own (not glued to the progress bar)."""
     cfg = tmp_path / "term.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config(
-        data={"name": "mnist_sample", "train_limit": 256, "test_limit": 64},
-        model={"name": "cnn", "filters": [4, 8], "dense": 16}, train__epochs=8, train__verbose=1,
-        train__batch_size=32)))
+    cfg.write_text(
+        yaml.safe_dump(
+            tiny_config(
+                data={"name": "mnist_sample", "train_limit": 256, "test_limit": 64},
+                model={"name": "cnn", "filters": [4, 8], "dense": 16},
+                train__epochs=8,
+                train__verbose=1,
+                train__batch_size=32,
+            )
+        )
+    )
     run_dir = tmp_path / "rd"
-    proc = subprocess.Popen([sys.executable, "-m", "fastcourse.cli", "run", str(cfg), "--run-dir", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastcourse.cli", "run", str(cfg), "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     state = run_dir / "checkpoints" / checkpoint.STATE
     deadline = time.time() + 240
     while not state.exists():

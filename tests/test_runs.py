@@ -1,4 +1,5 @@
 """`fastcourse runs` / `compare` (fastcourse/results/runs.py) on run directories built by hand."""
+
 from __future__ import annotations
 
 import fcntl
@@ -21,10 +22,17 @@ HISTORY = "epoch,accuracy,loss,val_accuracy,val_loss\n1,0.70,0.90,0.80,0.60\n2,0
 
 
 def config(name="cnn-a", seed=42, lr=1e-3, model="cnn", task="train", ensemble=None):
-    return {"name": name, "seed": seed, "task": {"name": task}, "data": {"name": "mnist_sample", "train_limit": None},
-            "model": {"name": model}, "augment": {"name": "course"},
-            "train": {"epochs": 2, "batch_size": 64, "schedule": {"name": "phases", "phases": [[2, lr]]}},
-            "ensemble": ensemble, "out": "runs"}
+    return {
+        "name": name,
+        "seed": seed,
+        "task": {"name": task},
+        "data": {"name": "mnist_sample", "train_limit": None},
+        "model": {"name": model},
+        "augment": {"name": "course"},
+        "train": {"epochs": 2, "batch_size": 64, "schedule": {"name": "phases", "phases": [[2, lr]]}},
+        "ensemble": ensemble,
+        "out": "runs",
+    }
 
 
 def make_run(root: Path, dirname: str, cfg: dict, metrics=None, history=HISTORY, state=None, age=0.0) -> Path:
@@ -47,23 +55,48 @@ def make_run(root: Path, dirname: str, cfg: dict, metrics=None, history=HISTORY,
 
 def finished_metrics(**extra):
     """metrics.json as fastcourse writes it now: the evaluation named by its split, the wall time."""
-    return {"name": "cnn-a", "model": "cnn", "dataset": "mnist_sample", "eval_split": "test", "eval_accuracy": 0.9812,
-            "epochs": 2, "train_images": 1000, "train_seconds": 90.0, "wall_seconds": 100.0,
-            "images_per_second": 1234.5, **extra}
+    return {
+        "name": "cnn-a",
+        "model": "cnn",
+        "dataset": "mnist_sample",
+        "eval_split": "test",
+        "eval_accuracy": 0.9812,
+        "epochs": 2,
+        "train_images": 1000,
+        "train_seconds": 90.0,
+        "wall_seconds": 100.0,
+        "images_per_second": 1234.5,
+        **extra,
+    }
 
 
 def old_metrics(**extra):
     """metrics.json as fastcourse 0.1.0 wrote it: test_* keys (also for the valid split), no wall time."""
-    return {"name": "cnn-a", "model": "cnn", "dataset": "mnist_sample", "test_split": "test", "test_accuracy": 0.9812,
-            "epochs": 2, "train_images": 1000, "train_seconds": 90.0, "images_per_second": 1234.5, **extra}
+    return {
+        "name": "cnn-a",
+        "model": "cnn",
+        "dataset": "mnist_sample",
+        "test_split": "test",
+        "test_accuracy": 0.9812,
+        "epochs": 2,
+        "train_images": 1000,
+        "train_seconds": 90.0,
+        "images_per_second": 1234.5,
+        **extra,
+    }
 
 
 @pytest.fixture
 def three_runs(tmp_path):
     root = tmp_path / "runs"
     make_run(root, "cnn-a-1", config(), metrics=finished_metrics(), age=300)
-    make_run(root, "cnn-a-2", config(), state={"epoch": 1, "epoch_seconds": [30.0, 30.0],
-                                               "history": {"loss": [0.9], "val_loss": [0.6]}}, age=200)
+    make_run(
+        root,
+        "cnn-a-2",
+        config(),
+        state={"epoch": 1, "epoch_seconds": [30.0, 30.0], "history": {"loss": [0.9], "val_loss": [0.6]}},
+        age=200,
+    )
     make_run(root, "linear-1", config(name="linear", model="linear"), age=100)
     return root
 
@@ -92,8 +125,15 @@ def test_list_runs_rows_statuses_and_values(three_runs):
 
 def test_minutes_are_the_wall_time_of_a_features_run(tmp_path):
     """A features run spends most of its time extracting: minutes and images/s count it."""
-    metrics = finished_metrics(task="features", eval_split="valid", epochs=3, train_images=2000, train_seconds=4.0,
-                               wall_seconds=143.0, images_per_second=961.0)
+    metrics = finished_metrics(
+        task="features",
+        eval_split="valid",
+        epochs=3,
+        train_images=2000,
+        train_seconds=4.0,
+        wall_seconds=143.0,
+        images_per_second=961.0,
+    )
     make_run(tmp_path, "dogscats-features", config(task="features"), metrics=metrics)
     row = runs.list_runs(tmp_path).iloc[0]
     assert (row.split, row.minutes) == ("valid", pytest.approx(143.0 / 60))
@@ -116,14 +156,17 @@ def test_an_unfinished_run_shows_its_wall_time_so_far(tmp_path):
     assert (row.status, row.minutes) == ("interrupted", pytest.approx(2.5))
 
 
-@pytest.mark.parametrize("text, why", [
-    ('{"eval_split": "test", "eval_accuracy": 0.98', "not valid JSON"),
-    ("[0.98]", "not a JSON object"),
-    ('{"eval_split": "test", "epochs": 2}', "no eval_accuracy"),
-    ('{"eval_split": "test", "eval_accuracy": "high"}', "no eval_accuracy"),
-    ('{"eval_accuracy": 0.98}', "no eval_split"),
-    ("", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ('{"eval_split": "test", "eval_accuracy": 0.98', "not valid JSON"),
+        ("[0.98]", "not a JSON object"),
+        ('{"eval_split": "test", "epochs": 2}', "no eval_accuracy"),
+        ('{"eval_split": "test", "eval_accuracy": "high"}', "no eval_accuracy"),
+        ('{"eval_accuracy": 0.98}', "no eval_split"),
+        ("", "not valid JSON"),
+    ],
+)
 def test_a_damaged_metrics_json_shows_as_damaged(tmp_path, text, why):
     run = make_run(tmp_path, "broken", config(), metrics={})
     (run / "metrics.json").write_text(text)
@@ -133,8 +176,9 @@ def test_a_damaged_metrics_json_shows_as_damaged(tmp_path, text, why):
     assert runs.damage(run).startswith(why)
     note = runs.format_runs(df).splitlines()[-1]
     assert note.startswith("broken: metrics.json is damaged") and why in note
-    md = compare.compare_markdown([run, make_run(tmp_path, "good", config(), metrics=finished_metrics())],
-                               ["broken", "good"])
+    md = compare.compare_markdown(
+        [run, make_run(tmp_path, "good", config(), metrics=finished_metrics())], ["broken", "good"]
+    )
     assert "| broken | damaged | - | - |" in md and "| good | finished | test | 0.9812 |" in md
 
 
@@ -191,8 +235,12 @@ def test_list_runs_empty_and_missing(tmp_path):
 
 def test_compare_names_exactly_the_differing_keys(tmp_path):
     a = make_run(tmp_path / "runs", "cnn-a", config(seed=1, lr=1e-3), metrics=finished_metrics())
-    b = make_run(tmp_path / "runs", "cnn-b", config(seed=2, lr=1e-2),
-                 state={"epoch": 1, "history": {"loss": [0.8], "accuracy": [0.7]}})
+    b = make_run(
+        tmp_path / "runs",
+        "cnn-b",
+        config(seed=2, lr=1e-2),
+        state={"epoch": 1, "history": {"loss": [0.8], "accuracy": [0.7]}},
+    )
     png, md = compare.compare_runs([a, b], tmp_path / "out")
 
     assert png == tmp_path / "out" / compare.COMPARE_PNG
@@ -223,8 +271,10 @@ def test_compare_refuses_missing_and_non_run_dirs(tmp_path):
 
 
 def test_import_does_not_load_tensorflow():
-    code = ("import sys, fastcourse.results.runs, fastcourse.results.compare; "
-            "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    code = (
+        "import sys, fastcourse.results.runs, fastcourse.results.compare; "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"

@@ -1,4 +1,5 @@
 """Hostile and hand-edited YAML: fastcourse.safe_yaml refuses it with one line naming the file."""
+
 from __future__ import annotations
 
 import time
@@ -13,7 +14,8 @@ from fastcourse.safe_yaml import MAX_BYTES, load_yaml, loads_yaml
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
 
 LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")
+)
 
 
 def refused(text: str, source: str = "cfg.yaml") -> str:
@@ -24,26 +26,31 @@ def refused(text: str, source: str = "cfg.yaml") -> str:
     return message
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("train:\n  epochs: 2\n  epochs: 3\n", "cfg.yaml:3: train.epochs: duplicate key (first at line 2); keep one"),
-    ("data: {name: mnist}\ndata: {name: x}\n", "cfg.yaml:2: data: duplicate key (first at line 1)"),
-    ("train:\n  schedule:\n    phases:\n      - {lr: 1, lr: 2}\n",
-     "cfg.yaml:4: train.schedule.phases[0].lr: duplicate key"),
-    ("", "cfg.yaml: empty config"),
-    ("# only a comment\n", "cfg.yaml: empty config"),
-    ("- data\n- model\n", "the top level must be a mapping of sections (data:, model:, train:...), got a list"),
-    ("just words\n", "the top level must be a mapping"),
-    ("train:\n  epochs: 2\n   lr: 3\n", "cfg.yaml:3:6: malformed YAML: mapping values are not allowed here"),
-    ("train: [1, 2\n", "cfg.yaml:2:1: malformed YAML"),
-    ("a: 1\n---\nb: 2\n", "cfg.yaml:2:1: malformed YAML: but found another document"),
-    ("a: *nowhere\n", "cfg.yaml:1:4: malformed YAML: found undefined alias"),
-    ("a: !!python/object:os.system {}\n", "cfg.yaml:1:4: malformed YAML: could not determine a constructor"),
-    ("a: \x00\n", "cfg.yaml: character '\\x00' at offset 3 is not allowed"),
-    ("a: &x [*x]\n", "a[0]: an alias refers to itself"),
-    ("a: " + "[" * 200 + "]" * 200 + "\n", "nested more than 100 levels deep"),
-    ("x: &x 1\n" + "".join(f"k{i}: *x\n" for i in range(101)), "more than 100 alias uses"),
-    ("{k0: 0, k1: 1, k1: 9}", "cfg.yaml:1: k1: duplicate key (first at line 1)"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("train:\n  epochs: 2\n  epochs: 3\n", "cfg.yaml:3: train.epochs: duplicate key (first at line 2); keep one"),
+        ("data: {name: mnist}\ndata: {name: x}\n", "cfg.yaml:2: data: duplicate key (first at line 1)"),
+        (
+            "train:\n  schedule:\n    phases:\n      - {lr: 1, lr: 2}\n",
+            "cfg.yaml:4: train.schedule.phases[0].lr: duplicate key",
+        ),
+        ("", "cfg.yaml: empty config"),
+        ("# only a comment\n", "cfg.yaml: empty config"),
+        ("- data\n- model\n", "the top level must be a mapping of sections (data:, model:, train:...), got a list"),
+        ("just words\n", "the top level must be a mapping"),
+        ("train:\n  epochs: 2\n   lr: 3\n", "cfg.yaml:3:6: malformed YAML: mapping values are not allowed here"),
+        ("train: [1, 2\n", "cfg.yaml:2:1: malformed YAML"),
+        ("a: 1\n---\nb: 2\n", "cfg.yaml:2:1: malformed YAML: but found another document"),
+        ("a: *nowhere\n", "cfg.yaml:1:4: malformed YAML: found undefined alias"),
+        ("a: !!python/object:os.system {}\n", "cfg.yaml:1:4: malformed YAML: could not determine a constructor"),
+        ("a: \x00\n", "cfg.yaml: character '\\x00' at offset 3 is not allowed"),
+        ("a: &x [*x]\n", "a[0]: an alias refers to itself"),
+        ("a: " + "[" * 200 + "]" * 200 + "\n", "nested more than 100 levels deep"),
+        ("x: &x 1\n" + "".join(f"k{i}: *x\n" for i in range(101)), "more than 100 alias uses"),
+        ("{k0: 0, k1: 1, k1: 9}", "cfg.yaml:1: k1: duplicate key (first at line 1)"),
+    ],
+)
 def test_refused_with_one_line(text, expected):
     assert expected in refused(text)
 
@@ -56,8 +63,7 @@ def test_billion_laughs_is_refused_quickly():
 
 def test_yaml_11_words_stay_strings_and_only_true_false_are_booleans():
     raw = loads_yaml("train:\n  epochs: yes\n  flags: [no, on, off, y, n, Yes, NO]\n  a: true\n  b: False\n")
-    assert raw["train"] == {"epochs": "yes", "flags": ["no", "on", "off", "y", "n", "Yes", "NO"],
-                            "a": True, "b": False}
+    assert raw["train"] == {"epochs": "yes", "flags": ["no", "on", "off", "y", "n", "Yes", "NO"], "a": True, "b": False}
 
 
 def test_yes_for_epochs_is_refused_by_validation_as_not_an_integer(tiny_config):

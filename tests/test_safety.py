@@ -1,5 +1,6 @@
 """Safe artifacts: no pickle or unsafe YAML in the package, models load only in safe mode (a
 Lambda layer is refused), and a model file is never replaced by a half-written one."""
+
 from __future__ import annotations
 
 import errno
@@ -63,25 +64,35 @@ def test_models_are_loaded_through_the_safe_loader():
     """fastcourse.run.artifacts.load_model is the one place that deserialises a .keras file: it turns a
     refused Lambda layer or a damaged file into one clear line instead of a traceback."""
     direct = re.compile(r"(saving|models)\.load_model\(|from keras\.(saving|models) import load_model")
-    hits = [f"{path.relative_to(PACKAGE.parent)}:{n}: {code.strip()}"
-            for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "run" / "artifacts.py"
-            for n, code in enumerate(_code_lines(path.read_text()), 1) if direct.search(code)]
+    hits = [
+        f"{path.relative_to(PACKAGE.parent)}:{n}: {code.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != PACKAGE / "run" / "artifacts.py"
+        for n, code in enumerate(_code_lines(path.read_text()), 1)
+        if direct.search(code)
+    ]
     assert not hits, "use fastcourse.run.artifacts.load_model instead:\n" + "\n".join(hits)
 
 
 def test_scanner_would_catch_each_pattern():
-    samples = {"pickle": "import pickle", "yaml.load(": "yaml.load(text)", "allow_pickle=True":
-               "np.load(p, allow_pickle=True)", "Lambda(": "layers.Lambda(lambda t: t)",
-               "safe_mode=False": "load_model(p, safe_mode=False)", "eval/exec": "eval(text)",
-               "yaml Loader": "yaml.load(t, Loader=yaml.FullLoader)"}
+    samples = {
+        "pickle": "import pickle",
+        "yaml.load(": "yaml.load(text)",
+        "allow_pickle=True": "np.load(p, allow_pickle=True)",
+        "Lambda(": "layers.Lambda(lambda t: t)",
+        "safe_mode=False": "load_model(p, safe_mode=False)",
+        "eval/exec": "eval(text)",
+        "yaml Loader": "yaml.load(t, Loader=yaml.FullLoader)",
+    }
     assert UNSAFE["yaml.load("].search("yaml.load(t, Loader=yaml.Loader)")
     assert not UNSAFE["yaml.load("].search("yaml.load(text, Loader=SafeConfigLoader)")
     for what, sample in samples.items():
         assert UNSAFE[what].search(sample), what
     assert not UNSAFE["pickle"].search("np.load(path, allow_pickle=False)")
     # code is scanned; comments and strings (a docstring's every line) are not
-    source = ('def f():\n    """Loads it.\n    No pickle is involved."""\n'
-              '    x = "pickle"  # pickle\n    import pickle\n')
+    source = (
+        'def f():\n    """Loads it.\n    No pickle is involved."""\n    x = "pickle"  # pickle\n    import pickle\n'
+    )
     flagged = [n for n, code in enumerate(_code_lines(source), 1) if UNSAFE["pickle"].search(code)]
     assert flagged == [5], flagged
 

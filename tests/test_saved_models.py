@@ -1,9 +1,9 @@
 """Every .keras file a run writes loads with keras.saving.load_model(path, safe_mode=True): in a fresh
 Python that imported only keras when it holds only Keras' own classes, and after a plain
 `import fastcourse` otherwise (fastcourse registers its classes when keras is imported)."""
+
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import zipfile
@@ -24,30 +24,48 @@ def fastcourse_classes(path: Path) -> bool:
 
 
 def load_in_fresh_python(path: Path, first: str) -> subprocess.CompletedProcess:
-    code = (f"{first}\nimport keras\nm = keras.saving.load_model({str(path)!r}, safe_mode=True)\n"
-            "print('outputs', m.output_shape)")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(Path.home())})
+    code = (
+        f"{first}\nimport keras\nm = keras.saving.load_model({str(path)!r}, safe_mode=True)\n"
+        "print('outputs', m.output_shape)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(Path.home())},
+    )
 
 
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("saved")
-    folder = make_image_folder(tmp / "shapes", "dogscats", classes=2, per_class=6, valid_per_class=3, test=0,
-                               size=32)
+    folder = make_image_folder(tmp / "shapes", "dogscats", classes=2, per_class=6, valid_per_class=3, test=0, size=32)
     tiny = {"seed": 0, "out": str(tmp / "runs"), "train": {"batch_size": 8, "epochs": 1, "verbose": 0}}
     arrays = {"name": "mnist_sample", "train_limit": 64, "test_limit": 32}
     images = {"name": "image_folder", "path": str(folder), "image_size": [32, 32]}
     configs = {
         "train": {"name": "train", "data": arrays, "model": {"name": "cnn_bn", "filters": [4, 8], "dense": 8}},
         "ensemble": {"name": "ensemble", "data": arrays, "model": {"name": "linear"}, "ensemble": {"members": 2}},
-        "features": {"name": "features", "data": images, "model": {"name": "vgg16", "include_top": False},
-                     "task": {"name": "features", "cache_dir": str(tmp / "cache"), "head": {"units": 8},
-                              "finetune_epochs": 1}},
-        "finetune": {"name": "finetune", "data": images, "model": {"name": "vgg16", "dropout": 0.0},
-                     "task": {"name": "finetune"}},
-        "sklearn": {"name": "sklearn", "data": arrays, "model": {"name": "lenet"},
-                    "task": {"name": "sklearn_features", "layer": "fc4"}},
+        "features": {
+            "name": "features",
+            "data": images,
+            "model": {"name": "vgg16", "include_top": False},
+            "task": {"name": "features", "cache_dir": str(tmp / "cache"), "head": {"units": 8}, "finetune_epochs": 1},
+        },
+        "finetune": {
+            "name": "finetune",
+            "data": images,
+            "model": {"name": "vgg16", "dropout": 0.0},
+            "task": {"name": "finetune"},
+        },
+        "sklearn": {
+            "name": "sklearn",
+            "data": arrays,
+            "model": {"name": "lenet"},
+            "task": {"name": "sklearn_features", "layer": "fc4"},
+        },
     }
     out = {}
     for kind, cfg in configs.items():
@@ -80,6 +98,11 @@ def test_fastcourse_imported_after_keras_registers_too(saved_models):
 
 
 def test_import_fastcourse_alone_imports_no_tensorflow():
-    proc = subprocess.run([sys.executable, "-c", "import sys, fastcourse; print('tensorflow' in sys.modules)"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, fastcourse; print('tensorflow' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.stdout.strip() == "False", proc.stderr

@@ -1,4 +1,5 @@
 """Schedules are pure functions of fractional epochs, checked numerically."""
+
 import keras
 import numpy as np
 import pytest
@@ -24,8 +25,9 @@ def test_phases_reject_bad(bad):
 
 
 def test_step():
-    np.testing.assert_allclose(S.step(np.array([0, 9.9, 10, 25]), 30, lr=1.0, factor=0.5, every=10),
-                               [1.0, 1.0, 0.5, 0.25])
+    np.testing.assert_allclose(
+        S.step(np.array([0, 9.9, 10, 25]), 30, lr=1.0, factor=0.5, every=10), [1.0, 1.0, 0.5, 0.25]
+    )
 
 
 def test_cosine_with_warmup():

@@ -1,5 +1,6 @@
 """`fastcourse split` and split_indices: reproducible, stratified, grouped without leaks and
 within one group's size of the size asked for; the command's table and --json."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ FASTCOURSE = str(Path(sys.executable).with_name("fastcourse"))
 
 @pytest.fixture(scope="module")
 def statefarm(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("sf") / "sf", "statefarm", classes=3, per_class=12,
-                             drivers=6, size=24, test=2)
+    return make_image_folder(
+        tmp_path_factory.mktemp("sf") / "sf", "statefarm", classes=3, per_class=12, drivers=6, size=24, test=2
+    )
 
 
 def test_split_methods_are_reproducible_and_stratified():
@@ -87,8 +89,24 @@ def test_split_command_makes_grouped_valid_and_sample_without_touching_originals
     root = statefarm
     before = sorted(p for p in root.rglob("*") if p.is_file())
     out = tmp_path / "sf_split"
-    code = main(["split", str(root), "--out", str(out), "--method", "grouped", "--valid", "0.3",
-                 "--sample-train", "8", "--sample-valid", "4", "--seed", "1"])
+    code = main(
+        [
+            "split",
+            str(root),
+            "--out",
+            str(out),
+            "--method",
+            "grouped",
+            "--valid",
+            "0.3",
+            "--sample-train",
+            "8",
+            "--sample-valid",
+            "4",
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     header = table.splitlines()[0].split()
@@ -107,8 +125,10 @@ def test_split_command_makes_grouped_valid_and_sample_without_touching_originals
     assert not set(sample.split("train").groups) & set(sample.split("valid").groups)
     # same seed, same split; --json prints the summary for scripts
     out2 = tmp_path / "again"
-    assert main(["split", str(root), "--out", str(out2), "--method", "grouped", "--valid", "0.3", "--seed", "1",
-                 "--json"]) == 0
+    assert (
+        main(["split", str(root), "--out", str(out2), "--method", "grouped", "--valid", "0.3", "--seed", "1", "--json"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"]["valid"]["groups"] == len(valid_g) and summary["out"] == str(out2.resolve())
     names = lambda p: sorted(os.path.basename(f) for f in open_folder(p).split("valid").files)  # noqa: E731
@@ -120,8 +140,9 @@ def test_split_command_makes_grouped_valid_and_sample_without_touching_originals
 def test_split_out_naming_a_file_is_a_one_line_error(statefarm, tmp_path):
     target = tmp_path / "a_file"
     target.write_text("x")
-    done = subprocess.run([FASTCOURSE, "split", str(statefarm), "--out", str(target)], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [FASTCOURSE, "split", str(statefarm), "--out", str(target)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.strip().startswith("fastcourse: error: --out") and "\n" not in done.stderr.strip()
     assert "Traceback" not in done.stderr

@@ -1,4 +1,5 @@
 """Kaggle submission writers: columns, row order, clipping, gzip, and the error cases."""
+
 from __future__ import annotations
 
 import gzip
@@ -11,7 +12,11 @@ from results_fixtures import SIZE, folder_run, make_run, make_test_folder, shape
 from fastcourse.cli import main
 from fastcourse.errors import UsageError
 from fastcourse.results.submission import (
-    dogscats_frame, statefarm_clip, statefarm_frame, submission_frame, write_submission,
+    dogscats_frame,
+    statefarm_clip,
+    statefarm_frame,
+    submission_frame,
+    write_submission,
 )
 
 
@@ -34,8 +39,8 @@ def test_statefarm_frame_reorders_and_clips_like_the_course():
     assert lo == pytest.approx(0.07 / 9) and hi == 0.93
     classes = [f"c{i}" for i in (9, 8, 7, 6, 5, 4, 3, 2, 1, 0)]  # reversed: must be put back in order
     probs = np.zeros((2, 10))
-    probs[0, 0] = 1.0          # c9 certain
-    probs[1] = 0.1             # uniform
+    probs[0, 0] = 1.0  # c9 certain
+    probs[1] = 0.1  # uniform
     frame = statefarm_frame(["train/c0/img_5.jpg", "img_3.jpg"], probs, classes)
     assert list(frame.columns) == ["img"] + [f"c{i}" for i in range(10)]
     assert frame["img"].tolist() == ["img_5.jpg", "img_3.jpg"]  # file order, base names
@@ -63,14 +68,17 @@ def test_write_submission_plain_csv_and_statefarm_requires_gz(tmp_path):
         write_submission(frame, tmp_path / "sf.csv", "statefarm")
 
 
-@pytest.mark.parametrize("kind, classes, files, message", [
-    ("dogscats", ["cat", "dog"], ["1.jpg"], "needs a 'dogs' class"),
-    ("dogscats", ["cats", "dogs"], ["cat.1.jpg"], "numeric id"),
-    ("dogscats", ["cats", "dogs"], ["a/1.jpg", "b/1.jpg"], "appears twice"),
-    ("statefarm", ["cats", "dogs"], ["1.jpg"], "c0..c9"),
-    ("statefarm", [f"c{i}" for i in range(10)], ["a/img_1.jpg", "b/img_1.jpg"], "appears twice"),
-    ("kaggle", ["cats", "dogs"], ["1.jpg"], "unknown submission kind"),
-])
+@pytest.mark.parametrize(
+    "kind, classes, files, message",
+    [
+        ("dogscats", ["cat", "dog"], ["1.jpg"], "needs a 'dogs' class"),
+        ("dogscats", ["cats", "dogs"], ["cat.1.jpg"], "numeric id"),
+        ("dogscats", ["cats", "dogs"], ["a/1.jpg", "b/1.jpg"], "appears twice"),
+        ("statefarm", ["cats", "dogs"], ["1.jpg"], "c0..c9"),
+        ("statefarm", [f"c{i}" for i in range(10)], ["a/img_1.jpg", "b/img_1.jpg"], "appears twice"),
+        ("kaggle", ["cats", "dogs"], ["1.jpg"], "unknown submission kind"),
+    ],
+)
 def test_classes_and_names_that_do_not_fit_the_kind(kind, classes, files, message):
     probs = np.full((len(files), len(classes)), 1.0 / len(classes))
     with pytest.raises(UsageError, match=message):
@@ -89,8 +97,20 @@ def test_submit_command_from_a_run(tmp_path):
     assert (frame["label"][frame["id"] % 2 == 0] < 0.5).all()
     # from the predictions CSV: the same submission without predicting again
     assert main(["predict", str(run), str(test), "--out", str(tmp_path / "p")]) == 0
-    assert main(["submit", "--probs", str(tmp_path / "p" / "predictions_test.csv"), "--kind", "dogscats",
-                 "--out", str(tmp_path / "s")]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                "--probs",
+                str(tmp_path / "p" / "predictions_test.csv"),
+                "--kind",
+                "dogscats",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "s" / "submission_dogscats.csv").read_text() == (run / "submission_dogscats.csv").read_text()
     # --probs without --out: beside the CSV
     assert main(["submit", "--probs", str(tmp_path / "p" / "predictions_test.csv"), "--kind", "dogscats"]) == 0
@@ -109,8 +129,9 @@ def test_submit_a_trained_folder_run(tmp_path, capsys):
     assert list(frame.columns) == ["id", "label"] and frame["id"].tolist() == [1, 2, 3, 4, 5, 6]
     assert frame["label"].between(0.05, 0.95).all()
     preds = predict_folder(run, data / "test", progress=False)
-    expected = np.clip(preds.probs[:, 1], 0.05, 0.95)[np.argsort([int(f.split("/")[-1].split(".")[0])
-                                                                  for f in preds.filenames])]
+    expected = np.clip(preds.probs[:, 1], 0.05, 0.95)[
+        np.argsort([int(f.split("/")[-1].split(".")[0]) for f in preds.filenames])
+    ]
     np.testing.assert_allclose(frame["label"], expected, atol=1e-5)
     # no FOLDER: the test/ images of the run's dataset give the same file
     assert main(["submit", str(run), "--kind", "dogscats", "--out", str(tmp_path / "b")]) == 0
@@ -124,8 +145,20 @@ def test_submit_statefarm_writes_gzip_into_the_out_folder(tmp_path):
     run = make_run(tmp_path, classes=classes, model=linear((SIZE, SIZE, 3), 10))
     for i in range(3):
         write_image(tmp_path / "sf_test" / f"img_{i}.jpg", shape_image("red", 10 + i))
-    assert main(["submit", str(run), str(tmp_path / "sf_test"), "--kind", "statefarm",
-                 "--out", str(tmp_path / "new" / "folder")]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                str(run),
+                str(tmp_path / "sf_test"),
+                "--kind",
+                "statefarm",
+                "--out",
+                str(tmp_path / "new" / "folder"),
+            ]
+        )
+        == 0
+    )
     path = tmp_path / "new" / "folder" / "submission_statefarm.csv.gz"
     with gzip.open(path, "rt") as fh:
         assert fh.readline().strip() == "img," + ",".join(classes)
@@ -147,8 +180,7 @@ def test_submit_command_errors_are_one_line(tmp_path, capsys):
         (["submit", str(no_model), str(test), "--kind", "dogscats"], "no model.keras"),
         (["submit", str(run), str(empty), "--kind", "dogscats"], "no images found"),
         (["submit", str(run), str(test), "--kind", "statefarm"], "c0..c9"),
-        (["submit", str(run), str(test), "--kind", "dogscats", "--out", str(test / "unknown" / "1.png")],
-         "is a file"),
+        (["submit", str(run), str(test), "--kind", "dogscats", "--out", str(test / "unknown" / "1.png")], "is a file"),
         (["submit", "--kind", "dogscats"], "give RUN"),
         (["submit", str(run), "--kind", "dogscats"], "the run's dataset"),  # its config names mnist_sample
     ]

@@ -1,5 +1,6 @@
 """train.tensorboard: a 1-epoch tiny run leaves TensorBoard event files with the epoch scalars,
 the learning rate per step and augmented sample images under RUN/tensorboard/."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,13 +33,23 @@ def test_tensorboard_dir_follows_the_checkpoints():
 
 
 def test_tiny_run_writes_scalars_rate_and_images(tmp_path, capsys):
-    cfg = load_checked({
-        "name": "tb", "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
-        "model": {"name": "linear"}, "augment": {"name": "course"},
-        "train": {"epochs": 1, "batch_size": 32, "verbose": 0, "tensorboard": True, "bn_recalibrate": 0,
-                  "schedule": {"name": "one_cycle", "max_lr": 1e-2}},
-        "out": str(tmp_path),
-    })
+    cfg = load_checked(
+        {
+            "name": "tb",
+            "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
+            "model": {"name": "linear"},
+            "augment": {"name": "course"},
+            "train": {
+                "epochs": 1,
+                "batch_size": 32,
+                "verbose": 0,
+                "tensorboard": True,
+                "bn_recalibrate": 0,
+                "schedule": {"name": "one_cycle", "max_lr": 1e-2},
+            },
+            "out": str(tmp_path),
+        }
+    )
     run = run_experiment(cfg)
     board = run / "tensorboard"
     assert f"tensorboard --logdir {board}" in capsys.readouterr().out
@@ -48,14 +59,24 @@ def test_tiny_run_writes_scalars_rate_and_images(tmp_path, capsys):
     # one rate per step (128 images / 32 = 4 steps), and they follow the one-cycle table
     import tensorflow as tf
 
-    rates = [float(tf.make_ndarray(v.tensor)) for p in (board / "train").glob("events.*")
-             for e in tf.compat.v1.train.summary_iterator(str(p)) for v in e.summary.value
-             if v.tag == "learning_rate"]
+    rates = [
+        float(tf.make_ndarray(v.tensor))
+        for p in (board / "train").glob("events.*")
+        for e in tf.compat.v1.train.summary_iterator(str(p))
+        for v in e.summary.value
+        if v.tag == "learning_rate"
+    ]
     assert len(rates) == 4 and max(rates) > min(rates)
 
 
 def test_off_by_default(tmp_path):
-    cfg = load_checked({"name": "notb", "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},
-                        "model": {"name": "linear"}, "train": {"epochs": 1, "verbose": 0, "bn_recalibrate": 0},
-                        "out": str(tmp_path)})
+    cfg = load_checked(
+        {
+            "name": "notb",
+            "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},
+            "model": {"name": "linear"},
+            "train": {"epochs": 1, "verbose": 0, "bn_recalibrate": 0},
+            "out": str(tmp_path),
+        }
+    )
     assert not (run_experiment(cfg) / "tensorboard").exists()

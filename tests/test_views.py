@@ -1,4 +1,5 @@
 """Looking at results: the index pickers on hand-made arrays, and `fastcourse views` on a folder."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,18 @@ from fastcourse.cli import main
 from fastcourse.results import views
 
 # 3 classes; predicted = argmax. Rows:     label  predicted  P(pred)
-PROBS = np.array([
-    [0.90, 0.05, 0.05],  # 0  0  0       correct, confident
-    [0.60, 0.30, 0.10],  # 1  0  0       correct
-    [0.20, 0.70, 0.10],  # 2  0  1       wrong: a 0 taken for a 1
-    [0.10, 0.80, 0.10],  # 3  1  1       correct
-    [0.05, 0.95, 0.00],  # 4  1  1       correct, most confident 1
-    [0.50, 0.40, 0.10],  # 5  1  0       wrong: a 1 taken for a 0
-    [0.34, 0.33, 0.33],  # 6  2  0       wrong: a 2 taken for a 0, near uniform
-    [0.05, 0.90, 0.05],  # 7  2  1       wrong: a 2 taken for a 1, confident
-])
+PROBS = np.array(
+    [
+        [0.90, 0.05, 0.05],  # 0  0  0       correct, confident
+        [0.60, 0.30, 0.10],  # 1  0  0       correct
+        [0.20, 0.70, 0.10],  # 2  0  1       wrong: a 0 taken for a 1
+        [0.10, 0.80, 0.10],  # 3  1  1       correct
+        [0.05, 0.95, 0.00],  # 4  1  1       correct, most confident 1
+        [0.50, 0.40, 0.10],  # 5  1  0       wrong: a 1 taken for a 0
+        [0.34, 0.33, 0.33],  # 6  2  0       wrong: a 2 taken for a 0, near uniform
+        [0.05, 0.90, 0.05],  # 7  2  1       wrong: a 2 taken for a 1, confident
+    ]
+)
 LABELS = np.array([0, 0, 0, 1, 1, 1, 2, 2])
 
 
@@ -95,8 +98,15 @@ def test_views_command_draws_every_grid(tmp_path, capsys):
     folder, truth = make_labelled_folder(tmp_path)
     assert main(["views", str(run), str(folder), "--out", str(tmp_path), "-n", "3"]) == 0
     out = tmp_path / "views"  # --out names the folder views/ goes into
-    expected = ["random_correct", "random_incorrect", "most_uncertain", "most_confident_correct",
-                "most_confident_incorrect", "confusion_matrix", "augmented"]
+    expected = [
+        "random_correct",
+        "random_incorrect",
+        "most_uncertain",
+        "most_confident_correct",
+        "most_confident_incorrect",
+        "confusion_matrix",
+        "augmented",
+    ]
     for name in expected:
         with Image.open(out / f"{name}.png") as im:  # a real PNG with some size
             assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
@@ -146,8 +156,20 @@ def test_views_from_a_predictions_csv_match_views_that_predict(tmp_path):
     folder, _ = make_labelled_folder(tmp_path)
     assert main(["views", str(run), str(folder), "--out", str(tmp_path / "a")]) == 0
     assert main(["predict", str(run), str(folder), "--out", str(tmp_path)]) == 0
-    assert main(["views", str(run), str(folder), "--probs", str(tmp_path / "predictions_valid.csv"),
-                 "--out", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "views",
+                str(run),
+                str(folder),
+                "--probs",
+                str(tmp_path / "predictions_valid.csv"),
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     a, b = (json.loads((tmp_path / d / "views" / "views.json").read_text()) for d in "ab")
     assert a["shown"] == b["shown"] and a["confusion_matrix"] == b["confusion_matrix"]
 
@@ -163,8 +185,14 @@ def test_views_probs_csv_errors(tmp_path, capsys):
         assert message in err and "\n" not in err, err
 
 
-VIEW_PNGS = ["random_correct", "random_incorrect", "most_uncertain", "most_confident_correct",
-             "most_confident_incorrect", "confusion_matrix"]
+VIEW_PNGS = [
+    "random_correct",
+    "random_incorrect",
+    "most_uncertain",
+    "most_confident_correct",
+    "most_confident_incorrect",
+    "confusion_matrix",
+]
 
 
 def _check_pngs(out, names):
@@ -188,7 +216,7 @@ def test_views_of_a_folder_run_on_its_own_valid_split(tmp_path):
     assert main(["views", str(run), str(data / "valid"), "--out", str(tmp_path / "b"), "-n", "2"]) == 0
     other = json.loads((tmp_path / "b" / "views" / "views.json").read_text())
     assert other["confusion_matrix"] == summary["confusion_matrix"]
-    assert other["shown"]["most_uncertain"] == [f[len("valid/"):] for f in summary["shown"]["most_uncertain"]]
+    assert other["shown"]["most_uncertain"] == [f[len("valid/") :] for f in summary["shown"]["most_uncertain"]]
 
 
 def test_views_of_an_array_run(tmp_path, capsys):

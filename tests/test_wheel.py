@@ -4,6 +4,7 @@ from an empty folder, it lists and runs the shipped configs by name and reproduc
 The fresh environment borrows this environment's dependencies (TensorFlow and the rest) through
 a .pth line, so nothing is downloaded; the editable install's finder is not active there, so the
 fastcourse that runs is the wheel's copy (asserted)."""
+
 from __future__ import annotations
 
 import os
@@ -30,10 +31,25 @@ def _build_wheel(dest: Path) -> Path:
     src.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "fastcourse", src / "fastcourse",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-q", "-w", str(dest / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    shutil.copytree(ROOT / "fastcourse", src / "fastcourse", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(dest / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (dest / "dist").glob("fastcourse-*.whl")
     return wheel
 
@@ -71,20 +87,29 @@ def test_wheel_lists_every_shipped_config(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {f"fastcourse/configs/{n}.yaml" for n in shipped_names()}
     assert len(shipped) > 30 and shipped <= names, sorted(shipped - names)[:5]
-    assert "fastcourse/data/sample/mnist_sample.npz" in names or any(n.startswith("fastcourse/data/sample/")
-                                                                       for n in names)
+    assert "fastcourse/data/sample/mnist_sample.npz" in names or any(
+        n.startswith("fastcourse/data/sample/") for n in names
+    )
 
 
 def _fresh_env(where: Path, wheel: Path) -> Path:
     venv.EnvBuilder(with_pip=False).create(where)
     py = where / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # dependencies from this environment, after the fresh one's own site-packages; a directory named
     # in a .pth file is only appended to sys.path, its own .pth files (the editable finder) never run
     Path(purelib, "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return where / "bin"
 
 
@@ -97,20 +122,33 @@ def test_installed_wheel_runs_shipped_configs_from_an_empty_folder(wheel, tmp_pa
     env.update(TF_CPP_MIN_LOG_LEVEL="3")
 
     def run(*args: str, timeout: int = 300) -> str:
-        proc = subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=work, env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            [str(bin_dir / args[0]), *args[1:]], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+        )
         assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
         return proc.stdout
 
-    where = run("python", "-c", "import fastcourse, fastcourse.shipped as s; print(fastcourse.__file__); "
-                                "print(s.configs_dir())").split()
+    where = run(
+        "python", "-c", "import fastcourse, fastcourse.shipped as s; print(fastcourse.__file__); print(s.configs_dir())"
+    ).split()
     assert all(Path(p).is_relative_to(tmp_path / "venv") for p in where), where
 
     listed = run("fastcourse", "list")
     assert "configs:" in listed and "  mnist_sample/cnn" in listed and "  dogscats/bn_head" in listed
 
-    out = run("fastcourse", "run", "mnist_sample/cnn", "--set", "train.schedule.phases=[[1, 1.0e-3]]",
-              "--set", "data.train_limit=512", "--set", "data.test_limit=256", "--set", "train.verbose=0")
+    out = run(
+        "fastcourse",
+        "run",
+        "mnist_sample/cnn",
+        "--set",
+        "train.schedule.phases=[[1, 1.0e-3]]",
+        "--set",
+        "data.train_limit=512",
+        "--set",
+        "data.test_limit=256",
+        "--set",
+        "train.verbose=0",
+    )
     accuracy = float(out.split("test accuracy:")[1].split()[0])
     assert accuracy > 0.3, out  # one epoch on 512 digits: far above the 0.1 of chance
     assert list((work / "runs").glob("mnist_sample-cnn-*/metrics.json"))

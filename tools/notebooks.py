@@ -13,6 +13,7 @@ with runs under the relative runs/notebooks, the repository's absolute path is r
 relative one, and TensorFlow's start-up and retracing messages, tqdm's progress frames and
 warnings that name site-packages are removed. Whatever absolute path is left fails `check`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,21 +29,26 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 # the environment a notebook executes in: quiet TensorFlow, relative run folders
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore",
-             "FASTCOURSE_OUT": "runs/notebooks"}
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "PYTHONWARNINGS": "ignore",
+    "FASTCOURSE_OUT": "runs/notebooks",
+}
 
 # stderr/stdout lines that are TensorFlow's or a library's noise, not the lesson's output
 NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\)"
-    r"|[IWE]\d{4} [\d:.]+\s+\d+ \S+\.(cc|h):\d+\]"          # absl C++ log lines (cuInit, oneDNN, cudart)
-    r"|WARNING:tensorflow:"                                    # retracing and other tf.logging warnings
+    r"|[IWE]\d{4} [\d:.]+\s+\d+ \S+\.(cc|h):\d+\]"  # absl C++ log lines (cuInit, oneDNN, cudart)
+    r"|WARNING:tensorflow:"  # retracing and other tf.logging warnings
     r"|WARNING:absl:"
-    r"|.*site-packages/.*(Warning|warn)"                       # a library's warning naming its file
-    r"|\s+from \.autonotebook import"                          # the line tqdm's IProgress warning quotes
+    r"|.*site-packages/.*(Warning|warn)"  # a library's warning naming its file
+    r"|\s+from \.autonotebook import"  # the line tqdm's IProgress warning quotes
     r"|\s*warnings\.warn\("
     r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
     r"|This TensorFlow binary is optimized"
-    r")")
+    r")"
+)
 # absolute paths of a machine: anything left after cleaning fails `check`
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:work|root|home|tmp|private|Users|var/folders|mnt|opt)/[^\s'\"]*")
 
@@ -79,8 +85,12 @@ def _merge_streams(outputs: list) -> list:
     """Consecutive outputs of one stream as one (the kernel sends a progress bar in many pieces)."""
     merged: list = []
     for out in outputs:
-        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
-                and merged[-1]["name"] == out["name"]):
+        if (
+            out.get("output_type") == "stream"
+            and merged
+            and merged[-1].get("output_type") == "stream"
+            and merged[-1]["name"] == out["name"]
+        ):
             merged[-1]["text"] += out["text"]
         else:
             merged.append(out)
@@ -144,9 +154,17 @@ def problems(nb) -> list[str]:
 
 def output_bytes(nb) -> int:
     """Bytes of all outputs, as saved (images base64-encoded)."""
-    return sum(len(nbformat.writes(nbformat.from_dict({"cell_type": "code", "source": "", "metadata": {},
-                                                        "outputs": c.outputs, "execution_count": None})))
-               for c in nb.cells if c.cell_type == "code")
+    return sum(
+        len(
+            nbformat.writes(
+                nbformat.from_dict(
+                    {"cell_type": "code", "source": "", "metadata": {}, "outputs": c.outputs, "execution_count": None}
+                )
+            )
+        )
+        for c in nb.cells
+        if c.cell_type == "code"
+    )
 
 
 def execute(path: Path, small: bool, timeout: int) -> None:
@@ -160,8 +178,9 @@ def execute(path: Path, small: bool, timeout: int) -> None:
     os.environ.update(env)  # the kernel inherits this process's environment
     start = time.perf_counter()
     try:
-        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(ROOT)}}).execute()
+        nbclient.NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
     except nbclient.exceptions.CellExecutionError:
         clean_notebook(nb)
         nbformat.write(nb, path)  # saved with the error, to read it in Jupyter
@@ -171,8 +190,10 @@ def execute(path: Path, small: bool, timeout: int) -> None:
         os.environ.update(saved)
     clean_notebook(nb)
     nbformat.write(nb, path)
-    print(f"{path.relative_to(ROOT)}: executed ({'small' if small else 'full'} mode) in "
-          f"{time.perf_counter() - start:.0f} s, outputs {output_bytes(nb) / 1e3:.0f} kB")
+    print(
+        f"{path.relative_to(ROOT)}: executed ({'small' if small else 'full'} mode) in "
+        f"{time.perf_counter() - start:.0f} s, outputs {output_bytes(nb) / 1e3:.0f} kB"
+    )
 
 
 def _paths(names: list[str]) -> list[Path]:
@@ -186,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--full", action="store_true", help="the whole lesson (the committed copies)")
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     clean = sub.add_parser("clean", help="strip noise and machine paths in place")
-    clean.add_argument("--redact", metavar="FOLDER", action="append", default=[],
-                       help="an absolute FASTCOURSE_OUT the outputs were saved with: shown as $FASTCOURSE_OUT")
+    clean.add_argument(
+        "--redact",
+        metavar="FOLDER",
+        action="append",
+        default=[],
+        help="an absolute FASTCOURSE_OUT the outputs were saved with: shown as $FASTCOURSE_OUT",
+    )
     for p in (run, clean, sub.add_parser("check", help="exit 1 if a notebook needs cleaning or holds machine paths")):
         p.add_argument("notebooks", nargs="*", help="default: every notebooks/*.ipynb")
     args = parser.parse_args(argv)

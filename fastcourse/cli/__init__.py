@@ -19,6 +19,7 @@ path and the fix, never a traceback (a config with several problems: one line ea
 TensorFlow's, absl's and CUDA's log lines (oneDNN notices, `failed call to cuInit`) are hidden
 unless FASTCOURSE_TF_LOGS=1 or --verbose asks for them. docs/messages.md has the details.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,6 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, list[tuple[tuple, dict]], Handler]] = {}
 
 
-
 def arg(*names, **options) -> tuple[tuple, dict]:
     return names, options
 
@@ -57,8 +57,12 @@ def command(name: str, help: str, args: list[tuple[tuple, dict]] = ()):
     return register
 
 
-OUT_ARG = arg("--out", metavar="FOLDER", default=None,
-              help="folder to write into (default: the current folder, or the run directory for commands on a run)")
+OUT_ARG = arg(
+    "--out",
+    metavar="FOLDER",
+    default=None,
+    help="folder to write into (default: the current folder, or the run directory for commands on a run)",
+)
 
 
 def out_folder(out: str | None, default: str | Path = ".") -> Path:
@@ -73,8 +77,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         command = self.prog.removeprefix("fastcourse").strip()
-        self.exit(2, f"fastcourse: error: {command + ': ' if command else ''}{message} "
-                     f"(see `{self.prog} --help`)\n")
+        self.exit(2, f"fastcourse: error: {command + ': ' if command else ''}{message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         if not info.name.startswith("_"):  # not __main__
             importlib.import_module(f"{__name__}.{info.name}")
     parser = _Parser(prog="fastcourse", description="fast.ai 2017 lessons on Keras 3: experiments from YAML configs.")
-    verbose = dict(action="store_true", help="show TensorFlow's, absl's and CUDA's log lines (hidden by default; "
-                                             "or set FASTCOURSE_TF_LOGS=1)")
+    verbose = dict(
+        action="store_true",
+        help="show TensorFlow's, absl's and CUDA's log lines (hidden by default; or set FASTCOURSE_TF_LOGS=1)",
+    )
     parser.add_argument("--verbose", default=False, **verbose)
     from fastcourse.version import __version__
 
@@ -119,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --- Ctrl-C and SIGTERM ----------------------------------------------------------------------
+
 
 def _stop_on_sigterm():
     """SIGTERM raises Interrupted in the main thread, so it unwinds as Ctrl-C does (atomic writes
@@ -156,8 +162,10 @@ TF_LOGS_ENV = "FASTCOURSE_TF_LOGS"
 # What TensorFlow's native libraries write while they load: absl's "before InitializeLog" notice
 # and glog-style lines (I0000 00:00:1796411432.825038  7386 port.cc:153] oneDNN custom operations ...;
 # before absl is initialised the clock is printed as seconds since 1970)
-_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+"
-                         r"\s+\d+ \S+:\d+\]|To enable the following instructions:)")
+_NATIVE_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+"
+    r"\s+\d+ \S+:\d+\]|To enable the following instructions:)"
+)
 
 
 def tf_logs(show: bool) -> None:
@@ -235,7 +243,10 @@ def _native_stderr_filtered() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
-            kept = [line for line in caught.read().decode(errors="replace").splitlines()
-                    if line.strip() and not _NATIVE_LOG.match(line)]
+            kept = [
+                line
+                for line in caught.read().decode(errors="replace").splitlines()
+                if line.strip() and not _NATIVE_LOG.match(line)
+            ]
             if kept:
                 print("\n".join(kept), file=sys.stderr, flush=True)

@@ -1,4 +1,5 @@
 """`python -m fastcourse.cli`: the same as the `fastcourse` command."""
+
 import sys
 
 from fastcourse.cli import main

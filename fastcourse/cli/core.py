@@ -1,4 +1,5 @@
 """The core commands: run, list, show-config, preview-augment, lr-find, bench."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,28 +9,52 @@ from fastcourse.cli import OUT_ARG, arg, command, out_folder
 
 CONFIG_ARGS = [
     arg("config", help="experiment YAML file, e.g. configs/mnist/cnn.yaml"),
-    arg("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-        help="override a config value (repeatable), e.g. --set train.batch_size=128"),
+    arg(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value (repeatable), e.g. --set train.batch_size=128",
+    ),
 ]
 
 
-@command("run", "train and evaluate an experiment into a new run directory, or resume an "
-         "interrupted run from its last completed epoch", [
-    arg("config", metavar="CONFIG_OR_RUN_DIR",
-        help="experiment YAML file (a new run), or the directory of an unfinished run to resume it, "
-             "e.g. runs/mnist-cnn-20260101-120000"),
-    CONFIG_ARGS[1],
-    arg("--out", metavar="FOLDER", help="folder under which the run directory is made (default: the config's "
-                                        "`out`, runs/)"),
-    arg("--resume", action="store_true",
-        help="continue the newest unfinished run of this config under --out from its last completed "
-             "epoch (starts a new run if there is none)"),
-    arg("--run-dir", metavar="DIR",
-        help="run into exactly this directory; if it holds an unfinished run of the same config, "
-             "continue that run"),
-    arg("--tensorboard", action="store_true",
-        help="log scalars, the per-step learning rate and augmented samples to RUN/tensorboard/"),
-])
+@command(
+    "run",
+    "train and evaluate an experiment into a new run directory, or resume an "
+    "interrupted run from its last completed epoch",
+    [
+        arg(
+            "config",
+            metavar="CONFIG_OR_RUN_DIR",
+            help="experiment YAML file (a new run), or the directory of an unfinished run to resume it, "
+            "e.g. runs/mnist-cnn-20260101-120000",
+        ),
+        CONFIG_ARGS[1],
+        arg(
+            "--out",
+            metavar="FOLDER",
+            help="folder under which the run directory is made (default: the config's `out`, runs/)",
+        ),
+        arg(
+            "--resume",
+            action="store_true",
+            help="continue the newest unfinished run of this config under --out from its last completed "
+            "epoch (starts a new run if there is none)",
+        ),
+        arg(
+            "--run-dir",
+            metavar="DIR",
+            help="run into exactly this directory; if it holds an unfinished run of the same config, continue that run",
+        ),
+        arg(
+            "--tensorboard",
+            action="store_true",
+            help="log scalars, the per-step learning rate and augmented samples to RUN/tensorboard/",
+        ),
+    ],
+)
 def run(args: argparse.Namespace) -> int:
     from fastcourse.run.rundir import resolve
     from fastcourse.tasks.check import load_config
@@ -46,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     split, loss, wall = records.eval_split(metrics), records.eval_loss(metrics), metrics.get("wall_seconds")
-    print(f"{split} accuracy: {records.eval_accuracy(metrics):.4f}  ({split} loss "
-          f"{'-' if loss is None else f'{loss:.4f}'})" + ("" if wall is None else f"  wall time {wall:.1f} s"))
+    print(
+        f"{split} accuracy: {records.eval_accuracy(metrics):.4f}  ({split} loss "
+        f"{'-' if loss is None else f'{loss:.4f}'})" + ("" if wall is None else f"  wall time {wall:.1f} s")
+    )
     print(f"run directory: {run_dir}")
     return 0
 
@@ -60,10 +87,18 @@ def show_config(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("list", "list the registered tasks, models, datasets, augmentations, schedules and the shipped configs", [
-    arg("what", nargs="?", choices=["tasks", "models", "datasets", "augmentations", "schedules", "configs"],
-        help="one kind only"),
-])
+@command(
+    "list",
+    "list the registered tasks, models, datasets, augmentations, schedules and the shipped configs",
+    [
+        arg(
+            "what",
+            nargs="?",
+            choices=["tasks", "models", "datasets", "augmentations", "schedules", "configs"],
+            help="one kind only",
+        ),
+    ],
+)
 def list_registered(args: argparse.Namespace) -> int:
     # the registries read their modules' source: listing imports no TensorFlow
     from fastcourse.data import AUGMENTATIONS, DATASETS
@@ -71,8 +106,13 @@ def list_registered(args: argparse.Namespace) -> int:
     from fastcourse.tasks import TASKS
     from fastcourse.train.schedules import SCHEDULES
 
-    kinds = {"tasks": TASKS, "models": MODELS, "datasets": DATASETS, "augmentations": AUGMENTATIONS,
-             "schedules": SCHEDULES}
+    kinds = {
+        "tasks": TASKS,
+        "models": MODELS,
+        "datasets": DATASETS,
+        "augmentations": AUGMENTATIONS,
+        "schedules": SCHEDULES,
+    }
     for kind, registry in kinds.items():
         if args.what and args.what != kind:
             continue
@@ -100,11 +140,16 @@ def _example(source, index: int):
     return np.asarray(batch)[index]
 
 
-@command("preview-augment", "write a PNG grid of augmented copies of one training image", CONFIG_ARGS + [
-    arg("--index", type=int, default=0, help="which training image (default 0)"),
-    arg("-n", type=int, default=8, help="how many augmented copies (default 8)"),
-    OUT_ARG,
-])
+@command(
+    "preview-augment",
+    "write a PNG grid of augmented copies of one training image",
+    CONFIG_ARGS
+    + [
+        arg("--index", type=int, default=0, help="which training image (default 0)"),
+        arg("-n", type=int, default=8, help="how many augmented copies (default 8)"),
+        OUT_ARG,
+    ],
+)
 def preview_augment(args: argparse.Namespace) -> int:
     from fastcourse.data import augment
     from fastcourse.run.inputs import inputs_for
@@ -113,18 +158,29 @@ def preview_augment(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     inputs = inputs_for(cfg)
     pipeline = augment.build(cfg.augment.name, cfg.augment.args)
-    path = augment.preview(pipeline, _example(inputs.train, args.index), out_folder(args.out) / "augment_preview.png",
-                           n=args.n, seed=cfg.seed, title=f"{cfg.augment.name} on {inputs.name}[{args.index}]")
+    path = augment.preview(
+        pipeline,
+        _example(inputs.train, args.index),
+        out_folder(args.out) / "augment_preview.png",
+        n=args.n,
+        seed=cfg.seed,
+        title=f"{cfg.augment.name} on {inputs.name}[{args.index}]",
+    )
     print(f"preview: {path}")
     return 0
 
 
-@command("lr-find", "learning-rate range test: save a loss-vs-rate plot and suggest a rate", CONFIG_ARGS + [
-    arg("--steps", type=int, default=200, help="steps of the range test (default 200)"),
-    arg("--min-lr", type=float, default=1e-7),
-    arg("--max-lr", type=float, default=10.0),
-    OUT_ARG,
-])
+@command(
+    "lr-find",
+    "learning-rate range test: save a loss-vs-rate plot and suggest a rate",
+    CONFIG_ARGS
+    + [
+        arg("--steps", type=int, default=200, help="steps of the range test (default 200)"),
+        arg("--min-lr", type=float, default=1e-7),
+        arg("--max-lr", type=float, default=10.0),
+        OUT_ARG,
+    ],
+)
 def lr_find_command(args: argparse.Namespace) -> int:
     from fastcourse.tasks.check import load_config
 
@@ -134,13 +190,26 @@ def lr_find_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     found = lr_find_for(cfg, args.steps, args.min_lr, args.max_lr, where=args.config)
     path = found.finder.plot(out_folder(args.out) / "lr_find.png", found.title)
-    print(json.dumps({"suggested_lr": found.finder.suggestion, "min_loss_lr": found.finder.min_loss_lr,
-                      "task": found.task, "fits": found.what, "plot": str(path)}))
+    print(
+        json.dumps(
+            {
+                "suggested_lr": found.finder.suggestion,
+                "min_loss_lr": found.finder.min_loss_lr,
+                "task": found.task,
+                "fits": found.what,
+                "plot": str(path),
+            }
+        )
+    )
     return 0
 
 
-@command("check", "validate a config as `run` would, without running it: exit 0 when it is valid, 2 "
-         "naming every problem (one line each) when not", CONFIG_ARGS)
+@command(
+    "check",
+    "validate a config as `run` would, without running it: exit 0 when it is valid, 2 "
+    "naming every problem (one line each) when not",
+    CONFIG_ARGS,
+)
 def check(args: argparse.Namespace) -> int:
     from fastcourse.tasks.check import load_config
 

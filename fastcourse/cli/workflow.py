@@ -1,4 +1,5 @@
 """Commands around runs: get the data, list runs, compare them."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,13 +7,21 @@ import argparse
 from fastcourse.cli import OUT_ARG, arg, command, out_folder
 
 
-@command("data", "get a dataset (dogscats, statefarm, mnist, fashion_mnist) or list what is on this machine", [
-    arg("action", choices=["get", "list"], help="get NAME: download, check and lay it out; list: what is here"),
-    arg("name", nargs="?", help="dataset to get: dogscats, statefarm, mnist or fashion_mnist"),
-    arg("--to", metavar="FOLDER", help="where the dataset goes (default data/<name>; mnist/fashion_mnist: the "
-                                       "Keras cache, so `data.name: mnist` then works offline)"),
-    arg("--root", metavar="FOLDER", help="data folder to look in for `list` (default data/)"),
-])
+@command(
+    "data",
+    "get a dataset (dogscats, statefarm, mnist, fashion_mnist) or list what is on this machine",
+    [
+        arg("action", choices=["get", "list"], help="get NAME: download, check and lay it out; list: what is here"),
+        arg("name", nargs="?", help="dataset to get: dogscats, statefarm, mnist or fashion_mnist"),
+        arg(
+            "--to",
+            metavar="FOLDER",
+            help="where the dataset goes (default data/<name>; mnist/fashion_mnist: the "
+            "Keras cache, so `data.name: mnist` then works offline)",
+        ),
+        arg("--root", metavar="FOLDER", help="data folder to look in for `list` (default data/)"),
+    ],
+)
 def data(args: argparse.Namespace) -> int:
     from fastcourse.data import download
     from fastcourse.errors import UsageError
@@ -27,9 +36,13 @@ def data(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("runs", "list run directories in a table: task, model, dataset, epochs, accuracy, minutes, status", [
-    arg("root", nargs="?", default="runs", metavar="FOLDER", help="folder holding run directories (default runs/)"),
-])
+@command(
+    "runs",
+    "list run directories in a table: task, model, dataset, epochs, accuracy, minutes, status",
+    [
+        arg("root", nargs="?", default="runs", metavar="FOLDER", help="folder holding run directories (default runs/)"),
+    ],
+)
 def runs(args: argparse.Namespace) -> int:
     from fastcourse.results.runs import format_runs, list_runs
 
@@ -37,10 +50,14 @@ def runs(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("compare", "learning curves of several runs on one PNG, and a markdown table of their config differences", [
-    arg("run_dirs", nargs="+", metavar="RUN", help="two or more run directories"),
-    OUT_ARG,
-])
+@command(
+    "compare",
+    "learning curves of several runs on one PNG, and a markdown table of their config differences",
+    [
+        arg("run_dirs", nargs="+", metavar="RUN", help="two or more run directories"),
+        OUT_ARG,
+    ],
+)
 def compare(args: argparse.Namespace) -> int:
     from fastcourse.results.compare import compare_runs
 

@@ -3,6 +3,7 @@ splits, augmentation, the feature cache, and the Sources that every trainer call
 
 Datasets are registered by name in DATASETS (data/base.py); importing this package imports no
 TensorFlow."""
+
 from fastcourse.data.base import AUGMENTATIONS, DATASETS, ArrayDataset
 
 __all__ = ["AUGMENTATIONS", "DATASETS", "ArrayDataset"]

@@ -1,5 +1,6 @@
 """Unpacking downloaded archives (zip, tar.gz) safely: plain files and folders only, no member
 outside the target (path traversal), into a folder that appears only when complete."""
+
 from __future__ import annotations
 
 import tarfile
@@ -30,8 +31,10 @@ def plain_members(t: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     members = t.getmembers()
     for m in members:
         if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in Path(m.name).parts:
-            raise DataError(f"{archive}: refused member {m.name!r} (a link, a device or a path outside); "
-                            "the archive is not the expected dataset")
+            raise DataError(
+                f"{archive}: refused member {m.name!r} (a link, a device or a path outside); "
+                "the archive is not the expected dataset"
+            )
     return members
 
 

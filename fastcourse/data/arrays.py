@@ -9,6 +9,7 @@
 
 When none works, one DataError lists every place tried and how to provide the data.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -25,8 +26,16 @@ from fastcourse.errors import DataError
 
 MNIST_CLASSES = [str(i) for i in range(10)]
 FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -71,8 +80,7 @@ def read_local(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if len(npzs) == 1:
             return _read_npz(npzs[0])
         raise FileNotFoundError(
-            f"{p} holds neither the four idx files ({', '.join(IDX_FILES.values())}, .gz or not) "
-            "nor exactly one .npz"
+            f"{p} holds neither the four idx files ({', '.join(IDX_FILES.values())}, .gz or not) nor exactly one .npz"
         )
     raise FileNotFoundError(f"{p} does not exist")
 
@@ -97,8 +105,9 @@ def _find(name: str, classes: list[str], path: str | None, download: bool) -> Ar
             continue
         try:
             idx = _idx_paths(candidate) if candidate.is_dir() else None
-            return _make(name, read_local(candidate), classes, str(candidate),
-                         {key: f.name for key, f in (idx or {}).items()})
+            return _make(
+                name, read_local(candidate), classes, str(candidate), {key: f.name for key, f in (idx or {}).items()}
+            )
         except (OSError, ValueError, KeyError) as exc:
             if label.startswith("config") or label.startswith("$"):
                 # the user pointed here explicitly: a broken file there is an error, not a miss
@@ -152,7 +161,7 @@ def _read_idx(path: Path) -> np.ndarray:
     if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path.name} is not an unsigned-byte idx file")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=min(4 + 4 * ndim, len(data)))
     if body.size != int(np.prod(shape)):
         raise ValueError(f"{path.name}: header says {shape}, file holds {body.size} values (truncated?)")
@@ -165,8 +174,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not magic:
         raise ValueError(f"{path.name}: empty file, not an .npz")
     if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):
-        raise ValueError(f"{path.name}: not an .npz file (it starts with {magic!r}); expected numpy.savez's "
-                         "output with x_train, y_train, x_test, y_test")
+        raise ValueError(
+            f"{path.name}: not an .npz file (it starts with {magic!r}); expected numpy.savez's "
+            "output with x_train, y_train, x_test, y_test"
+        )
     try:
         f = np.load(path, allow_pickle=False)
     except EOFError:
@@ -196,6 +207,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 # train and test images must have the same (H, W, C).
 # Every refusal is one line naming the file (and the array in it).
 
+
 def _images(x: np.ndarray, where: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim == 3:
@@ -219,12 +231,16 @@ def _images(x: np.ndarray, where: str) -> np.ndarray:
         finite = np.isfinite(x)
         if not finite.all():
             bad = np.argwhere(~finite)[0]
-            raise ValueError(f"{where}: {int((~finite).sum())} NaN or infinite value(s), the first in image "
-                             f"{bad[0]}; pixel values must be finite")
+            raise ValueError(
+                f"{where}: {int((~finite).sum())} NaN or infinite value(s), the first in image "
+                f"{bad[0]}; pixel values must be finite"
+            )
         lo, hi = float(x.min()), float(x.max())
         if lo < 0 or hi > 255:
-            raise ValueError(f"{where}: {x.dtype} values {lo:g}..{hi:g}; pixel values must be 0..255 "
-                             "(or 0..1, which is scaled to 0..255)")
+            raise ValueError(
+                f"{where}: {x.dtype} values {lo:g}..{hi:g}; pixel values must be 0..255 "
+                "(or 0..1, which is scaled to 0..255)"
+            )
         if hi <= 1.0:
             x = x * 255.0  # 0-1 intensities
         return np.rint(x).astype(np.uint8)
@@ -235,8 +251,13 @@ def _labels(y: np.ndarray, where: str, n_images: int, classes: int) -> np.ndarra
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    elif y.ndim == 2 and y.shape[1] == classes and y.dtype.kind in "uif" and np.isin(y, (0, 1)).all() \
-            and (y.sum(axis=1) == 1).all():
+    elif (
+        y.ndim == 2
+        and y.shape[1] == classes
+        and y.dtype.kind in "uif"
+        and np.isin(y, (0, 1)).all()
+        and (y.sum(axis=1) == 1).all()
+    ):
         y = y.argmax(axis=1)  # one-hot rows
     if y.ndim != 1:
         raise ValueError(f"{where}: labels must be (N,) class ids (or one-hot (N, {classes})), got shape {y.shape}")
@@ -251,21 +272,27 @@ def _labels(y: np.ndarray, where: str, n_images: int, classes: int) -> np.ndarra
     bad = np.flatnonzero((y < 0) | (y >= classes))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{where}: label {y[i]:g} at index {i} is out of range; class ids are 0..{classes - 1} "
-                         f"({bad.size} label(s) outside)")
+        raise ValueError(
+            f"{where}: label {y[i]:g} at index {i} is out of range; class ids are 0..{classes - 1} "
+            f"({bad.size} label(s) outside)"
+        )
     return y.astype(np.int64)
 
 
-def _make(name: str, arrays: dict[str, np.ndarray], classes: list[str], source: str,
-          files: dict[str, str] | None = None) -> ArrayDataset:
+def _make(
+    name: str, arrays: dict[str, np.ndarray], classes: list[str], source: str, files: dict[str, str] | None = None
+) -> ArrayDataset:
     """Validate and convert the four arrays (see the rules above); `files` names each array's file."""
+
     def where(key: str) -> str:
         return f"{files[key]} [{key}]" if files and key in files else key
 
     xt, xs = _images(arrays["x_train"], where("x_train")), _images(arrays["x_test"], where("x_test"))
     if xt.shape[1:] != xs.shape[1:]:
-        raise ValueError(f"{where('x_test')}: images of shape {xs.shape[1:]}, but x_train's are {xt.shape[1:]}; "
-                         "train and test images must match")
+        raise ValueError(
+            f"{where('x_test')}: images of shape {xs.shape[1:]}, but x_train's are {xt.shape[1:]}; "
+            "train and test images must match"
+        )
     yt = _labels(arrays["y_train"], where("y_train"), len(xt), len(classes))
     ys = _labels(arrays["y_test"], where("y_test"), len(xs), len(classes))
     return ArrayDataset(name, xt, yt, xs, ys, list(classes), source)

@@ -9,6 +9,7 @@ projective-transform op. `keras_layers` chains any of Keras' own preprocessing l
 Every pipeline is a callable `augment(images, seed) -> images` over a float32 batch in 0-255,
 where `seed` is a stateless seed (2 int64): the same seed gives the same batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,9 +35,16 @@ class RandomAffine(keras.layers.Layer):
     """
 
     def __init__(
-        self, rotation: float = 0.0, width_shift: float = 0.0, height_shift: float = 0.0,
-        shear: float = 0.0, zoom: float = 0.0, horizontal_flip: bool = False,
-        channel_shift: float = 0.0, fill_mode: str = "nearest", **kwargs,
+        self,
+        rotation: float = 0.0,
+        width_shift: float = 0.0,
+        height_shift: float = 0.0,
+        shear: float = 0.0,
+        zoom: float = 0.0,
+        horizontal_flip: bool = False,
+        channel_shift: float = 0.0,
+        fill_mode: str = "nearest",
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.rotation, self.width_shift, self.height_shift = rotation, width_shift, height_shift
@@ -62,17 +70,23 @@ class RandomAffine(keras.layers.Layer):
         params = {
             "theta": uniform(0, -self.rotation, self.rotation) if self.rotation else tf.zeros([batch]),
             "tx": uniform(1, -self.height_shift, self.height_shift) * tf.cast(height, tf.float32)
-            if self.height_shift else tf.zeros([batch]),
+            if self.height_shift
+            else tf.zeros([batch]),
             "ty": uniform(2, -self.width_shift, self.width_shift) * tf.cast(width, tf.float32)
-            if self.width_shift else tf.zeros([batch]),
+            if self.width_shift
+            else tf.zeros([batch]),
             "shear": uniform(3, -self.shear, self.shear) if self.shear else tf.zeros([batch]),
             "zx": uniform(4, 1 - self.zoom, 1 + self.zoom) if self.zoom else tf.ones([batch]),
             "zy": uniform(5, 1 - self.zoom, 1 + self.zoom) if self.zoom else tf.ones([batch]),
         }
         transforms = affine_transforms(**params, height=height, width=width)
         out = tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-            fill_value=0.0, interpolation="BILINEAR", fill_mode=self.fill_mode.upper(),
+            images=images,
+            transforms=transforms,
+            output_shape=tf.shape(images)[1:3],
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode=self.fill_mode.upper(),
         )
         if self.channel_shift:
             # legacy apply_channel_shift: one intensity per image, clipped to the image's range
@@ -87,9 +101,14 @@ class RandomAffine(keras.layers.Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "rotation": self.rotation, "width_shift": self.width_shift,
-            "height_shift": self.height_shift, "shear": self.shear, "zoom": self.zoom,
-            "horizontal_flip": self.horizontal_flip, "channel_shift": self.channel_shift,
+            **super().get_config(),
+            "rotation": self.rotation,
+            "width_shift": self.width_shift,
+            "height_shift": self.height_shift,
+            "shear": self.shear,
+            "zoom": self.zoom,
+            "horizontal_flip": self.horizontal_flip,
+            "channel_shift": self.channel_shift,
             "fill_mode": self.fill_mode,
         }
 
@@ -155,19 +174,31 @@ def none() -> None:
 
 @AUGMENTATIONS.register()
 def affine(
-    rotation: float = 0.0, width_shift: float = 0.0, height_shift: float = 0.0, shear: float = 0.0,
-    zoom: float = 0.0, horizontal_flip: bool = False, channel_shift: float = 0.0,
+    rotation: float = 0.0,
+    width_shift: float = 0.0,
+    height_shift: float = 0.0,
+    shear: float = 0.0,
+    zoom: float = 0.0,
+    horizontal_flip: bool = False,
+    channel_shift: float = 0.0,
     fill_mode: FillMode = "nearest",
 ) -> Affine:
     """Any ImageDataGenerator-style affine augmentation (rotation deg, shear rad)."""
     if fill_mode not in ("nearest", "constant", "reflect", "wrap"):
         raise ValueError(f"fill_mode {fill_mode!r}: use nearest, constant, reflect or wrap")
-    for key, value in dict(rotation=rotation, width_shift=width_shift, height_shift=height_shift,
-                           shear=shear, zoom=zoom, channel_shift=channel_shift).items():
+    for key, value in dict(
+        rotation=rotation,
+        width_shift=width_shift,
+        height_shift=height_shift,
+        shear=shear,
+        zoom=zoom,
+        channel_shift=channel_shift,
+    ).items():
         if value < 0:
             raise ValueError(f"{key}={value}: must be >= 0 (the range is symmetric)")
-    return Affine(RandomAffine(rotation, width_shift, height_shift, shear, zoom, horizontal_flip,
-                               channel_shift, fill_mode))
+    return Affine(
+        RandomAffine(rotation, width_shift, height_shift, shear, zoom, horizontal_flip, channel_shift, fill_mode)
+    )
 
 
 @AUGMENTATIONS.register()
@@ -190,22 +221,37 @@ def fashion(horizontal_flip: bool = True, shift: float = 0.05, fill_mode: FillMo
 
 @AUGMENTATIONS.register()
 def dogscats(
-    rotation: float = 15.0, shift: float = 0.1, zoom: float = 0.1, horizontal_flip: bool = True,
-    shear: float = 0.0, channel_shift: float = 0.0,
+    rotation: float = 15.0,
+    shift: float = 0.1,
+    zoom: float = 0.1,
+    horizontal_flip: bool = True,
+    shear: float = 0.0,
+    channel_shift: float = 0.0,
 ) -> Affine:
     """Lesson 3's photos: rotation 15, shifts 0.1, zoom 0.1, horizontal flip."""
-    return affine(rotation=rotation, width_shift=shift, height_shift=shift, zoom=zoom,
-                  horizontal_flip=horizontal_flip, shear=shear, channel_shift=channel_shift)
+    return affine(
+        rotation=rotation,
+        width_shift=shift,
+        height_shift=shift,
+        zoom=zoom,
+        horizontal_flip=horizontal_flip,
+        shear=shear,
+        channel_shift=channel_shift,
+    )
 
 
 @AUGMENTATIONS.register()
 def statefarm(
-    rotation: float = 15.0, width_shift: float = 0.1, height_shift: float = 0.05,
-    shear: float = 0.1, channel_shift: float = 20.0,
+    rotation: float = 15.0,
+    width_shift: float = 0.1,
+    height_shift: float = 0.05,
+    shear: float = 0.1,
+    channel_shift: float = 20.0,
 ) -> Affine:
     """Statefarm's combination: rotation 15, shifts 0.1/0.05, shear 0.1, channel shift 20."""
-    return affine(rotation=rotation, width_shift=width_shift, height_shift=height_shift,
-                  shear=shear, channel_shift=channel_shift)
+    return affine(
+        rotation=rotation, width_shift=width_shift, height_shift=height_shift, shear=shear, channel_shift=channel_shift
+    )
 
 
 @AUGMENTATIONS.register()
@@ -215,7 +261,7 @@ def keras_layers(layers: list[dict[str, dict[str, Any]]] = ()) -> Optional[Layer
     for spec in layers:
         if not isinstance(spec, dict) or len(spec) != 1:
             raise ValueError(f"each layer is {{LayerName: {{args}}}}, got {spec!r}")
-        (cls_name, args), = spec.items()
+        ((cls_name, args),) = spec.items()
         cls = getattr(keras.layers, cls_name, None)
         if cls is None or not cls_name.startswith("Random"):
             raise ValueError(f"{cls_name!r} is not a Keras Random* preprocessing layer")

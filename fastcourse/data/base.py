@@ -1,4 +1,5 @@
 """The registries of this layer (datasets, augmentations) and the in-memory dataset type."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,8 +41,14 @@ class ArrayDataset:
     def limit(self, train: int | None = None, test: int | None = None) -> "ArrayDataset":
         """The first `train` / `test` images (for quick runs and tests)."""
         return ArrayDataset(
-            self.name, self.x_train[:train], self.y_train[:train], self.x_test[:test],
-            self.y_test[:test], self.class_names, self.source, dict(self.notes),
+            self.name,
+            self.x_train[:train],
+            self.y_train[:train],
+            self.x_test[:test],
+            self.y_test[:test],
+            self.class_names,
+            self.source,
+            dict(self.notes),
         )
 
 

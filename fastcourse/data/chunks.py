@@ -13,6 +13,7 @@ renames the partial file onto `path`, so `path` exists only when complete::
 
 Hold `fastcourse.run.rundir.locked(folder)` around it when two processes could fill the same file.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,16 +52,22 @@ class ChunkedArray:
         try:
             saved = json.loads(self.progress.read_text())
             header = np.load(self.partial, mmap_mode="r")
-            same = (saved.get("key") == self.key and tuple(saved.get("shape", ())) == self.shape
-                    and saved.get("dtype") == self.dtype.str and header.shape == self.shape
-                    and header.dtype == self.dtype and 0 <= int(saved.get("rows", -1)) <= self.shape[0])
+            same = (
+                saved.get("key") == self.key
+                and tuple(saved.get("shape", ())) == self.shape
+                and saved.get("dtype") == self.dtype.str
+                and header.shape == self.shape
+                and header.dtype == self.dtype
+                and 0 <= int(saved.get("rows", -1)) <= self.shape[0]
+            )
         except (OSError, ValueError, TypeError):
             return None
         return saved if same else None
 
     def _write_progress(self, rows: int) -> None:
-        io.write_json(self.progress, {"rows": int(rows), "shape": list(self.shape), "dtype": self.dtype.str,
-                                      "key": self.key})
+        io.write_json(
+            self.progress, {"rows": int(rows), "shape": list(self.shape), "dtype": self.dtype.str, "key": self.key}
+        )
 
     def commit(self, rows: int) -> None:
         """Rows [0, rows) are filled: flush them to disk, then record it."""

@@ -10,6 +10,7 @@ call asks the server for the rest (`Range: bytes=N-`). A file that fails its pub
 deleted and refused; archives are unpacked into a temporary folder beside the target and
 renamed into place only when the layout is complete.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,16 +26,23 @@ from pathlib import Path
 from typing import Optional
 
 from fastcourse.data import remote as sources
-from fastcourse.data.remote import Remote, Source
 from fastcourse.data.archives import single_folder, unpack
+from fastcourse.data.remote import Remote, Source
 from fastcourse.errors import DataError, RunError, UsageError
 
 CHUNK = 1 << 20
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-def get(name: str, to: str | os.PathLike | None = None, *, progress: bool = True,
-        retries: int = 3, mirror: Optional[str] = None, timeout: float = 60) -> Path:
+def get(
+    name: str,
+    to: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+    retries: int = 3,
+    mirror: Optional[str] = None,
+    timeout: float = 60,
+) -> Path:
     """Fetch dataset `name` (see `names()`) and return the folder or file the configs use.
 
     `to` is the dataset folder (default data/<name>; for mnist/fashion_mnist the Keras cache).
@@ -49,8 +57,10 @@ def get(name: str, to: str | os.PathLike | None = None, *, progress: bool = True
         # --to DIR takes the files as they are; the Keras cache needs keras.datasets' own names
         single = len(source.files) == 1
         folder = Path(to).expanduser() if to else keras_datasets() / ("" if single else source.keras_path)
-        paths = [fetch(remote, folder / remote.file, progress=progress, retries=retries, mirror=mirror,
-                       timeout=timeout) for remote in source.files]
+        paths = [
+            fetch(remote, folder / remote.file, progress=progress, retries=retries, mirror=mirror, timeout=timeout)
+            for remote in source.files
+        ]
         return paths[0] if single else folder
     target = _target(source, to)
     if _complete(target):
@@ -58,8 +68,9 @@ def get(name: str, to: str | os.PathLike | None = None, *, progress: bool = True
     if target.exists() and any(target.iterdir()):
         raise UsageError(f"{target}: exists but lacks train/ and valid/; remove it or choose another --to")
     (remote,) = source.files
-    archive = fetch(remote, target.parent / remote.file, progress=progress, retries=retries,
-                    mirror=mirror, timeout=timeout)
+    archive = fetch(
+        remote, target.parent / remote.file, progress=progress, retries=retries, mirror=mirror, timeout=timeout
+    )
     unpack_into(archive, target, source.split)
     archive.unlink()  # 840 MB that the extracted folder duplicates
     return target
@@ -77,8 +88,16 @@ def keras_datasets() -> Path:
 
 # --- one file over HTTP --------------------------------------------------------------------
 
-def fetch(remote: Remote, dest: Path, *, progress: bool = True, retries: int = 3,
-          mirror: Optional[str] = None, timeout: float = 60) -> Path:
+
+def fetch(
+    remote: Remote,
+    dest: Path,
+    *,
+    progress: bool = True,
+    retries: int = 3,
+    mirror: Optional[str] = None,
+    timeout: float = 60,
+) -> Path:
     """Download `remote` to `dest` (resuming `dest.part`), check it, then rename it into place."""
     dest = Path(dest)
     url = remote.url(mirror)
@@ -95,25 +114,28 @@ def fetch(remote: Remote, dest: Path, *, progress: bool = True, retries: int = 3
             break
         except urllib.error.HTTPError as exc:
             if exc.code in (404, 403, 401, 410):
-                raise DataError(f"{url}: HTTP {exc.code} {exc.reason}; the file has moved: set "
-                                f"{sources.MIRROR_ENV} to a base URL that holds {remote.file}") from None
+                raise DataError(
+                    f"{url}: HTTP {exc.code} {exc.reason}; the file has moved: set "
+                    f"{sources.MIRROR_ENV} to a base URL that holds {remote.file}"
+                ) from None
             reason = f"HTTP {exc.code}"
         except (OSError, http.client.HTTPException) as exc:  # URLError, resets, short reads
             reason = _reason(exc)
         if attempt < retries:
-            time.sleep(min(2 ** attempt, 10))
+            time.sleep(min(2**attempt, 10))
     else:
         have = part.stat().st_size if part.exists() else 0
         if not have:
-            raise RunError(f"{url}: cannot download ({reason}); check the network (or {sources.MIRROR_ENV}) "
-                           "and run again")
-        raise RunError(f"{url}: download stopped at {have:,} bytes ({reason}); "
-                       f"run the same command again to resume from {part}")
+            raise RunError(
+                f"{url}: cannot download ({reason}); check the network (or {sources.MIRROR_ENV}) and run again"
+            )
+        raise RunError(
+            f"{url}: download stopped at {have:,} bytes ({reason}); run the same command again to resume from {part}"
+        )
     problem = check(part, remote)
     if problem:
         part.unlink()
-        raise DataError(f"{url}: {problem}; deleted it. Try again later, or set {sources.MIRROR_ENV} "
-                        "to another copy")
+        raise DataError(f"{url}: {problem}; deleted it. Try again later, or set {sources.MIRROR_ENV} to another copy")
     os.replace(part, dest)
     return dest
 
@@ -138,8 +160,10 @@ def _download(url: str, part: Path, size: Optional[int], progress: bool, timeout
         elif have:
             start = response.headers.get("Content-Range", "").split(" ")[-1].split("-")[0]
             if start != str(have):
-                raise RunError(f"{url}: asked for bytes {have}- but the server sent "
-                               f"{response.headers.get('Content-Range')}; delete {part} and run again")
+                raise RunError(
+                    f"{url}: asked for bytes {have}- but the server sent "
+                    f"{response.headers.get('Content-Range')}; delete {part} and run again"
+                )
         length = response.headers.get("Content-Length")
         total = have + int(length) if length else None
         bar = _bar(progress, total, have, Path(url).name)
@@ -162,7 +186,7 @@ def check(path: Path, remote: Remote) -> Optional[str]:
         return f"size {actual:,} bytes, published {remote.size:,}"
     if remote.md5_head:
         with open(path, "rb") as f:
-            got = hashlib.md5(f.read(2 ** 20)).hexdigest()
+            got = hashlib.md5(f.read(2**20)).hexdigest()
         if got != remote.md5_head:
             return f"md5 of the first MiB {got} differs from the published {remote.md5_head}"
     for algo in ("sha256", "md5"):
@@ -208,6 +232,7 @@ class _NoBar:
 
 # --- archives ------------------------------------------------------------------------------
 
+
 def unpack_into(archive: Path, target: Path, split: dict | None = None) -> Path:
     """Unpack `archive` beside `target`, complete the course layout, then rename it to `target`."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -236,8 +261,8 @@ def course_layout(root: Path, split: dict, final: Path | None = None) -> None:
     if not train.is_dir() or sum(p.is_dir() for p in train.iterdir()) < 2:
         raise DataError(f"{root}: the archive has no train/<class>/ folders; it is not the expected dataset")
     if not (root / "valid").is_dir():
-        from fastcourse.data.split import make_split
         from fastcourse import io
+        from fastcourse.data.split import make_split
 
         make_split(root, mode="move", **split)
         if final is not None:  # split.json would name the temporary folder
@@ -278,6 +303,7 @@ def _source(name: str) -> Source:
 
 
 # --- what is here already --------------------------------------------------------------------
+
 
 def list_local(root: str | os.PathLike | None = None):
     """A DataFrame (name, present, size_mb, where): one row per place a dataset was found.
@@ -326,6 +352,6 @@ def _present(source: Source, path: Path) -> bool:
 def _size_mb(path: Path) -> float:
     # lstat: a split folder of symlinks counts the links, not the images twice
     if path.is_file():
-        return round(path.stat().st_size / 2 ** 20, 3)
+        return round(path.stat().st_size / 2**20, 3)
     total = sum(f.lstat().st_size for f in path.rglob("*") if not f.is_dir() or f.is_symlink())
-    return round(total / 2 ** 20, 3)
+    return round(total / 2**20, 3)

@@ -15,6 +15,7 @@ name and parameters, the pass index, its seed and the dtype::
                                 augment=aug, augment_spec={"name": "dogscats"}, passes=2)
     train = FeatureSource([FeaturePart(p, labels) for p in paths], num_classes=2)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,15 +46,27 @@ def weights_digest(model) -> str:
     return h.hexdigest()
 
 
-def cache_key(conv, source: Source, augment_spec: Optional[dict], pass_index: int, seed: int,
-              dtype: str, weights: Optional[str] = None) -> tuple[str, dict]:
+def cache_key(
+    conv,
+    source: Source,
+    augment_spec: Optional[dict],
+    pass_index: int,
+    seed: int,
+    dtype: str,
+    weights: Optional[str] = None,
+) -> tuple[str, dict]:
     """The hash that names one pass's features file, and the values it was made from."""
     meta = {
-        "data": source.fingerprint(), "n": len(source), "weights": weights or weights_digest(conv),
-        "cut": conv.layers[-1].name, "input_shape": [int(d) for d in conv.input_shape[1:]],
+        "data": source.fingerprint(),
+        "n": len(source),
+        "weights": weights or weights_digest(conv),
+        "cut": conv.layers[-1].name,
+        "input_shape": [int(d) for d in conv.input_shape[1:]],
         "output_shape": [int(d) for d in conv.output_shape[1:]],
-        "augment": augment_spec if pass_index else None, "pass": int(pass_index),
-        "seed": int(seed) if pass_index else 0, "dtype": dtype,
+        "augment": augment_spec if pass_index else None,
+        "pass": int(pass_index),
+        "seed": int(seed) if pass_index else 0,
+        "dtype": dtype,
         # features computed in bf16 differ from float32 ones: a change of precision recomputes
         "compute": conv.layers[-1].dtype_policy.name,
     }
@@ -77,9 +90,19 @@ def _runner(conv):
 
 
 def precompute_features(
-    conv, source: Source, cache_dir: str | os.PathLike, *, augment: Optional[Callable] = None,
-    augment_spec: Optional[dict] = None, passes: int = 0, seed: int = 0, batch_size: int = 32,
-    dtype: str = "float32", desc: str = "features", verbose: bool = True, commit_every: int = 8,
+    conv,
+    source: Source,
+    cache_dir: str | os.PathLike,
+    *,
+    augment: Optional[Callable] = None,
+    augment_spec: Optional[dict] = None,
+    passes: int = 0,
+    seed: int = 0,
+    batch_size: int = 32,
+    dtype: str = "float32",
+    desc: str = "features",
+    verbose: bool = True,
+    commit_every: int = 8,
 ) -> list[Path]:
     """Paths of the features files of `source`: [clean, augmented pass 1, ..., pass `passes`].
 
@@ -114,8 +137,9 @@ def precompute_features(
     return paths
 
 
-def _fill(conv, source: Source, chunked: ChunkedArray, batch_size: int, augment, seed: int, commit_every: int,
-          bar) -> None:
+def _fill(
+    conv, source: Source, chunked: ChunkedArray, batch_size: int, augment, seed: int, commit_every: int, bar
+) -> None:
     """Rows [chunked.rows, n) of one pass, committed every `commit_every` batches."""
     n = chunked.shape[0]
     start_step = chunked.rows // batch_size
@@ -125,11 +149,13 @@ def _fill(conv, source: Source, chunked: ChunkedArray, batch_size: int, augment,
     ds = source.batches(batch_size, augment=augment, seed=seed, start_step=start_step, labels=False)
     for step, images in enumerate(ds, start=start_step + 1):
         feats = run(images).numpy()
-        chunked.array[row:row + len(feats)] = feats.astype(chunked.dtype, copy=False)
+        chunked.array[row : row + len(feats)] = feats.astype(chunked.dtype, copy=False)
         row += len(feats)
         bar.update(1)
         if step % commit_every == 0 or row == n:
             chunked.commit(row)  # a kill from here on resumes after this batch
     if row != n:
-        raise RunError(f"{chunked.path.name}: {row} of {n} images decoded; a file changed since it was "
-                       "checked; open the dataset again")
+        raise RunError(
+            f"{chunked.path.name}: {row} of {n} images decoded; a file changed since it was "
+            "checked; open the dataset again"
+        )

@@ -14,6 +14,7 @@ warning says its accuracy leaves it out) but may not add one; hidden folders and
 are ignored. `open_layout` returns the class names and the splits as FolderSplits; opening
 them (the scan, the checks) is fastcourse.data.folders.open_folder.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,16 +52,24 @@ class FolderSplit:
         """The files at `index` (in that order)."""
         index = np.asarray(index, dtype=np.int64)
         return FolderSplit(
-            name or self.name, [self.files[i] for i in index],
+            name or self.name,
+            [self.files[i] for i in index],
             None if self.labels is None else self.labels[index],
             None if self.groups is None else [self.groups[i] for i in index],
             None if self.pillow is None else self.pillow[index],
         )
 
 
-def open_layout(root: Path, layout: Layout = "auto", csv: str | None = None, images: str | None = None,
-                valid_csv: str | None = None, test_images: str | None = None, filename_column: str = "filename",
-                label_column: str = "label") -> tuple[str, list[str], dict[str, "FolderSplit"]]:
+def open_layout(
+    root: Path,
+    layout: Layout = "auto",
+    csv: str | None = None,
+    images: str | None = None,
+    valid_csv: str | None = None,
+    test_images: str | None = None,
+    filename_column: str = "filename",
+    label_column: str = "label",
+) -> tuple[str, list[str], dict[str, "FolderSplit"]]:
     """(layout, class names, splits) of the folder `root` (layout="auto" detects it)."""
     if layout == "auto":
         layout = detect_layout(root)
@@ -82,8 +91,10 @@ def detect_layout(root: Path) -> str:
         return "dogscats"
     if any(root.glob("*.csv")):
         return "csv"
-    raise DataError(f"{root}: not a known image-folder layout: expected train/<class>/ folders, "
-                    "train/ plus driver_imgs_list.csv, or a CSV of filename,label rows; set data.layout")
+    raise DataError(
+        f"{root}: not a known image-folder layout: expected train/<class>/ folders, "
+        "train/ plus driver_imgs_list.csv, or a CSV of filename,label rows; set data.layout"
+    )
 
 
 def images_directly_in(folder: Path) -> list[str]:
@@ -126,11 +137,14 @@ def _labelled_split(name: str, folder: Path, classes: list[str]) -> FolderSplit:
             empty.append(cls)
     extra = sorted(set(class_folders(folder)) - set(classes))
     if extra:
-        raise DataError(f"{folder}: class folder(s) {extra} are not in train/ ({classes}); "
-                        "every split needs the same class folders")
+        raise DataError(
+            f"{folder}: class folder(s) {extra} are not in train/ ({classes}); every split needs the same class folders"
+        )
     if empty and name == "train":
-        raise DataError(f"{folder / empty[0]}: no images in this class folder ({len(empty)} empty: {empty}); "
-                        "add images or remove the folder")
+        raise DataError(
+            f"{folder / empty[0]}: no images in this class folder ({len(empty)} empty: {empty}); "
+            "add images or remove the folder"
+        )
     return FolderSplit(name, files, np.asarray(labels, np.int64), ignored=ignored)
 
 
@@ -174,8 +188,10 @@ def _open_statefarm(root: Path) -> tuple[list[str], dict[str, FolderSplit]]:
             split = splits[key]
             missing = [f for f in split.files if Path(f).name not in driver]
             if missing:
-                raise DataError(f"{table_path}: no subject for {missing[0]} ({len(missing)} files missing); "
-                                "the CSV must list every training image")
+                raise DataError(
+                    f"{table_path}: no subject for {missing[0]} ({len(missing)} files missing); "
+                    "the CSV must list every training image"
+                )
             split.groups = [driver[Path(f).name] for f in split.files]
     return classes, splits
 
@@ -238,8 +254,10 @@ def _find_image_dir(root: Path, csv: Path, names: list[str], probe: int = 200) -
         if hits > found:
             best, found = folder, hits
     if not found:
-        raise DataError(f"{csv}: none of its files ({', '.join(repr(n) for n in picked[:3])}, ...) is in {root} "
-                        "or one of its subfolders; set data.images to the folder that holds them")
+        raise DataError(
+            f"{csv}: none of its files ({', '.join(repr(n) for n in picked[:3])}, ...) is in {root} "
+            "or one of its subfolders; set data.images to the folder that holds them"
+        )
     return best
 
 
@@ -258,8 +276,15 @@ def _natural(text: str):
 
 # --- limits -----------------------------------------------------------------------------
 
-def stratified_subset(n: int, k: int, seed: int | Sequence[int], labels: Optional[np.ndarray] = None,
-                      class_names: Optional[Sequence[str]] = None, what: str = "limit") -> np.ndarray:
+
+def stratified_subset(
+    n: int,
+    k: int,
+    seed: int | Sequence[int],
+    labels: Optional[np.ndarray] = None,
+    class_names: Optional[Sequence[str]] = None,
+    what: str = "limit",
+) -> np.ndarray:
     """`k` of `n` indices, sorted, drawn from `seed` (an int or a sequence of ints).
 
     With `labels`, each class present keeps its share of `k` (largest remainders; at least one
@@ -284,9 +309,11 @@ def stratified_subset(n: int, k: int, seed: int | Sequence[int], labels: Optiona
         # the biggest classes get the places; the rest would be left without images
         kept = {int(c) for c in sorted(present, key=lambda c: (-counts[c], c))[:k]}
         left = [names[c] for c in present if c not in kept]
-        raise DataError(f"{what}: {len(present)} classes but room for {k} image{'s' if k > 1 else ''}, so class(es) "
-                        f"{', '.join(repr(c) for c in left[:5])}{' ...' if len(left) > 5 else ''} would have no "
-                        f"images; raise the limit to at least {len(present)} or remove it")
+        raise DataError(
+            f"{what}: {len(present)} classes but room for {k} image{'s' if k > 1 else ''}, so class(es) "
+            f"{', '.join(repr(c) for c in left[:5])}{' ...' if len(left) > 5 else ''} would have no "
+            f"images; raise the limit to at least {len(present)} or remove it"
+        )
     exact = k * counts / counts.sum()
     quota = np.where(counts > 0, np.maximum(1, np.floor(exact)), 0).astype(np.int64)
     quota = np.minimum(quota, counts)

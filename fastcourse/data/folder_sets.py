@@ -2,6 +2,7 @@
 statefarm). Each opens the folder (fastcourse.data.folders), resizes to `image_size`, and, when
 the folder has no valid/ split and `valid_fraction` is set, holds out one in memory (by driver
 for Statefarm: `split_method: grouped`)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -28,35 +29,70 @@ def _finish(data: FolderDataset, image_size, valid_fraction, split_method, seed)
 
 @DATASETS.register()
 def image_folder(
-    path: str, layout: Layout = "auto", sample: bool = False, image_size: list[int] = (224, 224),
-    csv: Optional[str] = None, images: Optional[str] = None, valid_csv: Optional[str] = None,
-    test_images: Optional[str] = None, filename_column: str = "filename", label_column: str = "label",
-    on_error: OnError = "skip", check: Check = "fast", cache_dir: Optional[str] = None,
-    valid_fraction: Optional[float] = None, split_method: Method = "stratified", split_seed: int = 0,
+    path: str,
+    layout: Layout = "auto",
+    sample: bool = False,
+    image_size: list[int] = (224, 224),
+    csv: Optional[str] = None,
+    images: Optional[str] = None,
+    valid_csv: Optional[str] = None,
+    test_images: Optional[str] = None,
+    filename_column: str = "filename",
+    label_column: str = "label",
+    on_error: OnError = "skip",
+    check: Check = "fast",
+    cache_dir: Optional[str] = None,
+    valid_fraction: Optional[float] = None,
+    split_method: Method = "stratified",
+    split_seed: int = 0,
 ) -> FolderDataset:
     """Any image folder: dogscats / statefarm / csv layout (auto-detected)."""
-    data = open_folder(path, layout, sample, csv, images, valid_csv, test_images,
-                       filename_column, label_column, on_error, check, cache_dir=cache_dir)
+    data = open_folder(
+        path,
+        layout,
+        sample,
+        csv,
+        images,
+        valid_csv,
+        test_images,
+        filename_column,
+        label_column,
+        on_error,
+        check,
+        cache_dir=cache_dir,
+    )
     return _finish(data, image_size, valid_fraction, split_method, split_seed)
 
 
 @DATASETS.register()
-def dogscats(path: str = "data/dogscats", sample: bool = False, image_size: list[int] = (224, 224),
-             on_error: OnError = "skip", check: Check = "fast", cache_dir: Optional[str] = None,
-             valid_fraction: Optional[float] = None, split_method: Method = "stratified",
-             split_seed: int = 0) -> FolderDataset:
+def dogscats(
+    path: str = "data/dogscats",
+    sample: bool = False,
+    image_size: list[int] = (224, 224),
+    on_error: OnError = "skip",
+    check: Check = "fast",
+    cache_dir: Optional[str] = None,
+    valid_fraction: Optional[float] = None,
+    split_method: Method = "stratified",
+    split_seed: int = 0,
+) -> FolderDataset:
     """Kaggle dogs vs cats as lesson 3 laid it out: train/valid/{cats,dogs}, test/unknown."""
-    data = open_folder(path, "dogscats", sample, on_error=on_error, check=check, name="dogscats",
-                       cache_dir=cache_dir)
+    data = open_folder(path, "dogscats", sample, on_error=on_error, check=check, name="dogscats", cache_dir=cache_dir)
     return _finish(data, image_size, valid_fraction, split_method, split_seed)
 
 
 @DATASETS.register()
-def statefarm(path: str = "data/statefarm", sample: bool = False, image_size: list[int] = (224, 224),
-              on_error: OnError = "skip", check: Check = "fast", cache_dir: Optional[str] = None,
-              valid_fraction: Optional[float] = None, split_method: Method = "grouped",
-              split_seed: int = 0) -> FolderDataset:
+def statefarm(
+    path: str = "data/statefarm",
+    sample: bool = False,
+    image_size: list[int] = (224, 224),
+    on_error: OnError = "skip",
+    check: Check = "fast",
+    cache_dir: Optional[str] = None,
+    valid_fraction: Optional[float] = None,
+    split_method: Method = "grouped",
+    split_seed: int = 0,
+) -> FolderDataset:
     """Statefarm distracted drivers: train/c0..c9 + driver_imgs_list.csv (groups = drivers)."""
-    data = open_folder(path, "statefarm", sample, on_error=on_error, check=check, name="statefarm",
-                       cache_dir=cache_dir)
+    data = open_folder(path, "statefarm", sample, on_error=on_error, check=check, name="statefarm", cache_dir=cache_dir)
     return _finish(data, image_size, valid_fraction, split_method, split_seed)

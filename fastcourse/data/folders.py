@@ -32,6 +32,7 @@ BMP, GIF) go through Pillow in the same map (tf.numpy_function). Either way the 
 resized (bilinear) to the model's size. An element that still fails (a file changed since the
 scan) is named on stderr and dropped, so an epoch never crashes halfway.
 """
+
 from __future__ import annotations
 
 import os
@@ -80,9 +81,19 @@ class FolderDataset:
         """ONE global mean and std of the pixels of the first `n` training images (resized), for
         the builders that normalise their input as the course's MNIST models did."""
         train = self.split("train")
-        pixels = np.concatenate([np.asarray(b, np.float64).ravel() for b in image_dataset(
-            train.files[:n], None, None, self.image_size, 64,
-            pillow=None if train.pillow is None else train.pillow[:n])])
+        pixels = np.concatenate(
+            [
+                np.asarray(b, np.float64).ravel()
+                for b in image_dataset(
+                    train.files[:n],
+                    None,
+                    None,
+                    self.image_size,
+                    64,
+                    pillow=None if train.pillow is None else train.pillow[:n],
+                )
+            ]
+        )
         return float(pixels.mean()), float(pixels.std() or 1.0)
 
     @property
@@ -112,22 +123,41 @@ class FolderDataset:
                 cut[key] = split
                 continue
             what = f"data.{'train' if key == 'train' else 'test'}_limit={n} on the {key} split of {self.root}"
-            cut[key] = split.take(stratified_subset(len(split), n, (int(seed), _stream(key)), split.labels,
-                                                    self.class_names, what))
+            cut[key] = split.take(
+                stratified_subset(len(split), n, (int(seed), _stream(key)), split.labels, self.class_names, what)
+            )
         return replace(self, splits=cut)
 
     def with_split(self, name: str, split: FolderSplit) -> "FolderDataset":
         return replace(self, splits={**self.splits, name: replace(split, name=name)})
 
-    def dataset(self, split: str, image_size=(224, 224), batch_size: int = 64, shuffle: bool = False,
-                seed: int = 0, augment: Optional[Callable] = None, repeat: bool = False,
-                labels: bool = True, start_step: int = 0):
+    def dataset(
+        self,
+        split: str,
+        image_size=(224, 224),
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        augment: Optional[Callable] = None,
+        repeat: bool = False,
+        labels: bool = True,
+        start_step: int = 0,
+    ):
         """tf.data over one split; see `image_dataset`."""
         s = self.split(split)
         return image_dataset(
-            s.files, s.labels if labels else None, self.num_classes, image_size, batch_size,
-            shuffle=shuffle, seed=seed, augment=augment, repeat=repeat, start_step=start_step,
-            cache_dir=self.cache_dir, pillow=s.pillow,
+            s.files,
+            s.labels if labels else None,
+            self.num_classes,
+            image_size,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            augment=augment,
+            repeat=repeat,
+            start_step=start_step,
+            cache_dir=self.cache_dir,
+            pillow=s.pillow,
         )
 
     def describe(self) -> str:
@@ -137,11 +167,20 @@ class FolderDataset:
 
 # --- opening ------------------------------------------------------------------------------
 
+
 def open_folder(
-    path: str | os.PathLike, layout: Layout = "auto", sample: bool = False,
-    csv: str | None = None, images: str | None = None, valid_csv: str | None = None,
-    test_images: str | None = None, filename_column: str = "filename", label_column: str = "label",
-    on_error: OnError = "skip", check: Check = "fast", name: str | None = None,
+    path: str | os.PathLike,
+    layout: Layout = "auto",
+    sample: bool = False,
+    csv: str | None = None,
+    images: str | None = None,
+    valid_csv: str | None = None,
+    test_images: str | None = None,
+    filename_column: str = "filename",
+    label_column: str = "label",
+    on_error: OnError = "skip",
+    check: Check = "fast",
+    name: str | None = None,
     cache_dir: str | None = None,
 ) -> FolderDataset:
     """Open an image folder in one of the three layouts (auto-detected by default; see
@@ -154,8 +193,9 @@ def open_folder(
         raise DataError(f"{root}: no such folder; point data.path at the dataset's root folder")
     if on_error not in ("skip", "raise"):
         raise UsageError(f"on_error={on_error!r}: use 'skip' or 'raise'")
-    layout, classes, splits = open_layout(root, layout, csv, images, valid_csv, test_images, filename_column,
-                                          label_column)
+    layout, classes, splits = open_layout(
+        root, layout, csv, images, valid_csv, test_images, filename_column, label_column
+    )
     data = FolderDataset(name or root.name, root, layout, classes, splits, source=str(root), cache_dir=cache_dir)
     return _checked(data, on_error, check)
 
@@ -166,6 +206,7 @@ def _stream(key: str) -> int:
 
 
 # --- checking files ------------------------------------------------------------------------
+
 
 def check_image(path: str, check: Check = "fast") -> Optional[str]:
     """None when `path` is a readable image, else the reason it is not."""
@@ -193,8 +234,10 @@ def _checked(data: FolderDataset, on_error: OnError, check: Check) -> FolderData
                 report.notes.update(st.notes)
         problems = [(p, reason) for p, _, reason in report.problems]
         if split.files and len(problems) == len(split.files):
-            raise DataError(f"{data.root}: none of the {len(split.files)} {key} images is readable "
-                            f"(first: {problems[0][0]}: {problems[0][1]})")
+            raise DataError(
+                f"{data.root}: none of the {len(split.files)} {key} images is readable "
+                f"(first: {problems[0][0]}: {problems[0][1]})"
+            )
         if problems and on_error == "raise":
             path, reason = problems[0]
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -218,8 +261,7 @@ def _check_classes(data: FolderDataset, key: str, split: FolderSplit, report: Sc
     if not missing:
         return
     if key == "train":
-        raise DataError(f"{data.root}: no readable train images of class(es) {missing}; "
-                        "add images or remove the class")
+        raise DataError(f"{data.root}: no readable train images of class(es) {missing}; add images or remove the class")
     report.warnings.append(f"{key} has no images of class(es) {missing}: its accuracy leaves them out")
 
 
@@ -231,6 +273,21 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-__all__ = ["FolderDataset", "FolderSplit", "open_folder", "image_dataset", "decode_image", "check_image",
-           "check_images", "detect_layout", "images_directly_in", "class_folders", "read_csv", "IMAGE_EXTENSIONS",
-           "ScanReport", "Check", "Layout", "OnError"]
+__all__ = [
+    "FolderDataset",
+    "FolderSplit",
+    "open_folder",
+    "image_dataset",
+    "decode_image",
+    "check_image",
+    "check_images",
+    "detect_layout",
+    "images_directly_in",
+    "class_folders",
+    "read_csv",
+    "IMAGE_EXTENSIONS",
+    "ScanReport",
+    "Check",
+    "Layout",
+    "OnError",
+]

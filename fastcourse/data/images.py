@@ -20,6 +20,7 @@ What is legal, and why:
   are counted as ignored; other non-image files (notes.txt, .heic photos) are ignored but
   named, as a user may expect them to be read.
 """
+
 from __future__ import annotations
 
 import os
@@ -173,9 +174,9 @@ class ScanReport:
     folder: str
     ok: int = 0
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (path, kind, reason)
-    ignored: list[tuple[str, str]] = field(default_factory=list)        # (path, kind)
-    notes: Counter = field(default_factory=Counter)                     # conversion -> count
-    warnings: list[str] = field(default_factory=list)                   # e.g. a class valid lacks
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, kind)
+    notes: Counter = field(default_factory=Counter)  # conversion -> count
+    warnings: list[str] = field(default_factory=list)  # e.g. a class valid lacks
 
     @property
     def scanned(self) -> int:
@@ -189,7 +190,7 @@ class ScanReport:
         return out
 
     def summary(self) -> str:
-        """"scanned 2,314 files in data/x/train: 2,301 ok, 3 truncated, 5 hidden/OS files ignored, ..."."""
+        """ "scanned 2,314 files in data/x/train: 2,301 ok, 3 truncated, 5 hidden/OS files ignored, ..."."""
         parts = [f"{self.ok:,} ok"]
         bad = Counter(k for _, k, _ in self.problems)
         parts += [f"{bad[kind]:,} {_plural(kind, bad[kind])}" for kind in PROBLEMS if bad[kind]]
@@ -216,8 +217,12 @@ def scan(files: Sequence[str], check: Check = "fast", workers: int = 8) -> list[
     With check="none" no file is opened: only a missing file is reported (as every check
     reports it, so a missing file is handled one way), and the decoder follows the extension."""
     if check == "none":
-        return [FileStatus(f, pillow=os.path.splitext(f)[1].lower() not in (".jpg", ".jpeg", ".png"))
-                if os.path.isfile(f) else FileStatus(f, ("missing", "no such file")) for f in files]
+        return [
+            FileStatus(f, pillow=os.path.splitext(f)[1].lower() not in (".jpg", ".jpeg", ".png"))
+            if os.path.isfile(f)
+            else FileStatus(f, ("missing", "no such file"))
+            for f in files
+        ]
     if not files:
         return []
     from tqdm.auto import tqdm
@@ -225,8 +230,7 @@ def scan(files: Sequence[str], check: Check = "fast", workers: int = 8) -> list[
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda f: inspect(f, check), files, chunksize=64)
         # a bar only where the check takes a while (Statefarm's 80k test images)
-        return list(tqdm(results, total=len(files), desc="checking images", unit="file",
-                         disable=len(files) < 5000))
+        return list(tqdm(results, total=len(files), desc="checking images", unit="file", disable=len(files) < 5000))
 
 
 def files_fingerprint(files: Sequence[str], image_size: Sequence[int]) -> str:
@@ -247,5 +251,15 @@ def files_fingerprint(files: Sequence[str], image_size: Sequence[int]) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["IMAGE_EXTENSIONS", "Check", "FileStatus", "ScanReport", "files_fingerprint", "inspect", "pillow_rgb",
-           "scan", "is_os_litter", "is_image_name"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Check",
+    "FileStatus",
+    "ScanReport",
+    "files_fingerprint",
+    "inspect",
+    "pillow_rgb",
+    "scan",
+    "is_os_litter",
+    "is_image_name",
+]

@@ -3,6 +3,7 @@
 The package authenticates when it is imported, and fails with a traceback when no credentials
 exist, so they are looked for first and a missing one is reported as one line.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ from pathlib import Path
 from fastcourse.data.remote import Source
 from fastcourse.errors import DataError, UsageError
 
-TOKEN_HELP = ("create an API token at https://www.kaggle.com/settings (API > Create New Token) and save it as "
-              "~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY")
+TOKEN_HELP = (
+    "create an API token at https://www.kaggle.com/settings (API > Create New Token) and save it as "
+    "~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY"
+)
 
 
 def get_competition(source: Source, target: Path, *, progress: bool = True) -> Path:
@@ -77,8 +80,9 @@ def _download(competition: str, folder: Path, progress: bool) -> None:
     try:
         import kaggle  # authenticates on import
     except ImportError:
-        raise UsageError("the kaggle package is not installed: pip install 'fastcourse[kaggle]' "
-                         "(or pip install kaggle)") from None
+        raise UsageError(
+            "the kaggle package is not installed: pip install 'fastcourse[kaggle]' (or pip install kaggle)"
+        ) from None
     except (Exception, SystemExit) as exc:  # a malformed kaggle.json, a rejected key
         raise UsageError(f"the kaggle package could not log in ({_first_line(exc)}): {TOKEN_HELP}") from None
     try:
@@ -86,9 +90,11 @@ def _download(competition: str, folder: Path, progress: bool) -> None:
     except Exception as exc:  # the package raises ApiException (<1.7) or requests' HTTPError
         status = _status(exc)
         if status == 403:
-            raise UsageError(f"Kaggle refused {competition} (403): accept the competition rules at "
-                             f"https://www.kaggle.com/c/{competition}/rules while logged in as the "
-                             "account in your token, then run again") from None
+            raise UsageError(
+                f"Kaggle refused {competition} (403): accept the competition rules at "
+                f"https://www.kaggle.com/c/{competition}/rules while logged in as the "
+                "account in your token, then run again"
+            ) from None
         if status == 401:
             raise UsageError(f"Kaggle rejected the credentials (401): {TOKEN_HELP}") from None
         if status == 404:
@@ -111,8 +117,10 @@ def has_credentials() -> bool:
             try:
                 token = json.loads(path.read_text())
             except (OSError, ValueError):
-                raise UsageError(f"{path}: not a readable Kaggle token (JSON with username and key); "
-                                 "download a new one from https://www.kaggle.com/settings") from None
+                raise UsageError(
+                    f"{path}: not a readable Kaggle token (JSON with username and key); "
+                    "download a new one from https://www.kaggle.com/settings"
+                ) from None
             return bool(isinstance(token, dict) and token.get("username") and token.get("key"))
         if (folder.expanduser() / "access_token").is_file():
             return True

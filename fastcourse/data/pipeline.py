@@ -5,6 +5,7 @@ tail that every Source's batches end with (`augment_and_prefetch`, used by data/
     ds = image_dataset(files, labels, num_classes=2, image_size=(224, 224), batch_size=64,
                        shuffle=True, seed=0, augment=augment.build("dogscats"))
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,8 +29,7 @@ def augment_and_prefetch(ds, augment: Optional[Callable], seed: int, start_step:
         seed_t = tf.constant(seed, tf.int64)
         ds = ds.enumerate(start=start_step)
         if labelled:
-            ds = ds.map(lambda i, b: (augment(b[0], tf.stack([seed_t, i])), b[1]),
-                        num_parallel_calls=tf.data.AUTOTUNE)
+            ds = ds.map(lambda i, b: (augment(b[0], tf.stack([seed_t, i])), b[1]), num_parallel_calls=tf.data.AUTOTUNE)
         else:
             ds = ds.map(lambda i, x: augment(x, tf.stack([seed_t, i])), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -70,10 +70,19 @@ def _pillow_decode(path: bytes) -> np.ndarray:
 
 
 def image_dataset(
-    files: Sequence[str], labels: Optional[np.ndarray] = None, num_classes: Optional[int] = None,
-    image_size=(224, 224), batch_size: int = 64, shuffle: bool = False, seed: int = 0,
-    augment: Optional[Callable] = None, repeat: bool = False, start_step: int = 0,
-    cache_dir: Optional[str] = None, shuffle_buffer: int = 2048, pillow: Optional[Sequence[bool] | np.ndarray] = None,
+    files: Sequence[str],
+    labels: Optional[np.ndarray] = None,
+    num_classes: Optional[int] = None,
+    image_size=(224, 224),
+    batch_size: int = 64,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: Optional[Callable] = None,
+    repeat: bool = False,
+    start_step: int = 0,
+    cache_dir: Optional[str] = None,
+    shuffle_buffer: int = 2048,
+    pillow: Optional[Sequence[bool] | np.ndarray] = None,
 ):
     """Batches of (images, one-hot labels), or images alone when `labels` is None.
 
@@ -117,8 +126,9 @@ def image_dataset(
         if labels is None:
             ds = ds.map(lambda f, p: decode_image(f, size, p), num_parallel_calls=autotune, deterministic=True)
         else:
-            ds = ds.map(lambda x, y: (decode_image(x[0], size, x[1]), y), num_parallel_calls=autotune,
-                        deterministic=True)
+            ds = ds.map(
+                lambda x, y: (decode_image(x[0], size, x[1]), y), num_parallel_calls=autotune, deterministic=True
+            )
         ds = ds.ignore_errors(log_warning=True)  # a file that changed since the check: drop, not crash
     ds = ds.batch(batch_size)
     if repeat:

@@ -4,6 +4,7 @@ SOURCES is a plain module-level dict so tests (and users with a local copy) can 
 every HTTP base URL is also overridden by the environment variable FASTCOURSE_MIRROR (one base
 URL under which the files keep their names), or by `get(..., mirror=...)`.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,47 +42,59 @@ class Source:
     name: str
     kind: Literal["archive", "keras", "kaggle"]
     files: tuple[Remote, ...] = ()
-    keras_path: str = ""            # keras: the path under $KERAS_HOME/datasets keras.datasets reads
-    competition: str = ""           # kaggle
+    keras_path: str = ""  # keras: the path under $KERAS_HOME/datasets keras.datasets reads
+    competition: str = ""  # kaggle
     split: dict = field(default_factory=dict)  # make_split arguments after the download
     about: str = ""
 
 
 SOURCES: dict[str, Source] = {
     "dogscats": Source(
-        "dogscats", "archive",
+        "dogscats",
+        "archive",
         # The course's http://files.fast.ai/data/dogscats.zip is gone and had no published hash.
         # fastai's URLs.DOGS is this tgz; size and md5-of-first-MiB from fastai/fastai
         # fastai/data/checks.txt (commit 29be53d7ccaf7405320e2e47db8f35182abeff0a), which lists
         # the same [839285364, "3e483c8d..."] for http://files.fast.ai/data/examples/dogscats.tgz.
-        (Remote("dogscats.tgz", "https://s3.amazonaws.com/fast-ai-sample/",
-                size=839_285_364, md5_head="3e483c8d6ef2175e9d395a6027eb92b7"),),
+        (
+            Remote(
+                "dogscats.tgz",
+                "https://s3.amazonaws.com/fast-ai-sample/",
+                size=839_285_364,
+                md5_head="3e483c8d6ef2175e9d395a6027eb92b7",
+            ),
+        ),
         # the course's layout: 1,000 valid images per class, a small sample/ for quick runs
         split={"method": "stratified", "valid": 2000, "sample_train": 200, "sample_valid": 100, "seed": 0},
         about="Kaggle dogs vs cats as the course laid it out (fast.ai's archive, 840 MB)",
     ),
     "statefarm": Source(
-        "statefarm", "kaggle", competition="state-farm-distracted-driver-detection",
+        "statefarm",
+        "kaggle",
+        competition="state-farm-distracted-driver-detection",
         # the course held out 3,478 images by driver; same numbers as configs/statefarm/*.yaml
         split={"method": "grouped", "valid": 3478, "sample_train": 1500, "sample_valid": 1000, "seed": 0},
         about="Kaggle State Farm distracted drivers (4 GB; needs a Kaggle account and the rules accepted)",
     ),
     "mnist": Source(
-        "mnist", "keras",
+        "mnist",
+        "keras",
         # URL and sha256 as in keras/src/datasets/mnist.py (keras 3.15)
-        (Remote("mnist.npz", KERAS_BASE,
-                sha256="731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),),
+        (Remote("mnist.npz", KERAS_BASE, sha256="731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),),
         keras_path="mnist.npz",
         about="MNIST digits, into the Keras cache keras.datasets.mnist reads (11 MB)",
     ),
     "fashion_mnist": Source(
-        "fashion_mnist", "keras",
+        "fashion_mnist",
+        "keras",
         # URLs as in keras/src/datasets/fashion_mnist.py, which checks no hash; the md5s are the
         # ones zalandoresearch/fashion-mnist README.md publishes for the same four files.
-        (Remote("train-images-idx3-ubyte.gz", KERAS_BASE, md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-         Remote("train-labels-idx1-ubyte.gz", KERAS_BASE, md5="25c81989df183df01b3e8a0aad5dffbe"),
-         Remote("t10k-images-idx3-ubyte.gz", KERAS_BASE, md5="bef4ecab320f06d8554ea6380940ec79"),
-         Remote("t10k-labels-idx1-ubyte.gz", KERAS_BASE, md5="bb300cfdad3c16e7a12a480ee83cd310")),
+        (
+            Remote("train-images-idx3-ubyte.gz", KERAS_BASE, md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+            Remote("train-labels-idx1-ubyte.gz", KERAS_BASE, md5="25c81989df183df01b3e8a0aad5dffbe"),
+            Remote("t10k-images-idx3-ubyte.gz", KERAS_BASE, md5="bef4ecab320f06d8554ea6380940ec79"),
+            Remote("t10k-labels-idx1-ubyte.gz", KERAS_BASE, md5="bb300cfdad3c16e7a12a480ee83cd310"),
+        ),
         keras_path="fashion-mnist",
         about="Fashion-MNIST, into the Keras cache keras.datasets.fashion_mnist reads (30 MB)",
     ),

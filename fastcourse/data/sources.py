@@ -11,6 +11,7 @@ pipelines of batches from them:
 Training batches are an endless, reshuffled (from `seed`) stream; `start_step` continues it
 exactly where a killed run stopped. Evaluation batches are clean and in order.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,6 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, math.ceil(n / batch_size))
 
 
-
 class Source:
     """Base class. Subclasses set `num_classes`, `labels` and implement `_batched` (or `batches`)."""
 
@@ -44,13 +44,21 @@ class Source:
     def input_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
 
-    def _batched(self, batch_size: int, with_labels: bool, shuffle: bool, seed: int, repeat: bool,
-                 start_step: int):
+    def _batched(self, batch_size: int, with_labels: bool, shuffle: bool, seed: int, repeat: bool, start_step: int):
         """Batches of float32 images (and one-hot labels) before augmentation."""
         raise NotImplementedError
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, augment: Optional[Callable] = None,
-                repeat: bool = False, start_step: int = 0, labels: bool = True):
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        augment: Optional[Callable] = None,
+        repeat: bool = False,
+        start_step: int = 0,
+        labels: bool = True,
+    ):
         """tf.data of (images float32, one-hot labels), or images alone (`labels=False` or none).
 
         `augment(images, seed)` runs on whole batches with a stateless seed made of `seed` and the
@@ -90,8 +98,11 @@ class ArraySource(Source):
         import tensorflow as tf
 
         # shuffle and batch the uint8 arrays, cast whole batches: cheaper than per example
-        ds = (tf.data.Dataset.from_tensor_slices((self.x, onehot(self.labels, self.num_classes)))
-              if with_labels and self.labels is not None else tf.data.Dataset.from_tensor_slices(self.x))
+        ds = (
+            tf.data.Dataset.from_tensor_slices((self.x, onehot(self.labels, self.num_classes)))
+            if with_labels and self.labels is not None
+            else tf.data.Dataset.from_tensor_slices(self.x)
+        )
         if shuffle:
             ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
@@ -135,9 +146,20 @@ class FolderSource(Source):
     def batches(self, batch_size, *, shuffle=False, seed=0, augment=None, repeat=False, start_step=0, labels=True):
         from fastcourse.data.pipeline import image_dataset
 
-        return image_dataset(self.files, self.labels if labels else None, self.num_classes, self.image_size,
-                             batch_size, shuffle=shuffle, seed=seed, augment=augment, repeat=repeat,
-                             start_step=start_step, cache_dir=self.cache_dir, pillow=self.pillow)
+        return image_dataset(
+            self.files,
+            self.labels if labels else None,
+            self.num_classes,
+            self.image_size,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            augment=augment,
+            repeat=repeat,
+            start_step=start_step,
+            cache_dir=self.cache_dir,
+            pillow=self.pillow,
+        )
 
     def fingerprint(self) -> str:
         """What identifies these images for a features cache: paths, sizes, mtimes, image size."""
@@ -146,9 +168,14 @@ class FolderSource(Source):
         return files_fingerprint(self.files, self.image_size)
 
     def take(self, n: int) -> "FolderSource":
-        return FolderSource(list(self.files[:n]), None if self.labels is None else self.labels[:n],
-                            self.num_classes, self.image_size, self.cache_dir,
-                            None if self.pillow is None else self.pillow[:n])
+        return FolderSource(
+            list(self.files[:n]),
+            None if self.labels is None else self.labels[:n],
+            self.num_classes,
+            self.image_size,
+            self.cache_dir,
+            None if self.pillow is None else self.pillow[:n],
+        )
 
 
 @dataclass
@@ -194,8 +221,9 @@ class _NpyRows:
             size = (j - i) * self.row_bytes
             data = os.pread(self.fd, size, self.offset + int(rows[i]) * self.row_bytes)
             if len(data) != size:
-                raise RunError(f"{self.path}: the features file is shorter than its header says; delete it "
-                               "to recompute")
+                raise RunError(
+                    f"{self.path}: the features file is shorter than its header says; delete it to recompute"
+                )
             out[i:j] = np.frombuffer(data, self.dtype).reshape(j - i, *self.row_shape)
             i = j
 
@@ -225,8 +253,10 @@ class FeatureSource(Source):
         shapes = {r.row_shape for r in self._readers}
         if len(shapes) != 1:
             raise UsageError(f"features files of different shapes: {sorted(shapes)}")
-        self._rows = [np.arange(len(r)) if p.rows is None else np.asarray(p.rows, np.int64)
-                      for p, r in zip(self.parts, self._readers)]
+        self._rows = [
+            np.arange(len(r)) if p.rows is None else np.asarray(p.rows, np.int64)
+            for p, r in zip(self.parts, self._readers)
+        ]
         self._offsets = np.cumsum([0] + [len(r) for r in self._rows])
         labelled = [p.labels is not None for p in self.parts]
         if any(labelled) and not all(labelled):
@@ -284,5 +314,6 @@ class FeatureSource(Source):
     def take(self, n: int) -> "FeatureSource":
         first = self.parts[0]
         rows = self._rows[0][:n]
-        return FeatureSource([FeaturePart(first.path, None if first.labels is None else first.labels[:n], rows)],
-                             self.num_classes)
+        return FeatureSource(
+            [FeaturePart(first.path, None if first.labels is None else first.labels[:n], rows)], self.num_classes
+        )

@@ -13,6 +13,7 @@ the course did::
     make_split("data/statefarm", method="grouped", valid=0.15, sample_train=1500,
                sample_valid=1000, seed=0)        # -> data/statefarm_split/{train,valid,sample,test}
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,12 @@ def _target(n: int, size: float | int, what: str) -> int:
 
 
 def split_indices(
-    n: int, valid: float | int = 0.1, method: Method = "random", seed: int = 0,
-    labels: Optional[np.ndarray] = None, groups: Optional[list] = None,
+    n: int,
+    valid: float | int = 0.1,
+    method: Method = "random",
+    seed: int = 0,
+    labels: Optional[np.ndarray] = None,
+    groups: Optional[list] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train_index, valid_index), sorted; `valid` is a fraction (< 1) or a number of images.
 
@@ -113,6 +118,7 @@ def sample_indices(n: int, size: float | int, seed: int, labels: Optional[np.nda
 
 # --- on disk ---------------------------------------------------------------------------------
 
+
 def _place(src: str, dst: Path, mode: Mode) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if mode == "symlink":
@@ -133,10 +139,18 @@ def _rel(path: str, base: Path) -> Path:
 
 
 def make_split(
-    root: str | os.PathLike, out: str | os.PathLike | None = None, method: Method = "random",
-    valid: float | int = 0.1, sample_train: int = 0, sample_valid: int = 0, seed: int = 0,
-    mode: Mode = "symlink", group_column: str = "subject", groups_csv: str | None = None,
-    file_column: str = "img", layout: str = "auto",
+    root: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    method: Method = "random",
+    valid: float | int = 0.1,
+    sample_train: int = 0,
+    sample_valid: int = 0,
+    seed: int = 0,
+    mode: Mode = "symlink",
+    group_column: str = "subject",
+    groups_csv: str | None = None,
+    file_column: str = "img",
+    layout: str = "auto",
 ) -> dict:
     """Write train/valid (and sample/) sets; returns a summary (also saved as split.json).
 
@@ -152,21 +166,31 @@ def make_split(
     root = Path(root).resolve()
     data = open_folder(root, layout=layout, check="none")
     if data.layout == "csv":
-        raise UsageError(f"{root}: split of a CSV layout: use split_indices in Python or write valid.csv; "
-                         "`fastcourse split` handles the class-folder layouts (dogscats, statefarm)")
+        raise UsageError(
+            f"{root}: split of a CSV layout: use split_indices in Python or write valid.csv; "
+            "`fastcourse split` handles the class-folder layouts (dogscats, statefarm)"
+        )
     if data.has("valid"):
-        raise UsageError(f"{root}: already has a valid/ split ({len(data.split('valid'))} images); "
-                         "split the folder that has train/ only")
+        raise UsageError(
+            f"{root}: already has a valid/ split ({len(data.split('valid'))} images); "
+            "split the folder that has train/ only"
+        )
     train = data.split("train")
     groups = train.groups
     if method == "grouped" and (groups is None or groups_csv or group_column != "subject"):
-        groups = _column_groups(Path(groups_csv) if groups_csv else root / "driver_imgs_list.csv",
-                                train.files, group_column, file_column)
+        groups = _column_groups(
+            Path(groups_csv) if groups_csv else root / "driver_imgs_list.csv", train.files, group_column, file_column
+        )
         train = dataclasses.replace(train, groups=list(groups))
     tr, va = split_indices(len(train), valid, method, seed, train.labels, groups)
     summary = {
-        "root": str(root), "method": method, "seed": seed, "valid": valid, "mode": mode,
-        "train_images": int(len(tr)), "valid_images": int(len(va)),
+        "root": str(root),
+        "method": method,
+        "seed": seed,
+        "valid": valid,
+        "mode": mode,
+        "train_images": int(len(tr)),
+        "valid_images": int(len(va)),
     }
     if groups is not None:
         g = np.asarray(groups)
@@ -225,8 +249,11 @@ def make_split(
 
 def _describe(split) -> dict:
     """images, classes and groups (None when ungrouped) of one split, for the summary table."""
-    return {"images": len(split), "classes": 0 if split.labels is None else int(len(np.unique(split.labels))),
-            "groups": None if split.groups is None else len(set(split.groups))}
+    return {
+        "images": len(split),
+        "classes": 0 if split.labels is None else int(len(np.unique(split.labels))),
+        "groups": None if split.groups is None else len(set(split.groups)),
+    }
 
 
 def _column_groups(table_path: Path, files: list[str], column: str, file_column: str) -> list[str]:

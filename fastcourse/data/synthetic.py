@@ -6,6 +6,7 @@ No real photos are needed (none can be downloaded on the project's machines)::
 
     make_image_folder("/tmp/shapes", layout="dogscats", per_class=12, size=48)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -63,9 +64,16 @@ def _save(im, path: Path, i: int, mixed_modes: bool) -> None:
 
 
 def make_image_folder(
-    root: str | Path, layout: Literal["dogscats", "statefarm", "csv"] = "dogscats",
-    classes: int = 2, per_class: int = 12, valid_per_class: int = 0, test: int = 6, size: int = 48,
-    drivers: int = 4, seed: int = 0, mixed_modes: bool = True,
+    root: str | Path,
+    layout: Literal["dogscats", "statefarm", "csv"] = "dogscats",
+    classes: int = 2,
+    per_class: int = 12,
+    valid_per_class: int = 0,
+    test: int = 6,
+    size: int = 48,
+    drivers: int = 4,
+    seed: int = 0,
+    mixed_modes: bool = True,
 ) -> Path:
     """Write a generated dataset under `root` in `layout`; returns `root`.
 
@@ -101,8 +109,7 @@ def make_image_folder(
             continue
         files = write(root / "train" / cls, k, per_class, "img_")
         if layout == "statefarm":
-            rows += [{"subject": f"p{(j % drivers):03d}", "classname": cls, "img": p.name}
-                     for j, p in enumerate(files)]
+            rows += [{"subject": f"p{(j % drivers):03d}", "classname": cls, "img": p.name} for j, p in enumerate(files)]
         if valid_per_class:
             files = write(root / "valid" / cls, k, valid_per_class, "img_")
             if layout == "statefarm":  # a held-out driver, as a grouped split leaves it

@@ -26,6 +26,7 @@ Internally each training call builds a `TrainConfig` and calls `fastcourse.train
 `Learner("cnn", data, seed=0).fit(1)` gives what `fastcourse run` gives for the same config (same
 metrics on the same seed: tests/test_learner.py). `learn.config` is that equivalent config.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,12 +60,28 @@ class Learner:
     """A model, its data and how to train it; every training call goes through the one trainer."""
 
     def __init__(
-        self, model: Union[str, Any], data: Any, *, augment: Spec = None, schedule: Spec = None,
-        lr: float = 1e-3, batch_size: int = 64, optimizer: str = "adam", seed: int = 0,
-        valid: Any = None, train_limit: Optional[int] = None, test_limit: Optional[int] = None,
-        model_args: Optional[dict] = None, name: str = "learner", tensorboard: bool = False,
-        verbose: int = 1, out: str | os.PathLike = "runs", image_size: Union[int, tuple, list] = 224,
-        valid_pct: Optional[float] = 0.2, callbacks: Optional[list] = None, metrics: Optional[list] = None,
+        self,
+        model: Union[str, Any],
+        data: Any,
+        *,
+        augment: Spec = None,
+        schedule: Spec = None,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        optimizer: str = "adam",
+        seed: int = 0,
+        valid: Any = None,
+        train_limit: Optional[int] = None,
+        test_limit: Optional[int] = None,
+        model_args: Optional[dict] = None,
+        name: str = "learner",
+        tensorboard: bool = False,
+        verbose: int = 1,
+        out: str | os.PathLike = "runs",
+        image_size: Union[int, tuple, list] = 224,
+        valid_pct: Optional[float] = 0.2,
+        callbacks: Optional[list] = None,
+        metrics: Optional[list] = None,
         **train_args: Any,
     ):
         from fastcourse.config import TrainConfig
@@ -109,16 +126,21 @@ class Learner:
                 raise UsageError("Learner(model, source): give valid=<a labelled Source> to evaluate on")
             train = data.take(train_limit) if train_limit else data
             valid = valid.take(test_limit) if test_limit else valid
-            mean, std = ((float(train.x.mean()), float(train.x.std() or 1.0)) if isinstance(train, ArraySource)
-                         else (0.0, 1.0))
+            mean, std = (
+                (float(train.x.mean()), float(train.x.std() or 1.0)) if isinstance(train, ArraySource) else (0.0, 1.0)
+            )
             names = [str(i) for i in range(train.num_classes)]
-            return Inputs("source", train.kind, names, train, valid, "valid", tuple(train.input_shape),
-                          mean, std), "source"
+            return Inputs(
+                "source", train.kind, names, train, valid, "valid", tuple(train.input_shape), mean, std
+            ), "source"
         if train_limit or test_limit:  # a folder's per class, from the learner's seed, as a config run's
             from fastcourse.data.folders import FolderDataset
 
-            data = (data.limit(train_limit, test_limit, seed=self.seed) if isinstance(data, FolderDataset)
-                    else data.limit(train_limit, test_limit))
+            data = (
+                data.limit(train_limit, test_limit, seed=self.seed)
+                if isinstance(data, FolderDataset)
+                else data.limit(train_limit, test_limit)
+            )
         return inputs_for(None, data), getattr(data, "name", type(data).__name__)
 
     def _open_folder(self, path):
@@ -126,11 +148,17 @@ class Learner:
         from fastcourse.data import DATASETS
 
         if not Path(path).is_dir():
-            raise UsageError(f"data={str(path)!r}: neither a registered dataset ({', '.join(DATASETS.names())}) "
-                             "nor a folder of images; give one of those names or a folder path")
+            raise UsageError(
+                f"data={str(path)!r}: neither a registered dataset ({', '.join(DATASETS.names())}) "
+                "nor a folder of images; give one of those names or a folder path"
+            )
         size, pct = self._image_size, self._valid_pct
-        self._data_spec = {"name": "image_folder", "path": str(path), "image_size": list(size),
-                           **({"valid_fraction": float(pct), "split_seed": self.seed} if pct else {})}
+        self._data_spec = {
+            "name": "image_folder",
+            "path": str(path),
+            "image_size": list(size),
+            **({"valid_fraction": float(pct), "split_seed": self.seed} if pct else {}),
+        }
         args = {k: v for k, v in self._data_spec.items() if k != "name"}
         return DATASETS.get("image_folder")(**args)
 
@@ -150,37 +178,72 @@ class Learner:
     # --- fastai's constructors ----------------------------------------------------------
 
     @classmethod
-    def from_folder(cls, path: str | os.PathLike, model: Union[str, Any], *, image_size: Union[int, tuple] = 224,
-                    valid_pct: Optional[float] = 0.2, augment: Spec = None, batch_size: int = 64, seed: int = 0,
-                    **kwargs: Any) -> "Learner":
+    def from_folder(
+        cls,
+        path: str | os.PathLike,
+        model: Union[str, Any],
+        *,
+        image_size: Union[int, tuple] = 224,
+        valid_pct: Optional[float] = 0.2,
+        augment: Spec = None,
+        batch_size: int = 64,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> "Learner":
         """fastai's ImageDataLoaders.from_folder + vision_learner: class sub-folders under
         train/ (or directly under `path`), evaluated on valid/ when there is one, else on
         `valid_pct` of the training images held out (stratified, from `seed`). Images are
         resized to `image_size` (an int for a square, or (height, width))."""
-        return cls(model, Path(path), image_size=image_size, valid_pct=valid_pct, augment=augment,
-                   batch_size=batch_size, seed=seed, **kwargs)
+        return cls(
+            model,
+            Path(path),
+            image_size=image_size,
+            valid_pct=valid_pct,
+            augment=augment,
+            batch_size=batch_size,
+            seed=seed,
+            **kwargs,
+        )
 
     @classmethod
-    def from_arrays(cls, x_train, y_train, x_valid, y_valid, model: Union[str, Any], *,
-                    class_names: Optional[list[str]] = None, name: str = "arrays", **kwargs: Any) -> "Learner":
+    def from_arrays(
+        cls,
+        x_train,
+        y_train,
+        x_valid,
+        y_valid,
+        model: Union[str, Any],
+        *,
+        class_names: Optional[list[str]] = None,
+        name: str = "arrays",
+        **kwargs: Any,
+    ) -> "Learner":
         """Images as arrays (N, H, W[, C]) of 0..255 (or 0..1) with integer or one-hot labels;
         `class_names` default to "0", "1", ... The valid arrays are the evaluation split."""
         from fastcourse.data.arrays import _make
 
         y = np.asarray(y_train)
-        n = len(class_names) if class_names else int(y.shape[1] if y.ndim == 2 and y.shape[1] > 1
-                                                      else max(int(y.max()), int(np.max(y_valid))) + 1)
+        n = (
+            len(class_names)
+            if class_names
+            else int(y.shape[1] if y.ndim == 2 and y.shape[1] > 1 else max(int(y.max()), int(np.max(y_valid))) + 1)
+        )
         names = [str(c) for c in class_names] if class_names else [str(i) for i in range(n)]
         try:
-            data = _make(name, {"x_train": x_train, "y_train": y_train, "x_test": x_valid, "y_test": y_valid},
-                         names, "arrays given to Learner.from_arrays")
+            data = _make(
+                name,
+                {"x_train": x_train, "y_train": y_train, "x_test": x_valid, "y_test": y_valid},
+                names,
+                "arrays given to Learner.from_arrays",
+            )
         except ValueError as exc:
             raise UsageError(f"Learner.from_arrays: {exc}") from None
         return cls(model, data, name=name, **kwargs)
 
     @classmethod
-    def from_dataset(cls, dataset: str, model: Union[str, Any], *, dataset_args: Optional[dict] = None,
-                     **kwargs: Any) -> "Learner":
+    def from_dataset(
+        cls, dataset: str, model: Union[str, Any], *, dataset_args: Optional[dict] = None, **kwargs: Any
+    ) -> "Learner":
         """A registered dataset by name (`fastcourse list` shows them), opened with `dataset_args`."""
         from fastcourse.data import DATASETS
 
@@ -201,8 +264,9 @@ class Learner:
 
         i = self.inputs
         with self._scope():
-            return float32_outputs(build_model(name, i.input_shape, i.num_classes, mean=i.mean, std=i.std,
-                                               **self.model_args))
+            return float32_outputs(
+                build_model(name, i.input_shape, i.num_classes, mean=i.mean, std=i.std, **self.model_args)
+            )
 
     def _model(self, model):
         import keras
@@ -212,8 +276,10 @@ class Learner:
         if isinstance(model, keras.Model):
             out = int(model.output_shape[-1])
             if out != self.inputs.num_classes:
-                raise UsageError(f"the model has {out} outputs but the data has {self.inputs.num_classes} "
-                                 f"classes {self.inputs.class_names}; give it a matching top")
+                raise UsageError(
+                    f"the model has {out} outputs but the data has {self.inputs.num_classes} "
+                    f"classes {self.inputs.class_names}; give it a matching top"
+                )
             return model, model.name
         raise UsageError(f"model={model!r}: give a registered builder's name or a keras.Model")
 
@@ -238,8 +304,7 @@ class Learner:
 
         name, args = schedule or (self.schedule_name, self.schedule_args)
         extra = {} if name == "phases" else {"epochs": int(epochs)}
-        return TrainConfig(**self._train, **extra, tensorboard=self.tensorboard,
-                           schedule={"name": name, **args})
+        return TrainConfig(**self._train, **extra, tensorboard=self.tensorboard, schedule={"name": name, **args})
 
     @property
     def config(self):
@@ -248,13 +313,18 @@ class Learner:
 
         epochs = max(1, sum(len(r.epoch_seconds) for r in self.results))
         data = {**(self._data_spec or {"name": self.data_name}), **{k: v for k, v in self.data_args.items() if v}}
-        return ExperimentConfig.model_validate({
-            "name": self.name, "seed": self.seed, "task": {"name": "learner"}, "data": data,
-            "model": {"name": self.model_name, **self.model_args},
-            "augment": {"name": self.augment_name, **self.augment_args},
-            "train": self.train_config(epochs, getattr(self, "_last_schedule", None)).model_dump(mode="json"),
-            "out": str(self.out),
-        })
+        return ExperimentConfig.model_validate(
+            {
+                "name": self.name,
+                "seed": self.seed,
+                "task": {"name": "learner"},
+                "data": data,
+                "model": {"name": self.model_name, **self.model_args},
+                "augment": {"name": self.augment_name, **self.augment_args},
+                "train": self.train_config(epochs, getattr(self, "_last_schedule", None)).model_dump(mode="json"),
+                "out": str(self.out),
+            }
+        )
 
     # --- training -----------------------------------------------------------------------
 
@@ -272,23 +342,41 @@ class Learner:
             args[key] = float(lr)
         return name, args
 
-    def _fit(self, epochs: int, schedule: tuple[str, dict], seed: int, phase: str = "",
-             callbacks: Optional[list] = None, **kwargs):
+    def _fit(
+        self,
+        epochs: int,
+        schedule: tuple[str, dict],
+        seed: int,
+        phase: str = "",
+        callbacks: Optional[list] = None,
+        **kwargs,
+    ):
         from fastcourse.train.trainer import fit
 
         if self.inputs.train is None:
-            raise UsageError("this learner was loaded for prediction (load_learner) and has no data to train on; "
-                             "build one with Learner.from_folder/from_arrays and learn.load(...)")
+            raise UsageError(
+                "this learner was loaded for prediction (load_learner) and has no data to train on; "
+                "build one with Learner.from_folder/from_arrays and learn.load(...)"
+            )
         train = self.train_config(epochs, schedule)
         self._last_schedule = schedule  # what config/save() record
         board = None
         if self.tensorboard:
             board = self.out / self.name / "tensorboard" / (phase or f"call{len(self.results) + 1}")
         with self._scope():
-            result = fit(self.model, self.inputs.train, train, seed, augment=self.augment_fn,
-                         validation=self.inputs.eval, epochs=epochs if schedule[0] != "phases" else None,
-                         tensorboard_dir=board, callbacks=[*self.callbacks, *(callbacks or [])],
-                         metrics=self.metrics, **kwargs)
+            result = fit(
+                self.model,
+                self.inputs.train,
+                train,
+                seed,
+                augment=self.augment_fn,
+                validation=self.inputs.eval,
+                epochs=epochs if schedule[0] != "phases" else None,
+                tensorboard_dir=board,
+                callbacks=[*self.callbacks, *(callbacks or [])],
+                metrics=self.metrics,
+                **kwargs,
+            )
         self.results.append(result)
         return result
 
@@ -300,18 +388,32 @@ class Learner:
             n_epochs = 1
         return self._fit(int(n_epochs or 0), schedule, self._call_seed(), callbacks=callbacks)
 
-    def fit_one_cycle(self, n_epochs: int, lr_max: Optional[float] = None, *, max_lr: Optional[float] = None,
-                      callbacks: Optional[list] = None, **one_cycle_args: Any):
+    def fit_one_cycle(
+        self,
+        n_epochs: int,
+        lr_max: Optional[float] = None,
+        *,
+        max_lr: Optional[float] = None,
+        callbacks: Optional[list] = None,
+        **one_cycle_args: Any,
+    ):
         """fastai's fit_one_cycle: the one_cycle schedule over `n_epochs` peaking at `lr_max`
         (default 1e-2; `max_lr` is the same, fastcourse's older name)."""
         if lr_max is not None and max_lr is not None and float(lr_max) != float(max_lr):
             raise UsageError(f"fit_one_cycle: lr_max={lr_max} and max_lr={max_lr} are the same setting; give one")
         peak = float(lr_max if lr_max is not None else max_lr if max_lr is not None else 1e-2)
-        return self._fit(int(n_epochs), ("one_cycle", {"max_lr": peak, **one_cycle_args}), self._call_seed(),
-                         callbacks=callbacks)
+        return self._fit(
+            int(n_epochs), ("one_cycle", {"max_lr": peak, **one_cycle_args}), self._call_seed(), callbacks=callbacks
+        )
 
-    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100.0,
-                  frozen_up_to: str = "head"):
+    def fine_tune(
+        self,
+        epochs: int,
+        base_lr: float = 2e-3,
+        freeze_epochs: int = 1,
+        lr_mult: float = 100.0,
+        frozen_up_to: str = "head",
+    ):
         """fastai's fine_tune, as the `finetune` task does it: the body frozen for `freeze_epochs`
         at `base_lr`, then everything for `epochs` at half the rate, spread over the layer groups
         from 1/lr_mult (first block) to 1 (head). Each phase is a trainer call of its own."""
@@ -325,12 +427,20 @@ class Learner:
         schedule, parts = self._schedule(base_lr), []
         seed = self._call_seed()
         if freeze_epochs:
-            set_trainable(self.model, groups[groups.index(frozen_up_to):])
+            set_trainable(self.model, groups[groups.index(frozen_up_to) :])
             parts.append(self._fit(freeze_epochs, schedule, seed, "frozen"))
         if epochs:
             set_trainable(self.model, "all")
-            parts.append(self._fit(epochs, schedule, seed + 1, "unfrozen", scale=0.5,
-                                   lr_multipliers=spread_multipliers(groups, lr_mult)))
+            parts.append(
+                self._fit(
+                    epochs,
+                    schedule,
+                    seed + 1,
+                    "unfrozen",
+                    scale=0.5,
+                    lr_multipliers=spread_multipliers(groups, lr_mult),
+                )
+            )
         return FitResult.join(parts) if parts else None
 
     def _call_seed(self) -> int:
@@ -345,18 +455,31 @@ class Learner:
         if self.inputs.train is None:
             raise UsageError("lr_find: this learner was loaded for prediction and has no training data")
         with self._scope():
-            self.lr_finder = lr_find(self.model, self.inputs.train, int(self._train["batch_size"]), self.seed,
-                                     self.augment_fn, min_lr, max_lr, steps, str(self._train["optimizer"]))
+            self.lr_finder = lr_find(
+                self.model,
+                self.inputs.train,
+                int(self._train["batch_size"]),
+                self.seed,
+                self.augment_fn,
+                min_lr,
+                max_lr,
+                steps,
+                str(self._train["optimizer"]),
+            )
         if plot:
             self.lr_finder.plot(plot)
         _show.display_figure(self.lr_finder.figure(f"learning-rate range test: {self.model_name} on {self.data_name}"))
         if self._train.get("verbose", 1):
-            print(f"fastcourse: lr_find: suggested {self.lr_finder.suggestion:.2e} "
-                  f"(lowest loss at {self.lr_finder.min_loss_lr:.2e})", flush=True)
+            print(
+                f"fastcourse: lr_find: suggested {self.lr_finder.suggestion:.2e} "
+                f"(lowest loss at {self.lr_finder.min_loss_lr:.2e})",
+                flush=True,
+            )
         return self.lr_finder
 
-    def ensemble(self, n: int = 5, epochs: Optional[int] = None, lr: Optional[float] = None,
-                 one_cycle: bool = False) -> dict:
+    def ensemble(
+        self, n: int = 5, epochs: Optional[int] = None, lr: Optional[float] = None, one_cycle: bool = False
+    ) -> dict:
         """Train `n` members (seeds seed, seed+1, ...), each from fresh initial weights (the builder
         again, or keras.models.clone_model), with the same data, augmentation and schedule; the
         learner's model becomes their average (one Keras model). Returns each member's and the
@@ -385,21 +508,33 @@ class Learner:
             parts.append(result)
             ev = evaluate(self.model, self.inputs.eval)
             probs.append(ev["probs"])
-            metrics.append({**records.evaluation(self.inputs.eval_split, ev["accuracy"], ev["loss"]),
-                            "seed": self.seed + i, "epochs": len(result.epoch_seconds),
-                            "train_seconds": result.train_seconds})
+            metrics.append(
+                {
+                    **records.evaluation(self.inputs.eval_split, ev["accuracy"], ev["loss"]),
+                    "seed": self.seed + i,
+                    "epochs": len(result.epoch_seconds),
+                    "train_seconds": result.train_seconds,
+                }
+            )
             members.append(self.model)
             if self._train.get("verbose", 1):
-                print(f"fastcourse: ensemble member {i + 1}/{n} (seed {self.seed + i}): "
-                      f"accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}", flush=True)
+                print(
+                    f"fastcourse: ensemble member {i + 1}/{n} (seed {self.seed + i}): "
+                    f"accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}",
+                    flush=True,
+                )
         self.members = members
         self.model = average_members(members, name=f"{self.name}_ensemble")
         last = parts[-1]
-        self.results.append(FitResult(last.history, last.epoch_seconds, last.images_per_epoch,
-                                      last.steps_per_epoch, {"ensemble_members": n}))
+        self.results.append(
+            FitResult(
+                last.history, last.epoch_seconds, last.images_per_epoch, last.steps_per_epoch, {"ensemble_members": n}
+            )
+        )
         labels = np.asarray(self.inputs.eval.labels)
-        self.ensemble_summary = summarize(np.stack(probs), labels if labels.ndim == 1 else labels.argmax(1),
-                                          metrics, self.inputs.eval_split)
+        self.ensemble_summary = summarize(
+            np.stack(probs), labels if labels.ndim == 1 else labels.argmax(1), metrics, self.inputs.eval_split
+        )
         return self.ensemble_summary
 
     # --- using the model ----------------------------------------------------------------
@@ -414,11 +549,15 @@ class Learner:
         if isinstance(data, str) and data in ("valid", "test", "eval", "train"):
             split = self.inputs.train if data == "train" else self.inputs.eval
             if split is None:
-                raise UsageError(f"get_preds({data!r}): this learner was loaded for prediction and holds no data; "
-                                 "give images (a folder, a file or an array)")
+                raise UsageError(
+                    f"get_preds({data!r}): this learner was loaded for prediction and holds no data; "
+                    "give images (a folder, a file or an array)"
+                )
             if data in ("valid", "test") and data != self.inputs.eval_split:
-                raise UsageError(f"get_preds({data!r}): this learner evaluates on its {self.inputs.eval_split!r} "
-                                 f"split; give {self.inputs.eval_split!r} (or 'train')")
+                raise UsageError(
+                    f"get_preds({data!r}): this learner evaluates on its {self.inputs.eval_split!r} "
+                    f"split; give {self.inputs.eval_split!r} (or 'train')"
+                )
             return split, None
         if isinstance(data, Source):
             return data, None
@@ -442,8 +581,10 @@ class Learner:
         if x.ndim == len(self.inputs.input_shape):
             x = x[None]
         if tuple(x.shape[1:]) != tuple(self.inputs.input_shape):
-            raise UsageError(f"images of shape {tuple(x.shape[1:])}, but the model takes "
-                             f"{tuple(self.inputs.input_shape)}; resize them, or give image files")
+            raise UsageError(
+                f"images of shape {tuple(x.shape[1:])}, but the model takes "
+                f"{tuple(self.inputs.input_shape)}; resize them, or give image files"
+            )
         return ArraySource(x, None, self.inputs.num_classes), None
 
     def _probs(self, source, tta: int, batch_size: int, augment: Spec):
@@ -452,8 +593,14 @@ class Learner:
         augmenter = self._augment(augment)[0] if augment is not None else self.augment_fn
         if tta and augmenter is None:
             raise UsageError(f"tta={tta}: this learner has no augmentation; give augment=... for the copies")
-        return predict_images(self.model, source.batches(batch_size, labels=False), augmenter if tta else None,
-                              tta, self.seed, progress=False)
+        return predict_images(
+            self.model,
+            source.batches(batch_size, labels=False),
+            augmenter if tta else None,
+            tta,
+            self.seed,
+            progress=False,
+        )
 
     def get_preds(self, split: Any = None, tta: int = 0, batch_size: int = 64, augment: Spec = None):
         """fastai's get_preds: `(probs, targets)` for a whole split: None (the evaluation
@@ -494,8 +641,9 @@ class Learner:
         result = scores(probs, np.asarray(self.inputs.eval.labels))
         return {"loss": result["loss"], "accuracy": result["accuracy"], "probs": result["probs"]}
 
-    def show_batch(self, n: int = 9, split: str = "train", augmented: bool = True,
-                   path: Optional[str | os.PathLike] = None):
+    def show_batch(
+        self, n: int = 9, split: str = "train", augmented: bool = True, path: Optional[str | os.PathLike] = None
+    ):
         """fastai's show_batch: `n` images of a split with their labels (the training images as
         augmented for training, unless augmented=False). Drawn inline in a notebook; saved to
         `path` when given. Returns the matplotlib Figure (made without pyplot)."""
@@ -514,8 +662,9 @@ class Learner:
         _show.display_figure(fig)
         return fig
 
-    def show_results(self, n: int = 4, out_dir: Optional[str | os.PathLike] = None, tta: int = 0,
-                     show: Optional[list[str]] = None) -> dict:
+    def show_results(
+        self, n: int = 4, out_dir: Optional[str | os.PathLike] = None, tta: int = 0, show: Optional[list[str]] = None
+    ) -> dict:
         """The lesson's views of the evaluation predictions (random correct/incorrect, most
         confident per class, most uncertain, confusion matrix, augmented copies), as PNGs in
         `out_dir` (default OUT/<name>/views); shown inline in a notebook. Returns their paths."""
@@ -527,10 +676,19 @@ class Learner:
         if self.inputs.eval_files is not None:
             first = self.inputs.eval_files[0]
             size = int(self.inputs.input_shape[0])
-            shown = views.write_views(Path("/"), list(self.inputs.eval_files), labels, probs, names, out_dir, n=n,
-                                      seed=self.seed, augment=self.augment_fn,
-                                      augment_image=(Path(first).name, views.load_display_image(first, size)),
-                                      split=self.inputs.eval_split)
+            shown = views.write_views(
+                Path("/"),
+                list(self.inputs.eval_files),
+                labels,
+                probs,
+                names,
+                out_dir,
+                n=n,
+                seed=self.seed,
+                augment=self.augment_fn,
+                augment_image=(Path(first).name, views.load_display_image(first, size)),
+                split=self.inputs.eval_split,
+            )
         else:
             shown = self._array_views(labels, probs, names, out_dir, n)
         wanted = show or ["random_correct", "random_incorrect", "most_uncertain", "confusion_matrix"]
@@ -542,19 +700,29 @@ class Learner:
         from fastcourse.run import plots
 
         x = self.inputs.eval.x
-        picks = {"random_correct": views.random_correct(labels, probs, n, self.seed),
-                 "random_incorrect": views.random_incorrect(labels, probs, n, self.seed),
-                 "most_uncertain": views.most_uncertain(probs, n)}
+        picks = {
+            "random_correct": views.random_correct(labels, probs, n, self.seed),
+            "random_incorrect": views.random_incorrect(labels, probs, n, self.seed),
+            "most_uncertain": views.most_uncertain(probs, n),
+        }
         files = {}
         for view, idx in picks.items():
-            cells = [(np.squeeze(x[i]).astype(np.uint8),
-                      f"{names[labels[i]]} -> {names[int(probs[i].argmax())]} ({probs[i].max():.2f})") for i in idx]
+            cells = [
+                (
+                    np.squeeze(x[i]).astype(np.uint8),
+                    f"{names[labels[i]]} -> {names[int(probs[i].argmax())]} ({probs[i].max():.2f})",
+                )
+                for i in idx
+            ]
             files[view] = views.plot_grid([cells], out_dir / f"{view}.png", view.replace("_", " "))
         cm = plots.confusion_matrix(labels, probs.argmax(1), len(names))
         accuracy = float(np.trace(cm) / max(1, cm.sum()))
-        files["confusion_matrix"] = plots.plot_confusion_matrix(cm, names, out_dir / "confusion_matrix.png",
-                                                                f"{self.inputs.eval_split} accuracy {accuracy:.4f} "
-                                                                f"on {len(labels)} images")
+        files["confusion_matrix"] = plots.plot_confusion_matrix(
+            cm,
+            names,
+            out_dir / "confusion_matrix.png",
+            f"{self.inputs.eval_split} accuracy {accuracy:.4f} on {len(labels)} images",
+        )
         return {"accuracy": accuracy, "confusion_matrix": cm, "files": files}
 
     def save(self, run_dir: Optional[str | os.PathLike] = None, overwrite: bool = False) -> Path:
@@ -569,8 +737,9 @@ class Learner:
         from fastcourse.train.trainer import FitResult, evaluate
 
         if self.inputs.eval is None:
-            raise UsageError("save: this learner was loaded for prediction and has no data to record a run of; "
-                             "use export(path)")
+            raise UsageError(
+                "save: this learner was loaded for prediction and has no data to record a run of; use export(path)"
+            )
         target = Path(run_dir) if run_dir is not None else self.out / self.name
         if not overwrite and target.exists() and any(target.iterdir()):
             if run_dir is not None:
@@ -580,9 +749,13 @@ class Learner:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.config
         io.write_text(run_dir / "config.yaml", cfg.to_yaml())
-        result = (FitResult.join(self.results) if self.results else
-                  FitResult({}, [], len(self.inputs.train), steps_per_epoch(len(self.inputs.train),
-                                                                            cfg.train.batch_size)))
+        result = (
+            FitResult.join(self.results)
+            if self.results
+            else FitResult(
+                {}, [], len(self.inputs.train), steps_per_epoch(len(self.inputs.train), cfg.train.batch_size)
+            )
+        )
         extra: dict[str, Any] = {"front_door": "learner"}
         if self.members:
             extra["ensemble"] = {k: v for k, v in self.ensemble_summary.items() if k != "members"}
@@ -601,11 +774,15 @@ class Learner:
         model = load_model(file)
         out = int(model.output_shape[-1])
         if out != self.inputs.num_classes:
-            raise UsageError(f"{file}: a model with {out} outputs, but this learner has {self.inputs.num_classes} "
-                             f"classes {self.inputs.class_names}")
+            raise UsageError(
+                f"{file}: a model with {out} outputs, but this learner has {self.inputs.num_classes} "
+                f"classes {self.inputs.class_names}"
+            )
         if tuple(model.input_shape[1:]) != tuple(self.inputs.input_shape):
-            raise UsageError(f"{file}: a model for images of shape {tuple(model.input_shape[1:])}, but this "
-                             f"learner's are {tuple(self.inputs.input_shape)}")
+            raise UsageError(
+                f"{file}: a model for images of shape {tuple(model.input_shape[1:])}, but this "
+                f"learner's are {tuple(self.inputs.input_shape)}"
+            )
         self.model = model
         return self
 
@@ -618,8 +795,10 @@ class Learner:
         return export_learner(self, path, overwrite=overwrite)
 
     def __repr__(self) -> str:
-        return (f"Learner({self.model_name!r}, {self.inputs.describe()}, augment={self.augment_name!r}, "
-                f"schedule={self.schedule_name!r} {self.schedule_args}, seed={self.seed})")
+        return (
+            f"Learner({self.model_name!r}, {self.inputs.describe()}, augment={self.augment_name!r}, "
+            f"schedule={self.schedule_name!r} {self.schedule_args}, seed={self.seed})"
+        )
 
 
 def load_learner(path: str | os.PathLike) -> Learner:

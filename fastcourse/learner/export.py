@@ -9,6 +9,7 @@ classes); learner.json holds what the model does not: the class names and how an
 the model's input. No pickle is involved. The pixel normalisation (the training mean/std, or a
 backbone's own preprocessing) is a layer inside the model, so the input is plain RGB 0..255.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,12 @@ def _description(learn: Any) -> dict:
     shape = [int(d) for d in learn.inputs.input_shape]
     folder = learn.inputs.kind == "folder"
     return {
-        "format": FORMAT, "version": VERSION, "fastcourse": __version__,
-        "model": str(learn.model_name), "data": str(learn.data_name), "kind": learn.inputs.kind,
+        "format": FORMAT,
+        "version": VERSION,
+        "fastcourse": __version__,
+        "model": str(learn.model_name),
+        "data": str(learn.data_name),
+        "kind": learn.inputs.kind,
         "class_names": [str(c) for c in learn.inputs.class_names],
         "input_shape": shape,
         "image_size": shape[:2],
@@ -37,7 +42,8 @@ def _description(learn: Any) -> dict:
             "decode": "RGB" if folder else ("gray" if shape[-1] == 1 else "RGB"),
             "resize": {"size": shape[:2], "method": "bilinear"} if folder else None,
             "pixels": "float32 0..255; the model normalises them itself (a layer inside model.keras)",
-            "mean": float(learn.inputs.mean), "std": float(learn.inputs.std),
+            "mean": float(learn.inputs.mean),
+            "std": float(learn.inputs.std),
         },
     }
 
@@ -72,18 +78,33 @@ def read_export(path: str | os.PathLike):
     except ValueError as exc:
         raise UsageError(f"{meta_file}: not valid JSON ({exc}); export the learner again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UsageError(f"{meta_file}: not a fastcourse learner export (format {meta.get('format')!r})"
-                         if isinstance(meta, dict) else f"{meta_file}: not a fastcourse learner export")
+        raise UsageError(
+            f"{meta_file}: not a fastcourse learner export (format {meta.get('format')!r})"
+            if isinstance(meta, dict)
+            else f"{meta_file}: not a fastcourse learner export"
+        )
     if int(meta.get("version", 0)) > VERSION:
-        raise UsageError(f"{meta_file}: export format version {meta['version']}, newer than this fastcourse "
-                         f"reads ({VERSION}); upgrade fastcourse")
+        raise UsageError(
+            f"{meta_file}: export format version {meta['version']}, newer than this fastcourse "
+            f"reads ({VERSION}); upgrade fastcourse"
+        )
     model = load_model(path / "model.keras", compile=False)
     names, shape = list(meta["class_names"]), tuple(int(d) for d in meta["input_shape"])
     if int(model.output_shape[-1]) != len(names):
-        raise UsageError(f"{path}: model.keras has {model.output_shape[-1]} outputs but learner.json names "
-                         f"{len(names)} classes; export the learner again")
+        raise UsageError(
+            f"{path}: model.keras has {model.output_shape[-1]} outputs but learner.json names "
+            f"{len(names)} classes; export the learner again"
+        )
     pre = meta.get("preprocessing", {})
-    inputs = Inputs(meta.get("data", "exported"), meta.get("kind", "folder"), names,
-                    None, None, "valid", shape,  # type: ignore[arg-type]  # no data: prediction only
-                    float(pre.get("mean", 0.0)), float(pre.get("std", 1.0)))
+    inputs = Inputs(
+        meta.get("data", "exported"),
+        meta.get("kind", "folder"),
+        names,
+        None,  # type: ignore[arg-type]  # no data: an exported learner only predicts
+        None,  # type: ignore[arg-type]
+        "valid",
+        shape,
+        float(pre.get("mean", 0.0)),
+        float(pre.get("std", 1.0)),
+    )
     return model, meta, inputs

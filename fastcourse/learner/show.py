@@ -1,5 +1,6 @@
 """What the Learner draws: figures made without pyplot (the user's matplotlib backend is never
 switched), shown inline when running in IPython."""
+
 from __future__ import annotations
 
 from pathlib import Path

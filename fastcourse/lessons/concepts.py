@@ -10,6 +10,7 @@
     >>> from fastcourse import concepts
     >>> concepts.truth_table(concepts.xnor())
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Optional, Sequence
 import keras
 import numpy as np
 import pandas as pd
-from keras import layers, ops
+from keras import layers
 
 from fastcourse import io
 from fastcourse.models.blocks import Step
@@ -37,7 +38,10 @@ GATES: dict[str, tuple[list[float], float]] = {
 XNOR_HIDDEN = ([[-1.0, 1.0], [-1.0, 1.0]], [0.5, -1.5])
 XNOR_OUTPUT = ([[1.0], [1.0]], [-0.5])
 TRUTH = {
-    "and": lambda a, b: a & b, "or": lambda a, b: a | b, "not": lambda a: 1 - a, "xnor": lambda a, b: 1 - (a ^ b),
+    "and": lambda a, b: a & b,
+    "or": lambda a, b: a | b,
+    "not": lambda a: 1 - a,
+    "xnor": lambda a, b: 1 - (a ^ b),
 }
 
 
@@ -110,8 +114,9 @@ def plot_gates(path: str | Path, sharpness: Optional[float] = None) -> Path:
             out = _run(model, np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape)
             ax.contourf(gx, gy, out, levels=20 if sharpness else [-0.5, 0.5, 1.5], cmap="coolwarm", alpha=0.6)
             for _, row in truth_table(model).iterrows():
-                ax.annotate(f"{row['output']:.0f}", (row["x1"], row["x2"]), ha="center", va="center",
-                            fontsize=13, weight="bold")
+                ax.annotate(
+                    f"{row['output']:.0f}", (row["x1"], row["x2"]), ha="center", va="center", fontsize=13, weight="bold"
+                )
             ax.set_xlabel("x1")
             ax.set_ylabel("x2")
         ax.set_title(model.name.upper())
@@ -170,8 +175,13 @@ def plot_convolution(image: np.ndarray, path: str | Path, title: str = "") -> Pa
     fig, axes = plt.subplots(len(filters), 5, figsize=(12, 2.5 * len(filters)))
     for row, (name, k) in zip(axes, filters.items()):
         hand, ref = convolve(image, k), conv2d_keras(image, k)
-        panels = [(image, "digit"), (k, f"{name} filter"), (hand, "by hand"),
-                  (ref, f"Conv2D (max diff {np.abs(hand - ref).max():.1e})"), (max_pool(hand), "2x2 max pool")]
+        panels = [
+            (image, "digit"),
+            (k, f"{name} filter"),
+            (hand, "by hand"),
+            (ref, f"Conv2D (max diff {np.abs(hand - ref).max():.1e})"),
+            (max_pool(hand), "2x2 max pool"),
+        ]
         for ax, (img, label) in zip(row, panels):
             if label == "digit":
                 ax.imshow(img, cmap="gray")
@@ -190,8 +200,9 @@ def plot_pooling(image: np.ndarray, path: str | Path, size: int = 2) -> Path:
 
     pooled = max_pool(image, size)
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-    for ax, img, label in zip(axes, [image, pooled, max_pool(pooled, size)],
-                              ["input", f"max pool {size}x{size}", "pooled twice"]):
+    for ax, img, label in zip(
+        axes, [image, pooled, max_pool(pooled, size)], ["input", f"max pool {size}x{size}", "pooled twice"]
+    ):
         ax.imshow(img, cmap="gray")
         ax.set_title(f"{label} {img.shape[0]}x{img.shape[1]}")
         ax.axis("off")
@@ -199,6 +210,7 @@ def plot_pooling(image: np.ndarray, path: str | Path, size: int = 2) -> Path:
 
 
 # --- softmax ---------------------------------------------------------------------------------
+
 
 def softmax(x: Sequence[float] | np.ndarray, axis: int = -1) -> np.ndarray:
     """exp(x_i) / sum_j exp(x_j), shifted by the max first so large inputs do not overflow."""
@@ -214,14 +226,16 @@ def plot_softmax(logits: Sequence[float], path: str | Path, labels: Optional[Seq
     logits = np.asarray(logits, np.float64)
     labels = list(labels) if labels is not None else [str(i) for i in range(len(logits))]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, values, label in zip(axes, [logits, np.exp(logits), softmax(logits)],
-                                 ["activations x", "exp(x)", "softmax = exp(x) / sum exp(x)"]):
+    for ax, values, label in zip(
+        axes, [logits, np.exp(logits), softmax(logits)], ["activations x", "exp(x)", "softmax = exp(x) / sum exp(x)"]
+    ):
         ax.bar(labels, values, color="C0")
         ax.set_title(label)
     return io.save_figure(fig, path)
 
 
 # --- SGD on a line (lesson 2) -----------------------------------------------------------------
+
 
 @dataclass
 class LineFit:
@@ -232,8 +246,16 @@ class LineFit:
     b_true: float
 
 
-def sgd_line(a: float = 3.0, b: float = 8.0, n: int = 30, lr: float = 0.01, steps: int = 400,
-             a0: float = -1.0, b0: float = 1.0, seed: int = 0) -> LineFit:
+def sgd_line(
+    a: float = 3.0,
+    b: float = 8.0,
+    n: int = 30,
+    lr: float = 0.01,
+    steps: int = 400,
+    a0: float = -1.0,
+    b0: float = 1.0,
+    seed: int = 0,
+) -> LineFit:
     """Fit y = a x + b to n points from the guess (a0, b0), stepping against the gradient of the
     squared error: dL/db = 2 (y_pred - y), dL/da = x * dL/db, each averaged, times `lr`."""
     x = np.random.default_rng(seed).random(n)
@@ -259,7 +281,9 @@ def plot_sgd_line(fit: LineFit, path: str | Path, snapshots: int = 6) -> Path:
     idx = np.unique(np.geomspace(1, len(fit.history), snapshots).astype(int) - 1)
     for i in idx:
         r = fit.history.iloc[i]
-        left.plot(xs, r.a * xs + r.b, alpha=0.4 + 0.6 * i / idx[-1], label=f"step {int(r.step)}: a={r.a:.2f} b={r.b:.2f}")
+        left.plot(
+            xs, r.a * xs + r.b, alpha=0.4 + 0.6 * i / idx[-1], label=f"step {int(r.step)}: a={r.a:.2f} b={r.b:.2f}"
+        )
     left.legend(fontsize=7)
     left.set_title("SGD fitting a line")
     right.plot(fit.history.step, fit.history.loss)
@@ -270,6 +294,7 @@ def plot_sgd_line(fit: LineFit, path: str | Path, snapshots: int = 6) -> Path:
 
 
 # --- what a conv layer sees ---------------------------------------------------------------------
+
 
 def conv_layers(model: keras.Model) -> list[str]:
     """Names of the model's convolution layers, in order."""
@@ -291,8 +316,9 @@ def feature_maps(model: keras.Model, layer: Optional[str], image: np.ndarray) ->
     return np.asarray(probe(image[None]), np.float32)[0]  # float32 under a mixed (bf16) policy too
 
 
-def plot_feature_maps(model: keras.Model, layer: Optional[str], image: np.ndarray, path: str | Path,
-                      max_maps: int = 32) -> Path:
+def plot_feature_maps(
+    model: keras.Model, layer: Optional[str], image: np.ndarray, path: str | Path, max_maps: int = 32
+) -> Path:
     """The input image and up to `max_maps` feature maps of `layer`, as a grid."""
     import matplotlib.pyplot as plt
 

@@ -7,6 +7,7 @@ Shapes follow output = (N - F + 2P)/S + 1 (rounded down) and parameters F*F*D*K 
 computed from each layer's config and checked against what Keras itself built
 (`matches_keras`), so the table is the arithmetic the lessons teach, verified.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -20,7 +21,9 @@ COLUMNS = ["layer", "type", "output_shape", "params", "shape_formula", "params_f
 
 
 def explain(
-    model: keras.Model | str, input_shape: Optional[Sequence[int]] = None, num_classes: Optional[int] = None,
+    model: keras.Model | str,
+    input_shape: Optional[Sequence[int]] = None,
+    num_classes: Optional[int] = None,
     **builder_args: Any,
 ) -> pd.DataFrame:
     """A DataFrame with one row per layer (nested models are expanded, named `outer/inner`).
@@ -39,8 +42,9 @@ def explain(
     return table
 
 
-def build(name: str, input_shape: Optional[Sequence[int]] = None, num_classes: Optional[int] = None,
-          **builder_args: Any) -> keras.Model:
+def build(
+    name: str, input_shape: Optional[Sequence[int]] = None, num_classes: Optional[int] = None, **builder_args: Any
+) -> keras.Model:
     """Build a registered model with its own defaults for whatever is not given."""
     from fastcourse.models import MODELS, build_model
 
@@ -86,6 +90,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 # --- per-layer arithmetic ----------------------------------------------------------------
 
+
 def _rows(model: keras.Model, prefix: str):
     for layer in model.layers:
         if isinstance(layer, keras.Model):  # a nested backbone: show its layers
@@ -104,8 +109,13 @@ def _rows(model: keras.Model, prefix: str):
         if params is None:
             params, params_f = keras_params, params_f or f"{keras_params:,} (from Keras)"
         yield {
-            "layer": prefix + layer.name, "type": type(layer).__name__, "output_shape": _fmt(out_shape),
-            "params": keras_params, "shape_formula": shape_f, "params_formula": params_f, "macs": int(macs),
+            "layer": prefix + layer.name,
+            "type": type(layer).__name__,
+            "output_shape": _fmt(out_shape),
+            "params": keras_params,
+            "shape_formula": shape_f,
+            "params_formula": params_f,
+            "macs": int(macs),
             "matches_keras": tuple(shape) == tuple(out_shape) and params == keras_params,
         }
 
@@ -143,13 +153,23 @@ def _arithmetic(layer, in_shape):
     if isinstance(layer, L.ZeroPadding2D):
         (t, b), (left, right) = layer.padding
         h, w, c = in_shape
-        return ((h + t + b, w + left + right, c),
-                f"{h} + {t + b} = {h + t + b}; {w} + {left + right} = {w + left + right}", 0, "0", 0)
+        return (
+            (h + t + b, w + left + right, c),
+            f"{h} + {t + b} = {h + t + b}; {w} + {left + right} = {w + left + right}",
+            0,
+            "0",
+            0,
+        )
     if isinstance(layer, L.Dense):
         d, k = in_shape[-1], layer.units
         params = d * k + (k if layer.use_bias else 0)
-        return ((*in_shape[:-1], k), f"units = {k}", params,
-                f"{d}*{k}" + (f" + {k}" if layer.use_bias else "") + f" = {params:,}", math.prod(in_shape) * k)
+        return (
+            (*in_shape[:-1], k),
+            f"units = {k}",
+            params,
+            f"{d}*{k}" + (f" + {k}" if layer.use_bias else "") + f" = {params:,}",
+            math.prod(in_shape) * k,
+        )
     if isinstance(layer, L.Flatten):
         n = math.prod(in_shape)
         return (n,), "*".join(str(s) for s in in_shape) + f" = {n:,}", 0, "0", 0

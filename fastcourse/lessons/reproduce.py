@@ -21,6 +21,7 @@ unfinished ensemble continues at its first unfinished member). The table compare
 test accuracy with the course's printed figure (MNIST, the 2017 notebooks) or the public
 anchor for that kind of model (Fashion-MNIST: published results for that kind of model).
 """
+
 from __future__ import annotations
 
 import html
@@ -67,8 +68,7 @@ REFERENCES: dict[str, dict[str, tuple[float, str]]] = {
 # batchnorm steps 1,000 updates: BatchNormalization's moving variance starts at 1 and decays by
 # 0.99 a step, and the first layer's true variance is ~0.01, so at batch 32 (250 updates) the
 # clean test accuracy of the BN models was ~0.15 while their training accuracy was 0.94.
-QUICK = {"train_limit": 4000, "test_limit": 1000, "batch_size": 8, "phases": [[1, 1.0e-3], [1, 1.0e-4]],
-         "members": 3}
+QUICK = {"train_limit": 4000, "test_limit": 1000, "batch_size": 8, "phases": [[1, 1.0e-3], [1, 1.0e-4]], "members": 3}
 PLAN_FILE = "reproduce.yaml"
 
 
@@ -98,8 +98,12 @@ def step_config(plan: dict, step: str):
 
 
 # --budget: settings every step trains with, and each step's share of the epochs
-BUDGET_TRAIN = {"batch_size": 256, "steps_per_execution": 8, "precision": "auto",
-                "schedule": {"name": "one_cycle", "max_lr": 6e-3}}
+BUDGET_TRAIN = {
+    "batch_size": 256,
+    "steps_per_execution": 8,
+    "precision": "auto",
+    "schedule": {"name": "one_cycle", "max_lr": 6e-3},
+}
 EPOCH_SHARE = {"linear": 0.25, "hidden": 0.25}  # the rest: 1 (every CNN step, each ensemble member)
 BUDGET_MARGIN = 0.9  # plan to 90% of what the calibration leaves: estimates are estimates
 MAX_EPOCHS = 35  # the course's member length: no budget buys more
@@ -122,8 +126,13 @@ def step_seconds(step: str, epochs: int, cost: dict, members: int = 1) -> float:
     return runs * (cost["fixed"] + epochs * cost["epoch"])
 
 
-def plan_epochs(budget_s: float, costs: dict[str, dict], members: int = 1, max_epochs: int = MAX_EPOCHS,
-                share: Optional[dict] = None) -> dict[str, int]:
+def plan_epochs(
+    budget_s: float,
+    costs: dict[str, dict],
+    members: int = 1,
+    max_epochs: int = MAX_EPOCHS,
+    share: Optional[dict] = None,
+) -> dict[str, int]:
     """Epochs per step (the ensemble's: per member) that fit `budget_s`, the most that do.
 
     `costs[step]` = {"epoch": seconds per epoch, "fixed": seconds per training run}, from the
@@ -143,8 +152,10 @@ def plan_epochs(budget_s: float, costs: dict[str, dict], members: int = 1, max_e
         if total(alloc) <= budget_s:
             return alloc
     need = total(allot(1))
-    raise UsageError(f"--budget: one epoch per step needs about {need / 60:.1f} minutes here; "
-                     f"give at least {int(need / 60 / BUDGET_MARGIN) + 2}m, or fewer steps or members")
+    raise UsageError(
+        f"--budget: one epoch per step needs about {need / 60:.1f} minutes here; "
+        f"give at least {int(need / 60 / BUDGET_MARGIN) + 2}m, or fewer steps or members"
+    )
 
 
 def _budget_train(raw: dict, epochs: int) -> None:
@@ -169,9 +180,14 @@ def _shrink(raw: dict, quick: dict) -> None:
 
 
 def reproduce(
-    dataset: str, out: str | Path = "runs", quick: bool = False, overrides: Optional[list[str]] = None,
-    configs_dir: str | Path | None = None, resume: str | Path | None = None,
-    steps: Optional[list[str]] = None, budget: Optional[str] = None,
+    dataset: str,
+    out: str | Path = "runs",
+    quick: bool = False,
+    overrides: Optional[list[str]] = None,
+    configs_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    steps: Optional[list[str]] = None,
+    budget: Optional[str] = None,
 ) -> Path:
     """Run (or finish) a reproduction; return its directory holding report.md and report.html."""
     from fastcourse.run.experiment import new_run_dir
@@ -183,8 +199,11 @@ def reproduce(
         plan = yaml.safe_load((run_dir / PLAN_FILE).read_text())
         if dataset and dataset != plan["dataset"]:
             raise UsageError(f"--resume {run_dir}: it reproduces {plan['dataset']}, not {dataset}")
-        print(f"fastcourse: resuming the {plan['dataset']} reproduction in {run_dir} "
-              "(its saved plan and overrides apply)", flush=True)
+        print(
+            f"fastcourse: resuming the {plan['dataset']} reproduction in {run_dir} "
+            "(its saved plan and overrides apply)",
+            flush=True,
+        )
     else:
         if dataset not in DATASETS:
             raise UsageError(f"reproduce {dataset!r}: unknown; choose one of {', '.join(DATASETS)}")
@@ -195,11 +214,18 @@ def reproduce(
         cdir = Path(configs_dir) if configs_dir else default_configs_dir()
         missing = [s for s in steps if not (cdir / dataset / f"{s}.yaml").is_file()]
         if missing:
-            raise UsageError(f"{cdir / dataset}: no {missing[0]}.yaml; pass --configs pointing at a folder "
-                             f"holding {dataset}/<step>.yaml, or leave it out to use the shipped configs")
-        plan = {"dataset": dataset, "steps": steps, "quick": dict(QUICK) if quick else None,
-                "overrides": list(overrides or []), "configs_dir": str(cdir.resolve()),
-                "data_name": _stand_in_data(dataset) if (quick or budget) else None}
+            raise UsageError(
+                f"{cdir / dataset}: no {missing[0]}.yaml; pass --configs pointing at a folder "
+                f"holding {dataset}/<step>.yaml, or leave it out to use the shipped configs"
+            )
+        plan = {
+            "dataset": dataset,
+            "steps": steps,
+            "quick": dict(QUICK) if quick else None,
+            "overrides": list(overrides or []),
+            "configs_dir": str(cdir.resolve()),
+            "data_name": _stand_in_data(dataset) if (quick or budget) else None,
+        }
         for step in steps:  # every config must be valid before hours of training start
             step_config(plan, step)
         if budget:
@@ -242,8 +268,9 @@ def calibrate(plan: dict, images: int = 3072) -> dict[str, dict]:
             inputs = inputs_for(cfg, data)
             data = inputs.dataset
             sub = inputs.train.take(min(images, len(inputs.train)))
-            train = cfg.train.model_copy(update={"epochs": 2, "verbose": 0, "bn_recalibrate": 0,
-                                                 "validate_each_epoch": False})
+            train = cfg.train.model_copy(
+                update={"epochs": 2, "verbose": 0, "bn_recalibrate": 0, "validate_each_epoch": False}
+            )
             with training_scope(cfg.train.precision, "none"):
                 model = build_for(cfg, inputs)
                 t0 = time.perf_counter()
@@ -258,8 +285,11 @@ def calibrate(plan: dict, images: int = 3072) -> dict[str, dict]:
                 "epoch": n_train / ips + (n_test / infer if cfg.train.validate_each_epoch else 0.0),
                 "fixed": max(0.0, wall - 2 * len(sub) / ips) + (n_test + recal) / infer + 3.0,
             }
-            print(f"fastcourse: budget calibration: {step}: {ips:.0f} images/s "
-                  f"({measured[key]['epoch']:.1f} s per epoch of {n_train} images)", flush=True)
+            print(
+                f"fastcourse: budget calibration: {step}: {ips:.0f} images/s "
+                f"({measured[key]['epoch']:.1f} s per epoch of {n_train} images)",
+                flush=True,
+            )
         costs[step] = measured[key]
     return costs
 
@@ -274,13 +304,22 @@ def budget_plan(plan: dict, budget_s: float) -> dict:
     left = (budget_s - (time.perf_counter() - start)) * BUDGET_MARGIN
     epochs = plan_epochs(left, costs, members, max_epochs=MAX_EPOCHS)
     estimate = sum(step_seconds(s, e, costs[s], members) for s, e in epochs.items())
-    print(f"fastcourse: budget {budget_s / 60:.1f} min: epochs per step {epochs} (ensemble: {members} members "
-          f"each), estimated {estimate / 60:.1f} min of training after "
-          f"{(time.perf_counter() - start) / 60:.1f} min of calibration", flush=True)
-    return {"seconds": budget_s, "epochs": epochs, "members": members, "estimate_seconds": estimate,
-            "calibration_seconds": time.perf_counter() - start, "settings": BUDGET_TRAIN,
-            "images_per_second": {s: c["images_per_second"] for s, c in costs.items()},
-            "costs": {s: {"epoch": c["epoch"], "fixed": c["fixed"]} for s, c in costs.items()}}
+    print(
+        f"fastcourse: budget {budget_s / 60:.1f} min: epochs per step {epochs} (ensemble: {members} members "
+        f"each), estimated {estimate / 60:.1f} min of training after "
+        f"{(time.perf_counter() - start) / 60:.1f} min of calibration",
+        flush=True,
+    )
+    return {
+        "seconds": budget_s,
+        "epochs": epochs,
+        "members": members,
+        "estimate_seconds": estimate,
+        "calibration_seconds": time.perf_counter() - start,
+        "settings": BUDGET_TRAIN,
+        "images_per_second": {s: c["images_per_second"] for s, c in costs.items()},
+        "costs": {s: {"epoch": c["epoch"], "fixed": c["fixed"]} for s, c in costs.items()},
+    }
 
 
 def step_wall_seconds(run_dir: Path, step: str) -> Optional[float]:
@@ -315,13 +354,18 @@ def replan(run_dir: Path, plan: dict) -> bool:
         epochs = plan_epochs(left * BUDGET_MARGIN, scaled, b["members"], max_epochs=MAX_EPOCHS)
     except UsageError:
         epochs = {s: 1 for s in todo}
-        print(f"fastcourse: budget: {left / 60:.1f} min left is short of one epoch per remaining step; "
-              "one epoch each", flush=True)
+        print(
+            f"fastcourse: budget: {left / 60:.1f} min left is short of one epoch per remaining step; one epoch each",
+            flush=True,
+        )
     changed = {s: e for s, e in epochs.items() if e != b["epochs"][s]}
     if changed:
         b["epochs"].update(changed)
-        print(f"fastcourse: budget: the steps so far took {factor:.2f}x their estimate; {left / 60:.1f} min "
-              f"left, so epochs now {', '.join(f'{s} {e}' for s, e in epochs.items())}", flush=True)
+        print(
+            f"fastcourse: budget: the steps so far took {factor:.2f}x their estimate; {left / 60:.1f} min "
+            f"left, so epochs now {', '.join(f'{s} {e}' for s, e in epochs.items())}",
+            flush=True,
+        )
     return bool(changed)
 
 
@@ -336,8 +380,11 @@ def _stand_in_data(dataset: str) -> Optional[str]:
         LOADERS.get("mnist")(download=False)
         return None
     except DataError:
-        print("fastcourse: MNIST is not on this machine; this reproduction uses the bundled "
-              "mnist_sample (5,000 real digits)", flush=True)
+        print(
+            "fastcourse: MNIST is not on this machine; this reproduction uses the bundled "
+            "mnist_sample (5,000 real digits)",
+            flush=True,
+        )
         return "mnist_sample"
 
 
@@ -357,6 +404,7 @@ def run_step(cfg, sdir: Path) -> None:
 
 # --- the report ------------------------------------------------------------------------
 
+
 def results_table(run_dir: Path, plan: dict):
     """One row per finished step: accuracy, reference, difference, epochs, minutes."""
     import pandas as pd
@@ -374,16 +422,27 @@ def results_table(run_dir: Path, plan: dict):
         note = ""
         if "member_accuracy" in m:
             acc, rules = m["member_accuracy"], m["rules"]
-            note = (f"{m['ensemble_members']} members {acc['mean']:.4f} ± {acc['std']:.4f}; "
-                    f"geometric {records.eval_accuracy(rules['geometric']):.4f}, "
-                    f"vote {records.eval_accuracy(rules['vote']):.4f}")
-        rows.append({
-            "step": step, "model": m.get("model"), "augment": m.get("augment"), "data": m.get("dataset"),
-            # the reproduced datasets are arrays: their evaluation split is test
-            "test accuracy": records.eval_accuracy(m), "reference": ref,
-            "difference": records.eval_accuracy(m) - ref,
-            "reference source": source, "epochs": m.get("epochs"), "minutes": seconds / 60.0, "notes": note,
-        })
+            note = (
+                f"{m['ensemble_members']} members {acc['mean']:.4f} ± {acc['std']:.4f}; "
+                f"geometric {records.eval_accuracy(rules['geometric']):.4f}, "
+                f"vote {records.eval_accuracy(rules['vote']):.4f}"
+            )
+        rows.append(
+            {
+                "step": step,
+                "model": m.get("model"),
+                "augment": m.get("augment"),
+                "data": m.get("dataset"),
+                # the reproduced datasets are arrays: their evaluation split is test
+                "test accuracy": records.eval_accuracy(m),
+                "reference": ref,
+                "difference": records.eval_accuracy(m) - ref,
+                "reference source": source,
+                "epochs": m.get("epochs"),
+                "minutes": seconds / 60.0,
+                "notes": note,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -397,50 +456,77 @@ def write_report(run_dir: Path, plan: dict):
     io.write_text(run_dir / "results.csv", table.to_csv(index=False))
     plot_all_curves(run_dir, plan, run_dir / "learning_curves.png")
     ds = plan["dataset"]
-    intro = ("Clean test accuracy of every ladder step and the ensemble, compared with "
-             + ("the course's printed figures" if ds == "mnist" else "public anchors for each kind of model") + ".")
+    intro = (
+        "Clean test accuracy of every ladder step and the ensemble, compared with "
+        + ("the course's printed figures" if ds == "mnist" else "public anchors for each kind of model")
+        + "."
+    )
     q = plan.get("quick")
-    settings = [f"quick smoke run: at most {q['train_limit']} training and {q['test_limit']} test images, "
-                f"batch {q['batch_size']}, phases {q['phases']}, {q['members']} ensemble members"
-                if q else ("each step's model and augmentation from its config, its training from the budget"
-                           if plan.get("budget") else "each step's config (the course's settings)")]
+    settings = [
+        f"quick smoke run: at most {q['train_limit']} training and {q['test_limit']} test images, "
+        f"batch {q['batch_size']}, phases {q['phases']}, {q['members']} ensemble members"
+        if q
+        else (
+            "each step's model and augmentation from its config, its training from the budget"
+            if plan.get("budget")
+            else "each step's config (the course's settings)"
+        )
+    ]
     b = plan.get("budget")
     if b:
-        settings.append(f"budget {b['seconds'] / 60:.0f} min (estimated {b['estimate_seconds'] / 60:.1f} min of "
-                        f"training): one-cycle, batch {b['settings']['batch_size']}, precision "
-                        f"{b['settings']['precision']}; epochs per step {b['epochs']} (after the first steps the "
-                        "epochs of the steps to come follow the time they left)")
+        settings.append(
+            f"budget {b['seconds'] / 60:.0f} min (estimated {b['estimate_seconds'] / 60:.1f} min of "
+            f"training): one-cycle, batch {b['settings']['batch_size']}, precision "
+            f"{b['settings']['precision']}; epochs per step {b['epochs']} (after the first steps the "
+            "epochs of the steps to come follow the time they left)"
+        )
     settings += [f"overridden in every step: {o}" for o in plan.get("overrides", [])]
     if plan.get("data_name"):
         settings.append(f"data: {plan['data_name']} (the real data is not on this machine)")
     settings.append("minutes are wall time on this machine")
-    lines = [f"# Reproduction: the MNIST lesson on {ds}", "", intro, "",
-             *[f"- {item}" for item in settings], "", table_markdown(table), "",
-             "![learning curves of all steps](learning_curves.png)", ""]
+    lines = [
+        f"# Reproduction: the MNIST lesson on {ds}",
+        "",
+        intro,
+        "",
+        *[f"- {item}" for item in settings],
+        "",
+        table_markdown(table),
+        "",
+        "![learning curves of all steps](learning_curves.png)",
+        "",
+    ]
     io.write_text(run_dir / "report.md", "\n".join(lines))
     formats = {"test accuracy": "{:.4f}", "reference": "{:.4f}", "difference": "{:+.4f}", "minutes": "{:.1f}"}
     table_html = table.to_html(index=False, border=0, formatters={k: v.format for k, v in formats.items()})
     items = "".join(f"<li>{html.escape(item)}</li>" for item in settings)
-    io.write_text(run_dir / "report.html", "\n".join([
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>fastcourse reproduction: {html.escape(ds)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
-        " td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style></head><body>",
-        f"<h1>Reproduction: the MNIST lesson on {html.escape(ds)}</h1>",
-        f"<p>{html.escape(intro)}</p><ul>{items}</ul>",
-        table_html,
-        "<p><img src='learning_curves.png' alt='learning curves of all steps'></p>",
-        "</body></html>", ""]))
+    io.write_text(
+        run_dir / "report.html",
+        "\n".join(
+            [
+                "<!doctype html><html><head><meta charset='utf-8'>",
+                f"<title>fastcourse reproduction: {html.escape(ds)}</title>",
+                "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
+                " td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style></head><body>",
+                f"<h1>Reproduction: the MNIST lesson on {html.escape(ds)}</h1>",
+                f"<p>{html.escape(intro)}</p><ul>{items}</ul>",
+                table_html,
+                "<p><img src='learning_curves.png' alt='learning curves of all steps'></p>",
+                "</body></html>",
+                "",
+            ]
+        ),
+    )
     return table
 
 
 def plot_all_curves(run_dir: Path, plan: dict, path: Path) -> Path:
     """Clean test accuracy and training loss per epoch, every finished step on one figure."""
+    import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.ticker import MaxNLocator
 
     from fastcourse.run import plots as report  # noqa: F401  (selects the Agg backend)
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.2))
     for step in plan["steps"]:
@@ -453,8 +539,15 @@ def plot_all_curves(run_dir: Path, plan: dict, path: Path) -> Path:
             (line,) = ax_acc.plot(h["epoch"], h["val_accuracy"], marker="o", ms=3, label=label)
             if step == "ensemble":  # the combined ensemble beside its members' mean
                 acc = records.eval_accuracy(json.loads((run_dir / step / "metrics.json").read_text()))
-                ax_acc.plot(h["epoch"].iloc[-1], acc, marker="*", ms=14, color=line.get_color(),
-                            linestyle="none", label="ensemble (averaged)")
+                ax_acc.plot(
+                    h["epoch"].iloc[-1],
+                    acc,
+                    marker="*",
+                    ms=14,
+                    color=line.get_color(),
+                    linestyle="none",
+                    label="ensemble (averaged)",
+                )
         if "loss" in h:
             ax_loss.plot(h["epoch"], h["loss"], marker="o", ms=3, label=label)
     for ax, title in ((ax_acc, "clean test accuracy"), (ax_loss, "training loss")):

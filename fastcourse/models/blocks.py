@@ -3,6 +3,7 @@
 Names follow keras.applications' VGG16 (`block{i}_conv{j}`, `block{i}_pool`, `fc1`, `fc2`), so
 its weight files load by name, and freezing or cutting "at block4" is a name lookup.
 """
+
 from __future__ import annotations
 
 import keras
@@ -59,8 +60,14 @@ class BatchNorm(layers.BatchNormalization):
 
     def _fusable(self, inputs, mask) -> bool:
         rank = len(inputs.shape)
-        return (mask is None and not self.renorm and not getattr(self, "synchronized", False)
-                and rank in (2, 4) and self.axis in (-1, rank - 1) and inputs.shape[-1] is not None)
+        return (
+            mask is None
+            and not self.renorm
+            and not getattr(self, "synchronized", False)
+            and rank in (2, 4)
+            and self.axis in (-1, rank - 1)
+            and inputs.shape[-1] is not None
+        )
 
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, mask):
@@ -72,19 +79,25 @@ class BatchNorm(layers.BatchNormalization):
         gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
         beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
         if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, epsilon=self.epsilon, is_training=True)
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon, is_training=True)
             # the kernel returns the Bessel-corrected variance; Keras' moments are biased
             count = tf.cast(tf.size(x) // channels, tf.float32)
             variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
             m = self.momentum
             self.moving_mean.assign(self.moving_mean * m + tf.cast(mean, self.moving_mean.dtype) * (1.0 - m))
             self.moving_variance.assign(
-                self.moving_variance * m + tf.cast(variance, self.moving_variance.dtype) * (1.0 - m))
+                self.moving_variance * m + tf.cast(variance, self.moving_variance.dtype) * (1.0 - m)
+            )
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
-                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon, is_training=False)
+                x,
+                gamma,
+                beta,
+                mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32),
+                epsilon=self.epsilon,
+                is_training=False,
+            )
         if len(inputs.shape) != 4:
             y = tf.reshape(y, tf.shape(inputs))
         return tf.cast(y, self.compute_dtype)

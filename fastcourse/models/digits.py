@@ -4,6 +4,7 @@ Each step is a registered builder so configs and `fastcourse explain` can name i
 the same two functions over data: `mlp(hidden=[...], dropout)` and the small CNN.
 Inputs are raw 0-255 pixels normalised by one mean and std, as in the MNIST ladder.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -28,8 +29,13 @@ DIGITS_CNN = [
 
 
 def mlp(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0,
-    hidden: Sequence[int] = (50,), dropout: float = 0.0, name: str = "mlp",
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    hidden: Sequence[int] = (50,),
+    dropout: float = 0.0,
+    name: str = "mlp",
 ) -> keras.Model:
     """Flatten -> [Dense(h, relu) (+ Dropout)] for h in `hidden` -> Dense(classes, softmax)."""
     if not 0.0 <= dropout < 1.0:
@@ -48,8 +54,12 @@ def mlp(
 
 @MODELS.register()
 def digits_mlp(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0,
-    hidden: list[int] = (50,), dropout: float = 0.0,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    hidden: list[int] = (50,),
+    dropout: float = 0.0,
 ) -> keras.Model:
     """Digits step 1: 784-50-10 (any widths through `hidden`, e.g. [500] or [50, 50, 50, 50, 50])."""
     return mlp(input_shape, num_classes, mean, std, hidden, dropout, name="digits_mlp")
@@ -69,7 +79,11 @@ def digits_deep(input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.
 
 @MODELS.register()
 def digits_deep_dropout(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0, dropout: float = 0.2,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    dropout: float = 0.2,
 ) -> keras.Model:
     """Digits step 4: five hidden layers of 50, each followed by Dropout(0.2)."""
     return mlp(input_shape, num_classes, mean, std, (50,) * 5, dropout, name="digits_deep_dropout")
@@ -77,7 +91,11 @@ def digits_deep_dropout(
 
 @MODELS.register()
 def digits_deep_wide(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0, dropout: float = 0.2,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    dropout: float = 0.2,
 ) -> keras.Model:
     """Digits step 5, deep and wide: five hidden layers of 500 with Dropout(0.2)."""
     return mlp(input_shape, num_classes, mean, std, (500,) * 5, dropout, name="digits_deep_wide")

@@ -7,6 +7,7 @@ functional models and `Average`, no Lambda), so the saved model reloads with saf
     model = average_members([fastcourse.run.artifacts.load_model(p) for p in paths])  # safe mode
     probs = model.predict(images)   # == the mean of the members' predictions
 """
+
 from __future__ import annotations
 
 from typing import Sequence

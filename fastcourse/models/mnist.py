@@ -5,6 +5,7 @@ training pixels, in a real Normalization layer (no Lambda), so saved models relo
 mode. The CNN family is one function over an architecture spec; the registered steps are
 variants of it.
 """
+
 from __future__ import annotations
 
 import keras
@@ -29,7 +30,11 @@ def linear(input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, st
 
 @MODELS.register()
 def hidden(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0, units: int = 512,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    units: int = 512,
 ) -> keras.Model:
     """Ladder step 2: one hidden Dense(512, relu) layer (the course's softmax there was a slip). Course: 0.9397."""
     inputs = keras.Input(input_shape, name="image")
@@ -40,8 +45,14 @@ def hidden(
 
 
 def ladder_cnn(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0,
-    filters: tuple[int, ...] = (32, 64), dense: int = 512, batchnorm: bool = False, dropout: float = 0.0,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    filters: tuple[int, ...] = (32, 64),
+    dense: int = 512,
+    batchnorm: bool = False,
+    dropout: float = 0.0,
     name: str = "cnn",
 ) -> keras.Model:
     """[Conv(f) x2 -> MaxPool] per entry of `filters` -> Flatten -> Dense -> Dense(classes).
@@ -74,8 +85,12 @@ def ladder_cnn(
 
 @MODELS.register()
 def cnn(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0,
-    filters: tuple[int, ...] = (32, 64), dense: int = 512,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    filters: tuple[int, ...] = (32, 64),
+    dense: int = 512,
 ) -> keras.Model:
     """Ladder step 3 (and 4 with augmentation): Conv32x2-Pool-Conv64x2-Pool-Dense512. Course: 0.9926."""
     return ladder_cnn(input_shape, num_classes, mean, std, filters, dense, name="cnn")
@@ -83,8 +98,12 @@ def cnn(
 
 @MODELS.register()
 def cnn_bn(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0,
-    filters: tuple[int, ...] = (32, 64), dense: int = 512,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    filters: tuple[int, ...] = (32, 64),
+    dense: int = 512,
 ) -> keras.Model:
     """Ladder step 5: the CNN with batchnorm. Course: 0.9945."""
     return ladder_cnn(input_shape, num_classes, mean, std, filters, dense, batchnorm=True, name="cnn_bn")
@@ -92,8 +111,13 @@ def cnn_bn(
 
 @MODELS.register()
 def cnn_bn_dropout(
-    input_shape=(28, 28, 1), num_classes: int = 10, mean: float = 0.0, std: float = 1.0,
-    filters: tuple[int, ...] = (32, 64), dense: int = 512, dropout: float = 0.5,
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    mean: float = 0.0,
+    std: float = 1.0,
+    filters: tuple[int, ...] = (32, 64),
+    dense: int = 512,
+    dropout: float = 0.5,
 ) -> keras.Model:
     """Ladder step 6: batchnorm + Dropout(0.5) before the last Dense. Course: 0.9945."""
     if not 0.0 <= dropout < 1.0:

@@ -5,6 +5,7 @@ run's evaluation split named in the legend) and `out/compare.md` (each run's sta
 accuracy, epochs and wall-time minutes, as `fastcourse runs` reads them, and the config keys
 that differ). Only files are read: no TensorFlow or Keras.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,8 +82,9 @@ def eval_split_of(run: Path) -> Optional[str]:
     return None
 
 
-def plot_curves(histories: dict[str, pd.DataFrame], path: Path, splits: Optional[dict[str, Optional[str]]] = None
-                ) -> Path:
+def plot_curves(
+    histories: dict[str, pd.DataFrame], path: Path, splits: Optional[dict[str, Optional[str]]] = None
+) -> Path:
     """All runs on one figure: a loss panel and an accuracy panel. `splits` names each run's
     evaluation split ("valid", "test") for the legend; "eval" where it is not known."""
     splits = splits or {}
@@ -131,8 +133,16 @@ def compare_markdown(runs: list[Path], labels: list[str]) -> str:
     results = [["run", "status", "split", "accuracy", "epochs", "minutes"]]
     for label, run in zip(labels, runs):
         row = describe(run, label)
-        results.append([label, row["status"], _fmt(row["split"], "{}"), _fmt(row["accuracy"], "{:.4f}"),
-                        _fmt(row["epochs"], "{}"), _fmt(row["minutes"], "{:.1f}")])
+        results.append(
+            [
+                label,
+                row["status"],
+                _fmt(row["split"], "{}"),
+                _fmt(row["accuracy"], "{:.4f}"),
+                _fmt(row["epochs"], "{}"),
+                _fmt(row["minutes"], "{:.1f}"),
+            ]
+        )
     diffs = config_differences([_read_yaml(r / CONFIG) or {} for r in runs])
     lines = ["# Comparison", "", _table(results), "", "## Config differences", ""]
     if not diffs:

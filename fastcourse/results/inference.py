@@ -7,6 +7,7 @@ TTA averages the probabilities of the clean images and of `tta` augmented copies
 each copy drawn from a stateless seed (the seed, the batch, the pass), so a rerun with the
 same seed and batch size gives the same numbers.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,9 @@ from fastcourse.errors import DataError, UsageError
 from fastcourse.results.saved_run import Run
 
 
-def scanned(paths: Sequence[str], on_error: str = "raise", shown: Sequence[str] | None = None
-            ) -> tuple[list[int], np.ndarray]:
+def scanned(
+    paths: Sequence[str], on_error: str = "raise", shown: Sequence[str] | None = None
+) -> tuple[list[int], np.ndarray]:
     """Scan the files as a folder dataset scans them (fastcourse.data.images.scan): return the
     indices of the usable ones and, for those, whether Pillow decodes them (EXIF, CMYK, WebP...).
 
@@ -35,8 +37,9 @@ def scanned(paths: Sequence[str], on_error: str = "raise", shown: Sequence[str] 
     bad = [i for i, st in enumerate(statuses) if st.problem]
     if bad and on_error == "raise":
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise DataError(f"{paths[bad[0]]}: {statuses[bad[0]].problem[1]}{more}; remove or replace it, "
-                        "or pass --on-error skip")
+        raise DataError(
+            f"{paths[bad[0]]}: {statuses[bad[0]].problem[1]}{more}; remove or replace it, or pass --on-error skip"
+        )
     for i in bad:
         print(f"fastcourse: skipping {paths[i]}: {statuses[i].problem[1]}", file=sys.stderr, flush=True)
     keep = [i for i, st in enumerate(statuses) if not st.problem]
@@ -45,8 +48,9 @@ def scanned(paths: Sequence[str], on_error: str = "raise", shown: Sequence[str] 
     return keep, np.asarray([statuses[i].pillow for i in keep], bool)
 
 
-def folder_source(run: Run, paths: Sequence[str], labels: Optional[np.ndarray] = None,
-                  pillow: Optional[np.ndarray] = None):
+def folder_source(
+    run: Run, paths: Sequence[str], labels: Optional[np.ndarray] = None, pillow: Optional[np.ndarray] = None
+):
     """A FolderSource over `paths` (absolute) at the model's image size: training's decoding."""
     from fastcourse.data.sources import FolderSource
 
@@ -74,13 +78,19 @@ def model_batches(run: Run, source, batch_size: int):
 def model_images(run: Run, paths: Sequence[str]) -> np.ndarray:
     """`paths` as the model sees them (decoded, resized, the model's channels)."""
     keep, pillow = scanned(paths)
-    return np.concatenate([np.asarray(b) for b in
-                           model_batches(run, folder_source(run, [paths[i] for i in keep], None, pillow), 32)])
+    return np.concatenate(
+        [np.asarray(b) for b in model_batches(run, folder_source(run, [paths[i] for i in keep], None, pillow), 32)]
+    )
 
 
 def predict_images(
-    model, batches, augmenter: Optional[Callable] = None, tta: int = 0, seed: int = 0,
-    total: Optional[int] = None, progress: bool = True,
+    model,
+    batches,
+    augmenter: Optional[Callable] = None,
+    tta: int = 0,
+    seed: int = 0,
+    total: Optional[int] = None,
+    progress: bool = True,
 ) -> np.ndarray:
     """Probabilities (N, classes) for a dataset of image batches; with `tta`, the mean over the
     clean batch and `tta` augmented copies of it (augmented in tf.data, seeded per batch/pass).
@@ -93,8 +103,10 @@ def predict_images(
     if tta < 0:
         raise UsageError(f"--tta {tta}: give 0 (no augmentation) or a positive number of passes")
     if tta and augmenter is None:
-        raise UsageError("test-time augmentation needs an augmentation, but the run has `augment: none`; "
-                         "pass --augment NAME (e.g. dogscats)")
+        raise UsageError(
+            "test-time augmentation needs an augmentation, but the run has `augment: none`; "
+            "pass --augment NAME (e.g. dogscats)"
+        )
     if tta:
         seed_t = tf.constant(int(seed), tf.int64)
 
@@ -114,8 +126,15 @@ def predict_images(
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, classes), np.float32)
 
 
-def predict_source(run: Run, source, tta: int = 0, batch_size: int = 32, augment: str | None = None,
-                   seed: int | None = None, progress: bool = True) -> np.ndarray:
+def predict_source(
+    run: Run,
+    source,
+    tta: int = 0,
+    batch_size: int = 32,
+    augment: str | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
     """Probabilities for every example of a Source (arrays or image files), in order.
 
     `seed` (default the run's) seeds the TTA copies; `augment` names another pipeline for TTA
@@ -123,9 +142,15 @@ def predict_source(run: Run, source, tta: int = 0, batch_size: int = 32, augment
     if batch_size < 1:
         raise UsageError(f"batch_size={batch_size}: must be at least 1")
     augmenter = run.augmenter(augment) if tta else None
-    probs = predict_images(run.model, model_batches(run, source, batch_size), augmenter, tta,
-                           run.seed if seed is None else int(seed),
-                           total=math.ceil(len(source) / batch_size), progress=progress)
+    probs = predict_images(
+        run.model,
+        model_batches(run, source, batch_size),
+        augmenter,
+        tta,
+        run.seed if seed is None else int(seed),
+        total=math.ceil(len(source) / batch_size),
+        progress=progress,
+    )
     if len(probs) != len(source):  # the pipeline drops a file that fails to decode: find it
         bad = _undecodable(run, source)
         raise DataError(f"{bad}: cannot decode this image; remove or replace it and predict again")
@@ -139,8 +164,14 @@ def _undecodable(run: Run, source) -> str:
     from fastcourse.data.sources import FolderSource
 
     for i, f in enumerate(files):
-        one = FolderSource([f], None, source.num_classes, source.image_size, None,
-                           None if source.pillow is None else source.pillow[i:i + 1])
+        one = FolderSource(
+            [f],
+            None,
+            source.num_classes,
+            source.image_size,
+            None,
+            None if source.pillow is None else source.pillow[i : i + 1],
+        )
         if sum(int(b.shape[0]) for b in one.batches(1, labels=False)) == 0:
             return str(f)
     return f"one of {files[0]} ... {files[-1]}"

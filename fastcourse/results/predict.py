@@ -11,6 +11,7 @@ as training decoded them. Example::
     evald = predict_eval("runs/mnist-cnn-20260101-120000")   # the run's test/valid split
     evald.split                                                # "test" (arrays) or "valid" (folders)
 """
+
 from __future__ import annotations
 
 import os
@@ -35,6 +36,7 @@ from fastcourse.run import records
 
 # --- files ------------------------------------------------------------------------------
 
+
 def list_images(folder: str | os.PathLike) -> list[str]:
     """Image paths under `folder` (recursively), relative to it, in sorted file order; hidden
     files and folders and OS litter (.DS_Store, __MACOSX/...) are left out.
@@ -45,13 +47,16 @@ def list_images(folder: str | os.PathLike) -> list[str]:
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder of images")
     files = sorted(
-        p.relative_to(folder).as_posix() for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and p.is_file()
         and not any(is_os_litter(part) for part in p.relative_to(folder).parts)
     )
     if not files:
-        raise DataError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
-                        "also in subfolders)")
+        raise DataError(
+            f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files, also in subfolders)"
+        )
     return files
 
 
@@ -71,13 +76,16 @@ def labels_of(files: Sequence[str], class_names: Sequence[str], folder: str | os
     for f in files:
         top = f.split("/", 1)[0]
         if "/" not in f or top not in index:
-            raise DataError(f"{Path(folder) / f}: a labelled folder holds one subfolder per class "
-                            f"({', '.join(class_names)}); {top!r} is not one of them")
+            raise DataError(
+                f"{Path(folder) / f}: a labelled folder holds one subfolder per class "
+                f"({', '.join(class_names)}); {top!r} is not one of them"
+            )
         labels.append(index[top])
     return np.asarray(labels, np.int64)
 
 
 # --- results ----------------------------------------------------------------------------
+
 
 @dataclass
 class Predictions:
@@ -143,9 +151,16 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
 
 
 def predict_folder(
-    run: Run | str | os.PathLike, folder: str | os.PathLike, tta: int = 0, batch_size: int = 32,
-    augment: str | None = None, labelled: bool = False, class_names: Sequence[str] | None = None,
-    on_error: str = "raise", progress: bool = True, seed: int | None = None,
+    run: Run | str | os.PathLike,
+    folder: str | os.PathLike,
+    tta: int = 0,
+    batch_size: int = 32,
+    augment: str | None = None,
+    labelled: bool = False,
+    class_names: Sequence[str] | None = None,
+    on_error: str = "raise",
+    progress: bool = True,
+    seed: int | None = None,
 ) -> Predictions:
     """Predict every image of `folder` (recursively, sorted) with the run's model.
 
@@ -170,8 +185,13 @@ def predict_folder(
 
 
 def predict_eval(
-    run: Run | str | os.PathLike, tta: int = 0, batch_size: int = 32, augment: str | None = None,
-    class_names: Sequence[str] | None = None, progress: bool = True, seed: int | None = None,
+    run: Run | str | os.PathLike,
+    tta: int = 0,
+    batch_size: int = 32,
+    augment: str | None = None,
+    class_names: Sequence[str] | None = None,
+    progress: bool = True,
+    seed: int | None = None,
     split: str = "eval",
 ) -> Predictions:
     """Predict the run's own evaluation split (`test` for arrays, `valid` for folders), or with
@@ -186,18 +206,27 @@ def predict_eval(
     source = inputs.eval
     if split == "test":
         if inputs.unlabelled is None:
-            raise UsageError(f"{run.path}: the run's dataset {inputs.name} has no unlabelled test/ images; "
-                             "give the FOLDER of test images")
+            raise UsageError(
+                f"{run.path}: the run's dataset {inputs.name} has no unlabelled test/ images; "
+                "give the FOLDER of test images"
+            )
         source = inputs.unlabelled
     probs = predict_source(run, source, tta, batch_size, augment, seed, progress)
     labels = None if source.labels is None else np.asarray(source.labels)
     if inputs.kind == "folder":
         root = Path(inputs.dataset.root).absolute()
         names = [_relative(f, root) for f in source.files]
-        return Predictions(names, probs, list(run.class_names), labels, root,
-                           split=inputs.eval_split if split == "eval" else "test")
-    return Predictions([str(i) for i in range(len(source))], probs, list(run.class_names), labels,
-                       images=getattr(source, "x", None), split=inputs.eval_split)
+        return Predictions(
+            names, probs, list(run.class_names), labels, root, split=inputs.eval_split if split == "eval" else "test"
+        )
+    return Predictions(
+        [str(i) for i in range(len(source))],
+        probs,
+        list(run.class_names),
+        labels,
+        images=getattr(source, "x", None),
+        split=inputs.eval_split,
+    )
 
 
 def saved_eval(run: Run) -> Optional[Predictions]:
@@ -217,10 +246,22 @@ def saved_eval(run: Run) -> Optional[Predictions]:
         if not table.is_file() or pd.read_csv(table)["file"].astype(str).tolist() != list(inputs.eval.files):
             return None
         root = Path(inputs.dataset.root).absolute()
-        return Predictions([_relative(f, root) for f in inputs.eval.files], probs.astype(np.float32),
-                           list(run.class_names), labels, root, split=inputs.eval_split)
-    return Predictions([str(i) for i in range(len(probs))], probs.astype(np.float32), list(run.class_names),
-                       labels, images=getattr(inputs.eval, "x", None), split=inputs.eval_split)
+        return Predictions(
+            [_relative(f, root) for f in inputs.eval.files],
+            probs.astype(np.float32),
+            list(run.class_names),
+            labels,
+            root,
+            split=inputs.eval_split,
+        )
+    return Predictions(
+        [str(i) for i in range(len(probs))],
+        probs.astype(np.float32),
+        list(run.class_names),
+        labels,
+        images=getattr(inputs.eval, "x", None),
+        split=inputs.eval_split,
+    )
 
 
 def _relative(path: str, root: Path) -> str:
@@ -230,6 +271,21 @@ def _relative(path: str, root: Path) -> str:
         return str(path)
 
 
-__all__ = ["Predictions", "Run", "folder_source", "labelled_images", "labels_of", "list_images", "load_run",
-           "model_batches", "model_images", "predict_eval", "predict_folder", "predict_images", "predict_source",
-           "read_predictions", "saved_eval", "scanned"]
+__all__ = [
+    "Predictions",
+    "Run",
+    "folder_source",
+    "labelled_images",
+    "labels_of",
+    "list_images",
+    "load_run",
+    "model_batches",
+    "model_images",
+    "predict_eval",
+    "predict_folder",
+    "predict_images",
+    "predict_source",
+    "read_predictions",
+    "saved_eval",
+    "scanned",
+]

@@ -15,6 +15,7 @@ into one row each, newest first; `format_runs(df)` prints it. The columns (docs/
 
 Only files are read: no TensorFlow or Keras, so listing a hundred runs takes a moment.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,6 +46,7 @@ MAX_DEPTH = 4
 
 # --- listing ---------------------------------------------------------------------------
 
+
 def list_runs(root: str | os.PathLike = "runs") -> pd.DataFrame:
     """One row per run directory or reproduction under `root`, newest first.
 
@@ -54,8 +56,9 @@ def list_runs(root: str | os.PathLike = "runs") -> pd.DataFrame:
     """
     root = Path(root)
     if not root.is_dir():
-        raise UsageError(f"{root}: no such folder; pass the folder your runs went to "
-                         "(fastcourse run --out, default runs)")
+        raise UsageError(
+            f"{root}: no such folder; pass the folder your runs went to (fastcourse run --out, default runs)"
+        )
     found = sorted(find_runs(root), key=lambda p: (_started(p), str(p)), reverse=True)
     rows = [describe(p, _relative(p, root)) for p in found]
     df = pd.DataFrame(rows, columns=COLUMNS, index=pd.Index([str(p) for p in found], name="path"))
@@ -76,8 +79,11 @@ def format_runs(df: pd.DataFrame) -> str:
     for col in COLUMNS:
         fmt = formats.get(col, "{}")
         shown[col] = [("-" if _missing(v) else fmt.format(v)) for v in df[col]]
-    notes = [f"{name}: {METRICS} is damaged ({damage(Path(path))}); its model and figures may be incomplete"
-             for path, name, status in zip(df.index, df["name"], df["status"]) if status == "damaged"]
+    notes = [
+        f"{name}: {METRICS} is damaged ({damage(Path(path))}); its model and figures may be incomplete"
+        for path, name, status in zip(df.index, df["name"], df["status"])
+        if status == "damaged"
+    ]
     return "\n".join([shown.to_string(index=False), *notes])
 
 
@@ -135,7 +141,8 @@ def run_seconds(run: Path, metrics: dict, state: dict, members: list[dict]) -> O
     if _number(so_far):
         return float(so_far)
     total = sum(state.get("epoch_seconds") or []) + sum(
-        m.get("wall_seconds") or m.get("train_seconds") or 0.0 for m in members)
+        m.get("wall_seconds") or m.get("train_seconds") or 0.0 for m in members
+    )
     return total or None
 
 
@@ -184,12 +191,16 @@ def _describe_reproduction(run: Path, name: str) -> dict[str, Any]:
     best = max(results, key=records.eval_accuracy, default=None)
     times = [t["seconds"] for t in map(_read_json, (s / STEP_TIME for s in steps)) if t and "seconds" in t]
     return {
-        "name": name, "task": "reproduce", "model": f"{len(steps)} steps" if steps else None,
-        "dataset": plan.get("data_name") or plan.get("dataset"), "epochs": None,
+        "name": name,
+        "task": "reproduce",
+        "model": f"{len(steps)} steps" if steps else None,
+        "dataset": plan.get("data_name") or plan.get("dataset"),
+        "epochs": None,
         # the best step's: the headline number of a reproduction (report.md has them all)
         "split": None if best is None else records.eval_split(best),
         "accuracy": None if best is None else records.eval_accuracy(best),
-        "minutes": sum(times) / 60.0 if times else None, "images_per_s": None,
+        "minutes": sum(times) / 60.0 if times else None,
+        "images_per_s": None,
         "status": run_status(run),
     }
 
@@ -218,6 +229,7 @@ def _started(run: Path) -> float:
 
 
 # --- small helpers ---------------------------------------------------------------------
+
 
 def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
     """{"train": {"epochs": 3}} -> {"train.epochs": 3}; lists stay values."""

@@ -8,6 +8,7 @@ A run directory holds model.keras (loaded by fastcourse.run.artifacts.load_model
 (the augmentation TTA reuses, the seed, the dataset) and metrics.json (`classes`, `data_kind`,
 `eval_split`).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ class Run:
 
     @property
     def data_kind(self) -> str:
-        """"arrays" or "folder" (metrics.json's data_kind; "" when the run does not say)."""
+        """ "arrays" or "folder" (metrics.json's data_kind; "" when the run does not say)."""
         return str(self.metrics.get("data_kind") or "")
 
     def augmenter(self, name: str | None = None, args: dict | None = None) -> Optional[Callable]:
@@ -64,8 +65,10 @@ class Run:
             except UsageError as exc:
                 raise type(exc)(f"{self.path}: cannot open the run's data: {exc}") from None
             if list(self._inputs.class_names) != list(self.class_names):
-                raise UsageError(f"{self.path}: the run's dataset has classes {self._inputs.class_names}, the model "
-                                 f"{self.class_names}")
+                raise UsageError(
+                    f"{self.path}: the run's dataset has classes {self._inputs.class_names}, the model "
+                    f"{self.class_names}"
+                )
         return self._inputs
 
 
@@ -83,10 +86,13 @@ def load_run(run_dir: str | os.PathLike, class_names: Sequence[str] | None = Non
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
         if (run_dir / "config.yaml").is_file() and not (run_dir / "metrics.json").is_file():
-            raise UsageError(f"{run_dir}: no model.keras: the run is unfinished; continue it with "
-                             f"`fastcourse run {run_dir}`")
-        raise UsageError(f"{run_dir}: no model.keras in this run; train one with `fastcourse run CONFIG` "
-                         "and pass the run directory it prints")
+            raise UsageError(
+                f"{run_dir}: no model.keras: the run is unfinished; continue it with `fastcourse run {run_dir}`"
+            )
+        raise UsageError(
+            f"{run_dir}: no model.keras in this run; train one with `fastcourse run CONFIG` "
+            "and pass the run directory it prints"
+        )
     # safe mode, one-line errors for a corrupt or foreign file; compile=False: prediction needs
     # no optimizer (and the learning-rate schedule need not deserialize)
     model = load_model(model_path, compile=False)
@@ -97,11 +103,20 @@ def load_run(run_dir: str | os.PathLike, class_names: Sequence[str] | None = Non
     names = list(class_names) if class_names else _class_names(run_dir, cfg, metrics)
     outputs = int(model.output_shape[-1])
     if len(names) != outputs:
-        raise UsageError(f"{run_dir}: the model has {outputs} outputs but {len(names)} class names "
-                         f"{names}; pass --classes with {outputs} names")
+        raise UsageError(
+            f"{run_dir}: the model has {outputs} outputs but {len(names)} class names "
+            f"{names}; pass --classes with {outputs} names"
+        )
     augment = cfg.get("augment") or {"name": "none"}
-    return Run(run_dir, model, names, int(cfg.get("seed", 0) or 0), augment.get("name", "none"),
-               {k: v for k, v in augment.items() if k != "name"}, metrics)
+    return Run(
+        run_dir,
+        model,
+        names,
+        int(cfg.get("seed", 0) or 0),
+        augment.get("name", "none"),
+        {k: v for k, v in augment.items() if k != "name"},
+        metrics,
+    )
 
 
 def _read_config(run_dir: Path) -> dict:
@@ -140,10 +155,14 @@ def _class_names(run_dir: Path, cfg: dict, metrics: dict) -> list[str]:
             return list(DATASETS.get(data["name"])(**args).class_names)
         except Exception as exc:  # the data may be gone or elsewhere: say so, offer --classes
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"{run_dir}: cannot tell the class names (no classes.json; loading dataset "
-                             f"{data['name']!r} failed: {reason}); pass --classes a,b,...") from None
-    raise UsageError(f"{run_dir}: cannot tell the class names (no classes.json, no data section in "
-                     "config.yaml); pass --classes a,b,...")
+            raise UsageError(
+                f"{run_dir}: cannot tell the class names (no classes.json; loading dataset "
+                f"{data['name']!r} failed: {reason}); pass --classes a,b,..."
+            ) from None
+    raise UsageError(
+        f"{run_dir}: cannot tell the class names (no classes.json, no data section in "
+        "config.yaml); pass --classes a,b,..."
+    )
 
 
 def _read_json_any(path: Path):

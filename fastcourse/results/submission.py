@@ -11,6 +11,7 @@ is what moved the course up the leaderboard. Example::
     probs = predict_folder("runs/dogscats-...", "data/dogscats/test")
     write_submission(dogscats_frame(probs.filenames, probs.probs, probs.class_names), "sub.csv")
 """
+
 from __future__ import annotations
 
 import gzip
@@ -38,8 +39,9 @@ def statefarm_clip(mx: float = STATEFARM_MAX) -> tuple[float, float]:
 def _check(filenames: Sequence[str], probs: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(class_names):
-        raise UsageError(f"probabilities of shape {probs.shape} do not fit {len(class_names)} classes "
-                         f"{list(class_names)}")
+        raise UsageError(
+            f"probabilities of shape {probs.shape} do not fit {len(class_names)} classes {list(class_names)}"
+        )
     if len(filenames) != len(probs):
         raise UsageError(f"{len(filenames)} file names for {len(probs)} rows of probabilities")
     if len(probs) == 0:
@@ -54,16 +56,19 @@ def check_kind(kind: str, class_names: Sequence[str], filenames: Sequence[str] =
         raise UsageError(f"unknown submission kind {kind!r}: use one of {', '.join(KINDS)}")
     if kind == "statefarm":
         if sorted(class_names) != STATEFARM_CLASSES:
-            raise UsageError(f"a Statefarm submission needs exactly the classes c0..c9; this model's classes "
-                             f"are {list(class_names)}")
+            raise UsageError(
+                f"a Statefarm submission needs exactly the classes c0..c9; this model's classes are {list(class_names)}"
+            )
         names = [PurePath(f).name for f in filenames]
         if len(set(names)) != len(names):
             dup = next(n for i, n in enumerate(names) if n in names[:i])
             raise UsageError(f"img {dup} appears twice among the images; one file per name")
         return []
     if "dogs" not in class_names:
-        raise UsageError(f"a dogs-vs-cats submission needs a 'dogs' class; this model's classes are "
-                         f"{list(class_names)} (use --kind statefarm, or a model trained on dogs/cats)")
+        raise UsageError(
+            f"a dogs-vs-cats submission needs a 'dogs' class; this model's classes are "
+            f"{list(class_names)} (use --kind statefarm, or a model trained on dogs/cats)"
+        )
     ids = []
     for name in filenames:
         stem = PurePath(name).stem
@@ -74,7 +79,9 @@ def check_kind(kind: str, class_names: Sequence[str], filenames: Sequence[str] =
 
 
 def dogscats_frame(
-    filenames: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
+    filenames: Sequence[str],
+    probs: np.ndarray,
+    class_names: Sequence[str],
     clip: tuple[float, float] = DOGSCATS_CLIP,
 ) -> pd.DataFrame:
     """``id,label``: P(dog) clipped, one row per image, sorted by the numeric id."""
@@ -89,7 +96,10 @@ def dogscats_frame(
 
 
 def statefarm_frame(
-    filenames: Sequence[str], probs: np.ndarray, class_names: Sequence[str], mx: float = STATEFARM_MAX,
+    filenames: Sequence[str],
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    mx: float = STATEFARM_MAX,
 ) -> pd.DataFrame:
     """``img,c0..c9``: every probability clipped to [(1-mx)/9, mx], rows in file order."""
     probs = _check(filenames, probs, class_names)
@@ -100,8 +110,9 @@ def statefarm_frame(
     return frame
 
 
-def submission_frame(kind: str, filenames: Sequence[str], probs: np.ndarray,
-                     class_names: Sequence[str]) -> pd.DataFrame:
+def submission_frame(
+    kind: str, filenames: Sequence[str], probs: np.ndarray, class_names: Sequence[str]
+) -> pd.DataFrame:
     """The `kind` competition's table (dogscats or statefarm)."""
     check_kind(kind, class_names)
     frame = dogscats_frame if kind == "dogscats" else statefarm_frame

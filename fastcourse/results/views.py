@@ -11,6 +11,7 @@ hand-made arrays; `write_views` draws them as PNG grids (through fastcourse.io.s
 - most_uncertain.png: P closest to 0.5 for two classes; highest entropy for more
 - confusion_matrix.png, augmented.png (copies of one image through the run's augmentation)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -98,6 +99,7 @@ def most_uncertain(probs, n: int = 4, by: str = "auto") -> np.ndarray:
 
 # --- drawing ----------------------------------------------------------------------------
 
+
 def load_display_image(path: str | Path, size: int = 160) -> np.ndarray:
     """An RGB uint8 thumbnail decoded as training decodes it (fastcourse.data.images.pillow_rgb:
     EXIF rotation applied, CMYK converted, alpha on white, 16-bit scaled)."""
@@ -110,8 +112,12 @@ def load_display_image(path: str | Path, size: int = 160) -> np.ndarray:
     return np.asarray(im)
 
 
-def plot_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | Path, title: str = "",
-              row_labels: Sequence[str] | None = None) -> Path:
+def plot_grid(
+    rows: Sequence[Sequence[tuple[np.ndarray, str]]],
+    path: str | Path,
+    title: str = "",
+    row_labels: Sequence[str] | None = None,
+) -> Path:
     """A PNG of image rows; each cell is (image, caption). Empty rows show 'none'."""
     from matplotlib.figure import Figure  # not pyplot: the user's backend is left alone
 
@@ -152,10 +158,19 @@ def _caption(i: int, labels, probs, class_names) -> str:
 
 
 def write_views(
-    folder: str | Path, filenames: Sequence[str], labels: np.ndarray, probs: np.ndarray,
-    class_names: Sequence[str], out_dir: str | Path, n: int = 4, seed: int = 0,
-    augment: Optional[Callable] = None, augment_image: Optional[tuple[str, np.ndarray]] = None,
-    uncertainty_by: str = "auto", display: Optional[Callable[[int], np.ndarray]] = None, split: str = "",
+    folder: str | Path,
+    filenames: Sequence[str],
+    labels: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    out_dir: str | Path,
+    n: int = 4,
+    seed: int = 0,
+    augment: Optional[Callable] = None,
+    augment_image: Optional[tuple[str, np.ndarray]] = None,
+    uncertainty_by: str = "auto",
+    display: Optional[Callable[[int], np.ndarray]] = None,
+    split: str = "",
 ) -> dict:
     """Draw every view into `out_dir`; return the accuracy, the confusion matrix, the file names
     each view shows and the PNG paths. `augment_image` is (name, image as the model sees it).
@@ -193,26 +208,42 @@ def write_views(
     }
     written: dict[str, Path] = {}
     on = f" ({split})" if split else ""
-    titles = {"random_correct": "random correct", "random_incorrect": "random incorrect (true as predicted)",
-              "most_uncertain": "most uncertain"}
+    titles = {
+        "random_correct": "random correct",
+        "random_incorrect": "random incorrect (true as predicted)",
+        "most_uncertain": "most uncertain",
+    }
     for view, idx in picks.items():
         written[view] = plot_grid([cells(idx)], out_dir / f"{view}.png", titles[view] + on)
     for view, rows in per_class.items():
-        written[view] = plot_grid([cells(idx) for idx in rows], out_dir / f"{view}.png",
-                                  view.replace("_", " ") + " per class" + on, row_labels=list(class_names))
+        written[view] = plot_grid(
+            [cells(idx) for idx in rows],
+            out_dir / f"{view}.png",
+            view.replace("_", " ") + " per class" + on,
+            row_labels=list(class_names),
+        )
     cm = report.confusion_matrix(labels, probs.argmax(1), len(class_names))
     accuracy = float(np.trace(cm) / max(1, cm.sum()))
     written["confusion_matrix"] = report.plot_confusion_matrix(
-        cm, class_names, out_dir / "confusion_matrix.png",
-        f"{split + ' ' if split else ''}accuracy {accuracy:.4f} on {len(labels)} images")
+        cm,
+        class_names,
+        out_dir / "confusion_matrix.png",
+        f"{split + ' ' if split else ''}accuracy {accuracy:.4f} on {len(labels)} images",
+    )
     if augment is not None and augment_image is not None:
         from fastcourse.data.augment import preview
 
         name, image = augment_image
-        written["augmented"] = preview(augment, image, out_dir / "augmented.png", n=8, seed=seed,
-                                       title=f"augmented copies of {name}")
+        written["augmented"] = preview(
+            augment, image, out_dir / "augmented.png", n=8, seed=seed, title=f"augmented copies of {name}"
+        )
     shown = {view: [filenames[i] for i in idx] for view, idx in picks.items()}
     for view, rows in per_class.items():
         shown[view] = {class_names[c]: [filenames[i] for i in idx] for c, idx in enumerate(rows)}
-    return {"split": split, "accuracy": accuracy, "confusion_matrix": cm.tolist(), "shown": shown,
-            "files": {k: str(v) for k, v in written.items()}}
+    return {
+        "split": split,
+        "accuracy": accuracy,
+        "confusion_matrix": cm.tolist(),
+        "shown": shown,
+        "files": {k: str(v) for k, v in written.items()},
+    }

@@ -13,6 +13,7 @@
 `load_model` is the one way fastcourse reads a .keras file: safe mode, with fastcourse's own
 registered classes imported first.
 """
+
 from __future__ import annotations
 
 import platform
@@ -57,8 +58,10 @@ def load_model(path: str | Path, compile: bool = True):
     except ValueError as exc:
         text = str(exc)
         if "Lambda" in text or "safe_mode" in text:
-            raise UsageError(f"{path}: refused: it holds a Lambda layer (arbitrary Python code), and fastcourse "
-                             "loads models in safe mode only; rebuild it with registered layers") from None
+            raise UsageError(
+                f"{path}: refused: it holds a Lambda layer (arbitrary Python code), and fastcourse "
+                "loads models in safe mode only; rebuild it with registered layers"
+            ) from None
         raise UsageError(f"{path}: cannot load this .keras model: {text.splitlines()[0]}") from None
     except (TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -88,8 +91,14 @@ def versions() -> dict[str, str]:
 
     from fastcourse.version import __version__
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "fastcourse": __version__, "platform": sys.platform}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "fastcourse": __version__,
+        "platform": sys.platform,
+    }
 
 
 def write_run(run_dir: Path, cfg, inputs, model, result, evaluation: dict, extra: dict | None = None) -> dict:
@@ -114,24 +123,47 @@ def write_run(run_dir: Path, cfg, inputs, model, result, evaluation: dict, extra
     with io.atomic_path(run_dir / LABELS, suffix=".npy") as tmp:
         np.save(tmp, labels)
     metrics = records.run_metrics(
-        name=cfg.name, task=cfg.task.name, model=cfg.model.name, dataset=inputs.name, data_kind=inputs.kind,
-        data_source=inputs.source, classes=list(inputs.class_names), augment=cfg.augment.name,
-        split=inputs.eval_split, accuracy=evaluation["accuracy"], loss=evaluation["loss"],
-        eval_images=len(inputs.eval), train_images=len(inputs.train), epochs=len(result.epoch_seconds),
-        train_seconds=result.train_seconds, params=int(model.count_params()), seed=cfg.seed, versions=versions(),
-        images_per_second=result.images_per_second, epoch_seconds=result.epoch_seconds, replicas=replicas(),
+        name=cfg.name,
+        task=cfg.task.name,
+        model=cfg.model.name,
+        dataset=inputs.name,
+        data_kind=inputs.kind,
+        data_source=inputs.source,
+        classes=list(inputs.class_names),
+        augment=cfg.augment.name,
+        split=inputs.eval_split,
+        accuracy=evaluation["accuracy"],
+        loss=evaluation["loss"],
+        eval_images=len(inputs.eval),
+        train_images=len(inputs.train),
+        epochs=len(result.epoch_seconds),
+        train_seconds=result.train_seconds,
+        params=int(model.count_params()),
+        seed=cfg.seed,
+        versions=versions(),
+        images_per_second=result.images_per_second,
+        epoch_seconds=result.epoch_seconds,
+        replicas=replicas(),
         **{**result.extra, **(extra or {})},
     )
     if result.history:
-        plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name} ({inputs.name})",
-                                   split=inputs.eval_split)
+        plots.plot_learning_curves(
+            result.history, run_dir / "learning_curves.png", f"{cfg.name} ({inputs.name})", split=inputs.eval_split
+        )
     cm = plots.confusion_matrix(labels, probs.argmax(1), inputs.num_classes)
-    plots.plot_confusion_matrix(cm, inputs.class_names, run_dir / "confusion_matrix.png",
-                                f"{cfg.name}: {inputs.eval_split} accuracy {evaluation['accuracy']:.4f}")
+    plots.plot_confusion_matrix(
+        cm,
+        inputs.class_names,
+        run_dir / "confusion_matrix.png",
+        f"{cfg.name}: {inputs.eval_split} accuracy {evaluation['accuracy']:.4f}",
+    )
     io.write_json(run_dir / "metrics.json", metrics)
     # the predictions file comes last: an ensemble member is finished when it exists
     with io.atomic_path(run_dir / PROBS, suffix=".npy") as tmp:
         np.save(tmp, probs.astype(np.float32))
-    print(f"fastcourse: {cfg.name}: {inputs.eval_split} accuracy {evaluation['accuracy']:.4f}, "
-          f"loss {evaluation['loss']:.4f}", flush=True)
+    print(
+        f"fastcourse: {cfg.name}: {inputs.eval_split} accuracy {evaluation['accuracy']:.4f}, "
+        f"loss {evaluation['loss']:.4f}",
+        flush=True,
+    )
     return metrics

@@ -21,6 +21,7 @@ and loss on that split (`eval_accuracy`, `eval_loss`), their mean and spread, th
 rule, and the wall time of the whole ensemble (`wall_seconds`; each member's own is in its
 metrics.json).
 """
+
 from __future__ import annotations
 
 import os
@@ -42,6 +43,7 @@ EPS = 1e-7  # the clipping Keras' cross-entropy uses
 
 
 # --- combination rules: pure numpy over (members, images, classes) -----------------------
+
 
 def combine(probs: np.ndarray, rule: str = "mean") -> np.ndarray:
     """Combine member probabilities `probs` (M, N, C) into (N, C) scores by `rule`.
@@ -87,21 +89,33 @@ def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict
     loss = np.array([records.eval_loss(m) for m in member_metrics], dtype=np.float64)
 
     def spread(v):
-        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                "min": float(v.min()), "max": float(v.max())}
+        return {
+            "mean": float(v.mean()),
+            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()),
+            "max": float(v.max()),
+        }
 
     rules = {}
     for rule in RULES:
         scores = combine(member_probs, rule)
         # vote fractions are no probabilities: a vote has no meaningful cross-entropy
-        rules[rule] = records.evaluation(split, accuracy(scores, y),
-                                         None if rule == "vote" else cross_entropy(scores, y))
+        rules[rule] = records.evaluation(
+            split, accuracy(scores, y), None if rule == "vote" else cross_entropy(scores, y)
+        )
     best_member = float(acc.max())
     return {
-        "members": [{"index": i, "seed": m.get("seed"), **records.evaluation(split, a, lo),
-                     "epochs": m.get("epochs"), "train_seconds": m.get("train_seconds"),
-                     "wall_seconds": m.get("wall_seconds")}
-                    for i, (m, a, lo) in enumerate(zip(member_metrics, acc, loss))],
+        "members": [
+            {
+                "index": i,
+                "seed": m.get("seed"),
+                **records.evaluation(split, a, lo),
+                "epochs": m.get("epochs"),
+                "train_seconds": m.get("train_seconds"),
+                "wall_seconds": m.get("wall_seconds"),
+            }
+            for i, (m, a, lo) in enumerate(zip(member_metrics, acc, loss))
+        ],
         "member_accuracy": spread(acc),
         "member_loss": spread(loss),
         "rules": rules,
@@ -111,6 +125,7 @@ def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict
 
 
 # --- training --------------------------------------------------------------------------
+
 
 def member_seeds(cfg: ExperimentConfig) -> list[int]:
     ens = cfg.ensemble
@@ -171,9 +186,12 @@ def _train_missing(cfg: ExperimentConfig, task, run_dir: Path) -> None:
     n = len(seeds)
     pending = [i for i in range(n) if not is_finished(member_dir(run_dir, i))]
     done = n - len(pending)
-    print(f"fastcourse: ensemble {cfg.name}: {n} x {cfg.task.name} of {cfg.model.name}, augment={cfg.augment.name}"
-          f" -> {run_dir}" + (f" ({done} finished member(s) kept, resuming at member {pending[0]})"
-                              if done and pending else ""), flush=True)
+    print(
+        f"fastcourse: ensemble {cfg.name}: {n} x {cfg.task.name} of {cfg.model.name}, augment={cfg.augment.name}"
+        f" -> {run_dir}"
+        + (f" ({done} finished member(s) kept, resuming at member {pending[0]})" if done and pending else ""),
+        flush=True,
+    )
     workers = _parallel_devices(cfg) if pending else 0
     if workers > 1:
         _train_parallel(cfg, task, seeds, pending, run_dir, workers)
@@ -198,16 +216,20 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     dirs = [member_dir(run_dir, i) for i in range(n)]
     missing = [str(i) for i, d in enumerate(dirs) if not is_finished(d)]
     if missing:
-        raise RunError(f"{run_dir}: members {', '.join(missing)} are not finished; run the ensemble again "
-                       "on this run directory to train them")
+        raise RunError(
+            f"{run_dir}: members {', '.join(missing)} are not finished; run the ensemble again "
+            "on this run directory to train them"
+        )
     member_metrics = [_member_metrics(d) for d in dirs]
     split = records.eval_split(member_metrics[0]) or "test"
     probs = np.stack([np.load(d / PROBS, allow_pickle=False) for d in dirs])
     labels = np.load(dirs[0] / LABELS, allow_pickle=False)
     for d in dirs[1:]:
         if not np.array_equal(np.load(d / LABELS, allow_pickle=False), labels):
-            raise RunError(f"{run_dir}: member {d.name} was evaluated on other images than member 0; "
-                           "was the data changed between members?")
+            raise RunError(
+                f"{run_dir}: member {d.name} was evaluated on other images than member 0; "
+                "was the data changed between members?"
+            )
     summary = summarize(probs, labels, member_metrics, split)
 
     # The ensemble as one model: saved, reloaded in safe mode, and checked against the mean rule
@@ -230,40 +252,69 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     first = member_metrics[0]
     # the headline numbers are the arithmetic mean's, as the course averaged predictions
     metrics = records.run_metrics(
-        name=cfg.name, task=cfg.task.name, model=cfg.model.name, dataset=first.get("dataset"),
-        data_kind=first.get("data_kind"), data_source=first.get("data_source"), classes=first.get("classes") or [],
-        augment=cfg.augment.name, split=split, accuracy=rules["mean"]["eval_accuracy"],
-        loss=rules["mean"]["eval_loss"], eval_images=int(len(labels)), train_images=first.get("train_images"),
-        epochs=first.get("epochs"), train_seconds=float(sum(m.get("train_seconds", 0.0) for m in member_metrics)),
-        params=int(reloaded.count_params()), seed=cfg.seed, versions=versions(), ensemble_members=n,
+        name=cfg.name,
+        task=cfg.task.name,
+        model=cfg.model.name,
+        dataset=first.get("dataset"),
+        data_kind=first.get("data_kind"),
+        data_source=first.get("data_source"),
+        classes=first.get("classes") or [],
+        augment=cfg.augment.name,
+        split=split,
+        accuracy=rules["mean"]["eval_accuracy"],
+        loss=rules["mean"]["eval_loss"],
+        eval_images=int(len(labels)),
+        train_images=first.get("train_images"),
+        epochs=first.get("epochs"),
+        train_seconds=float(sum(m.get("train_seconds", 0.0) for m in member_metrics)),
+        params=int(reloaded.count_params()),
+        seed=cfg.seed,
+        versions=versions(),
+        ensemble_members=n,
         **summary,
-        keras_model={"path": "model.keras", "checked_images": k,
-                     "max_abs_diff_from_mean_rule": float(np.abs(model_probs - mean_probs[:k]).max())},
+        keras_model={
+            "path": "model.keras",
+            "checked_images": k,
+            "max_abs_diff_from_mean_rule": float(np.abs(model_probs - mean_probs[:k]).max()),
+        },
     )
     classes = list(first.get("classes") or range(probs.shape[2]))
-    plots.plot_learning_curves(mean_history.drop(columns="epoch").to_dict("list"), run_dir / "learning_curves.png",
-                               f"{cfg.name}: mean of {n} members", split=split)
+    plots.plot_learning_curves(
+        mean_history.drop(columns="epoch").to_dict("list"),
+        run_dir / "learning_curves.png",
+        f"{cfg.name}: mean of {n} members",
+        split=split,
+    )
     cm = plots.confusion_matrix(labels, mean_probs.argmax(1), probs.shape[2])
-    plots.plot_confusion_matrix(cm, [str(c) for c in classes], run_dir / "confusion_matrix.png",
-                                f"{cfg.name} ({n} members): {split} accuracy {metrics['eval_accuracy']:.4f}")
+    plots.plot_confusion_matrix(
+        cm,
+        [str(c) for c in classes],
+        run_dir / "confusion_matrix.png",
+        f"{cfg.name} ({n} members): {split} accuracy {metrics['eval_accuracy']:.4f}",
+    )
     io.write_json(run_dir / records.METRICS, metrics)
     with io.atomic_path(run_dir / PROBS, suffix=".npy") as tmp:
         np.save(tmp, mean_probs.astype(np.float32))
     acc = summary["member_accuracy"]
-    print(f"fastcourse: ensemble {cfg.name}: {split} accuracy of the members {acc['mean']:.4f} +- {acc['std']:.4f} "
-          f"(min {acc['min']:.4f}, max {acc['max']:.4f}); ensemble mean {rules['mean']['eval_accuracy']:.4f}, "
-          f"geometric {rules['geometric']['eval_accuracy']:.4f}, vote {rules['vote']['eval_accuracy']:.4f}",
-          flush=True)
+    print(
+        f"fastcourse: ensemble {cfg.name}: {split} accuracy of the members {acc['mean']:.4f} +- {acc['std']:.4f} "
+        f"(min {acc['min']:.4f}, max {acc['max']:.4f}); ensemble mean {rules['mean']['eval_accuracy']:.4f}, "
+        f"geometric {rules['geometric']['eval_accuracy']:.4f}, vote {rules['vote']['eval_accuracy']:.4f}",
+        flush=True,
+    )
     return run_dir
 
 
 # --- helpers ---------------------------------------------------------------------------
 
+
 def _member_metrics(mdir: Path) -> dict:
     metrics, problem = records.read_metrics(mdir / records.METRICS)
     if metrics is None:
-        raise RunError(f"{mdir / records.METRICS}: {problem or 'missing'}; delete the folder {mdir} and run the "
-                       "ensemble again on this run directory to train that member anew")
+        raise RunError(
+            f"{mdir / records.METRICS}: {problem or 'missing'}; delete the folder {mdir} and run the "
+            "ensemble again on this run directory to train that member anew"
+        )
     return metrics
 
 
@@ -280,14 +331,14 @@ def _parallel_devices(cfg: ExperimentConfig) -> int:
 
     gpus = len(tf.config.list_physical_devices("GPU"))
     if gpus < 2:
-        print(f"fastcourse: ensemble.parallel: {gpus} GPU(s) visible; training members one after another",
-              flush=True)
+        print(f"fastcourse: ensemble.parallel: {gpus} GPU(s) visible; training members one after another", flush=True)
         return 1
     return gpus
 
 
-def _train_parallel(cfg: ExperimentConfig, task, seeds: list[int], pending: list[int], run_dir: Path,
-                    gpus: int) -> None:
+def _train_parallel(
+    cfg: ExperimentConfig, task, seeds: list[int], pending: list[int], run_dir: Path, gpus: int
+) -> None:
     """One worker process per GPU, each seeing only its own GPU; members are saved as they finish."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -296,14 +347,20 @@ def _train_parallel(cfg: ExperimentConfig, task, seeds: list[int], pending: list
     queue = ctx.Manager().Queue()
     for g in range(gpus):
         queue.put(g)
-    with ProcessPoolExecutor(max_workers=min(gpus, len(pending)), mp_context=ctx,
-                             initializer=_pick_gpu, initargs=(queue,)) as pool:
-        futures = {pool.submit(_train_member_worker, cfg.to_dict(), task, i, seeds[i],
-                               str(member_dir(run_dir, i))): i for i in pending}
+    with ProcessPoolExecutor(
+        max_workers=min(gpus, len(pending)), mp_context=ctx, initializer=_pick_gpu, initargs=(queue,)
+    ) as pool:
+        futures = {
+            pool.submit(_train_member_worker, cfg.to_dict(), task, i, seeds[i], str(member_dir(run_dir, i))): i
+            for i in pending
+        }
         for fut in as_completed(futures):
             metrics = fut.result()
-            print(f"fastcourse: member {futures[fut]}: {records.eval_split(metrics)} accuracy "
-                  f"{records.eval_accuracy(metrics):.4f}", flush=True)
+            print(
+                f"fastcourse: member {futures[fut]}: {records.eval_split(metrics)} accuracy "
+                f"{records.eval_accuracy(metrics):.4f}",
+                flush=True,
+            )
 
 
 def _pick_gpu(queue) -> None:

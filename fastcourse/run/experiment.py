@@ -10,6 +10,7 @@ metrics.json) continues from its checkpoints.
 The task registry lives one layer down (fastcourse.tasks); `fastcourse.tasks.runner` looks the
 task up and calls `execute`.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -40,8 +41,9 @@ def new_run_dir(out: str | Path, name: str) -> Path:
     raise RunError(f"cannot find a free run directory name under {out}")
 
 
-def execute(cfg: ExperimentConfig, task: Task, out: str | Path | None = None,
-            run_dir: str | Path | None = None) -> Path:
+def execute(
+    cfg: ExperimentConfig, task: Task, out: str | Path | None = None, run_dir: str | Path | None = None
+) -> Path:
     """Run `task` for `cfg` (as an ensemble when it has one); return the run directory.
 
     Given the `run_dir` of an unfinished run, continue it from its last checkpoint.

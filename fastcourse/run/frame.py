@@ -1,6 +1,7 @@
 """The frame every task call runs in, alone or as an ensemble member: cleared Keras state, the
 config's seed, and the precision policy and tf.distribute scope (train/devices.py); and the
 run's wall time, recorded in its metrics.json as `wall_seconds`."""
+
 from __future__ import annotations
 
 import threading

@@ -1,11 +1,12 @@
 """A config's data as every task sees it, whatever its kind (arrays or image folders).
 
-    inputs = inputs_for(cfg)
-    inputs.train, inputs.eval          # Sources: what the trainer fits on and what is reported
-    inputs.eval_split                  # "test" for array datasets, "valid" for folders
-    inputs.unlabelled                  # a folder's test/ images (pseudo-labels), else None
-    inputs.input_shape, inputs.mean, inputs.std, inputs.class_names
+inputs = inputs_for(cfg)
+inputs.train, inputs.eval          # Sources: what the trainer fits on and what is reported
+inputs.eval_split                  # "test" for array datasets, "valid" for folders
+inputs.unlabelled                  # a folder's test/ images (pseudo-labels), else None
+inputs.input_shape, inputs.mean, inputs.std, inputs.class_names
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,10 @@ class Inputs:
         return len(self.class_names)
 
     def describe(self) -> str:
-        return (f"{self.name} ({self.kind}: {len(self.train)} train / {len(self.eval)} {self.eval_split}, "
-                f"{self.num_classes} classes)")
+        return (
+            f"{self.name} ({self.kind}: {len(self.train)} train / {len(self.eval)} {self.eval_split}, "
+            f"{self.num_classes} classes)"
+        )
 
 
 _LIMIT_SEED: ContextVar[Optional[int]] = ContextVar("fastcourse_limit_seed", default=None)
@@ -78,16 +81,25 @@ def inputs_for(cfg: Optional[ExperimentConfig], data=None) -> Inputs:
     if isinstance(data, ArrayDataset):
         mean, std = data.pixel_stats()
         return Inputs(
-            data.name, "arrays", list(data.class_names),
+            data.name,
+            "arrays",
+            list(data.class_names),
             ArraySource(data.x_train, data.y_train, data.num_classes),
-            ArraySource(data.x_test, data.y_test, data.num_classes), "test", data.input_shape, mean, std,
-            data.source, dataset=data,
+            ArraySource(data.x_test, data.y_test, data.num_classes),
+            "test",
+            data.input_shape,
+            mean,
+            std,
+            data.source,
+            dataset=data,
         )
     if isinstance(data, FolderDataset):
         size = data.image_size
         if not data.has("valid"):
-            raise UsageError(f"{data.root}: no valid/ split to evaluate on; run `fastcourse split {data.root}` "
-                             "or set data.valid_fraction")
+            raise UsageError(
+                f"{data.root}: no valid/ split to evaluate on; run `fastcourse split {data.root}` "
+                "or set data.valid_fraction"
+            )
         train, valid = data.split("train"), data.split("valid")
         mean, std = data.pixel_stats()
         unlabelled = None
@@ -95,10 +107,19 @@ def inputs_for(cfg: Optional[ExperimentConfig], data=None) -> Inputs:
             test = data.split("test")
             unlabelled = FolderSource(test.files, None, data.num_classes, size, data.cache_dir, test.pillow)
         return Inputs(
-            data.name, "folder", list(data.class_names),
+            data.name,
+            "folder",
+            list(data.class_names),
             FolderSource(train.files, train.labels, data.num_classes, size, data.cache_dir, train.pillow),
-            FolderSource(valid.files, valid.labels, data.num_classes, size, data.cache_dir, valid.pillow), "valid",
-            (*size, 3), mean, std, data.source, unlabelled, list(valid.files), dataset=data,
+            FolderSource(valid.files, valid.labels, data.num_classes, size, data.cache_dir, valid.pillow),
+            "valid",
+            (*size, 3),
+            mean,
+            std,
+            data.source,
+            unlabelled,
+            list(valid.files),
+            dataset=data,
         )
     raise UsageError(f"data.name={cfg.data.name!r} gave a {type(data).__name__}, not a dataset fastcourse can train on")
 
@@ -109,6 +130,7 @@ def build_for(cfg: ExperimentConfig, inputs: Inputs, float32_output: bool = True
     from fastcourse.models import build_model
     from fastcourse.train.devices import float32_outputs
 
-    model = build_model(cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean, std=inputs.std,
-                        **cfg.model.args)
+    model = build_model(
+        cfg.model.name, inputs.input_shape, inputs.num_classes, mean=inputs.mean, std=inputs.std, **cfg.model.args
+    )
     return float32_outputs(model) if float32_output else model

@@ -1,4 +1,5 @@
 """Plots and tables for a run: learning curves, confusion matrices."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,7 @@ from fastcourse.io import save_figure
 # never switched and nothing is drawn twice.
 
 
-def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path, title: str = "", *,
-                         split: str) -> Path:
+def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path, title: str = "", *, split: str) -> Path:
     """Loss and accuracy per epoch, side by side: the training batches (augmented, as trained on)
     and the evaluation split `split` ("valid" or "test"), which the legend names."""
     fig = Figure(figsize=(10, 3.8))
@@ -24,8 +24,7 @@ def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path, 
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
             if key in history and len(history[key]):
                 epochs = np.arange(1, len(history[key]) + 1)
-                ax.plot(epochs, history[key], style, marker="o", ms=3,
-                        label="train" if key == metric else split)
+                ax.plot(epochs, history[key], style, marker="o", ms=3, label="train" if key == metric else split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -56,7 +55,14 @@ def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str], path: str | Pa
     threshold = cm.max() / 2 if cm.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > threshold else "black",
+            )
     ax.set_title(title or "confusion matrix")
     return save_figure(fig, path)

@@ -14,6 +14,7 @@ scripts reading them keep working.
 
 Nothing here imports TensorFlow, Keras or matplotlib: listing a hundred runs stays quick.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,22 @@ from pathlib import Path
 from typing import Any, Optional
 
 METRICS = "metrics.json"
-PROBS = "eval_probs.npy"    # class probabilities on the evaluation split; written last by every task
+PROBS = "eval_probs.npy"  # class probabilities on the evaluation split; written last by every task
 LABELS = "eval_labels.npy"  # their labels
-WALL = "wall.json"          # an unfinished run's wall time so far (run/frame.py's WallClock)
+WALL = "wall.json"  # an unfinished run's wall time so far (run/frame.py's WallClock)
 
 # old key -> new key. The old keys are written too, by 0.2.x only; read the new ones.
-ALIASES = {"test_split": "eval_split", "test_accuracy": "eval_accuracy", "test_loss": "eval_loss",
-           "test_images": "eval_images"}
-ALIAS_NOTE = ("test_split/test_accuracy/test_loss/test_images repeat eval_split/eval_accuracy/eval_loss/"
-              "eval_images (the split eval_split names) for readers of fastcourse 0.1.0 runs; "
-              "0.2.x writes them, 0.3.0 drops them")
+ALIASES = {
+    "test_split": "eval_split",
+    "test_accuracy": "eval_accuracy",
+    "test_loss": "eval_loss",
+    "test_images": "eval_images",
+}
+ALIAS_NOTE = (
+    "test_split/test_accuracy/test_loss/test_images repeat eval_split/eval_accuracy/eval_loss/"
+    "eval_images (the split eval_split names) for readers of fastcourse 0.1.0 runs; "
+    "0.2.x writes them, 0.3.0 drops them"
+)
 
 
 def with_aliases(values: dict[str, Any]) -> dict[str, Any]:
@@ -45,33 +52,65 @@ def with_aliases(values: dict[str, Any]) -> dict[str, Any]:
 
 def evaluation(split: str, accuracy: float, loss: Optional[float], images: Optional[int] = None) -> dict[str, Any]:
     """The evaluation keys of one result (a run, a member, a combination rule), with aliases."""
-    values: dict[str, Any] = {"eval_split": str(split), "eval_accuracy": float(accuracy),
-                              "eval_loss": None if loss is None else float(loss)}
+    values: dict[str, Any] = {
+        "eval_split": str(split),
+        "eval_accuracy": float(accuracy),
+        "eval_loss": None if loss is None else float(loss),
+    }
     if images is not None:
         values["eval_images"] = int(images)
     return with_aliases(values)
 
 
-def run_metrics(*, name: str, task: str, model: str, dataset: Any, data_kind: Any, data_source: Any,
-                classes: list, augment: str, split: str, accuracy: float, loss: Optional[float],
-                eval_images: int, train_images: Any, epochs: Any, train_seconds: float, params: int,
-                seed: int, versions: dict, **extra: Any) -> dict[str, Any]:
+def run_metrics(
+    *,
+    name: str,
+    task: str,
+    model: str,
+    dataset: Any,
+    data_kind: Any,
+    data_source: Any,
+    classes: list,
+    augment: str,
+    split: str,
+    accuracy: float,
+    loss: Optional[float],
+    eval_images: int,
+    train_images: Any,
+    epochs: Any,
+    train_seconds: float,
+    params: int,
+    seed: int,
+    versions: dict,
+    **extra: Any,
+) -> dict[str, Any]:
     """metrics.json of a finished run: what ran, on what, the evaluation (named by its split),
     timings and versions; `extra` holds the task's own keys.
 
     `wall_seconds` (the run's wall time, feature extraction and evaluation included) is added
     by the frame once the task returns (fastcourse.run.frame.WallClock)."""
     metrics: dict[str, Any] = {
-        "name": name, "task": task, "model": model, "dataset": dataset, "data_kind": data_kind,
-        "data_source": data_source, "classes": list(classes), "augment": augment,
+        "name": name,
+        "task": task,
+        "model": model,
+        "dataset": dataset,
+        "data_kind": data_kind,
+        "data_source": data_source,
+        "classes": list(classes),
+        "augment": augment,
         **evaluation(split, accuracy, loss, eval_images),
-        "epochs": epochs, "train_images": train_images, "train_seconds": float(train_seconds),
-        "params": int(params), "seed": seed, "versions": versions,
+        "epochs": epochs,
+        "train_images": train_images,
+        "train_seconds": float(train_seconds),
+        "params": int(params),
+        "seed": seed,
+        "versions": versions,
     }
     return {**metrics, **extra, "aliases": ALIAS_NOTE}
 
 
 # --- reading (old runs included) ------------------------------------------------------------
+
 
 def _get(metrics: dict, key: str) -> Any:
     value = metrics.get(key)
@@ -82,7 +121,7 @@ def _get(metrics: dict, key: str) -> Any:
 
 
 def eval_split(metrics: dict) -> Optional[str]:
-    """"valid" or "test": the split the run's accuracy was measured on (None when unknown)."""
+    """ "valid" or "test": the split the run's accuracy was measured on (None when unknown)."""
     value = _get(metrics, "eval_split")
     return str(value) if value else None
 

@@ -12,6 +12,7 @@ to put it back, and the checkpoints are kept), removes temporary files a killed 
 marks a Ctrl-C or SIGTERM with the run directory (the CLI prints the command that resumes),
 and on success drops the checkpoints.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,6 @@ CHECKPOINTS = "checkpoints"
 RESUME_MAY_DIFFER = ("out", "train.verbose")
 # fastcourse.io.atomic_path's temporary files: ".<name>.<8 random chars><suffix>"
 _TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9.]+)?$")
-
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -104,8 +104,9 @@ def record_start(run_dir: Path, cfg) -> None:
     from fastcourse.version import __version__
 
     resolved = cfg.to_dict()
-    io.write_json(run_dir / STARTED, {"config_sha256": config_hash(resolved), "config": resolved,
-                                      "fastcourse": __version__})
+    io.write_json(
+        run_dir / STARTED, {"config_sha256": config_hash(resolved), "config": resolved, "fastcourse": __version__}
+    )
 
 
 def config_hash(resolved: dict) -> str:
@@ -115,8 +116,11 @@ def config_hash(resolved: dict) -> str:
 
 
 def _without(tree: dict, dotted: tuple[str, ...], prefix: str = "") -> dict:
-    return {k: _without(v, dotted, f"{prefix}{k}.") if isinstance(v, dict) else v
-            for k, v in tree.items() if f"{prefix}{k}" not in dotted}
+    return {
+        k: _without(v, dotted, f"{prefix}{k}.") if isinstance(v, dict) else v
+        for k, v in tree.items()
+        if f"{prefix}{k}" not in dotted
+    }
 
 
 def started_config(run_dir: Path) -> Optional[dict]:
@@ -174,21 +178,29 @@ def check_same_config(run_dir: Path, cfg, overrides: tuple[str, ...] = (), sourc
     if not diffs:
         return
     set_keys = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
-    shown = "; ".join(f"{key} is {_yaml(new)}, the run started with {_yaml(old)}"
-                      + (f" (from --set {set_keys[key]})" if key in set_keys else "")
-                      for key, old, new in diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+    shown = "; ".join(
+        f"{key} is {_yaml(new)}, the run started with {_yaml(old)}"
+        + (f" (from --set {set_keys[key]})" if key in set_keys else "")
+        for key, old, new in diffs[:6]
+    ) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
     restore = " ".join(f"--set {shlex.quote(f'{key}={_yaml(old)}')}" for key, old, _ in diffs)
     if source is not None:  # another config file aimed at this run directory
-        fix = (f"continue that run with `{resume_command(run_dir)}`, or give {source} another --run-dir to start "
-               "a new run")
+        fix = (
+            f"continue that run with `{resume_command(run_dir)}`, or give {source} another --run-dir to start a new run"
+        )
     elif record == STARTED and any(key not in set_keys for key, _, _ in diffs):
-        fix = (f"put the values back in {run_dir / CONFIG} ({STARTED} holds the original), or resume with "
-               f"`{resume_command(run_dir)} {restore}`")
+        fix = (
+            f"put the values back in {run_dir / CONFIG} ({STARTED} holds the original), or resume with "
+            f"`{resume_command(run_dir)} {restore}`"
+        )
     else:
-        fix = (f"resume with `{resume_command(run_dir)}` (no --set for those keys), or start a new run from a "
-               "config file")
-    raise UsageError(f"{run_dir}: this run started with another config ({record}): {shown}. Its checkpoints were "
-                     f"trained with that config and are kept; {fix}")
+        fix = (
+            f"resume with `{resume_command(run_dir)}` (no --set for those keys), or start a new run from a config file"
+        )
+    raise UsageError(
+        f"{run_dir}: this run started with another config ({record}): {shown}. Its checkpoints were "
+        f"trained with that config and are kept; {fix}"
+    )
 
 
 def _yaml(value) -> str:
@@ -221,8 +233,14 @@ def remove_stale_temps(run_dir: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
-def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool, run_dir: Optional[str],
-            load: Optional[Callable] = None):
+def resolve(
+    target: str,
+    overrides: list[str],
+    out: Optional[str],
+    resume: bool,
+    run_dir: Optional[str],
+    load: Optional[Callable] = None,
+):
     """What `fastcourse run` should do: (config, run directory or None for a new one).
 
     `target` is a config file or a run directory; a run directory is resumed. `resume` picks
@@ -237,11 +255,13 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
     path = Path(target)
     if path.is_dir():
         if run_dir:
-            raise UsageError(f"{target} is a run directory: resume it with `{resume_command(target)}`, "
-                             "without --run-dir")
+            raise UsageError(
+                f"{target} is a run directory: resume it with `{resume_command(target)}`, without --run-dir"
+            )
         if not is_run_dir(path):
-            raise UsageError(f"{target}: a folder, but not a run directory (no {CONFIG}); "
-                             "pass a config file or a run directory")
+            raise UsageError(
+                f"{target}: a folder, but not a run directory (no {CONFIG}); pass a config file or a run directory"
+            )
         _refuse_complete(path)
         cfg = load(path / CONFIG, overrides)
         check_same_config(path, cfg, tuple(overrides))
@@ -253,8 +273,10 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
             raise UsageError(f"--run-dir {run_dir}: exists and is not a folder")
         if chosen.is_dir() and any(p.name != LOCK for p in chosen.iterdir()):
             if not is_run_dir(chosen):
-                raise UsageError(f"--run-dir {run_dir}: a folder with other files in it, not a run directory; "
-                                 "choose an empty or new folder")
+                raise UsageError(
+                    f"--run-dir {run_dir}: a folder with other files in it, not a run directory; "
+                    "choose an empty or new folder"
+                )
             check_same_config(chosen, cfg, tuple(overrides), source=str(target))
             _refuse_complete(chosen)
         return cfg, chosen
@@ -270,8 +292,10 @@ def resolve(target: str, overrides: list[str], out: Optional[str], resume: bool,
 
 def _refuse_complete(path: Path) -> None:
     if is_complete(path):
-        raise UsageError(f"{path} is a complete run ({METRICS} exists), nothing to resume; "
-                         f"start a new run with `fastcourse run {path / CONFIG}`")
+        raise UsageError(
+            f"{path} is a complete run ({METRICS} exists), nothing to resume; "
+            f"start a new run with `fastcourse run {path / CONFIG}`"
+        )
 
 
 def _announce(path: Path) -> None:

@@ -5,6 +5,7 @@ arguments are the config's `task` section. Every task reads its data through the
 `Inputs` (arrays and image folders alike), trains through the one trainer and writes its run
 directory through the run layer's artifacts. `run_experiment` checks a config and runs it,
 as an ensemble when it has an `ensemble` section. Importing this package imports no TensorFlow."""
+
 from fastcourse.registry import Registry
 
 TASKS: Registry = Registry("task", "fastcourse.tasks", "TASKS")

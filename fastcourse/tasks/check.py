@@ -8,6 +8,7 @@ line, and all of a config's problems are reported at once (one ConfigError).
 The rules themselves live in fastcourse.config, where the values are defined; this module only
 looks the named functions up in their registries (layers that config.py may not import).
 """
+
 from __future__ import annotations
 
 import os
@@ -147,6 +148,8 @@ def _schedule_problems(sched: Named, epochs: int, where: str) -> list[str]:
     except (ValueError, TypeError, ZeroDivisionError) as exc:
         return [f"{where}: train.schedule ({sched.name}): {exc}"]
     if not np.all(np.isfinite(values)) or np.any(np.asarray(values) < 0):
-        return [f"{where}: train.schedule ({sched.name}) = {short(sched.args)}: gives a rate that is negative or "
-                "not finite; use positive rates"]
+        return [
+            f"{where}: train.schedule ({sched.name}) = {short(sched.args)}: gives a rate that is negative or "
+            "not finite; use positive rates"
+        ]
     return []

@@ -8,6 +8,7 @@ predictions) -> optionally `finetune_epochs` of that full model with augmentatio
 frozen. Every training call is the one trainer's, with its own schedule table and checkpoints.
 An `ensemble` section makes the lesson's ensemble of heads: the members share the cache.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,11 +35,19 @@ from fastcourse.train.trainer import FitResult, evaluate, fit, predict
 
 @TASKS.register()
 def features(
-    cfg: ExperimentConfig, run_dir: Path, cut: str = "last_conv", cache_dir: str = "cache/features",
-    passes: int = 0, dtype: Literal["float32", "float16"] = "float32",
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    cut: str = "last_conv",
+    cache_dir: str = "cache/features",
+    passes: int = 0,
+    dtype: Literal["float32", "float16"] = "float32",
     head: Annotated[Optional[dict[str, Any]], ArgsOf(dense_head, ("input_shape", "num_classes"))] = None,
-    pseudo_ratio: float = 0.0, pseudo_rounds: int = 1, pseudo_epochs: int = 0,
-    finetune_epochs: int = 0, finetune_scale: float = 0.1, feature_seed: int = 0,
+    pseudo_ratio: float = 0.0,
+    pseudo_rounds: int = 1,
+    pseudo_epochs: int = 0,
+    finetune_epochs: int = 0,
+    finetune_scale: float = 0.1,
+    feature_seed: int = 0,
 ) -> dict:
     """Cached conv features -> dense head (-> pseudo-labels) -> head back on the conv part.
 
@@ -52,37 +61,74 @@ def features(
     keras.utils.set_random_seed(feature_seed)
     backbone = build_for(cfg, inputs, float32_output=False)
     conv = cut_model(backbone, cut)
-    print(f"fastcourse: {cfg.name}: features of {cfg.model.name} at {cut} on {inputs.describe()}, "
-          f"{passes} augmented passes -> {run_dir}", flush=True)
+    print(
+        f"fastcourse: {cfg.name}: features of {cfg.model.name} at {cut} on {inputs.describe()}, "
+        f"{passes} augmented passes -> {run_dir}",
+        flush=True,
+    )
     common = dict(batch_size=cfg.train.batch_size, dtype=dtype, verbose=cfg.train.verbose > 0)
-    train_paths = precompute_features(conv, inputs.train, cache_dir, augment=augmenter, augment_spec=spec,
-                                      passes=passes, seed=feature_seed, desc=f"{inputs.name}-train", **common)
-    eval_path, = precompute_features(conv, inputs.eval, cache_dir, desc=f"{inputs.name}-{inputs.eval_split}",
-                                     **common)
+    train_paths = precompute_features(
+        conv,
+        inputs.train,
+        cache_dir,
+        augment=augmenter,
+        augment_spec=spec,
+        passes=passes,
+        seed=feature_seed,
+        desc=f"{inputs.name}-train",
+        **common,
+    )
+    (eval_path,) = precompute_features(
+        conv, inputs.eval, cache_dir, desc=f"{inputs.name}-{inputs.eval_split}", **common
+    )
     labels = np.asarray(inputs.train.labels)
     train_parts = [FeaturePart(p, labels) for p in train_paths]
     keras.utils.set_random_seed(cfg.seed)  # the head, its data order and dropout: the run's own seed
     n = inputs.num_classes
     train_src, eval_src = FeatureSource(train_parts, n), FeatureSource([FeaturePart(eval_path, inputs.eval.labels)], n)
     head_model = float32_outputs(dense_head(tuple(conv.output_shape[1:]), n, **head_args))
-    parts = [fit(head_model, train_src, cfg.train, cfg.seed, validation=eval_src,
-                 checkpoint_dir=checkpoint_dir(run_dir, "head"))]
-    extra: dict = {"cut": cut, "passes": passes, "head": head_args, "feature_shape": list(train_src.input_shape),
-                   "feature_dtype": dtype, "feature_files": [str(p) for p in [*train_paths, eval_path]]}
+    parts = [
+        fit(
+            head_model,
+            train_src,
+            cfg.train,
+            cfg.seed,
+            validation=eval_src,
+            checkpoint_dir=checkpoint_dir(run_dir, "head"),
+        )
+    ]
+    extra: dict = {
+        "cut": cut,
+        "passes": passes,
+        "head": head_args,
+        "feature_shape": list(train_src.input_shape),
+        "feature_dtype": dtype,
+        "feature_files": [str(p) for p in [*train_paths, eval_path]],
+    }
 
     if pseudo_ratio > 0:
         if inputs.unlabelled is None:
-            raise UsageError(f"task.pseudo_ratio: {inputs.name} has no unlabelled images to pseudo-label "
-                             "(an image folder's test/ split); set pseudo_ratio: 0")
-        un_path, = precompute_features(conv, inputs.unlabelled, cache_dir, desc=f"{inputs.name}-test", **common)
+            raise UsageError(
+                f"task.pseudo_ratio: {inputs.name} has no unlabelled images to pseudo-label "
+                "(an image folder's test/ split); set pseudo_ratio: 0"
+            )
+        (un_path,) = precompute_features(conv, inputs.unlabelled, cache_dir, desc=f"{inputs.name}-test", **common)
         unlabelled = FeatureSource([FeaturePart(un_path)], n)
         for r in range(pseudo_rounds):
             soft = predict(head_model, unlabelled)
             rows = pseudo_rows(len(train_src), len(unlabelled), pseudo_ratio, cfg.seed + r)
             mixed = FeatureSource([*train_parts, FeaturePart(un_path, soft[rows], rows)], n)
-            parts.append(fit(head_model, mixed, cfg.train, cfg.seed + 1 + r, validation=eval_src,
-                             epochs=pseudo_epochs or cfg.train.epochs,
-                             checkpoint_dir=checkpoint_dir(run_dir, f"pseudo{r + 1}")))
+            parts.append(
+                fit(
+                    head_model,
+                    mixed,
+                    cfg.train,
+                    cfg.seed + 1 + r,
+                    validation=eval_src,
+                    epochs=pseudo_epochs or cfg.train.epochs,
+                    checkpoint_dir=checkpoint_dir(run_dir, f"pseudo{r + 1}"),
+                )
+            )
         extra.update(pseudo_ratio=pseudo_ratio, pseudo_rounds=pseudo_rounds, pseudo_images=int(len(rows)))
 
     model = attach_head(conv, head_model, name=f"{cfg.model.name}_{cut}_head")
@@ -91,8 +137,19 @@ def features(
     extra["attach_max_abs_diff"] = float(np.abs(predict(model, inputs.eval.take(k)) - head_probs).max())
     if finetune_epochs:
         set_trainable(model, "head")  # convs frozen, as the lesson's augmented full-model step
-        parts.append(fit(model, inputs.train, cfg.train, cfg.seed + 100, augment=augmenter, validation=inputs.eval,
-                         epochs=finetune_epochs, scale=finetune_scale, checkpoint_dir=checkpoint_dir(run_dir, "full")))
+        parts.append(
+            fit(
+                model,
+                inputs.train,
+                cfg.train,
+                cfg.seed + 100,
+                augment=augmenter,
+                validation=inputs.eval,
+                epochs=finetune_epochs,
+                scale=finetune_scale,
+                checkpoint_dir=checkpoint_dir(run_dir, "full"),
+            )
+        )
         evaluation = evaluate(model, inputs.eval)
     else:
         evaluation = evaluate(head_model, eval_src)  # the same predictions, without rerunning the convs

@@ -6,6 +6,7 @@
   blocks from 1/lr_mult (block1) to 1 (head). Each phase is a trainer call of its own: its own
   learning-rate table (the configured schedule stretched to the phase), its own checkpoints.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,41 +26,74 @@ from fastcourse.train.trainer import FitResult, evaluate, fit
 
 @TASKS.register()
 def finetune(
-    cfg: ExperimentConfig, run_dir: Path, trainable: Union[str, list[str]] = "head", freeze_epochs: int = 0,
-    unfreeze_epochs: int = 0, lr_mult: float = 100.0, frozen_up_to: str = "head",
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    trainable: Union[str, list[str]] = "head",
+    freeze_epochs: int = 0,
+    unfreeze_epochs: int = 0,
+    lr_mult: float = 100.0,
+    frozen_up_to: str = "head",
 ) -> dict:
     """Fine-tune a builder (course finetune(); fastai fine_tune with freeze_epochs/unfreeze_epochs)."""
     inputs = inputs_for(cfg)
     model = build_for(cfg, inputs)
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
-    print(f"fastcourse: {cfg.name}: fine-tune {cfg.model.name} on {inputs.describe()}, "
-          f"augment={cfg.augment.name} -> {run_dir}", flush=True)
+    print(
+        f"fastcourse: {cfg.name}: fine-tune {cfg.model.name} on {inputs.describe()}, "
+        f"augment={cfg.augment.name} -> {run_dir}",
+        flush=True,
+    )
     common = dict(augment=augmenter, validation=inputs.eval)
     if freeze_epochs or unfreeze_epochs:
         parts = []
-        _, multipliers = first_phase(model, cfg.model.name, trainable, freeze_epochs, unfreeze_epochs, lr_mult,
-                                     frozen_up_to)
+        _, multipliers = first_phase(
+            model, cfg.model.name, trainable, freeze_epochs, unfreeze_epochs, lr_mult, frozen_up_to
+        )
         if freeze_epochs:
-            parts.append(fit(model, inputs.train, cfg.train, cfg.seed, epochs=freeze_epochs,
-                             checkpoint_dir=checkpoint_dir(run_dir, "frozen"), **common))
+            parts.append(
+                fit(
+                    model,
+                    inputs.train,
+                    cfg.train,
+                    cfg.seed,
+                    epochs=freeze_epochs,
+                    checkpoint_dir=checkpoint_dir(run_dir, "frozen"),
+                    **common,
+                )
+            )
             multipliers = unfrozen_phase(model, lr_mult) if unfreeze_epochs else None
         if unfreeze_epochs:
-            parts.append(fit(model, inputs.train, cfg.train, cfg.seed + 1, epochs=unfreeze_epochs, scale=0.5,
-                             lr_multipliers=multipliers, checkpoint_dir=checkpoint_dir(run_dir, "unfrozen"),
-                             **common))
+            parts.append(
+                fit(
+                    model,
+                    inputs.train,
+                    cfg.train,
+                    cfg.seed + 1,
+                    epochs=unfreeze_epochs,
+                    scale=0.5,
+                    lr_multipliers=multipliers,
+                    checkpoint_dir=checkpoint_dir(run_dir, "unfrozen"),
+                    **common,
+                )
+            )
         result = FitResult.join(parts)
         extra = {"freeze_epochs": freeze_epochs, "unfreeze_epochs": unfreeze_epochs, "lr_mult": lr_mult}
     else:
-        groups, _ = first_phase(model, cfg.model.name, trainable, freeze_epochs, unfreeze_epochs, lr_mult,
-                                frozen_up_to)
+        groups, _ = first_phase(model, cfg.model.name, trainable, freeze_epochs, unfreeze_epochs, lr_mult, frozen_up_to)
         result = fit(model, inputs.train, cfg.train, cfg.seed, checkpoint_dir=checkpoint_dir(run_dir), **common)
         extra = {"trainable": groups}
     return write_run(run_dir, cfg, inputs, model, result, evaluate(model, inputs.eval), extra)
 
 
-def first_phase(model, model_name: str, trainable: Union[str, list[str]] = "head", freeze_epochs: int = 0,
-                unfreeze_epochs: int = 0, lr_mult: float = 100.0, frozen_up_to: str = "head",
-                ) -> tuple[list[str], Optional[dict]]:
+def first_phase(
+    model,
+    model_name: str,
+    trainable: Union[str, list[str]] = "head",
+    freeze_epochs: int = 0,
+    unfreeze_epochs: int = 0,
+    lr_mult: float = 100.0,
+    frozen_up_to: str = "head",
+) -> tuple[list[str], Optional[dict]]:
     """Freeze `model` as the task's first training call has it; return the trainable groups and
     that call's learning-rate multipliers (None: one rate). `fastcourse lr-find` tests this too.
 
@@ -70,7 +104,7 @@ def first_phase(model, model_name: str, trainable: Union[str, list[str]] = "head
         if frozen_up_to not in groups:
             raise UsageError(f"task.frozen_up_to={frozen_up_to!r}: {model_name} has the groups {groups}")
         if freeze_epochs:
-            return set_trainable(model, groups[groups.index(frozen_up_to):]), None
+            return set_trainable(model, groups[groups.index(frozen_up_to) :]), None
         return groups, unfrozen_phase(model, lr_mult)
     return set_trainable(model, trainable), None
 

@@ -21,6 +21,7 @@ suggests; each task kind names its own (`TARGETS`):
 It runs in the config's precision policy, seeded like a run; a multi-worker config is tested on
 this machine alone (one process can sweep the rate: the suggestion is for the same global batch).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,8 +63,11 @@ def task_args(cfg: ExperimentConfig) -> dict:
     """The task's arguments with the task function's own defaults filled in."""
     fn = TASKS.get(cfg.task.name)
     params = inspect.signature(fn).parameters
-    args = {k: p.default for k, p in params.items()
-            if k not in ("cfg", "run_dir") and p.default is not inspect.Parameter.empty}
+    args = {
+        k: p.default
+        for k, p in params.items()
+        if k not in ("cfg", "run_dir") and p.default is not inspect.Parameter.empty
+    }
     return {**args, **cfg.task.args}
 
 
@@ -72,26 +76,50 @@ def _train_target(cfg: ExperimentConfig, inputs, **_: Any) -> Target:
     from fastcourse.run.inputs import build_for
 
     model = build_for(cfg, inputs)
-    return Target(model, inputs.train, f"{cfg.model.name} on {inputs.name} ({inputs.kind})",
-                  augment.build(cfg.augment.name, cfg.augment.args))
+    return Target(
+        model,
+        inputs.train,
+        f"{cfg.model.name} on {inputs.name} ({inputs.kind})",
+        augment.build(cfg.augment.name, cfg.augment.args),
+    )
 
 
-def _finetune_target(cfg: ExperimentConfig, inputs, trainable="head", freeze_epochs: int = 0,
-                     unfreeze_epochs: int = 0, lr_mult: float = 100.0, frozen_up_to: str = "head",
-                     **_: Any) -> Target:
+def _finetune_target(
+    cfg: ExperimentConfig,
+    inputs,
+    trainable="head",
+    freeze_epochs: int = 0,
+    unfreeze_epochs: int = 0,
+    lr_mult: float = 100.0,
+    frozen_up_to: str = "head",
+    **_: Any,
+) -> Target:
     from fastcourse.tasks.finetune import first_phase
 
     target = _train_target(cfg, inputs)
-    groups, multipliers = first_phase(target.model, cfg.model.name, trainable, freeze_epochs, unfreeze_epochs,
-                                      lr_mult, frozen_up_to)
+    groups, multipliers = first_phase(
+        target.model, cfg.model.name, trainable, freeze_epochs, unfreeze_epochs, lr_mult, frozen_up_to
+    )
     scale = 0.5 if (unfreeze_epochs and not freeze_epochs) else 1.0  # the unfrozen phase runs at half the rate
-    return dataclasses.replace(target, lr_multipliers=multipliers, scale=scale,
-                               what=f"{cfg.model.name} on {inputs.name}, training {', '.join(groups)}")
+    return dataclasses.replace(
+        target,
+        lr_multipliers=multipliers,
+        scale=scale,
+        what=f"{cfg.model.name} on {inputs.name}, training {', '.join(groups)}",
+    )
 
 
-def feature_head(cfg: ExperimentConfig, inputs, cut: str = "block5_conv3", cache_dir: str = "cache/features",
-                 passes: int = 0, dtype: str = "float32", head: Optional[dict] = None, feature_seed: int = 0,
-                 where: str = "<config>"):
+def feature_head(
+    cfg: ExperimentConfig,
+    inputs,
+    cut: str = "block5_conv3",
+    cache_dir: str = "cache/features",
+    passes: int = 0,
+    dtype: str = "float32",
+    head: Optional[dict] = None,
+    feature_seed: int = 0,
+    where: str = "<config>",
+):
     """The features task's first training call: (conv part, head model, training features Source).
 
     The steps and seeds are the features task's (fastcourse/tasks/features.py), so the cache key
@@ -114,10 +142,19 @@ def feature_head(cfg: ExperimentConfig, inputs, cut: str = "block5_conv3", cache
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
     keras.utils.set_random_seed(feature_seed)
     conv = cut_model(build_for(cfg, inputs, float32_output=False), cut)
-    paths = precompute_features(conv, inputs.train, cache_dir, augment=augmenter,
-                                augment_spec={"name": cfg.augment.name, **cfg.augment.args}, passes=passes,
-                                seed=feature_seed, desc=f"{inputs.name}-train", batch_size=cfg.train.batch_size,
-                                dtype=dtype, verbose=cfg.train.verbose > 0)
+    paths = precompute_features(
+        conv,
+        inputs.train,
+        cache_dir,
+        augment=augmenter,
+        augment_spec={"name": cfg.augment.name, **cfg.augment.args},
+        passes=passes,
+        seed=feature_seed,
+        desc=f"{inputs.name}-train",
+        batch_size=cfg.train.batch_size,
+        dtype=dtype,
+        verbose=cfg.train.verbose > 0,
+    )
     labels = np.asarray(inputs.train.labels)
     keras.utils.set_random_seed(cfg.seed)  # the head, its data order and dropout: the run's own seed
     source = FeatureSource([FeaturePart(p, labels) for p in paths], inputs.num_classes)
@@ -128,15 +165,22 @@ def feature_head(cfg: ExperimentConfig, inputs, cut: str = "block5_conv3", cache
 def _features_target(cfg: ExperimentConfig, inputs, where: str = "<config>", **args: Any) -> Target:
     keys = ("cut", "cache_dir", "passes", "dtype", "head", "feature_seed")
     conv, head_model, source = feature_head(cfg, inputs, where=where, **{k: args[k] for k in keys if k in args})
-    return Target(head_model, source, f"the dense head on {cfg.model.name} features at {conv.layers[-1].name} "
-                                      f"of {inputs.name} ({len(source)} cached rows)")
+    return Target(
+        head_model,
+        source,
+        f"the dense head on {cfg.model.name} features at {conv.layers[-1].name} "
+        f"of {inputs.name} ({len(source)} cached rows)",
+    )
 
 
-def _sklearn_target(cfg: ExperimentConfig, inputs, pretrain: bool = False, weights: Optional[str] = None,
-                    **_: Any) -> Target:
+def _sklearn_target(
+    cfg: ExperimentConfig, inputs, pretrain: bool = False, weights: Optional[str] = None, **_: Any
+) -> Target:
     if not pretrain:
-        raise UsageError("task sklearn_features fits a scikit-learn classifier, which has no learning rate; "
-                         "set task.pretrain: true to test the network it trains before the cut")
+        raise UsageError(
+            "task sklearn_features fits a scikit-learn classifier, which has no learning rate; "
+            "set task.pretrain: true to test the network it trains before the cut"
+        )
     from fastcourse.run.inputs import build_for
     from fastcourse.tasks.sklearn import load_weights
 
@@ -161,8 +205,9 @@ def lr_find_target(cfg: ExperimentConfig, inputs=None, where: str = "<config>") 
 
     chooser = TARGETS.get(cfg.task.name)
     if chooser is None:
-        raise UsageError(f"lr-find: task {cfg.task.name!r} has no learning-rate range test; tasks with one: "
-                         f"{', '.join(TARGETS)}")
+        raise UsageError(
+            f"lr-find: task {cfg.task.name!r} has no learning-rate range test; tasks with one: {', '.join(TARGETS)}"
+        )
     args = task_args(cfg)
     inputs = inputs if inputs is not None else inputs_for(cfg)
     if cfg.task.name == "features":
@@ -170,8 +215,13 @@ def lr_find_target(cfg: ExperimentConfig, inputs=None, where: str = "<config>") 
     return chooser(cfg, inputs, **args)
 
 
-def lr_find_for(cfg: ExperimentConfig, steps: int = DEFAULT_STEPS, min_lr: float = 1e-7, max_lr: float = 10.0,
-                where: str = "<config>") -> LRFind:
+def lr_find_for(
+    cfg: ExperimentConfig,
+    steps: int = DEFAULT_STEPS,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    where: str = "<config>",
+) -> LRFind:
     """The range test of `cfg`'s task, seeded and in its precision policy (as `fastcourse run` is)."""
     import keras
 
@@ -186,10 +236,22 @@ def lr_find_for(cfg: ExperimentConfig, steps: int = DEFAULT_STEPS, min_lr: float
     distribute = "none" if cfg.train.distribute == "multi_worker" else cfg.train.distribute
     with training_scope(cfg.train.precision, distribute):
         target = lr_find_target(cfg, where=where)
-        finder = lr_find_train(target.model, target.source, cfg.train, cfg.seed, augment=target.augment,
-                               steps=steps, min_lr=min_lr * target.scale, max_lr=max_lr * target.scale,
-                               lr_multipliers=target.lr_multipliers)
+        finder = lr_find_train(
+            target.model,
+            target.source,
+            cfg.train,
+            cfg.seed,
+            augment=target.augment,
+            steps=steps,
+            min_lr=min_lr * target.scale,
+            max_lr=max_lr * target.scale,
+            lr_multipliers=target.lr_multipliers,
+        )
     if target.scale != 1.0:  # back to the schedule's units
-        finder = dataclasses.replace(finder, lrs=finder.lrs / target.scale, suggestion=finder.suggestion / target.scale,
-                                     min_loss_lr=finder.min_loss_lr / target.scale)
+        finder = dataclasses.replace(
+            finder,
+            lrs=finder.lrs / target.scale,
+            suggestion=finder.suggestion / target.scale,
+            min_loss_lr=finder.min_loss_lr / target.scale,
+        )
     return LRFind(finder, target.what, cfg.task.name)

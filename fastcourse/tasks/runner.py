@@ -1,8 +1,9 @@
 """run_experiment(config) -> run directory: check the config, look its task up, run it.
 
-    from fastcourse import load_config, run_experiment
-    run_dir = run_experiment(load_config("configs/mnist/cnn.yaml"))
+from fastcourse import load_config, run_experiment
+run_dir = run_experiment(load_config("configs/mnist/cnn.yaml"))
 """
+
 from __future__ import annotations
 
 from pathlib import Path

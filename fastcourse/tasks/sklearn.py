@@ -12,6 +12,7 @@ gets metrics.json, features.keras (the
 cut network, loads in safe mode), confusion_matrix.png and, when pretrained here,
 history.csv and learning_curves.png.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,7 +27,8 @@ from fastcourse.tasks import TASKS
 
 @TASKS.register()
 def sklearn_features(
-    cfg: ExperimentConfig, run_dir: Path,
+    cfg: ExperimentConfig,
+    run_dir: Path,
     layer: Optional[str] = None,
     classifier: Literal["logistic", "gradient_boosting"] = "logistic",
     pool: Literal["flatten", "avg", "max"] = "flatten",
@@ -53,16 +55,20 @@ def sklearn_features(
     extractor = cut(model, layer)  # a bad layer name fails here, before any training
     extra: dict = {}
     if pretrain:
-        print(f"fastcourse: {cfg.name}: training {cfg.model.name} for {cfg.train.epochs} epochs before the cut",
-              flush=True)
-        result = fit(model, inputs.train, cfg.train, cfg.seed, validation=inputs.eval,
-                     checkpoint_dir=checkpoint_dir(run_dir))
+        print(
+            f"fastcourse: {cfg.name}: training {cfg.model.name} for {cfg.train.epochs} epochs before the cut",
+            flush=True,
+        )
+        result = fit(
+            model, inputs.train, cfg.train, cfg.seed, validation=inputs.eval, checkpoint_dir=checkpoint_dir(run_dir)
+        )
         extra["network_test_accuracy"] = evaluate(model, inputs.eval)["accuracy"]
         history = pd.DataFrame(result.history)
         history.insert(0, "epoch", np.arange(1, len(history) + 1))
         io.write_text(run_dir / "history.csv", history.to_csv(index=False))
-        plots.plot_learning_curves(result.history, run_dir / "learning_curves.png", f"{cfg.name}: pretraining",
-                                   split=inputs.eval_split)
+        plots.plot_learning_curves(
+            result.history, run_dir / "learning_curves.png", f"{cfg.name}: pretraining", split=inputs.eval_split
+        )
 
     io.save_model(extractor, run_dir / "features.keras")
     start = time.perf_counter()
@@ -70,8 +76,11 @@ def sklearn_features(
     f_test = features(extractor, inputs.eval, pool, cfg.train.batch_size)
     y_train, y_test = np.asarray(inputs.train.labels), np.asarray(inputs.eval.labels)
     extract_seconds = time.perf_counter() - start
-    print(f"fastcourse: {cfg.name}: {f_train.shape[1]} features from {extractor.layers[-1].name}"
-          f" ({len(f_train)} train / {len(f_test)} {inputs.eval_split}); fitting {classifier}", flush=True)
+    print(
+        f"fastcourse: {cfg.name}: {f_train.shape[1]} features from {extractor.layers[-1].name}"
+        f" ({len(f_train)} train / {len(f_test)} {inputs.eval_split}); fitting {classifier}",
+        flush=True,
+    )
 
     start = time.perf_counter()
     clf = make_classifier(classifier, C, max_iter, cfg.seed).fit(f_train, y_train)
@@ -80,20 +89,41 @@ def sklearn_features(
     y_pred = probs.argmax(1)
     test_accuracy = float(accuracy_score(y_test, y_pred))
     metrics = {
-        "name": cfg.name, "task": "sklearn_features", "model": cfg.model.name, "layer": extractor.layers[-1].name,
-        "classifier": classifier, "pool": pool, "pretrained_here": pretrain, "weights": weights,
-        "dataset": inputs.name, "data_kind": inputs.kind, "data_source": inputs.source,
-        "classes": list(inputs.class_names), "feature_dim": int(f_train.shape[1]), "train_images": int(len(f_train)),
-        **records.evaluation(inputs.eval_split, test_accuracy,
-                             float(log_loss(y_test, probs, labels=np.arange(inputs.num_classes))), len(f_test)),
+        "name": cfg.name,
+        "task": "sklearn_features",
+        "model": cfg.model.name,
+        "layer": extractor.layers[-1].name,
+        "classifier": classifier,
+        "pool": pool,
+        "pretrained_here": pretrain,
+        "weights": weights,
+        "dataset": inputs.name,
+        "data_kind": inputs.kind,
+        "data_source": inputs.source,
+        "classes": list(inputs.class_names),
+        "feature_dim": int(f_train.shape[1]),
+        "train_images": int(len(f_train)),
+        **records.evaluation(
+            inputs.eval_split,
+            test_accuracy,
+            float(log_loss(y_test, probs, labels=np.arange(inputs.num_classes))),
+            len(f_test),
+        ),
         "train_accuracy": float(accuracy_score(y_train, clf.predict(f_train))),
-        "extract_seconds": extract_seconds, "fit_seconds": fit_seconds, "seed": cfg.seed,
-        **extra, "versions": versions(), "aliases": records.ALIAS_NOTE,
+        "extract_seconds": extract_seconds,
+        "fit_seconds": fit_seconds,
+        "seed": cfg.seed,
+        **extra,
+        "versions": versions(),
+        "aliases": records.ALIAS_NOTE,
     }
     cm = plots.confusion_matrix(y_test, y_pred, inputs.num_classes)
-    plots.plot_confusion_matrix(cm, inputs.class_names, run_dir / "confusion_matrix.png",
-                                f"{cfg.name}: {classifier} on {metrics['layer']}: {inputs.eval_split} accuracy "
-                                f"{test_accuracy:.4f}")
+    plots.plot_confusion_matrix(
+        cm,
+        inputs.class_names,
+        run_dir / "confusion_matrix.png",
+        f"{cfg.name}: {classifier} on {metrics['layer']}: {inputs.eval_split} accuracy {test_accuracy:.4f}",
+    )
     io.write_json(run_dir / "metrics.json", metrics)
     return metrics
 
@@ -103,9 +133,7 @@ def cut(model, layer: Optional[str] = None):
     feeding the last one)."""
     import keras
 
-    from fastcourse.errors import ConfigError
-
-    from fastcourse.errors import UsageError
+    from fastcourse.errors import ConfigError, UsageError
     from fastcourse.models.surgery import cut_layer
 
     names = [lyr.name for lyr in model.layers]
@@ -115,8 +143,9 @@ def cut(model, layer: Optional[str] = None):
         try:  # a layer name, or a named cut point of the builder ("last_conv")
             target = model.get_layer(cut_layer(model, layer)).output
         except UsageError:
-            raise ConfigError(f"task.layer = {layer!r}: {model.name} has no such layer or cut point "
-                              f"(layers: {', '.join(names[1:])})") from None
+            raise ConfigError(
+                f"task.layer = {layer!r}: {model.name} has no such layer or cut point (layers: {', '.join(names[1:])})"
+            ) from None
     return keras.Model(model.input, target, name=f"{model.name}_features")
 
 

@@ -1,5 +1,6 @@
 """The default task: train a registered builder from scratch on any dataset (arrays or an image
 folder: a CNN on Statefarm, or on your own photos) with the one trainer."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,18 @@ def train(cfg: ExperimentConfig, run_dir: Path) -> dict:
     inputs = inputs_for(cfg)
     model = build_for(cfg, inputs)
     augmenter = augment.build(cfg.augment.name, cfg.augment.args)
-    print(f"fastcourse: {cfg.name}: {cfg.model.name} on {inputs.describe()}, augment={cfg.augment.name}, "
-          f"{cfg.train.epochs} epochs -> {run_dir}", flush=True)
-    result = fit(model, inputs.train, cfg.train, cfg.seed, augment=augmenter, validation=inputs.eval,
-                 checkpoint_dir=checkpoint_dir(run_dir))
+    print(
+        f"fastcourse: {cfg.name}: {cfg.model.name} on {inputs.describe()}, augment={cfg.augment.name}, "
+        f"{cfg.train.epochs} epochs -> {run_dir}",
+        flush=True,
+    )
+    result = fit(
+        model,
+        inputs.train,
+        cfg.train,
+        cfg.seed,
+        augment=augmenter,
+        validation=inputs.eval,
+        checkpoint_dir=checkpoint_dir(run_dir),
+    )
     return write_run(run_dir, cfg, inputs, model, result, evaluate(model, inputs.eval))

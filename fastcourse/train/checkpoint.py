@@ -19,6 +19,7 @@ Under MultiWorkerMirroredStrategy (multi_worker.py) the chief writes the same fi
 optimizer state, seed states) and the epoch count are broadcast from it with one collective
 per dtype, so the other workers need no access to the chief's disk.
 """
+
 from __future__ import annotations
 
 import json
@@ -112,12 +113,16 @@ def _restore_here(model: keras.Model, folder: str | Path) -> CheckpointState:
         # weights only: nothing from the file is deserialised into code
         model.load_weights(path)
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:  # a truncated or foreign file
-        raise RunError(f"cannot resume from {path}: {str(exc).splitlines()[0]}; the run's model no longer "
-                       f"matches its checkpoint, delete {folder} to start over") from None
+        raise RunError(
+            f"cannot resume from {path}: {str(exc).splitlines()[0]}; the run's model no longer "
+            f"matches its checkpoint, delete {folder} to start over"
+        ) from None
     seeds = _seed_variables(model)
     if len(seeds) != len(state.seed_states):
-        raise RunError(f"cannot resume from {path}: {len(state.seed_states)} seed states for {len(seeds)} "
-                       f"random layers; delete {folder} to start over")
+        raise RunError(
+            f"cannot resume from {path}: {len(state.seed_states)} seed states for {len(seeds)} "
+            f"random layers; delete {folder} to start over"
+        )
     for variable, value in zip(seeds, state.seed_states):
         variable.assign(np.asarray(value, dtype=variable.dtype))
     return state
@@ -154,13 +159,15 @@ def _restore_from_chief(model: keras.Model, folder: str | Path, strategy) -> Che
         state = _in_own_thread(_restore_here, model, folder)  # the others' folders are empty
     except RunError as exc:
         failure = exc
-    epoch, = broadcast_from_chief(strategy, [tf.constant(-1 if failure else state.epoch, tf.int64)])
+    (epoch,) = broadcast_from_chief(strategy, [tf.constant(-1 if failure else state.epoch, tf.int64)])
     epoch = int(epoch)
     if failure is not None:
         raise failure
     if epoch < 0:
-        raise RunError("the chief worker could not restore its checkpoint (its output says why); "
-                       "start every worker again once it can")
+        raise RunError(
+            "the chief worker could not restore its checkpoint (its output says why); "
+            "start every worker again once it can"
+        )
     if epoch == 0:
         return state
     variables = [*model.variables, *(model.optimizer.variables if model.optimizer is not None else [])]
@@ -197,6 +204,7 @@ def broadcast_from_chief(strategy, tensors: list) -> list:
                 for i, r in zip(index, ctx.all_reduce(tf.distribute.ReduceOp.SUM, [masked[i] for i in index])):
                     out[i] = r
             return out
+
         return strategy.run(replica, args=tuple(values))
 
     return [strategy.experimental_local_results(v)[0] for v in run(list(tensors))]

@@ -5,6 +5,7 @@ the epoch's end still runs (a checkpoint would be written from NaN weights). `St
 records where the loss broke; the checkpoint callback skips that epoch, and the trainer turns
 it into a one-line RunError with `raise_if_diverged`.
 """
+
 from __future__ import annotations
 
 import math

@@ -10,6 +10,7 @@ uses them. Which model a config's task trains is chosen one layer up (fastcourse
     result = lr_find(model, ArraySource(x, y, 10), batch_size=64, steps=100)
     result.suggestion, result.plot("lr_find.png")
 """
+
 from __future__ import annotations
 
 import math
@@ -72,7 +73,7 @@ class _RangeTest(keras.callbacks.Callback):
         batch_loss = loss * n - self._running_sum
         self._running_sum = loss * n
         self._avg = self.beta * self._avg + (1 - self.beta) * batch_loss
-        smoothed = self._avg / (1 - self.beta ** n)
+        smoothed = self._avg / (1 - self.beta**n)
         self.seen_lrs.append(float(self.lrs[n - 1]))
         self.losses.append(smoothed)
         self._best = min(self._best, smoothed)
@@ -98,11 +99,19 @@ def _optimizer(name: str, lr: float, weight_decay: Optional[float], lr_multiplie
     elif name == "sgd":
         kwargs["momentum"] = 0.9
     if lr_multipliers:
-        multiplied = {"adam": MultipliedAdam, "adamw": MultipliedAdamW, "sgd": MultipliedSGD,
-                      "rmsprop": MultipliedRMSprop}
+        multiplied = {
+            "adam": MultipliedAdam,
+            "adamw": MultipliedAdamW,
+            "sgd": MultipliedSGD,
+            "rmsprop": MultipliedRMSprop,
+        }
         return multiplied[name](lr_multipliers=lr_multipliers, **kwargs)
-    plain = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
-             "rmsprop": keras.optimizers.RMSprop}
+    plain = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
     return plain[name](**kwargs)
 
 
@@ -115,10 +124,21 @@ def check_range(min_lr: float, max_lr: float, steps: int) -> None:
 
 
 def lr_find(
-    model: keras.Model, source: Source, batch_size: int = 64, seed: int = 0,
-    augment: Optional[Callable] = None, min_lr: float = 1e-7, max_lr: float = 10.0,
-    steps: int = 200, optimizer: str = "adam", beta: float = 0.98, stop_factor: float = 4.0, *,
-    weight_decay: Optional[float] = None, label_smoothing: float = 0.0, lr_multipliers: Optional[dict] = None,
+    model: keras.Model,
+    source: Source,
+    batch_size: int = 64,
+    seed: int = 0,
+    augment: Optional[Callable] = None,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 200,
+    optimizer: str = "adam",
+    beta: float = 0.98,
+    stop_factor: float = 4.0,
+    *,
+    weight_decay: Optional[float] = None,
+    label_smoothing: float = 0.0,
+    lr_multipliers: Optional[dict] = None,
 ) -> LRFinderResult:
     """Run the range test on any Source (arrays, folders, features) with `model` as it stands
     (frozen layers stay frozen); its weights are restored afterwards.
@@ -128,13 +148,17 @@ def lr_find(
     check_range(min_lr, max_lr, steps)
     out_shape, want = tuple(model.output_shape), (None, source.num_classes)
     if len(out_shape) != 2 or out_shape[-1] != source.num_classes:
-        raise UsageError(f"lr_find: {model.name} outputs {out_shape}, the labels are {want}: give the model that "
-                         "ends in class probabilities (a head, or a model with its top)")
+        raise UsageError(
+            f"lr_find: {model.name} outputs {out_shape}, the labels are {want}: give the model that "
+            "ends in class probabilities (a head, or a model with its top)"
+        )
     if not model.trainable_weights:
         raise UsageError(f"lr_find: {model.name} has no trainable weights (every layer is frozen)")
     weights = model.get_weights()
-    model.compile(optimizer=_optimizer(optimizer, min_lr, weight_decay, lr_multipliers),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
+    model.compile(
+        optimizer=_optimizer(optimizer, min_lr, weight_decay, lr_multipliers),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+    )
     lrs = np.geomspace(min_lr, max_lr, steps)
     probe = _RangeTest(lrs, beta, stop_factor)
     ds = source.batches(batch_size, shuffle=True, seed=seed, augment=augment, repeat=True)
@@ -144,21 +168,45 @@ def lr_find(
         model.set_weights(weights)
     lr_arr, loss_arr = np.array(probe.seen_lrs), np.array(probe.losses)
     if not np.isfinite(loss_arr).any():
-        raise UsageError(f"lr_find: the loss was not finite from the first step at {min_lr:g}; "
-                         "lower --min-lr or check the data")
-    return LRFinderResult(lr_arr, loss_arr, suggest(lr_arr, loss_arr),
-                          float(lr_arr[int(np.nanargmin(np.where(np.isfinite(loss_arr), loss_arr, np.nan)))]))
+        raise UsageError(
+            f"lr_find: the loss was not finite from the first step at {min_lr:g}; lower --min-lr or check the data"
+        )
+    return LRFinderResult(
+        lr_arr,
+        loss_arr,
+        suggest(lr_arr, loss_arr),
+        float(lr_arr[int(np.nanargmin(np.where(np.isfinite(loss_arr), loss_arr, np.nan)))]),
+    )
 
 
 def lr_find_train(
-    model: keras.Model, source: Source, train, seed: int = 0, *, augment: Optional[Callable] = None,
-    steps: int = 200, min_lr: float = 1e-7, max_lr: float = 10.0, lr_multipliers: Optional[dict] = None,
+    model: keras.Model,
+    source: Source,
+    train,
+    seed: int = 0,
+    *,
+    augment: Optional[Callable] = None,
+    steps: int = 200,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    lr_multipliers: Optional[dict] = None,
 ) -> LRFinderResult:
     """`lr_find` with the batch size, optimizer, weight decay and label smoothing of a `train`
     config section (a TrainConfig), as the trainer would train `model`."""
-    return lr_find(model, source, int(train.batch_size), seed, augment, min_lr, max_lr, steps, str(train.optimizer),
-                   weight_decay=float(train.weight_decay or 0.0) or None,
-                   label_smoothing=float(train.label_smoothing or 0.0), lr_multipliers=lr_multipliers)
+    return lr_find(
+        model,
+        source,
+        int(train.batch_size),
+        seed,
+        augment,
+        min_lr,
+        max_lr,
+        steps,
+        str(train.optimizer),
+        weight_decay=float(train.weight_decay or 0.0) or None,
+        label_smoothing=float(train.label_smoothing or 0.0),
+        lr_multipliers=lr_multipliers,
+    )
 
 
 def suggest(lrs: np.ndarray, losses: np.ndarray) -> float:

@@ -18,6 +18,7 @@ loop continues at `initial_epoch` with the history joined to the checkpointed on
 non-finite loss stops every worker (the loss is all-reduced, so all see it) with the trainer's
 one-line error, and that epoch is never saved.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,9 +36,16 @@ from fastcourse.train.checkpoint import CheckpointState
 
 
 def fit_multi_worker(
-    model: keras.Model, dataset: tf.data.Dataset, epochs: int, steps_per_epoch: int,
-    global_batch_size: int, strategy: tf.distribute.Strategy, initial_epoch: int = 0,
-    verbose: int = 1, checkpoint_dir: Optional[str | Path] = None, resumed: Optional[CheckpointState] = None,
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    epochs: int,
+    steps_per_epoch: int,
+    global_batch_size: int,
+    strategy: tf.distribute.Strategy,
+    initial_epoch: int = 0,
+    verbose: int = 1,
+    checkpoint_dir: Optional[str | Path] = None,
+    resumed: Optional[CheckpointState] = None,
 ) -> tuple[dict[str, list[float]], list[float]]:
     """Train `model` (compiled, built inside `strategy.scope()`); return history and epoch times,
     those of the checkpointed epochs first.
@@ -119,8 +127,10 @@ def _diverged(epoch: int, step: int, loss: float, saver: Optional[_WorkerCheckpo
     from fastcourse.train.guards import Diverged
 
     kept = f"; {saver.last_good()}" if saver is not None else ""
-    raise Diverged(f"epoch {epoch + 1}: the training loss became {loss} at batch {step + 1}, so training "
-                   f"stopped on every worker{kept}. Try a lower learning rate (train.schedule)")
+    raise Diverged(
+        f"epoch {epoch + 1}: the training loss became {loss} at batch {step + 1}, so training "
+        f"stopped on every worker{kept}. Try a lower learning rate (train.schedule)"
+    )
 
 
 def is_multi_worker(strategy: Optional[tf.distribute.Strategy]) -> bool:

@@ -8,6 +8,7 @@ Discriminative rates are per-variable multipliers of the scheduled rate applied 
 optimizer's own update, so they are true learning rates for Adam and RMSprop too (gradient
 scaling would be cancelled by Adam's normalisation).
 """
+
 from __future__ import annotations
 
 import keras
@@ -41,8 +42,13 @@ class ScheduleAdapter(keras.optimizers.schedules.LearningRateSchedule):
         return keras.ops.take(keras.ops.convert_to_tensor(self.table), index)
 
     def get_config(self):
-        return {"name": self.name, "params": self.params, "total_epochs": self.total_epochs,
-                "steps_per_epoch": self.steps_per_epoch, "scale": self.scale}
+        return {
+            "name": self.name,
+            "params": self.params,
+            "total_epochs": self.total_epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "scale": self.scale,
+        }
 
 
 def spread_multipliers(groups: list[str], lr_mult: float) -> dict[str, float]:
@@ -97,14 +103,18 @@ class MultipliedRMSprop(_Multiplied, keras.optimizers.RMSprop):
     """RMSprop with per-group learning-rate multipliers."""
 
 
-_PLAIN = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
-          "rmsprop": keras.optimizers.RMSprop}
-_MULTIPLIED = {"adam": MultipliedAdam, "adamw": MultipliedAdamW, "sgd": MultipliedSGD,
-               "rmsprop": MultipliedRMSprop}
+_PLAIN = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+_MULTIPLIED = {"adam": MultipliedAdam, "adamw": MultipliedAdamW, "sgd": MultipliedSGD, "rmsprop": MultipliedRMSprop}
 
 
-def make_optimizer(train, steps: int, epochs: int | None = None, scale: float = 1.0,
-                   lr_multipliers: dict | None = None) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    train, steps: int, epochs: int | None = None, scale: float = 1.0, lr_multipliers: dict | None = None
+) -> keras.optimizers.Optimizer:
     """`train.optimizer` driven by `train.schedule` over `epochs` (default train.epochs) x `steps`."""
     lr = ScheduleAdapter(train.schedule.name, train.schedule.args, epochs or train.epochs, steps, scale)
     kwargs: dict = {"learning_rate": lr}
@@ -117,8 +127,15 @@ def make_optimizer(train, steps: int, epochs: int | None = None, scale: float = 
     return _PLAIN[train.optimizer](**kwargs)
 
 
-def compile_model(model: keras.Model, train, steps: int, epochs: int | None = None, scale: float = 1.0,
-                  lr_multipliers: dict | None = None, metrics: list | None = None) -> keras.Model:
+def compile_model(
+    model: keras.Model,
+    train,
+    steps: int,
+    epochs: int | None = None,
+    scale: float = 1.0,
+    lr_multipliers: dict | None = None,
+    metrics: list | None = None,
+) -> keras.Model:
     """Compile for one training call: a fresh optimizer, categorical cross-entropy, accuracy
     (and any further Keras `metrics`, e.g. from the Learner's metrics=)."""
     model.compile(

@@ -6,6 +6,7 @@ pseudo-labelled example for every three labelled ones (as many as the unlabelled
     rows = pseudo_rows(len(train), len(test), ratio=0.25, seed=0)   # which test rows join
     soft = predict(head, test)[rows]                                # their soft labels
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,5 +19,6 @@ def pseudo_rows(labelled: int, unlabelled: int, ratio: float = 0.25, seed: int =
     if not 0.0 <= ratio < 1.0:
         raise UsageError(f"pseudo-label ratio={ratio}: must be in [0, 1)")
     take = min(int(round(ratio * labelled / (1.0 - ratio))), unlabelled)
-    return np.sort(np.random.default_rng(seed).choice(unlabelled, take, replace=False)) if take else \
-        np.zeros(0, np.int64)
+    return (
+        np.sort(np.random.default_rng(seed).choice(unlabelled, take, replace=False)) if take else np.zeros(0, np.int64)
+    )

@@ -8,6 +8,7 @@ Any schedule stretches to any length: `total_epochs` is the length of the traini
 evaluated per step inside the training graph, so the rate really changes (the course's Keras 1
 `model.optimizer.lr = x` did not) and nothing runs in Python per batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,12 @@ def cosine(epoch, total_epochs: int, lr: float = 1e-3, min_lr: float = 0.0, warm
 
 @SCHEDULES.register()
 def one_cycle(
-    epoch, total_epochs: int, max_lr: float = 1e-2, pct_start: float = 0.25,
-    div: float = 25.0, final_div: float = 1e4,
+    epoch,
+    total_epochs: int,
+    max_lr: float = 1e-2,
+    pct_start: float = 0.25,
+    div: float = 25.0,
+    final_div: float = 1e4,
 ):
     """fastai's one-cycle: cosine up from max_lr/div to max_lr, then cosine down to
     max_lr/(div*final_div)."""
