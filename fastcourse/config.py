@@ -8,6 +8,9 @@ rule a config must keep lives in this module, so `fastcourse check` accepts exac
 - ArgsOf, a marker for an argument that is itself another function's arguments (`task.head`);
 - rules across sections (ENSEMBLE_REFUSED: tasks that cannot be an ensemble).
 
+It is longer than our ~400-line guide on purpose: splitting it would put rules in two places,
+which is what this module exists to prevent.
+
 Sections that name a function (`task`, `data`, `model`, `augment`, `train.schedule`) take that
 function's keyword arguments beside `name`; `fastcourse.tasks.check` looks the name up in its
 registry (a layer this module may not import) and applies `check_arguments` here, so a

@@ -1,5 +1,8 @@
 """The Learner: the notebook front door, in the spirit of fastai's, on THE trainer the YAML runs use.
 
+One class, the notebook's whole API, so over our ~400-line guide; what is not the Learner's own
+state lives beside it (show.py: figures and inline display; export.py: export and load_learner).
+
 Every argument is a plain value or a builder's result; no config object is needed::
 
     import fastcourse

@@ -1,5 +1,8 @@
 """`fastcourse reproduce mnist|fashion_mnist`: the whole MNIST lesson in one command.
 
+One plan read and rewritten by every step (plan, budget, replan, report), kept in one module
+over our ~400-line guide so the plan file has one reader and one writer.
+
 Runs every ladder step (configs/<dataset>/{linear,hidden,cnn,cnn_augment,cnn_bn,
 cnn_bn_dropout}.yaml) and the ensemble (ensemble.yaml) into one reproduction directory::
 
