@@ -420,30 +420,27 @@ class Learner:
         """fastai's fine_tune, as the `finetune` task does it: the body frozen for `freeze_epochs`
         at `base_lr`, then everything for `epochs` at half the rate, spread over the layer groups
         from 1/lr_mult (first block) to 1 (head). Each phase is a trainer call of its own."""
-        from fastcourse.models.surgery import layer_groups, set_trainable
-        from fastcourse.train.optimizers import spread_multipliers
+        from fastcourse.tasks.finetune import first_phase, unfrozen_phase
         from fastcourse.train.trainer import FitResult
 
-        groups = layer_groups(self.model)
-        if frozen_up_to not in groups:
-            raise UsageError(f"frozen_up_to={frozen_up_to!r}: the model's layer groups are {groups}")
         schedule, parts = self._schedule(base_lr), []
         seed = self._call_seed()
+        if not (freeze_epochs or epochs):
+            return None
+        # the finetune task's own phases: one sequence for the YAML run and the notebook
+        first_phase(
+            self.model,
+            self.model_name,
+            freeze_epochs=freeze_epochs,
+            unfreeze_epochs=epochs,
+            lr_mult=lr_mult,
+            frozen_up_to=frozen_up_to,
+        )
         if freeze_epochs:
-            set_trainable(self.model, groups[groups.index(frozen_up_to) :])
             parts.append(self._fit(freeze_epochs, schedule, seed, "frozen"))
         if epochs:
-            set_trainable(self.model, "all")
-            parts.append(
-                self._fit(
-                    epochs,
-                    schedule,
-                    seed + 1,
-                    "unfrozen",
-                    scale=0.5,
-                    lr_multipliers=spread_multipliers(groups, lr_mult),
-                )
-            )
+            multipliers = unfrozen_phase(self.model, lr_mult)
+            parts.append(self._fit(epochs, schedule, seed + 1, "unfrozen", scale=0.5, lr_multipliers=multipliers))
         return FitResult.join(parts) if parts else None
 
     def _call_seed(self) -> int:
