@@ -292,6 +292,10 @@ class EnsembleConfig(Strict):
     members: PositiveInt = Field(1, le=1000)
     seeds: Optional[list[Seed]] = Field(None, description="one seed per member; default seed + i")
     parallel: Bool = Field(False, description="train members at once, one per GPU, where several are visible")
+    # only where a mirror image keeps the label (clothes, photos), never digits: a flipped 2 is no 2
+    tta: Optional[Literal["flip"]] = Field(
+        None, description="flip: also report the ensemble on the mean of each image and its mirror image"
+    )
 
     @model_validator(mode="after")
     def _seed_count(self):

@@ -110,6 +110,7 @@ BUDGET_TRAIN = {
 EPOCH_SHARE = {"linear": 0.25, "hidden": 0.25}  # the rest: 1 (every CNN step, each ensemble member)
 BUDGET_MARGIN = 0.9  # plan to 90% of what the calibration leaves: estimates are estimates
 MAX_EPOCHS = 35  # the course's member length: no budget buys more
+REUSED_STEP = "cnn_bn_dropout"  # its run is the ensemble's member 0 when the two would train alike
 
 
 def parse_budget(text: str) -> float:
@@ -122,10 +123,12 @@ def parse_budget(text: str) -> float:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "": 60}[m.group(2)]
 
 
-def step_seconds(step: str, epochs: int, cost: dict, members: int = 1) -> float:
+def step_seconds(step: str, epochs: int, cost: dict, members: int = 1, reused: bool = False) -> float:
     """Estimated wall seconds of one step: per training run, a fixed cost (tracing, the final
-    evaluation, batchnorm recalibration, writing the run) plus `epochs` x seconds per epoch."""
-    runs = members if step == "ensemble" else 1
+    evaluation, batchnorm recalibration, writing the run) plus `epochs` x seconds per epoch.
+    The ensemble trains `members` runs, one fewer when its member 0 is the reused
+    cnn_bn_dropout step (`reused`)."""
+    runs = (members - int(bool(reused))) if step == "ensemble" else 1
     return runs * (cost["fixed"] + epochs * cost["epoch"])
 
 
@@ -135,20 +138,23 @@ def plan_epochs(
     members: int = 1,
     max_epochs: int = MAX_EPOCHS,
     share: Optional[dict] = None,
+    reused: bool = False,
 ) -> dict[str, int]:
     """Epochs per step (the ensemble's: per member) that fit `budget_s`, the most that do.
 
     `costs[step]` = {"epoch": seconds per epoch, "fixed": seconds per training run}, from the
     calibration (measured images/s). Every step gets round(share x E) epochs, at least 1, for
-    the largest E <= max_epochs whose estimate stays within the budget. Raises UsageError naming
-    the smallest budget that would do when even one epoch each does not fit."""
+    the largest E <= max_epochs whose estimate stays within the budget; with `reused`, the
+    ensemble trains members - 1 runs (member 0 is the cnn_bn_dropout step's, which gets the same
+    E), so the run saved goes to every step's epochs. Raises UsageError naming the smallest
+    budget that would do when even one epoch each does not fit."""
     share = {**EPOCH_SHARE, **(share or {})}
 
     def allot(e: int) -> dict[str, int]:
         return {s: max(1, int(round(share.get(s, 1.0) * e))) for s in costs}
 
     def total(alloc: dict[str, int]) -> float:
-        return sum(step_seconds(s, n, costs[s], members) for s, n in alloc.items())
+        return sum(step_seconds(s, n, costs[s], members, reused) for s, n in alloc.items())
 
     for e in range(int(max_epochs), 0, -1):
         alloc = allot(e)
@@ -244,6 +250,8 @@ def reproduce(
         if plan.get("budget") and not sdir.exists() and replan(run_dir, plan):
             io.write_text(run_dir / PLAN_FILE, yaml.safe_dump(plan, sort_keys=False))
         print(f"fastcourse: [{i}/{len(plan['steps'])}] {step}", flush=True)
+        if step == "ensemble":
+            _reuse_member0(run_dir, plan)
         run_step(step_config(plan, step), sdir)
     table = write_report(run_dir, plan)
     print(table_markdown(table))
@@ -304,12 +312,15 @@ def budget_plan(plan: dict, budget_s: float) -> dict:
     members = 1
     if "ensemble" in plan["steps"]:
         members = int(getattr(step_config(plan, "ensemble").ensemble, "members", 1) or 1)
+    reused = reuses_member0(plan, epochs=1)  # the budget gives both steps the same epochs
     left = (budget_s - (time.perf_counter() - start)) * BUDGET_MARGIN
-    epochs = plan_epochs(left, costs, members, max_epochs=MAX_EPOCHS)
-    estimate = sum(step_seconds(s, e, costs[s], members) for s, e in epochs.items())
+    epochs = plan_epochs(left, costs, members, max_epochs=MAX_EPOCHS, reused=reused)
+    estimate = sum(step_seconds(s, e, costs[s], members, reused) for s, e in epochs.items())
     print(
         f"fastcourse: budget {budget_s / 60:.1f} min: epochs per step {epochs} (ensemble: {members} members "
-        f"each), estimated {estimate / 60:.1f} min of training after "
+        "each"
+        + (f", member 0 the {REUSED_STEP} step's run, {members - 1} trained" if reused else "")
+        + f"), estimated {estimate / 60:.1f} min of training after "
         f"{(time.perf_counter() - start) / 60:.1f} min of calibration",
         flush=True,
     )
@@ -317,6 +328,7 @@ def budget_plan(plan: dict, budget_s: float) -> dict:
         "seconds": budget_s,
         "epochs": epochs,
         "members": members,
+        "reuse_member0": reused,
         "estimate_seconds": estimate,
         "calibration_seconds": time.perf_counter() - start,
         "settings": BUDGET_TRAIN,
@@ -343,18 +355,22 @@ def replan(run_dir: Path, plan: dict) -> bool:
     costs = b.get("costs")
     if not costs:
         return False
+    reused = bool(b.get("reuse_member0"))
     done = {s: step_wall_seconds(run_dir, s) for s in plan["steps"]}
     started = [s for s in plan["steps"] if (Path(run_dir) / s).exists()]
     todo = [s for s in plan["steps"] if s not in started]
     finished = [s for s in started if done[s] is not None and (Path(run_dir) / s / "metrics.json").is_file()]
-    estimated = sum(step_seconds(s, b["epochs"][s], costs[s], b["members"]) for s in finished)
+    estimated = sum(step_seconds(s, b["epochs"][s], costs[s], b["members"], reused) for s in finished)
     if not todo or estimated < 0.1 * b["seconds"]:  # too little run yet to judge the estimates by
         return False
     factor = min(2.0, max(0.5, sum(done[s] for s in finished) / max(estimated, 1e-6)))
     left = b["seconds"] - b.get("calibration_seconds", 0.0) - sum(done[s] or 0.0 for s in started)
     scaled = {s: {"epoch": costs[s]["epoch"] * factor, "fixed": costs[s]["fixed"] * factor} for s in todo}
     try:
-        epochs = plan_epochs(left * BUDGET_MARGIN, scaled, b["members"], max_epochs=MAX_EPOCHS)
+        if reused and todo == ["ensemble"]:
+            epochs = _ensemble_after_reused_step(b, scaled, left * BUDGET_MARGIN)
+        else:
+            epochs = plan_epochs(left * BUDGET_MARGIN, scaled, b["members"], max_epochs=MAX_EPOCHS, reused=reused)
     except UsageError:
         epochs = {s: 1 for s in todo}
         print(
@@ -362,6 +378,8 @@ def replan(run_dir: Path, plan: dict) -> bool:
             flush=True,
         )
     changed = {s: e for s, e in epochs.items() if e != b["epochs"][s]}
+    if reused != bool(b.get("reuse_member0")):
+        changed = {**changed, "ensemble": epochs["ensemble"]}  # the plan changed: it is saved
     if changed:
         b["epochs"].update(changed)
         print(
@@ -370,6 +388,55 @@ def replan(run_dir: Path, plan: dict) -> bool:
             flush=True,
         )
     return bool(changed)
+
+
+def _ensemble_after_reused_step(b: dict, scaled: dict, budget_s: float) -> dict[str, int]:
+    """The ensemble's epochs once the cnn_bn_dropout step has run: its epochs, so that its run is
+    member 0 and only members - 1 train, when that fits `budget_s`; more epochs for every member
+    (all trained) when the time left buys more; else the most that fit (all trained)."""
+    pinned = b["epochs"][REUSED_STEP]
+    free = plan_epochs(budget_s, scaled, b["members"], max_epochs=MAX_EPOCHS)  # every member trained
+    keep = step_seconds("ensemble", pinned, scaled["ensemble"], b["members"], reused=True) <= budget_s
+    if keep and free["ensemble"] <= pinned:
+        return {"ensemble": pinned}
+    b["reuse_member0"] = False
+    print(
+        f"fastcourse: budget: the ensemble's members get {free['ensemble']} epochs, not the {REUSED_STEP} "
+        f"step's {pinned}, so member 0 is trained, not reused",
+        flush=True,
+    )
+    return free
+
+
+def reuses_member0(plan: dict, epochs: Optional[int] = None) -> bool:
+    """Whether the ensemble's member 0 would train exactly the cnn_bn_dropout step (the same config
+    after the quick shrink, the budget and the overrides; the same seed and epochs), so that
+    step's finished run can stand in for it. `epochs`: as if the budget gave both steps that many."""
+    from fastcourse.run.ensemble import trains_as
+
+    steps = plan["steps"]
+    if REUSED_STEP not in steps or "ensemble" not in steps or steps.index(REUSED_STEP) > steps.index("ensemble"):
+        return False
+    if epochs is not None:
+        given = (plan.get("budget") or {}).get("epochs") or {}
+        plan = {**plan, "budget": {"epochs": {**given, REUSED_STEP: epochs, "ensemble": epochs}}}
+    return trains_as(step_config(plan, "ensemble"), 0, step_config(plan, REUSED_STEP))
+
+
+def _reuse_member0(run_dir: Path, plan: dict) -> None:
+    """Before the ensemble step: make the finished cnn_bn_dropout run its member 0 when they match."""
+    from fastcourse.run.ensemble import adopt_member, is_finished, member_dir
+
+    source, sdir = run_dir / REUSED_STEP, run_dir / "ensemble"
+    if not (source / "metrics.json").is_file() or is_finished(member_dir(sdir, 0)) or not reuses_member0(plan):
+        return
+    cfg = step_config(plan, "ensemble")
+    adopt_member(sdir, 0, source, cfg)
+    print(
+        f"fastcourse: ensemble member 0 is the {REUSED_STEP} step's run (same config, seed {cfg.seed}, "
+        f"{cfg.train.epochs} epochs): reused, not trained again",
+        flush=True,
+    )
 
 
 def _stand_in_data(dataset: str) -> Optional[str]:
@@ -430,22 +497,40 @@ def results_table(run_dir: Path, plan: dict):
                 f"geometric {records.eval_accuracy(rules['geometric']):.4f}, "
                 f"vote {records.eval_accuracy(rules['vote']):.4f}"
             )
-        rows.append(
-            {
-                "step": step,
-                "model": m.get("model"),
-                "augment": m.get("augment"),
-                "data": m.get("dataset"),
-                # the reproduced datasets are arrays: their evaluation split is test
-                "test accuracy": records.eval_accuracy(m),
-                "reference": ref,
-                "difference": records.eval_accuracy(m) - ref,
-                "reference source": source,
-                "epochs": m.get("epochs"),
-                "minutes": seconds / 60.0,
-                "notes": note,
-            }
-        )
+            reused = [str(x["index"]) for x in m.get("members", []) if x.get("reused_from")]
+            if reused:
+                note += f"; member {', '.join(reused)} is the {REUSED_STEP} step's run (not trained again)"
+        row = {
+            "step": step,
+            "model": m.get("model"),
+            "augment": m.get("augment"),
+            "data": m.get("dataset"),
+            # the reproduced datasets are arrays: their evaluation split is test
+            "test accuracy": records.eval_accuracy(m),
+            "reference": ref,
+            "difference": records.eval_accuracy(m) - ref,
+            "reference source": source,
+            "epochs": m.get("epochs"),
+            "minutes": seconds / 60.0,
+            "notes": note,
+        }
+        rows.append(row)
+        tta = m.get("tta")
+        if tta:  # beside the plain ensemble, never instead of it
+            rows.append(
+                {
+                    **row,
+                    "step": f"{step} + {tta['kind']} TTA",
+                    "test accuracy": records.eval_accuracy(tta),
+                    "difference": records.eval_accuracy(tta) - ref,
+                    "minutes": tta["seconds"] / 60.0,
+                    "notes": (
+                        "the same members on the mean of each test image and its mirror image; members "
+                        f"{tta['member_accuracy']['mean']:.4f} ± {tta['member_accuracy']['std']:.4f}; "
+                        "minutes: the extra predictions"
+                    ),
+                }
+            )
     return pd.DataFrame(rows)
 
 

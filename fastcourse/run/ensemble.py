@@ -34,11 +34,13 @@ import numpy as np
 from fastcourse import io
 from fastcourse.config import ExperimentConfig
 from fastcourse.errors import RunError, UsageError
+from fastcourse.locks import LOCK
 from fastcourse.run import records, rundir
 from fastcourse.run.frame import timed
 from fastcourse.run.records import LABELS, PROBS
 
 RULES = ("mean", "geometric", "vote")
+TTA_PROBS = "eval_probs_flip_tta.npy"  # ensemble.tta: flip, the mean over members of (image + mirror) / 2
 EPS = 1e-7  # the clipping Keras' cross-entropy uses
 
 
@@ -113,6 +115,7 @@ def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict
                 "epochs": m.get("epochs"),
                 "train_seconds": m.get("train_seconds"),
                 "wall_seconds": m.get("wall_seconds"),
+                **({"reused_from": m["reused_from"]} if m.get("reused_from") else {}),
             }
             for i, (m, a, lo) in enumerate(zip(member_metrics, acc, loss))
         ],
@@ -143,6 +146,56 @@ def member_dir(run_dir: Path, index: int) -> Path:
 
 def is_finished(mdir: Path) -> bool:
     return (mdir / PROBS).is_file() and (mdir / records.METRICS).is_file()
+
+
+def trains_as(cfg: ExperimentConfig, index: int, run_cfg: ExperimentConfig) -> bool:
+    """Whether member `index` of the ensemble `cfg` would train exactly the single run `run_cfg`:
+    the same config apart from the name and what may differ on resume (the output folder,
+    verbosity) -- the seed, the epochs and every other setting alike -- and the same draw of
+    any data limits (members draw from the ensemble's seed, so it must be the run's too)."""
+    if cfg.ensemble is None or run_cfg.ensemble is not None or cfg.seed != run_cfg.seed:
+        return False
+    seeds = member_seeds(cfg)
+    if not 0 <= index < len(seeds):
+        return False
+
+    def comparable(c: ExperimentConfig) -> dict:
+        d = c.to_dict()
+        d.pop("name")
+        for key in rundir.RESUME_MAY_DIFFER:
+            *parents, leaf = key.split(".")
+            node = d
+            for part in parents:
+                node = node.get(part) or {}
+            node.pop(leaf, None)
+        return d
+
+    return comparable(member_config(cfg, index, seeds[index])) == comparable(run_cfg)
+
+
+def adopt_member(run_dir: str | Path, index: int, source: str | Path, cfg: ExperimentConfig) -> Path:
+    """Make the finished single run `source` member `index` of the ensemble `cfg` in `run_dir`
+    instead of training it (the caller checked `trains_as`): its model, history, metrics and
+    evaluation predictions are copied (checkpoints and the lock are not), its metrics.json gains
+    `reused_from`, and the member appears at once, finished, so a resumed ensemble keeps it."""
+    source, target = Path(source), member_dir(run_dir, index)
+    if not is_finished(source):
+        raise RunError(f"{source}: not a finished run (no {PROBS} or {records.METRICS}); it cannot be a member")
+    staging = target.with_name(f".{index}.adopting")
+    io.make_folder(run_dir, "ensemble run directory")
+    with rundir.locked(Path(run_dir)):
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            shutil.copytree(source, staging, ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, rundir.STARTED, LOCK))
+            io.write_text(staging / rundir.CONFIG, member_config(cfg, index, member_seeds(cfg)[index]).to_yaml())
+            metrics = _member_metrics(staging)
+            io.write_json(staging / records.METRICS, {**metrics, "reused_from": str(source.resolve())})
+            shutil.rmtree(target, ignore_errors=True)  # an unfinished member's checkpoints: superseded
+            os.replace(staging, target)  # the member appears whole or not at all
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise io.os_error(exc, f"cannot copy {source} into {target}") from None
+    return target
 
 
 def train_member(cfg: ExperimentConfig, task, mdir: Path, data_seed: Optional[int] = None) -> dict:
@@ -243,6 +296,7 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     model_probs = predict(reloaded, inputs.eval.take(k))
     with io.atomic_path(run_dir / LABELS, suffix=".npy") as tmp:
         np.save(tmp, labels)
+    tta = _flip_tta(cfg, members, probs, labels, inputs, split, run_dir) if cfg.ensemble.tta == "flip" else None
 
     histories = [pd.read_csv(d / "history.csv") for d in dirs]
     mean_history = pd.concat(histories).groupby("epoch", as_index=False).mean()
@@ -272,6 +326,7 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
         versions=versions(),
         ensemble_members=n,
         **summary,
+        **({"tta": tta} if tta else {}),
         keras_model={
             "path": "model.keras",
             "checked_images": k,
@@ -299,10 +354,52 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     print(
         f"fastcourse: ensemble {cfg.name}: {split} accuracy of the members {acc['mean']:.4f} +- {acc['std']:.4f} "
         f"(min {acc['min']:.4f}, max {acc['max']:.4f}); ensemble mean {rules['mean']['eval_accuracy']:.4f}, "
-        f"geometric {rules['geometric']['eval_accuracy']:.4f}, vote {rules['vote']['eval_accuracy']:.4f}",
+        f"geometric {rules['geometric']['eval_accuracy']:.4f}, vote {rules['vote']['eval_accuracy']:.4f}"
+        + (f"; ensemble + flip TTA {tta['eval_accuracy']:.4f}" if tta else ""),
         flush=True,
     )
     return run_dir
+
+
+# --- test-time augmentation: the mirror image ------------------------------------------
+
+
+def flip_images(images, seed=None):
+    """Mirror a batch (N, H, W, C) left to right; an `augment(images, seed)` for Source.batches
+    that ignores the seed (the flip is the same every time)."""
+    import tensorflow as tf
+
+    return tf.reverse(images, axis=[2])
+
+
+def _flip_tta(cfg: ExperimentConfig, members: list, probs: np.ndarray, labels: np.ndarray, inputs, split, run_dir):
+    """`ensemble.tta: flip`: every member also predicts the mirror image of each evaluation image;
+    a member's TTA probabilities are the mean of its saved ones and those. Saves their ensemble
+    mean as eval_probs_flip_tta.npy and returns its figures (metrics.json's `tta`), which stand
+    beside the plain ensemble's, never in place of them."""
+    import time
+
+    from fastcourse.train.trainer import predict
+
+    start = time.perf_counter()
+    flipped = np.stack([predict(m, inputs.eval, batch_size=cfg.train.batch_size, augment=flip_images) for m in members])
+    if flipped.shape != probs.shape:
+        raise RunError(
+            f"{run_dir}: {flipped.shape[1]} mirrored predictions for {probs.shape[1]} evaluation images; "
+            "was the data changed since the members were trained?"
+        )
+    per_member = (np.asarray(probs, np.float64) + flipped) / 2.0
+    mean = combine(per_member, "mean")
+    with io.atomic_path(run_dir / TTA_PROBS, suffix=".npy") as tmp:
+        np.save(tmp, mean.astype(np.float32))
+    acc = np.array([accuracy(p, labels) for p in per_member])
+    return {
+        "kind": "flip",
+        "probs": TTA_PROBS,
+        **records.evaluation(split, accuracy(mean, labels), cross_entropy(mean, labels)),
+        "member_accuracy": {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0},
+        "seconds": time.perf_counter() - start,
+    }
 
 
 # --- helpers ---------------------------------------------------------------------------
