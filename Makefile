@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test test-fast test-slow lint docs bench bench-gpu notebooks notebooks-clean lab clean
+.PHONY: install run test test-fast test-slow lint docs bench bench-fastai bench-gpu notebooks notebooks-clean lab clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/fastcourse bench
+
+# fastcourse against fastai v2 on PyTorch, same data and CNN, 3 seeds interleaved; builds the
+# fastai environment in .bench-fastai/ once (torch and fastai are not fastcourse dependencies).
+bench-fastai: $(STAMP)
+	$(BIN)/fastcourse bench --cases fastai --json bench-fastai.json
 
 # The full 6 x 35-epoch ensemble with mixed_float16 on one GPU (minutes and accuracy);
 # on a machine without a GPU it prints one line and succeeds.

@@ -120,13 +120,18 @@ def run_fastcourse(
     epoch_eval: Optional[tuple[list, float]] = None,
     bn_batches: int = 100,
     restarts: Optional[float] = None,
+    fraction: float = 1.0,
+    train_options: Optional[dict] = None,
 ):
     """The same model through fastcourse's trainer; `policy` sets Keras' dtype policy directly
     (the bench measures bfloat16 and float32 side by side). With `epoch_eval` = (curve,
     target), each epoch ends with BN recalibration (timed) and a clean evaluation (not timed)
     appended to `curve`, and training stops once `target` is reached. With `restarts` (a
     factor), every epoch is one fit(epochs=1) call with its own whole schedule, the peak rate
-    multiplied by `restarts` from one to the next: each evaluation sees an annealed model."""
+    multiplied by `restarts` from one to the next: each evaluation sees an annealed model.
+    `fraction` < 1 makes each cycle shorter than an epoch: a seeded draw of that share of the
+    training images, each seen once. `train_options` go to TrainConfig as they are (optimizer,
+    weight_decay, label_smoothing)."""
     from fastcourse.config import TrainConfig
     from fastcourse.data import augment as aug
     from fastcourse.data.sources import ArraySource
@@ -146,6 +151,7 @@ def run_fastcourse(
             validate_each_epoch=False,
             schedule=schedule,
             bn_recalibrate=0 if epoch_eval is not None else bn_batches,  # with epoch_eval, its callback does it
+            **(train_options or {}),
         )
 
     previous = keras.mixed_precision.global_policy().name
@@ -159,6 +165,9 @@ def run_fastcourse(
         timer = SteadyTimer(batch_size, skip=max(2, 10 // steps_per_execution))
         callbacks = [timer]
         source = ArraySource(data.x_train, data.y_train, data.num_classes)
+        if fraction < 1.0:
+            keep = np.random.default_rng(seed).permutation(len(data.x_train))[: int(len(data.x_train) * fraction)]
+            source = ArraySource(data.x_train[keep], data.y_train[keep], data.num_classes)
         if epoch_eval is not None:
             from fastcourse.train.trainer import recalibrate
 
@@ -185,6 +194,21 @@ def run_fastcourse(
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return model, timer.images_per_second(steps_per_execution), time.perf_counter() - clock["start"]
+
+
+def recipe_options(fast: dict, policy: str) -> dict:
+    """run_fastcourse's arguments for the time-to-accuracy recipe."""
+    return {
+        "batch_size": fast["batch_size"],
+        "steps_per_execution": fast["steps_per_execution"],
+        "schedule": {"name": "one_cycle", "max_lr": fast["max_lr"]},
+        "augment": fast.get("augment", ("course", {})),
+        "policy": policy,
+        "bn_batches": fast.get("bn_batches", 100),
+        "restarts": fast.get("restarts"),
+        "fraction": fast.get("fraction", 1.0),
+        "train_options": fast.get("train_options"),
+    }
 
 
 def accuracy(model: keras.Model, data: ArrayDataset) -> float:

@@ -52,6 +52,9 @@ def describe(options: dict) -> str:
         parts.append(f"augment {options['augment'][0] if options['augment'] else 'none'}")
     if options.get("schedule"):
         parts.append(", ".join(f"{k} {v}" for k, v in options["schedule"].items()))
+    if options.get("fraction", 1.0) < 1.0:
+        parts.append(f"cycle {options['fraction']:g} epoch")
+    parts += [f"{k} {v}" for k, v in (options.get("train_options") or {}).items()]
     return ", ".join(parts)
 
 

@@ -1,0 +1,174 @@
+"""`fastcourse bench --cases fastai` (`make bench-fastai`): fastcourse against fastai v2 on
+PyTorch, the toolkit most learners would pick instead, on the same CPU in one run.
+
+The task (the same on both sides): Fashion-MNIST 60k/10k (the bundled digit sample when it is
+not installed), the course's batchnorm + dropout CNN layer for layer, seconds from building the
+model until the clean test accuracy reaches the target, evaluation excluded. fastai runs its best
+CPU recipe (fastai_side.py: `fit_one_cycle(1, 6e-3)` at batch 128, channels_last, bfloat16
+autocast); fastcourse runs the bench's time-to-accuracy recipe (cases.FAST_TO_ACCURACY). Both
+sides run in fresh processes, interleaved (the order alternates by seed), 3 seeds each, so a
+shared machine's noise hits both alike.
+
+torch and fastai are not fastcourse dependencies: the fastai side runs in its own virtual
+environment, built once at `FASTCOURSE_FASTAI_ENV` (default `.bench-fastai` in the working
+directory) from `FASTCOURSE_FASTAI_REQUIREMENTS` (default: torch 2.14.1, torchvision 0.29.1,
+fastai 2.8.12). The last line printed is `fastai ratio: 0.83x`: fastcourse's median seconds over
+fastai's (below 1: fastcourse is ahead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from statistics import median
+from typing import Optional
+
+import numpy as np
+
+from fastcourse.bench.report import Row
+from fastcourse.errors import UsageError
+
+# The plain-Keras peer's clean test accuracy after its 5 epochs (the course's recipe, batch 64),
+# measured on Fashion-MNIST on a 2-core AMD EPYC: the target both sides race to.
+FASHION_TARGET = 0.8981
+DEFAULT_REQUIREMENTS = "torch==2.14.1 torchvision==0.29.1 fastai==2.8.12"
+SIDE_SCRIPT = Path(__file__).with_name("fastai_side.py")
+
+
+def fastai_python(env: Optional[Path] = None) -> Path:
+    """The fastai environment's Python, building the environment on first use (minutes)."""
+    env = Path(env or os.environ.get("FASTCOURSE_FASTAI_ENV", ".bench-fastai")).resolve()
+    python = env / "bin" / "python"
+    if python.is_file() and _has_fastai(python):
+        return python
+    requirements = os.environ.get("FASTCOURSE_FASTAI_REQUIREMENTS", DEFAULT_REQUIREMENTS).split()
+    print(f"bench: building the fastai environment in {env} ({' '.join(requirements)}); once", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise UsageError(
+            f"bench: could not build the fastai environment in {env} ({exc}); "
+            "set FASTCOURSE_FASTAI_REQUIREMENTS to installable versions, or FASTCOURSE_FASTAI_ENV to a "
+            "virtual environment that has fastai"
+        ) from None
+    return python
+
+
+def _has_fastai(python: Path) -> bool:
+    return subprocess.run([str(python), "-c", "import fastai, torch"], capture_output=True).returncode == 0
+
+
+def fastcourse_side(data_path: str, seed: int, target: float) -> dict:
+    """One fastcourse run of the time-to-accuracy recipe (called in a fresh process)."""
+    from fastcourse.bench.cases import FAST_TO_ACCURACY
+    from fastcourse.bench.peer import recipe_options, run_fastcourse
+    from fastcourse.data import ArrayDataset
+    from fastcourse.train.precision import resolve_precision
+
+    arrays = np.load(data_path)
+    data = ArrayDataset(
+        "bench", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], [str(c) for c in range(10)]
+    )
+    policy, _ = resolve_precision(FAST_TO_ACCURACY.get("policy", "auto"))
+    curve: list[tuple[float, float]] = []
+    _, ips, _ = run_fastcourse(data, 2, seed, **recipe_options(FAST_TO_ACCURACY, policy), epoch_eval=(curve, target))
+    seconds, acc = curve[-1]
+    return {
+        "side": "fastcourse",
+        "seed": seed,
+        "seconds": seconds,
+        "accuracy": acc,
+        "epochs": len(curve),
+        "reached": acc >= target,
+        "images_per_second": ips,
+        "precision": policy,
+    }
+
+
+def _run_side(command: list[str]) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    raise UsageError(f"bench: {' '.join(command[:2])} failed (exit {done.returncode}): {tail}")
+
+
+def fastai_case(data, seeds: tuple[int, ...] = (0, 1, 2), python: Optional[Path] = None) -> list[Row]:
+    """Both sides, interleaved, one fresh process per run; rows per run and the medians."""
+    python = python or fastai_python()
+    target = FASHION_TARGET if data.name.startswith("fashion") else 0.97
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/data.npz"
+        np.savez(path, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test)
+        sides = {
+            "fastai": [str(python), str(SIDE_SCRIPT), path, "--target", str(target)],
+            "fastcourse": [sys.executable, "-m", "fastcourse.bench.fastai_peer", path, "--target", str(target)],
+        }
+        for k, seed in enumerate(seeds):
+            for side in ("fastai", "fastcourse") if k % 2 == 0 else ("fastcourse", "fastai"):
+                run = _run_side([*sides[side], "--seed", str(seed)])
+                print(
+                    f"  {side} seed {seed}: {run['seconds']:.1f} s, test accuracy {run['accuracy']:.4f}"
+                    + ("" if run["reached"] else f" (target {target} NOT reached)"),
+                    flush=True,
+                )
+                runs.append(run)
+    return fastai_rows(runs, target)
+
+
+def fastai_rows(runs: list[dict], target: float) -> list[Row]:
+    """One row per run, one median row per side, and the ratio line on fastcourse's median row.
+    A run that missed the target counts as not reached: the ratio says so instead of a number."""
+    rows = [
+        Row(
+            "fastai_peer",
+            f"{r['side']} seed {r['seed']}",
+            r.get("images_per_second", 0.0),
+            test_accuracy=r["accuracy"],
+            seconds=r["seconds"],
+            notes=f"{r['epochs']} epoch(s)" + ("" if r["reached"] else ", target NOT reached"),
+        )
+        for r in runs
+    ]
+    medians = {}
+    for side in ("fastai", "fastcourse"):
+        mine = [r for r in runs if r["side"] == side]
+        medians[side] = median(r["seconds"] for r in mine) if all(r["reached"] for r in mine) else None
+        rows.append(
+            Row(
+                "fastai_peer",
+                f"{side}: median of {len(mine)}",
+                median(r.get("images_per_second", 0.0) for r in mine),
+                test_accuracy=median(r["accuracy"] for r in mine),
+                seconds=medians[side] or 0.0,
+                notes=f"target {target}" + ("" if medians[side] else ", NOT reached by every run"),
+            )
+        )
+    ratio = medians["fastcourse"] / medians["fastai"] if medians["fastcourse"] and medians["fastai"] else None
+    rows[-1].ratio_to_peer = ratio
+    rows[-1].extra["ratio_line"] = f"fastai ratio: {ratio:.2f}x" if ratio else "fastai ratio: not reached"
+    return rows
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The fastcourse side in a fresh process: prints one JSON line."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m fastcourse.bench.fastai_peer")
+    ap.add_argument("data")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target", type=float, default=FASHION_TARGET)
+    args = ap.parse_args(argv)
+    print(json.dumps(fastcourse_side(args.data, args.seed, args.target)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
