@@ -25,6 +25,9 @@ with the course's augmentation. Cases:
 - `lesson3`: the rates of lesson 3's steps (VGG16 features, head epochs, augmented passes,
   augmented full-model epochs) in float32 and under `auto`, and the estimated minutes for dogs
   vs cats before and after, ending `lesson3 estimate: 84 min (before: 182 min)`.
+- `fastai` (`make bench-fastai`): fastcourse against fastai v2 on PyTorch, same data and CNN, 3
+  seeds interleaved in fresh processes (fastai in its own environment, built once), ending
+  `fastai ratio: 0.83x` (fastcourse's median seconds to the target over fastai's).
 - `memory`: peak RSS and images/s of precomputing and training the batchnorm head through
   FeatureSource at 2,000 / 8,000 / 32,000 images, each size in a fresh process.
 
@@ -53,6 +56,7 @@ from fastcourse.bench.peer import (
     accuracy,
     bench_data,
     peer_model,
+    recipe_options,
     run_fastcourse,
     run_peer,
     warm_up,
@@ -195,15 +199,7 @@ def time_to_accuracy_case(
         peer_time = peer_curve[-1][0]
         peer_note = f"the peer did not reach {target:.4f} in {peer_epochs} epochs: a lower bound"
 
-    options = {
-        "batch_size": tuned["batch_size"],
-        "steps_per_execution": tuned["steps_per_execution"],
-        "schedule": {"name": "one_cycle", "max_lr": tuned["max_lr"]},
-        "augment": tuned.get("augment", ("course", {})),
-        "policy": policy,
-        "bn_batches": tuned.get("bn_batches", 100),
-        "restarts": tuned.get("restarts"),
-    }
+    options = recipe_options(tuned, policy)
     plan = (
         f"a one-epoch cycle per epoch, peak x{options['restarts']:g} each time, at most {max_epochs}"
         if options["restarts"]
@@ -274,7 +270,7 @@ def vgg16_features_case(matmul: float, images: int, batch_size: int = 8) -> list
     ]
 
 
-CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch", "features", "memory", "lesson3")
+CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch", "features", "memory", "lesson3", "fastai")
 DEFAULT_CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch")
 # fastcourse's tuned settings for one epoch of the ladder CNN. Batch 64 stays: at batch 128 one
 # epoch makes half the updates and ended at 0.70 test accuracy against 0.82 (Fashion-MNIST,
@@ -310,7 +306,7 @@ def run_bench(
     tuned, fast = tuned or TUNED, fast or FAST_TO_ACCURACY
     report: dict = {"device": device_description()}
     rows: list[Row] = []
-    if set(cases) & {"ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch"}:
+    if set(cases) & {"ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch", "fastai"}:
         data = bench_data(quick)
         report["dataset"] = data.name
         print(
@@ -340,6 +336,10 @@ def run_bench(
     if "features" in cases:
         rows += precision_rates(images=16 if quick else 32)  # VGG16 at 224 in float32 and bf16
         rows += features_case(images=16 if quick else 64, size=112 if quick else 224, epochs=2 if quick else 3)
+    if "fastai" in cases:
+        from fastcourse.bench.fastai_peer import fastai_case
+
+        rows += fastai_case(data, seeds=(0,) if quick else (0, 1, 2))
     if "memory" in cases:
         rows += memory_case(QUICK_MEMORY_SIZES if quick else MEMORY_SIZES)
     if "lesson3" in cases:  # dogs vs cats minutes, before and after (fastcourse/bench/lesson3.py)
