@@ -76,6 +76,7 @@ END_TO_END = {
     "test_ensemble.py::test_ensemble_model_saves_reloads_in_safe_mode_and_averages",
     "test_ensemble.py::test_members_of_a_limited_folder_ensemble_see_the_same_images",
     "test_ensemble_reuse_tta.py::test_flip_tta_is_computed_from_mirrored_images_beside_the_plain_ensemble",
+    "test_ensemble_reuse_tta.py::test_flip_tta_on_an_image_folder_ensemble",
     "test_ensemble_reuse_tta.py::test_member0_is_the_cnn_bn_dropout_run_also_on_resume",
     "test_ensemble_reuse_tta.py::test_member0_is_trained_when_the_seeds_differ",
     "test_every_kind.py::test_fine_tune_phases_on_an_array_dataset",

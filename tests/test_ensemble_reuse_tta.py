@@ -58,6 +58,42 @@ def test_flip_tta_is_computed_from_mirrored_images_beside_the_plain_ensemble(tin
     assert metrics["eval_accuracy"] == pytest.approx(float((plain.argmax(1) == y).mean()))
 
 
+def test_flip_tta_on_an_image_folder_ensemble(tmp_path):
+    from fastcourse.data.synthetic import make_image_folder
+
+    root = make_image_folder(
+        tmp_path / "shapes", "dogscats", classes=2, per_class=8, valid_per_class=6, test=0, size=24, mixed_modes=False
+    )
+    cfg = load_config(
+        {
+            "name": "tta-folder",
+            "seed": 3,
+            "data": {"name": "image_folder", "path": str(root), "image_size": [24, 24]},
+            "model": {"name": "cnn", "filters": [4, 8], "dense": 8},
+            "ensemble": {"members": 2, "tta": "flip"},
+            "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "precision": "float32"},
+        }
+    )
+    run_dir = run_experiment(cfg, run_dir=tmp_path / "ens")
+    images = np.concatenate([np.asarray(b) for b in inputs_for(cfg).eval.batches(8, labels=False)])
+    expected = np.mean(
+        [
+            (
+                np.load(ensemble.member_dir(run_dir, i) / "eval_probs.npy")
+                + keras.saving.load_model(ensemble.member_dir(run_dir, i) / "model.keras").predict(
+                    images[:, :, ::-1, :], verbose=0
+                )
+            )
+            / 2
+            for i in range(2)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(np.load(run_dir / ensemble.TTA_PROBS), expected, atol=1e-5)
+    tta = json.loads((run_dir / "metrics.json").read_text())["tta"]
+    assert tta["eval_split"] == "valid" and tta["kind"] == "flip"
+
+
 def test_tta_is_validated_and_set_for_clothes_not_digits(tiny_config):
     with pytest.raises(ConfigError, match="ensemble.tta"):
         load_config(tiny_config(ensemble={"members": 2, "tta": "mirror"}))
