@@ -285,3 +285,22 @@ def test_replan_trains_member0_when_more_epochs_fit(tmp_path):
     plan = _after_the_step(tmp_path, 0.5 * 485.0)  # twice as fast: every member can train longer
     assert rp.replan(tmp_path, plan)
     assert plan["budget"]["epochs"]["ensemble"] > 8 and not plan["budget"]["reuse_member0"]
+
+
+def test_the_shipped_fashion_ladder_reuses_member0_unless_the_epochs_differ():
+    plan = {
+        "dataset": "fashion_mnist",
+        "steps": list(rp.STEPS),
+        "configs_dir": str(configs_dir()),
+        "quick": None,
+        "overrides": ["train.verbose=0"],
+        "data_name": None,
+    }
+    assert rp.reuses_member0(plan) and rp.reuses_member0(plan, epochs=1)
+    budgeted = {**plan, "budget": {"epochs": {"cnn_bn_dropout": 16, "ensemble": 16}}}
+    assert rp.reuses_member0(budgeted)
+    assert not rp.reuses_member0({**plan, "budget": {"epochs": {"cnn_bn_dropout": 16, "ensemble": 17}}})
+    assert rp.reuses_member0({**plan, "budget": {"epochs": {"cnn_bn_dropout": 16, "ensemble": 17}}}, epochs=16)
+    assert rp.reuses_member0({**plan, "overrides": ["seed=7"]})  # --set changes both steps alike
+    assert not rp.reuses_member0({**plan, "steps": ["ensemble", "cnn_bn_dropout"]})  # it must have run first
+    assert not rp.reuses_member0({**plan, "steps": ["cnn", "ensemble"]})
