@@ -304,3 +304,14 @@ def test_the_shipped_fashion_ladder_reuses_member0_unless_the_epochs_differ():
     assert rp.reuses_member0({**plan, "overrides": ["seed=7"]})  # --set changes both steps alike
     assert not rp.reuses_member0({**plan, "steps": ["ensemble", "cnn_bn_dropout"]})  # it must have run first
     assert not rp.reuses_member0({**plan, "steps": ["cnn", "ensemble"]})
+
+
+def test_replan_reuses_when_only_one_training_fewer_still_fits(tmp_path, capsys):
+    plan = _after_the_step(tmp_path, 405.0)
+    b = plan["budget"]
+    b["costs"] = {"cnn_bn_dropout": {"epoch": 400.0, "fixed": 5.0}, "ensemble": {"epoch": 10.0, "fixed": 5.0}}
+    b["epochs"] = {"cnn_bn_dropout": 1, "ensemble": 1}
+    b["calibration_seconds"] = 3600.0 - 405.0 - 80.0 / rp.BUDGET_MARGIN  # 80 s to plan: 5 x 15 s fit, 6 do not
+    assert not rp.replan(tmp_path, plan)
+    assert b["epochs"]["ensemble"] == 1 and b["reuse_member0"]
+    assert "short of one epoch" not in capsys.readouterr().out  # a plan, not the fallback

@@ -395,8 +395,13 @@ def _ensemble_after_reused_step(b: dict, scaled: dict, budget_s: float) -> dict[
     member 0 and only members - 1 train, when that fits `budget_s`; more epochs for every member
     (all trained) when the time left buys more; else the most that fit (all trained)."""
     pinned = b["epochs"][REUSED_STEP]
-    free = plan_epochs(budget_s, scaled, b["members"], max_epochs=MAX_EPOCHS)  # every member trained
     keep = step_seconds("ensemble", pinned, scaled["ensemble"], b["members"], reused=True) <= budget_s
+    try:
+        free = plan_epochs(budget_s, scaled, b["members"], max_epochs=MAX_EPOCHS)  # every member trained
+    except UsageError:
+        if keep:  # one training fewer still fits
+            return {"ensemble": pinned}
+        raise
     if keep and free["ensemble"] <= pinned:
         return {"ensemble": pinned}
     b["reuse_member0"] = False
