@@ -51,6 +51,7 @@ from fastcourse.bench.features import features_case, precision_rates
 from fastcourse.bench.lesson3 import lesson3_case
 from fastcourse.bench.memory import MEMORY_SIZES, QUICK_MEMORY_SIZES, memory_case
 from fastcourse.bench.peer import (
+    FAST_TO_ACCURACY,
     SAMPLE_TARGET,
     EpochEval,
     accuracy,
@@ -277,31 +278,6 @@ DEFAULT_CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch")
 # epoch makes half the updates and ended at 0.70 test accuracy against 0.82 (Fashion-MNIST,
 # constant 1e-3); one-cycle at 3e-3 reached 0.869 after one epoch (the peer: 0.857).
 TUNED = {"batch_size": 64, "steps_per_execution": 8, "schedule": {"name": "one_cycle", "max_lr": 3e-3}}
-# Time to the peer's 5-epoch accuracy: every cycle is a whole one-cycle schedule (one fit(epochs=1)
-# call, peak 6e-3, halved at each restart), so each evaluation sees an annealed model; batch 128,
-# steps_per_execution 8, the precision `auto` picks, BN statistics from 20 clean batches, no
-# augmentation (it pays over long runs, not in the first epochs). Measured on Fashion-MNIST while
-# choosing: one epoch at batch 128 / 6e-3 reached 0.904; at batch 256 / 1e-2 0.901, 256 / 6e-3
-# 0.898; a 2-epoch cycle at 256 / 6e-3 0.896 after its first epoch and 0.914 after the second
-# (the peer's 5 epochs: 0.902).
-# Then, against fastai (2-core AMD EPYC, avx512_bf16; seed 0 unless said): AdamW with fastai's
-# weight decay 0.01 instead of Adam: 0.9040 after one epoch (Adam 0.9002); so the cycle can be
-# shorter than an epoch: 0.9 of an epoch (seeded draw, each image once) gave 0.9015 / 0.9019 /
-# 0.9000 (seeds 0/1/2), 0.8 gave 0.9003 / 0.8958 / 0.8991 (too close to 0.8981), 0.7 0.8974.
-# Label smoothing 0.1 (0.9009) and Adam's beta_2 0.99 as fastai (0.9014 at 0.9) measured within
-# noise; XLA made the step 3.3x slower (1,093 vs 3,593 images/s); batch 256 / 1e-2 0.9018 with
-# 5% faster steps, not enough to pay for its lower accuracy at a shorter cycle.
-FAST_TO_ACCURACY = {
-    "batch_size": 128,
-    "steps_per_execution": 8,
-    "max_lr": 6e-3,
-    "augment": None,
-    "bn_batches": 20,
-    "policy": "auto",
-    "restarts": 0.5,
-    "fraction": 0.9,
-    "train_options": {"optimizer": "adamw", "weight_decay": 0.01},
-}
 TTA_EPOCHS = {"full": (5, 3), "quick": (2, 2)}  # (peer epochs, fastcourse epochs at most)
 
 

@@ -5,7 +5,7 @@ The task (the same on both sides): Fashion-MNIST 60k/10k (the bundled digit samp
 not installed), the course's batchnorm + dropout CNN layer for layer, seconds from building the
 model until the clean test accuracy reaches the target, evaluation excluded. fastai runs its best
 CPU recipe (fastai_side.py: `fit_one_cycle(1, 6e-3)` at batch 128, channels_last, bfloat16
-autocast); fastcourse runs the bench's time-to-accuracy recipe (cases.FAST_TO_ACCURACY). Both
+autocast); fastcourse runs the bench's time-to-accuracy recipe (peer.FAST_TO_ACCURACY). Both
 sides run in fresh processes, interleaved (the order alternates by seed), 3 seeds each, so a
 shared machine's noise hits both alike.
 
@@ -65,8 +65,7 @@ def _has_fastai(python: Path) -> bool:
 
 def fastcourse_side(data_path: str, seed: int, target: float) -> dict:
     """One fastcourse run of the time-to-accuracy recipe (called in a fresh process)."""
-    from fastcourse.bench.cases import FAST_TO_ACCURACY
-    from fastcourse.bench.peer import recipe_options, run_fastcourse
+    from fastcourse.bench.peer import FAST_TO_ACCURACY, recipe_options, run_fastcourse
     from fastcourse.data import ArrayDataset
     from fastcourse.train.precision import resolve_precision
 
