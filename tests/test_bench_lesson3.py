@@ -54,10 +54,16 @@ def test_estimate_line_and_verdict():
     assert LINE.match(estimate_line(84.4, 182.2))
     fast = {"features": 40.0, "head": 2000.0, "augmented_pass": 40.0}
     assert "within the 90-minute target" in lesson3.verdict(fast)
-    # 25,000/12/60 = 34.7 min of features, each pass 23,000/12/60 = 31.9 min: 3 passes over, 1 pass fits
+    # 25,000/12/60 = 34.7 min of features, each pass 23,000/12/60 = 31.9 min: 3 and 2 passes are over,
+    # 1 pass with the head's 6 epochs over 2 x 23,000 rows (2.3 min) fits: 34.72 + 31.94 + 2.3 = 69
     slow = {"features": 12.0, "head": 2000.0, "augmented_pass": 12.0}
     text = lesson3.verdict(slow)
-    assert "over the 90-minute target" in text and "task.passes: 1 (" in text, text
+    assert (
+        text.startswith("133 min: over the 90-minute target") and "task.passes: 1, train.epochs: 6 (69 min)" in text
+    ), text
+    # a slow head: 1 pass fits only with fewer head epochs (4 x 2 x 23,000 rows at 120/s = 25.6 min)
+    measured = {"features": 13.8, "head": 118.9, "augmented_pass": 13.2}
+    assert "task.passes: 1, train.epochs: 4 (85 min)" in lesson3.verdict(measured)
     assert "even without augmented passes" in lesson3.verdict({"features": 4.0, "head": 2000.0, "augmented_pass": 4.0})
 
 

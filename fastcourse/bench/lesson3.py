@@ -95,17 +95,21 @@ def features_gb(counts: Counts = COURSE, passes: int = 3, size: int = 224) -> fl
 
 
 def verdict(rates: Mapping[str, float], counts: Counts = COURSE, passes: int = 3) -> str:
-    """Whether the after recipe fits TARGET_MINUTES and, when not, the most augmented passes that would."""
+    """Whether the after recipe fits TARGET_MINUTES and, when not, the closest recipe that would:
+    the most augmented passes, then the most head epochs (down to the rows of the course's clean
+    head epochs alone)."""
     total = sum(after_minutes(rates, counts, passes).values())
     if total <= TARGET_MINUTES:
         return f"{total:.0f} min: within the {TARGET_MINUTES:.0f}-minute target on this machine"
-    for p in range(passes - 1, -1, -1):
-        fewer = sum(after_minutes(rates, counts, p).values())
-        if fewer <= TARGET_MINUTES:
-            return (
-                f"{total:.0f} min: over the {TARGET_MINUTES:.0f}-minute target on this machine; task.passes: {p} "
-                f"({fewer:.0f} min) would bring it under, which changes the course's recipe"
-            )
+    for p in range(passes, -1, -1):
+        for epochs in range(head_epochs_for(counts, p), math.ceil(counts.head_epochs / (1 + p)) - 1, -1):
+            fewer = sum(after_minutes(rates, counts, p, epochs).values())
+            if fewer <= TARGET_MINUTES:
+                return (
+                    f"{total:.0f} min: over the {TARGET_MINUTES:.0f}-minute target on this machine; "
+                    f"task.passes: {p}, train.epochs: {epochs} ({fewer:.0f} min) would bring it under, "
+                    "which changes the course's recipe"
+                )
     return (
         f"{total:.0f} min: over the {TARGET_MINUTES:.0f}-minute target on this machine even without augmented "
         f"passes: the conv forward pass over {counts.train + counts.valid:,} images is the floor"
