@@ -91,6 +91,7 @@ def _compare(pair: dict, label: str) -> None:
         assert metrics["eval_split"] == "valid" and metrics["eval_images"] == 2 * VALID_PER_CLASS
         assert metrics["eval_accuracy"] >= 0.9, (precision, metrics["eval_accuracy"])  # chance is 0.5
         _check_policy(model, precision)
+        assert metrics["precision"] == precision  # metrics.json records the policy the run computed under
     assert abs(bf16[0]["eval_accuracy"] - f32[0]["eval_accuracy"]) <= 0.01 + 1e-9
 
 

@@ -104,9 +104,18 @@ def run_metrics(
         "train_seconds": float(train_seconds),
         "params": int(params),
         "seed": seed,
+        "precision": _compute_policy(),
         "versions": versions,
     }
     return {**metrics, **extra, "aliases": ALIAS_NOTE}
+
+
+def _compute_policy() -> str:
+    """The dtype policy the run computed under (float32, mixed_bfloat16, ...): the frame sets it
+    for the whole task, and metrics.json is written inside it."""
+    import keras
+
+    return keras.mixed_precision.global_policy().name
 
 
 # --- reading (old runs included) ------------------------------------------------------------
