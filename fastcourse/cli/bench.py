@@ -16,8 +16,9 @@ from fastcourse.cli import arg, command
         arg(
             "--cases",
             default="ladder,choices,time_to_accuracy,vgg16,bn_epoch",
-            help="comma-separated: ladder, choices, time_to_accuracy, vgg16, bn_epoch, features, memory "
-            "(default ladder,choices,time_to_accuracy,vgg16,bn_epoch)",
+            help="comma-separated: ladder, choices, time_to_accuracy, vgg16, bn_epoch, features, memory, "
+            "lesson3 (dogs vs cats minutes from measured rates), fastai (against fastai v2, in its own "
+            "environment: make bench-fastai) (default ladder,choices,time_to_accuracy,vgg16,bn_epoch)",
         ),
         arg(
             "--gpu",
