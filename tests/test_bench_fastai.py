@@ -48,7 +48,8 @@ def test_sides_interleave_in_fresh_processes(tmp_path, monkeypatch):
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     data = DATASETS.get("mnist_sample")().limit(1024, 256)
-    data.name = "mnist_sample"
+    data.name = "fashion_stand_in"  # a Fashion-MNIST name takes FASHION_TARGET, lowered for the small sample
+    monkeypatch.setattr(fastai_peer, "FASHION_TARGET", 0.5)
     calls = []
     real = fastai_peer._run_side
 
@@ -57,7 +58,7 @@ def test_sides_interleave_in_fresh_processes(tmp_path, monkeypatch):
         return real(command)
 
     monkeypatch.setattr(fastai_peer, "_run_side", spy)
-    rows = fastai_case_with_target(data, fake, target=0.5)
+    rows = fastai_peer.fastai_case(data, seeds=(0, 1), python=fake)
     assert calls == ["fastai", "fastcourse", "fastcourse", "fastai"]
     assert log.read_text().split() == ["fastai", "fastai"]
     ours = [r for r in rows if r.contender.startswith("fastcourse seed")]
@@ -65,16 +66,6 @@ def test_sides_interleave_in_fresh_processes(tmp_path, monkeypatch):
     assert rows[-1].extra["ratio_line"].startswith("fastai ratio: ")
     ratio = float(rows[-1].extra["ratio_line"].split()[-1].rstrip("x"))
     assert ratio == pytest.approx(rows[-1].seconds / 100.0, abs=0.005)
-
-
-def fastai_case_with_target(data, python, target):
-    original = fastai_peer.FASHION_TARGET
-    try:
-        fastai_peer.FASHION_TARGET = target
-        data.name = "fashion_stand_in"  # takes FASHION_TARGET
-        return fastai_peer.fastai_case(data, seeds=(0, 1), python=python)
-    finally:
-        fastai_peer.FASHION_TARGET = original
 
 
 def test_rows_are_rows():

@@ -102,7 +102,9 @@ def _run_side(command: list[str]) -> dict:
 def fastai_case(data, seeds: tuple[int, ...] = (0, 1, 2), python: Optional[Path] = None) -> list[Row]:
     """Both sides, interleaved, one fresh process per run; rows per run and the medians."""
     python = python or fastai_python()
-    target = FASHION_TARGET if data.name.startswith("fashion") else 0.97
+    from fastcourse.bench.peer import SAMPLE_TARGET
+
+    target = FASHION_TARGET if data.name.startswith("fashion") else SAMPLE_TARGET
     runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/data.npz"
