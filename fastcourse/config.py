@@ -240,7 +240,13 @@ class TrainConfig(Strict):
     epochs: Optional[PositiveInt] = Field(None, le=100_000, description="total epochs; derived from `phases`")
     batch_size: PositiveInt = Field(64, le=65_536)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    weight_decay: Float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: Float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="decoupled weight decay for any optimizer (each step: w -= lr x weight_decay x w); "
+        "0 = none, except adamw, which then uses 1e-4",
+    )
     label_smoothing: Float = Field(0.0, ge=0.0, lt=1.0)
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="constant", lr=1e-3))
     steps_per_execution: PositiveInt = Field(1, le=100_000)

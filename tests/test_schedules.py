@@ -54,3 +54,24 @@ def test_adapter_is_per_step_and_serialises():
     assert float(sched(10_000)) == pytest.approx(0.01)  # past the end: the last rate
     again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(sched))
     np.testing.assert_allclose(again.table, sched.table)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
+@pytest.mark.parametrize("multiplied", [False, True])
+def test_weight_decay_reaches_every_optimizer(name, multiplied):
+    """`train.weight_decay` decays the weights whatever the optimizer (it once reached adamw only):
+    one step with a zero gradient at rate 1 leaves weight x (1 - weight_decay)."""
+    from fastcourse.train.optimizers import build_optimizer
+
+    var = keras.Variable(np.ones(3, dtype=np.float32))
+    opt = build_optimizer(name, 1.0, 0.1, {"": 1.0} if multiplied else None)
+    opt.apply_gradients([(keras.ops.zeros(3), var)])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(var), 0.9, rtol=1e-6)
+    assert name != "sgd" or opt.momentum == 0.9
+
+
+def test_no_weight_decay_unless_asked():
+    from fastcourse.train.optimizers import build_optimizer
+
+    assert build_optimizer("adam", 1e-3).weight_decay is None
+    assert build_optimizer("adamw", 1e-3).weight_decay == pytest.approx(1e-4)  # AdamW's own default

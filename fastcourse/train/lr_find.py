@@ -82,37 +82,12 @@ class _RangeTest(keras.callbacks.Callback):
 
 
 def _optimizer(name: str, lr: float, weight_decay: Optional[float], lr_multipliers: Optional[dict]):
-    """The trainer's optimizer (fastcourse.train.optimizers.make_optimizer) at a plain, settable rate."""
-    from fastcourse.train.optimizers import (
-        OPTIMIZERS,
-        MultipliedAdam,
-        MultipliedAdamW,
-        MultipliedRMSprop,
-        MultipliedSGD,
-    )
+    """The trainer's optimizer (fastcourse.train.optimizers.build_optimizer) at a plain, settable rate."""
+    from fastcourse.train.optimizers import OPTIMIZERS, build_optimizer
 
     if name not in OPTIMIZERS:
         raise UsageError(f"optimizer={name!r}: use one of {', '.join(OPTIMIZERS)}")
-    kwargs: dict = {"learning_rate": lr}
-    if name == "adamw":
-        kwargs["weight_decay"] = weight_decay or 1e-4
-    elif name == "sgd":
-        kwargs["momentum"] = 0.9
-    if lr_multipliers:
-        multiplied = {
-            "adam": MultipliedAdam,
-            "adamw": MultipliedAdamW,
-            "sgd": MultipliedSGD,
-            "rmsprop": MultipliedRMSprop,
-        }
-        return multiplied[name](lr_multipliers=lr_multipliers, **kwargs)
-    plain = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
-    return plain[name](**kwargs)
+    return build_optimizer(name, lr, weight_decay, lr_multipliers)
 
 
 def check_range(min_lr: float, max_lr: float, steps: int) -> None:

@@ -117,14 +117,25 @@ def make_optimizer(
 ) -> keras.optimizers.Optimizer:
     """`train.optimizer` driven by `train.schedule` over `epochs` (default train.epochs) x `steps`."""
     lr = ScheduleAdapter(train.schedule.name, train.schedule.args, epochs or train.epochs, steps, scale)
-    kwargs: dict = {"learning_rate": lr}
-    if train.optimizer == "adamw":
-        kwargs["weight_decay"] = train.weight_decay or 1e-4
-    elif train.optimizer == "sgd":
+    return build_optimizer(train.optimizer, lr, train.weight_decay, lr_multipliers)
+
+
+def build_optimizer(name: str, learning_rate, weight_decay: float | None = None, lr_multipliers: dict | None = None):
+    """The Keras optimizer `name` (one of OPTIMIZERS) at `learning_rate` (a number or a schedule).
+
+    `weight_decay` is Keras' decoupled decay (each step: weight -= lr x weight_decay x weight),
+    which every Keras optimizer takes; adamw falls back to 1e-4 without one, the others to none.
+    SGD gets momentum 0.9."""
+    kwargs: dict = {"learning_rate": learning_rate}
+    if weight_decay:
+        kwargs["weight_decay"] = float(weight_decay)
+    elif name == "adamw":
+        kwargs["weight_decay"] = 1e-4
+    if name == "sgd":
         kwargs["momentum"] = 0.9
     if lr_multipliers:
-        return _MULTIPLIED[train.optimizer](lr_multipliers=lr_multipliers, **kwargs)
-    return _PLAIN[train.optimizer](**kwargs)
+        return _MULTIPLIED[name](lr_multipliers=lr_multipliers, **kwargs)
+    return _PLAIN[name](**kwargs)
 
 
 def compile_model(
