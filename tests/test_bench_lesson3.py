@@ -64,6 +64,13 @@ def test_estimate_line_and_verdict():
     # a slow head: 1 pass fits only with fewer head epochs (4 x 2 x 23,000 rows at 120/s = 25.6 min)
     measured = {"features": 13.8, "head": 118.9, "augmented_pass": 13.2}
     assert "task.passes: 1, train.epochs: 4 (85 min)" in lesson3.verdict(measured)
+    # the conv passes alone: 25,000 / 13.8 / 60 = 30.2 min + 3 x 23,000 / 13.2 / 60 = 87.1 min
+    assert lesson3.conv_floor_minutes(measured) == pytest.approx(117.3, abs=0.05)
+    assert "forward passes alone (features + 3 augmented passes) take 117 min" in lesson3.verdict(measured)
+    assert "take 131 min" in text  # 34.7 + 3 x 31.9
+    # a fast conv part with a slow head: over the target, but not because of the conv passes
+    slow_head = lesson3.verdict({"features": 40.0, "head": 60.0, "augmented_pass": 40.0})
+    assert "over the 90-minute target" in slow_head and "alone" not in slow_head, slow_head
     assert "even without augmented passes" in lesson3.verdict({"features": 4.0, "head": 2000.0, "augmented_pass": 4.0})
 
 
