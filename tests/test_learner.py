@@ -162,3 +162,13 @@ def test_bad_arguments_say_what_to_give():
         fastcourse.Learner(3, "mnist_sample")
     with pytest.raises(UsageError, match="name"):
         fastcourse.Learner("linear", "mnist_sample", augment={"rotation": 3})
+
+
+def test_learner_names_the_split_behind_val_once(tmp_path, capsys):
+    learn = fastcourse.Learner(
+        "linear", DATASETS.get("mnist_sample")(), verbose=2, train_limit=128, test_limit=64, out=tmp_path / "nb"
+    )
+    learn.fit(1)
+    learn.fit(1)
+    out = capsys.readouterr().out
+    assert out.count("the progress bar's val_loss / val_accuracy are the 64 test images") == 1, out

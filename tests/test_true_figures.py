@@ -114,3 +114,27 @@ def test_the_progress_bar_prints_the_true_figures(capsys):
     assert result.history["val_accuracy"] == [pytest.approx(final, abs=1e-6)]
     assert np.isfinite(result.extra["bn_epoch_seconds"]).all()
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_the_progress_bar_names_a_test_split(shapes, tmp_path, capsys):
+    """Keras calls the per-epoch figures val_* whatever they are: a run whose evaluation split is
+    test says so once; a run with a valid split prints nothing more."""
+    sample = {
+        "name": "named",
+        "seed": 0,
+        "data": {"name": "mnist_sample", "train_limit": 256, "test_limit": 128},
+        "model": {"name": "linear"},
+        "train": {"epochs": 1, "batch_size": 64, "verbose": 2},
+    }
+    metrics, _ = _run(sample, tmp_path)
+    out = capsys.readouterr().out
+    assert metrics["eval_split"] == "test"
+    assert out.count("the progress bar's val_loss / val_accuracy are the 128 test images") == 1, out
+    folder = {
+        **sample,
+        "data": {"name": "image_folder", "path": str(shapes), "image_size": [32, 32]},
+        "model": {"name": "cnn_bn", "filters": [4, 8], "dense": 16},
+        "train": {"epochs": 1, "batch_size": 16, "verbose": 2},
+    }
+    metrics, _ = _run(folder, tmp_path)
+    assert metrics["eval_split"] == "valid" and "val_accuracy are the" not in capsys.readouterr().out

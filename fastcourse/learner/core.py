@@ -363,6 +363,10 @@ class Learner:
             )
         train = self.train_config(epochs, schedule)
         self._last_schedule = schedule  # what config/save() record
+        note = self.inputs.progress_note(train) if not getattr(self, "_split_named", False) else None
+        if note:  # once per learner: Keras calls the figures val_* whatever split they are
+            print(note, flush=True)
+            self._split_named = True
         board = None
         if self.tensorboard:
             board = self.out / self.name / "tensorboard" / (phase or f"call{len(self.results) + 1}")

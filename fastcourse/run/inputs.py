@@ -47,6 +47,17 @@ class Inputs:
             f"{self.num_classes} classes)"
         )
 
+    def progress_note(self, train) -> Optional[str]:
+        """The line that names the split behind the progress bar's `val_*` figures (Keras names
+        them "val" whatever they are), when they are not a valid split; None when they are, or
+        when no per-epoch figures are shown."""
+        if self.eval_split == "valid" or not train.validate_each_epoch or not train.verbose:
+            return None
+        return (
+            f"fastcourse: the progress bar's val_loss / val_accuracy are the {len(self.eval)} {self.eval_split} "
+            f"images ({self.name} has no valid split)"
+        )
+
 
 _LIMIT_SEED: ContextVar[Optional[int]] = ContextVar("fastcourse_limit_seed", default=None)
 

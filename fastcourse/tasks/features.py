@@ -66,6 +66,8 @@ def features(
         f"{passes} augmented passes -> {run_dir}",
         flush=True,
     )
+    if note := inputs.progress_note(cfg.train):
+        print(note, flush=True)
     common = dict(batch_size=cfg.train.batch_size, dtype=dtype, verbose=cfg.train.verbose > 0)
     train_paths = precompute_features(
         conv,

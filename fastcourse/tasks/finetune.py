@@ -43,6 +43,8 @@ def finetune(
         f"augment={cfg.augment.name} -> {run_dir}",
         flush=True,
     )
+    if note := inputs.progress_note(cfg.train):
+        print(note, flush=True)
     common = dict(augment=augmenter, validation=inputs.eval)
     if freeze_epochs or unfreeze_epochs:
         parts = []

@@ -25,6 +25,8 @@ def train(cfg: ExperimentConfig, run_dir: Path) -> dict:
         f"{cfg.train.epochs} epochs -> {run_dir}",
         flush=True,
     )
+    if note := inputs.progress_note(cfg.train):
+        print(note, flush=True)
     result = fit(
         model,
         inputs.train,
