@@ -104,7 +104,8 @@ def step_config(plan: dict, step: str):
 # Batch 256. Measured at 20 epochs (cnn_bn_dropout, fashion augmentation, 2-core AVX-512 BF16
 # EPYC): batch 128 gave 0.9402 / 0.9395 against 0.9383 / 0.9375 (seeds 42 / 43), but in the hour
 # its epochs ran 5-7% slower than batch 256's alone and the budget bought fewer of them (members
-# 17 epochs instead of 20; cnn_bn 0.9375 at 18 against 0.9412 at 22). Measured at 20 epochs and
+# 17 epochs instead of 20; cnn_bn 0.9375 at 18 against 0.9412 at 22; hidden 0.8844, under its
+# anchor; ensemble 0.9426 against 0.9422, flip TTA 0.9443 against 0.9448). Measured at 20 epochs and
 # left out too: label smoothing 0.1 (0.9380), RandomErasing (0.9333), SGD momentum 0.9 at 0.1 with
 # weight decay 5e-4 (0.9337), AdamW weight decay 0.05 at batch 128 (0.9399), cnn_bn without
 # dropout as the member (0.9370).
