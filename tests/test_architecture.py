@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["data", "models", "train", "run", "tasks", "results", "lessons", "cli"]
 
 
+@pytest.mark.integration
 def test_layer_contract_holds():
     """import-linter's layers contract (pyproject.toml): each layer imports only the layers above it."""
     proc = subprocess.run(
@@ -87,6 +88,7 @@ def test_no_upper_layer_imports_a_lower_one(layer):
         assert not chains, f"{layer} imports {lower}: {sorted(chains)[:3]}"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "models"]])
 def test_help_and_list_import_no_tensorflow_and_start_fast(argv):
     code = (

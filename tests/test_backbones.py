@@ -56,7 +56,10 @@ def test_preprocessing_equals_keras_applications(mode, reference):
         ImageNetPreprocess("inception")
 
 
-@pytest.mark.parametrize("name", NAMES)
+HEAVY = {"efficientnet_b0", "resnet50"}  # seconds each: they run in `make test`
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.integration) if n in HEAVY else n for n in NAMES])
 def test_structure_cut_points_and_groups(name):
     spec = BACKBONES[name]
     model = build_model(name, (SIZE, SIZE, 3), 3, weights=None)
@@ -101,6 +104,7 @@ def test_builder_arguments_fail_in_one_line(tmp_path, monkeypatch):
         build_model("mobilenet_v2", (SIZE, SIZE, 3), 2, include_top=False, pooling="mean")
 
 
+@pytest.mark.integration
 def test_imagenet_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
     """A keras.applications-format file (legacy .h5, layer names as keras.applications builds them)
     in $KERAS_HOME/models is what weights=imagenet loads, by name, with no network."""
@@ -123,6 +127,7 @@ def test_imagenet_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
         build_model("resnet50", (SIZE, SIZE, 3), 2, weights=str(tmp_path / "models" / fname))
 
 
+@pytest.mark.integration
 def test_weights_file_of_a_built_model_round_trips(tmp_path):
     model = build_model("efficientnet_b0", (SIZE, SIZE, 3), 2, weights=None)
     model.save_weights(tmp_path / "b0.weights.h5")
@@ -131,6 +136,7 @@ def test_weights_file_of_a_built_model_round_trips(tmp_path):
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-6)
 
 
+@pytest.mark.integration
 def test_explain_matches_keras_for_every_layer():
     from fastcourse.lessons.explain import explain
 

@@ -13,6 +13,7 @@ from fastcourse.cli import main
 from fastcourse.data.arrays import mnist_sample
 
 
+@pytest.mark.integration
 def test_bench_ladder_case_writes_table_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cases, "bench_data", lambda quick: mnist_sample().limit(768, 128))
     out = tmp_path / "bench.json"
@@ -85,6 +86,7 @@ def test_without_fashion_mnist_the_bench_says_how_to_get_it(monkeypatch, capsys)
     assert "dataset-fashion-mnist" in line and "fastcourse data get fashion_mnist" in line and "0.97" in line
 
 
+@pytest.mark.integration
 def test_time_to_accuracy_case_on_a_tiny_sample(capsys):
     data = mnist_sample().limit(512, 128)
     fast = {
@@ -114,6 +116,7 @@ def test_bench_gpu_without_a_gpu_prints_one_line(capsys):
     assert capsys.readouterr().out.strip() == gpu.GPU_SKIP
 
 
+@pytest.mark.integration
 def test_memory_case_on_tiny_sizes_returns_rss_figures(capsys):
     rows = memory.memory_case((16, 48), warm=False, size=32, distinct=8, units=8, epochs=1, batch_size=8)
     assert [r.case for r in rows] == ["memory_feature_head"] * 2
@@ -122,6 +125,7 @@ def test_memory_case_on_tiny_sizes_returns_rss_figures(capsys):
     assert "peak RSS at 48 images" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_features_case_compares_folder_with_memory_and_cached_heads():
     from fastcourse.bench.features import features_case
 
@@ -148,6 +152,7 @@ def test_the_peer_is_plain_keras():
     assert [w.shape for w in plain.weights] == [w.shape for w in ours.weights]
 
 
+@pytest.mark.integration
 def test_bn_epoch_case_reports_the_overhead_and_true_figures(capsys):
     from fastcourse.bench.bn_epoch import bn_epoch_case
 

@@ -25,6 +25,7 @@ def _bns(layer):
     return found
 
 
+@pytest.mark.integration
 def test_cnn_bn_dropout_one_epoch_recovers_inference_accuracy():
     from fastcourse.data.arrays import mnist_sample
     from fastcourse.models import build_model

@@ -15,6 +15,7 @@ from fastcourse.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.integration
 def test_run_writes_a_complete_run_directory(tmp_path, capsys):
     cfg = tmp_path / "small.yaml"
     cfg.write_text(
@@ -92,6 +93,7 @@ def test_show_config_and_list(capsys):
         assert word in listed
 
 
+@pytest.mark.integration
 def test_console_script_runs():
     exe = Path(sys.executable).parent / "fastcourse"
     proc = subprocess.run([str(exe), "list", "schedules"], capture_output=True, text=True, timeout=120)
@@ -104,6 +106,7 @@ def test_preview_augment_command(tmp_path, capsys):
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.integration
 def test_no_tensorflow_absl_or_cuda_log_lines_unless_asked(tmp_path):
     """A clean run of the shipped sample config writes nothing to stderr: no oneDNN notice, no absl
     "before InitializeLog" line, no `failed call to cuInit`. FASTCOURSE_TF_LOGS=1 brings them back."""

@@ -19,6 +19,8 @@ import yaml
 from fastcourse.errors import UsageError
 from fastcourse.tasks.check import load_checked as load_config
 
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
+
 FASTCOURSE = str(Path(sys.executable).parent / "fastcourse")
 
 

@@ -20,6 +20,7 @@ README = ROOT / "README.md"
 DOTTED = re.compile(r"(?<![\w./-])fastcourse(?:\.[A-Za-z_]\w*)+")
 
 
+@pytest.mark.integration
 def test_the_site_builds_strict(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run(

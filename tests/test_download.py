@@ -22,6 +22,8 @@ from fastcourse.data import download
 from fastcourse.data import remote as sources
 from fastcourse.errors import DataError, RunError, UsageError
 
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
+
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Serves files with `Range: bytes=N-` support; can cut the connection after `cut_after` bytes."""

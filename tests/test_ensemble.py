@@ -88,6 +88,7 @@ def test_summary_spread_and_gain():
     assert ensemble.summarize(probs, y, old, "valid")["member_accuracy"] == s["member_accuracy"]
 
 
+@pytest.mark.integration
 def test_ensemble_model_saves_reloads_in_safe_mode_and_averages(tmp_path, rng):
     members = [build_model("cnn_bn_dropout", (28, 28, 1), 10, 33.0, 78.0, filters=(4, 8), dense=16) for _ in range(3)]
     model = average_members(members)
@@ -115,6 +116,7 @@ def _ensemble_config(tiny_config, **extra):
     )
 
 
+@pytest.mark.integration
 def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tmp_path, monkeypatch):
     from fastcourse.tasks import train as train_task
 
@@ -224,6 +226,7 @@ def test_parallel_workers_train_and_save_members(tiny_config, tmp_path):
     assert [m["seed"] for m in metrics["members"]] == [1, 2]
 
 
+@pytest.mark.integration
 def test_members_of_a_limited_folder_ensemble_see_the_same_images(tmp_path):
     """Folder limits are drawn from the seed; members have seeds of their own, yet train and are
     evaluated on the ensemble's draw (else their predictions could not be combined)."""

@@ -23,6 +23,7 @@ from fastcourse.tasks.runner import run_experiment
 # --- flip TTA --------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_flip_tta_is_computed_from_mirrored_images_beside_the_plain_ensemble(tiny_config, tmp_path):
     cfg = load_config(
         tiny_config(
@@ -58,6 +59,7 @@ def test_flip_tta_is_computed_from_mirrored_images_beside_the_plain_ensemble(tin
     assert metrics["eval_accuracy"] == pytest.approx(float((plain.argmax(1) == y).mean()))
 
 
+@pytest.mark.integration
 def test_flip_tta_on_an_image_folder_ensemble(tmp_path):
     from fastcourse.data.synthetic import make_image_folder
 
@@ -198,6 +200,7 @@ def counted(monkeypatch, tmp_path):
     return counting, calls
 
 
+@pytest.mark.integration
 def test_member0_is_the_cnn_bn_dropout_run_also_on_resume(two_steps, tmp_path, counted, capsys):
     counting, calls = counted
     counting.interrupt_at = 2  # Ctrl-C in the last member
@@ -219,6 +222,7 @@ def test_member0_is_the_cnn_bn_dropout_run_also_on_resume(two_steps, tmp_path, c
     assert "member 0 is the cnn_bn_dropout step's run" in notes
 
 
+@pytest.mark.integration
 def test_member0_is_trained_when_the_seeds_differ(two_steps, tmp_path, counted, capsys):
     _, calls = counted
     path = two_steps / "mnist" / "ensemble.yaml"

@@ -15,6 +15,8 @@ from fastcourse.errors import UsageError
 from fastcourse.tasks.check import load_checked
 from fastcourse.tasks.runner import run_experiment
 
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 ARRAYS = {"name": "mnist_sample", "train_limit": 256, "test_limit": 64}
 SMALL_CNN = {"name": "cnn_bn", "filters": [4, 8], "dense": 16}

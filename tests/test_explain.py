@@ -27,6 +27,7 @@ def test_alexnet_matches_the_reference():
     assert t["params"].sum() == 62_378_344
 
 
+@pytest.mark.integration
 def test_vgg16_totals_match_the_reference():
     """The registered vgg16 (ConvBlocks, course layout): 138,357,544 parameters; conv 10.6 % of
     them and 99 % of the ~15.5 GMAC per 224x224 image."""

@@ -74,6 +74,7 @@ def _images(run):
     return loaded, model_images(loaded, files)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("which", ["arrays_run", pytest.param("folder_run", marks=pytest.mark.slow)])  # 35 s
 def test_savedmodel_and_tflite_predict_as_the_run(which, request, tmp_path):
     run = request.getfixturevalue(which)

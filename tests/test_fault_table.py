@@ -56,6 +56,8 @@ import numpy as np
 import pytest
 import yaml
 
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 FASTCOURSE = Path(sys.executable).parent / "fastcourse"
 WORKERS = 2

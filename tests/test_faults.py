@@ -269,6 +269,7 @@ def _fail_keras_writes_after(monkeypatch, members_before_failing: int):
     monkeypatch.setattr(zipfile.ZipFile, "open", open_member)
 
 
+@pytest.mark.integration
 def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tiny_yaml, capsys, monkeypatch):
     from fastcourse.train import checkpoint
 
@@ -296,6 +297,7 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(tmp_path, tiny_
     assert len(history) == 3  # header + both epochs, the first one restored from the checkpoint
 
 
+@pytest.mark.integration
 def test_full_disk_while_writing_metrics(tmp_path, tiny_yaml, capsys, monkeypatch):
     from fastcourse import io
 
@@ -316,6 +318,7 @@ def test_full_disk_while_writing_metrics(tmp_path, tiny_yaml, capsys, monkeypatc
     assert (run_dir / "checkpoints" / "state.json").exists()  # still resumable
 
 
+@pytest.mark.integration
 def test_two_runs_in_one_run_directory(tmp_path, tiny_yaml, capsys):
     """A second process is refused while the first holds the run directory's lock."""
     run_dir = tmp_path / "run"

@@ -26,6 +26,7 @@ def _cfg(tiny_config, tmp_path, **task):
     )
 
 
+@pytest.mark.integration
 def test_logistic_on_pretrained_lenet_features(tiny_config, tmp_path):
     run = run_experiment(_cfg(tiny_config, tmp_path, layer="fc4", pretrain=True))
     m = json.loads((run / "metrics.json").read_text())
@@ -68,6 +69,7 @@ def test_bad_task_settings_fail_before_training(tiny_config, tmp_path):
         _cfg(tiny_config, tmp_path, classifier="svm")
 
 
+@pytest.mark.integration
 def test_image_folder_train_vs_valid(tmp_path):
     """A folder dataset: features of train/ fit the classifier, valid/ scores it."""
     from fastcourse.data.synthetic import make_image_folder

@@ -20,6 +20,8 @@ import yaml
 
 from fastcourse.data.synthetic import make_image_folder
 
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8  # for the mid-epoch kill: enough that the kill lands before the last one, even on an idle machine
 

@@ -37,6 +37,7 @@ def _config(tmp_path, model="cnn", augment="course", schedule=None, **train):
     )
 
 
+@pytest.mark.integration
 def test_config_run_and_learner_give_the_same_metrics(tmp_path):
     run = run_experiment(_config(tmp_path))
     want = json.loads((run / "metrics.json").read_text())
@@ -72,6 +73,7 @@ def test_config_run_and_learner_give_the_same_metrics(tmp_path):
     assert learn.config.train.schedule.name == "one_cycle" and learn.config.model.name == "cnn"
 
 
+@pytest.mark.integration
 def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
     """A keras.Model built after the same seeding, and fit(n, lr), match a constant-rate run."""
     import keras
@@ -99,6 +101,7 @@ def test_learner_on_a_model_and_a_plain_schedule(tmp_path):
     assert got["loss"] == pytest.approx(want["eval_loss"], abs=1e-6)
 
 
+@pytest.mark.integration
 def test_predict_tta_lr_find_views_and_ensemble(tmp_path):
     learn = fastcourse.Learner(
         "linear",
@@ -130,6 +133,7 @@ def test_predict_tta_lr_find_views_and_ensemble(tmp_path):
     assert metrics["ensemble"]["rules"]["mean"]["eval_accuracy"] == pytest.approx(metrics["eval_accuracy"])
 
 
+@pytest.mark.integration
 def test_fine_tune_and_folders(tmp_path):
     from fastcourse.data.synthetic import make_image_folder
 
@@ -157,6 +161,7 @@ def test_fine_tune_and_folders(tmp_path):
     assert (run / "eval_predictions.csv").is_file()
 
 
+@pytest.mark.integration
 def test_bad_arguments_say_what_to_give():
     with pytest.raises(UsageError, match="registered builder"):
         fastcourse.Learner(3, "mnist_sample")

@@ -149,6 +149,7 @@ def test_show_batch_and_lr_find_draw_inline(array_learner, folder_learner, monke
     assert (tmp_path / "lr.png").stat().st_size > 0
 
 
+@pytest.mark.integration
 def test_save_never_overwrites_and_load(array_learner, tmp_path):
     first = array_learner.save()
     second = array_learner.save()

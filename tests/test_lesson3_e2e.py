@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from fastcourse.data.synthetic import make_image_folder
+
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).with_name("fastcourse"))

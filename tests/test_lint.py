@@ -26,6 +26,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([_ruff(), *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.integration
 def test_ruff_check_is_clean():
     proc = _run("check", "--no-fix", "--output-format", "concise", *TARGETS)
     assert proc.returncode == 0, (
@@ -33,11 +34,13 @@ def test_ruff_check_is_clean():
     )
 
 
+@pytest.mark.integration
 def test_ruff_format_is_clean():
     proc = _run("format", "--check", "--output-format", "concise", *TARGETS)
     assert proc.returncode == 0, f"files `ruff format` would change (run it):\n{proc.stdout}{proc.stderr}"
 
 
+@pytest.mark.integration
 def test_ruff_reads_the_projects_settings():
     """The checks above mean what pyproject.toml says: line length 120 and the F, E, W, I, B rule sets."""
     proc = _run("check", "--show-settings", "fastcourse/__init__.py")

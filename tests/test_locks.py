@@ -30,6 +30,7 @@ def start_holder(folder: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.integration
 def test_second_process_refused_with_pid_and_free_after_kill_9(tmp_path):
     proc = start_holder(tmp_path)
     try:
@@ -51,6 +52,7 @@ def test_second_process_refused_with_pid_and_free_after_kill_9(tmp_path):
     assert not pid_path(tmp_path).exists() and (tmp_path / ".lock").exists()
 
 
+@pytest.mark.integration
 def test_nested_holds_count_and_another_process_sees_our_pid(tmp_path):
     with hold(tmp_path):
         with hold(tmp_path):  # run_experiment -> run_ensemble take the same lock

@@ -66,6 +66,7 @@ def write(tmp_path: Path, cfg: dict) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_train_on_arrays(tmp_path, capsys):
     cfg = write(
         tmp_path,
@@ -82,6 +83,7 @@ def test_train_on_arrays(tmp_path, capsys):
     assert found["task"] == "train" and found["fits"].startswith("cnn_bn on mnist_sample (arrays)")
 
 
+@pytest.mark.integration
 def test_train_on_a_folder(folder, tmp_path, capsys):
     cfg = write(
         tmp_path,
@@ -98,6 +100,7 @@ def test_train_on_a_folder(folder, tmp_path, capsys):
     assert found["task"] == "train" and "(folder)" in found["fits"]
 
 
+@pytest.mark.integration
 def test_features_fits_the_head_on_the_cache_the_run_then_reuses(folder, tmp_path, capsys):
     """The issue's command: it used to fit the bare conv base against the labels (a traceback)."""
     cache = tmp_path / "cache"
@@ -126,6 +129,7 @@ def test_features_fits_the_head_on_the_cache_the_run_then_reuses(folder, tmp_pat
     assert train_file in cached and train_file.stat().st_mtime_ns == cached[train_file]
 
 
+@pytest.mark.integration
 def test_finetune_fits_the_new_top_frozen_as_its_first_phase(folder, tmp_path, capsys):
     config = ROOT / "configs/dogscats/fine_tune.yaml"  # freeze_epochs: 1, then unfreeze
     overrides = [*folder_overrides(folder), "--set", "train.batch_size=8"]
@@ -133,6 +137,7 @@ def test_finetune_fits_the_new_top_frozen_as_its_first_phase(folder, tmp_path, c
     assert found["task"] == "finetune" and found["fits"].endswith("training head")
 
 
+@pytest.mark.integration
 def test_finetune_target_is_frozen_and_its_weights_come_back(folder, tmp_path):
     import keras
 
@@ -161,6 +166,7 @@ def test_finetune_target_is_frozen_and_its_weights_come_back(folder, tmp_path):
     assert {w.path.split("/")[0] for w in target.model.trainable_weights} == trainable
 
 
+@pytest.mark.integration
 def test_unfreeze_only_finetune_is_given_in_schedule_units(tiny_config):
     """With only unfreeze_epochs the first call runs at half the schedule's rate with spread
     multipliers: the suggestion is a schedule rate (the swept range is the one asked for)."""
@@ -225,6 +231,7 @@ def test_suggest_stays_in_the_swept_range():
     assert lrs[20] <= rate <= lrs[35] and math.isfinite(rate)
 
 
+@pytest.mark.integration
 def test_sklearn_features_with_pretraining_tests_the_network(tmp_path, capsys):
     cfg = write(
         tmp_path,

@@ -8,6 +8,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
+
 
 def test_plots_keep_the_users_backend(tmp_path):
     script = textwrap.dedent(f"""

@@ -18,7 +18,13 @@ EXAMPLE_ARGS = {
 }
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+# Builders that take seconds each (full-size AlexNet, keras.applications backbones) run in `make test`.
+HEAVY = {"alexnet", "resnet50", "efficientnet_b0", "mobilenet_v2"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.integration) if n in HEAVY else n for n in MODELS.names()]
+)
 def test_builder_shape_nan_and_round_trip(name, tmp_path):
     args = dict(EXAMPLE_ARGS.get(name, {}))
     shape = args.pop("input_shape", (28, 28, 1))

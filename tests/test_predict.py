@@ -90,6 +90,7 @@ def test_grayscale_and_palette_images_become_rgb(tmp_path):
     assert preds.probs[3, 1] == pytest.approx(0.5, abs=1e-3)  # gray: no blue-minus-red signal
 
 
+@pytest.mark.integration
 def test_tta_is_the_mean_of_the_clean_and_augmented_predictions(tmp_path):
     aug_cfg = {"name": "dogscats", "rotation": 15.0, "shift": 0.1}
     run = make_run(tmp_path, augment=aug_cfg)
@@ -166,6 +167,7 @@ def test_run_and_folder_errors(tmp_path, capsys):
     assert not list(run.glob("predictions*"))
 
 
+@pytest.mark.integration
 def test_predict_an_array_run_end_to_end(tmp_path, capsys):
     """A model the trainer saved (28x28x1 digits) predicts PNG digits written from its data, and
     its own test split (no FOLDER) exactly as training evaluated it."""
@@ -197,6 +199,7 @@ def test_predict_an_array_run_end_to_end(tmp_path, capsys):
     assert np.abs(a - saved).max() > 1e-4
 
 
+@pytest.mark.integration
 def test_folder_run_predicts_what_training_saved(tmp_path):
     """A batchnorm CNN trained on an image folder: predicting its valid/ folder gives the
     probabilities the run saved (eval_probs.npy), row for row, from Python and from the CLI."""
@@ -218,6 +221,7 @@ def test_folder_run_predicts_what_training_saved(tmp_path):
     assert np.abs(frame[["cats", "dogs"]].to_numpy() - expected).max() < 1e-4
 
 
+@pytest.mark.integration
 def test_tta_on_a_folder_run_differs_from_clean_and_is_reproducible():
     run, data = folder_run()
     clean = predict_folder(run, data / "test", progress=False).probs
@@ -252,6 +256,7 @@ def test_an_exif_rotated_jpeg_is_predicted_as_its_upright_copy(tmp_path):
     assert abs(preds.probs[2, 1] - preds.probs[0, 1]) > 0.05  # without EXIF it would differ
 
 
+@pytest.mark.integration
 def test_out_naming_a_file_is_a_one_line_error(tmp_path):
     run = make_run(tmp_path)
     test = make_test_folder(tmp_path, n=2)

@@ -117,6 +117,7 @@ def test_learning_curves_name_the_evaluation_split(tmp_path, monkeypatch):
         assert legends == ["train", split, "train", split]
 
 
+@pytest.mark.integration
 def test_a_features_run_on_a_folder_counts_extraction_and_says_valid(tmp_path, monkeypatch, capsys):
     """The wall time holds the feature precomputation (made 1 s slower here), `run` prints it and
     the valid split, and `runs` shows it as minutes with the split."""

@@ -44,6 +44,7 @@ def tiny_configs(tmp_path):
     return tmp_path / "configs"
 
 
+@pytest.mark.integration
 def test_quick_reproduction_on_the_sample_resumes_and_reports(tiny_configs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs"
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no MNIST anywhere: the sample stands in
@@ -192,6 +193,7 @@ def test_plan_epochs_refuses_a_budget_too_small():
         rp.plan_epochs(100.0, costs, members=6)
 
 
+@pytest.mark.integration
 def test_budget_reproduction_on_the_sample(tiny_configs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs"
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
@@ -283,6 +285,7 @@ def test_replan_waits_until_a_tenth_of_the_budget_has_run(tmp_path):
     assert not rp.replan(tmp_path, plan) and plan["budget"]["epochs"]["ensemble"] == 10
 
 
+@pytest.mark.integration
 def test_budget_without_mnist_uses_the_bundled_sample(tiny_configs, tmp_path, monkeypatch, capsys):
     """--budget alone (no --quick) is the offline proof: the sample stands in for the missing MNIST."""
     out = tmp_path / "runs"

@@ -23,6 +23,8 @@ import yaml
 from fastcourse.cli import main
 from fastcourse.train import checkpoint
 
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -270,6 +270,7 @@ def test_compare_refuses_missing_and_non_run_dirs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.integration
 def test_import_does_not_load_tensorflow():
     code = (
         "import sys, fastcourse.results.runs, fastcourse.results.compare; "

@@ -15,6 +15,8 @@ from fastcourse.data.synthetic import make_image_folder
 from fastcourse.tasks.check import load_checked
 from fastcourse.tasks.runner import run_experiment
 
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

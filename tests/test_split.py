@@ -137,6 +137,7 @@ def test_split_command_makes_grouped_valid_and_sample_without_touching_originals
     assert main(["split", str(root), "--out", str(out)]) == 2
 
 
+@pytest.mark.integration
 def test_split_out_naming_a_file_is_a_one_line_error(statefarm, tmp_path):
     target = tmp_path / "a_file"
     target.write_text("x")

@@ -117,6 +117,7 @@ def test_submit_command_from_a_run(tmp_path):
     assert (tmp_path / "p" / "submission_dogscats.csv").is_file()
 
 
+@pytest.mark.integration
 def test_submit_a_trained_folder_run(tmp_path, capsys):
     """dogscats: id,label = P(dogs) clipped to [0.05, 0.95], from a FOLDER or the run's own test/."""
     from fastcourse.results.predict import predict_folder

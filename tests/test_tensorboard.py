@@ -32,6 +32,7 @@ def test_tensorboard_dir_follows_the_checkpoints():
     assert open_command("runs/a/tensorboard") == "tensorboard --logdir runs/a/tensorboard"
 
 
+@pytest.mark.integration
 def test_tiny_run_writes_scalars_rate_and_images(tmp_path, capsys):
     cfg = load_checked(
         {
@@ -69,6 +70,7 @@ def test_tiny_run_writes_scalars_rate_and_images(tmp_path, capsys):
     assert len(rates) == 4 and max(rates) > min(rates)
 
 
+@pytest.mark.integration
 def test_off_by_default(tmp_path):
     cfg = load_checked(
         {

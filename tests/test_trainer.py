@@ -59,6 +59,7 @@ def test_each_phase_rate_really_takes_effect(sample, tiny_config):
     assert moved[1] < 1e-8  # phase 3 (1e-12) does not
 
 
+@pytest.mark.integration
 def test_a_few_epochs_lower_the_loss(sample, tiny_config):
     x, y = sample
     cfg = load_config(tiny_config(train__epochs=3))
@@ -71,6 +72,7 @@ def test_a_few_epochs_lower_the_loss(sample, tiny_config):
     assert "val_accuracy" in result.history
 
 
+@pytest.mark.integration
 def test_same_seed_same_numbers(tmp_path, tiny_config):
     cfg = load_config(tiny_config(augment={"name": "course"}, train__epochs=2))
     runs = [json.loads((run_experiment(cfg, out=tmp_path / str(i)) / "metrics.json").read_text()) for i in range(2)]
@@ -100,6 +102,7 @@ def test_suggest_picks_steepest_descent():
     assert suggest(lrs, losses) == pytest.approx(1e-3, rel=0.3)
 
 
+@pytest.mark.integration
 def test_true_batchnorm_statistics_after_one_epoch(tmp_path, tiny_config):
     """cnn_bn_dropout, one epoch on the bundled sample: Keras' moving statistics have not settled
     (0.1-0.2 test accuracy in inference mode); the recalibrated model evaluates at 0.9 or more,

@@ -25,6 +25,7 @@ def _agrees(metrics: dict, history: pd.DataFrame) -> None:
     assert history["val_loss"].iloc[-1] == pytest.approx(metrics["eval_loss"], rel=0.01, abs=1e-3)
 
 
+@pytest.mark.integration
 def test_one_epoch_cnn_bn_dropout_on_the_sample(tmp_path):
     metrics, history = _run(
         {
@@ -55,6 +56,7 @@ def shapes(tmp_path_factory):
     )
 
 
+@pytest.mark.integration
 def test_a_folder_run(shapes, tmp_path):
     metrics, history = _run(
         {
@@ -70,6 +72,7 @@ def test_a_folder_run(shapes, tmp_path):
     _agrees(metrics, history)
 
 
+@pytest.mark.integration
 def test_a_features_head(shapes, tmp_path):
     """A batchnorm head on cached features of a tiny conv base (random weights)."""
     metrics, history = _run(
@@ -91,6 +94,7 @@ def test_a_features_head(shapes, tmp_path):
     _agrees(metrics, history)
 
 
+@pytest.mark.integration
 def test_the_progress_bar_prints_the_true_figures(capsys):
     """Keras' progress bar comes after fastcourse's callbacks, so it prints the val_* they write."""
     import numpy as np

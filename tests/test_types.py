@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
+
+pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 # path prefixes: the Learner is a module or a package of modules

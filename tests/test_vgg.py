@@ -34,6 +34,7 @@ def folder(tmp_path_factory):
     return open_folder(root)
 
 
+@pytest.mark.integration
 def test_vgg16_matches_keras_applications_with_the_same_weights(tmp_path):
     ref = keras.applications.VGG16(weights=None)
     path = tmp_path / "vgg16_ref.h5"
@@ -58,6 +59,7 @@ def test_preprocess_layer_equals_keras_preprocess_input():
     np.testing.assert_allclose(np.asarray(VGGPreprocess()(x)), expected, atol=1e-4)
 
 
+@pytest.mark.integration
 def test_conv_part_at_other_sizes_bn_variant_and_safe_reload(tmp_path):
     conv = vgg16((48, 48, 3), include_top=False)
     assert conv.output_shape == (None, 1, 1, 512) and conv.count_params() == 14_714_688
@@ -87,6 +89,7 @@ def test_replace_top_and_freeze_by_block_name():
         set_trainable(model, ["block9"])
 
 
+@pytest.mark.integration
 def test_discriminative_rates_scale_adam_updates_per_block():
     # a small stand-in with VGG's layer names: the multipliers go by name, not by size
     x = np.random.default_rng(3).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
@@ -113,6 +116,7 @@ def test_discriminative_rates_scale_adam_updates_per_block():
     assert m == pytest.approx({"block1": 0.01, "block2": 0.1, "head": 1.0})
 
 
+@pytest.mark.integration
 def test_features_cache_reuse_and_invalidation_and_augmented_passes(folder, tmp_path):
     from fastcourse.data.augment import build
 
@@ -155,6 +159,7 @@ def test_features_cache_reuse_and_invalidation_and_augmented_passes(folder, tmp_
     np.testing.assert_allclose(f16.astype(np.float32), np.load(aug[0]), rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.integration
 def test_feature_source_streams_from_disk_in_batches(folder, tmp_path):
     """Batches come from the features files: shuffled, with the right labels, every row once."""
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
@@ -174,6 +179,7 @@ def test_feature_source_streams_from_disk_in_batches(folder, tmp_path):
     np.testing.assert_array_equal(y.argmax(1), np.asarray(source.labels)[rows])
 
 
+@pytest.mark.integration
 def test_head_back_on_conv_part_predicts_the_same(folder, tmp_path):
     conv = cut_model(vgg16((32, 32, 3), include_top=False), "block5_conv3")
     valid = _source(folder, "valid")
@@ -217,6 +223,7 @@ def _cfg(folder, task, tmp_path, **train):
     )
 
 
+@pytest.mark.integration
 def test_features_task_end_to_end(folder, tmp_path):
     import json
 
@@ -256,6 +263,7 @@ def test_finetune_task_runs_fastai_fine_tune(folder, tmp_path):
     assert set(json.loads(json.dumps(metrics)).keys()) >= {"eval_accuracy", "eval_loss"}
 
 
+@pytest.mark.integration
 def test_imagenet_weights_come_from_the_keras_cache_or_fail_clearly(tmp_path, monkeypatch):
     from fastcourse.errors import DataError
 
@@ -285,6 +293,7 @@ def test_lesson_configs_validate_and_say_what_the_course_reached(path):
     assert cfg.task.name in ("train", "finetune", "features", "sklearn_features")
 
 
+@pytest.mark.integration
 def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder, tmp_path):
     """The finetune task's two phases: the body frozen, then every block at spread rates, each
     phase with its own schedule table (a one-cycle stretched to the phase)."""
@@ -304,6 +313,7 @@ def test_fine_tune_freezes_the_body_first_then_trains_every_block(folder, tmp_pa
     assert metrics["epochs"] == 2 and metrics["freeze_epochs"] == 1 and len(metrics["epoch_seconds"]) == 2
 
 
+@pytest.mark.integration
 def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, monkeypatch):
     """A precomputation killed mid-way keeps its committed chunks; the rerun computes only the
     rest (augmented pass included) and ends with exactly the uninterrupted features."""

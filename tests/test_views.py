@@ -151,6 +151,7 @@ def test_views_errors(tmp_path, capsys):
     assert "--index 99" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_views_from_a_predictions_csv_match_views_that_predict(tmp_path):
     run = make_run(tmp_path)
     folder, _ = make_labelled_folder(tmp_path)
@@ -201,6 +202,7 @@ def _check_pngs(out, names):
             assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
 
 
+@pytest.mark.integration
 def test_views_of_a_folder_run_on_its_own_valid_split(tmp_path):
     """No FOLDER: the run's valid split, with the probabilities the run saved."""
     run, data = folder_run()
@@ -219,6 +221,7 @@ def test_views_of_a_folder_run_on_its_own_valid_split(tmp_path):
     assert other["shown"]["most_uncertain"] == [f[len("valid/") :] for f in summary["shown"]["most_uncertain"]]
 
 
+@pytest.mark.integration
 def test_views_of_an_array_run(tmp_path, capsys):
     """An MNIST-like run has no image files: its test arrays are drawn (gray), default RUN/views/
     unless --out says otherwise; with --tta the model predicts again."""

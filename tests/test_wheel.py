@@ -83,6 +83,7 @@ def test_load_config_takes_a_shipped_name(tmp_path, monkeypatch):
     assert load_config("mnist/linear").model.name == load_config(configs_dir() / "mnist/linear.yaml").model.name
 
 
+@pytest.mark.integration
 def test_wheel_lists_every_shipped_config(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {f"fastcourse/configs/{n}.yaml" for n in shipped_names()}
@@ -113,6 +114,7 @@ def _fresh_env(where: Path, wheel: Path) -> Path:
     return where / "bin"
 
 
+@pytest.mark.integration
 def test_installed_wheel_runs_shipped_configs_from_an_empty_folder(wheel, tmp_path):
     start = time.perf_counter()
     bin_dir = _fresh_env(tmp_path / "venv", wheel)
