@@ -26,7 +26,7 @@ F = TypeVar("F", bound=Callable)
 class Entry:
     module: str
     function: str
-    summary: str  # first line of the docstring
+    summary: str  # the docstring's first paragraph, on one line
 
 
 class Registry(Generic[F]):
@@ -82,7 +82,7 @@ class Registry(Generic[F]):
         return sorted(self.entries())
 
     def describe(self, name: str) -> str:
-        """First line of the function's docstring, for `fastcourse list`."""
+        """The function's docstring's first paragraph on one line (whole sentences), for `fastcourse list`."""
         return self.entries()[name].summary
 
 
@@ -116,5 +116,6 @@ def _decorated(path: Path, module: str, variable: str) -> dict[str, Entry]:
                 if call and call.args and isinstance(call.args[0], ast.Constant):
                     name = call.args[0].value
                 doc = inspect.cleandoc(ast.get_docstring(node) or "")
-                found[name] = Entry(module, node.name, doc.splitlines()[0] if doc else "")
+                # the first paragraph, not the first line: a sentence wrapped in the source stays whole
+                found[name] = Entry(module, node.name, " ".join(doc.split("\n\n")[0].split()))
     return found

@@ -111,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     tf_logs(show=args.verbose or os.environ.get(TF_LOGS_ENV, "").strip().lower() not in ("", "0", "false", "no"))
     previous = _stop_on_sigterm()
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except FastcourseError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"fastcourse: error: {line}", file=sys.stderr)
@@ -121,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _reader_gone() -> int:
+    """The pipe's reader closed it (`fastcourse runs | head -1`): stop quietly, as `ls | head` does,
+    with the shell's code for SIGPIPE (128 + 13). The recipe of Python's signal docs: stdout goes to
+    devnull, so the interpreter's last flush finds nothing to write."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 # --- Ctrl-C and SIGTERM ----------------------------------------------------------------------

@@ -1,0 +1,42 @@
+"""A newcomer's first hour (issue 34): piped output, `list` descriptions, a dataset that is not
+there yet, one result line per run, and which weights a backbone starts from."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fastcourse.cli import main
+
+SIGPIPE_EXIT = 141  # what the shell reports for `ls | head` when ls is stopped by SIGPIPE (128 + 13)
+
+
+def _closed_pipe(*argv: str) -> tuple[int, str]:
+    """Run the CLI with stdout a pipe whose reader has already left (`| head` that finished)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fastcourse", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child writes its first line: every write meets EPIPE
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    return proc.wait(timeout=120), err
+
+
+@pytest.mark.integration
+def test_piped_output_never_ends_in_a_traceback(tmp_path):
+    (tmp_path / "runs" / "a-run").mkdir(parents=True)
+    for argv in (("list", "configs"), ("list",), ("runs", str(tmp_path / "runs"))):
+        code, err = _closed_pipe(*argv)
+        assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+        assert code == SIGPIPE_EXIT, (argv, code, err)
+
+
+def test_list_descriptions_are_whole_sentences(capsys):
+    assert main(["list"]) == 0
+    rows = [line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    described = [row for row in rows if len(row) == 2]  # configs are listed by name only
+    assert len(described) > 30
+    for name, text in described:
+        assert text.rstrip().endswith("."), f"{name}: {text!r} stops mid-sentence"
+    one_cycle = dict(described)["one_cycle"]
+    assert "cosine up" in one_cycle and "cosine down to" in one_cycle and not one_cycle.endswith("down to")
