@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from fastcourse.cli import main
 
+ROOT = Path(__file__).resolve().parents[1]
 SIGPIPE_EXIT = 141  # what the shell reports for `ls | head` when ls is stopped by SIGPIPE (128 + 13)
 
 
@@ -40,3 +42,25 @@ def test_list_descriptions_are_whole_sentences(capsys):
         assert text.rstrip().endswith("."), f"{name}: {text!r} stops mid-sentence"
     one_cycle = dict(described)["one_cycle"]
     assert "cosine up" in one_cycle and "cosine down to" in one_cycle and not one_cycle.endswith("down to")
+
+
+def test_a_missing_dataset_folder_names_the_command_that_gets_it(tmp_path, monkeypatch, capsys):
+    from fastcourse.data import DATASETS
+    from fastcourse.errors import DataError
+
+    monkeypatch.chdir(tmp_path)  # no data/ here: a fresh clone before `fastcourse data get`
+    assert main(["run", str(ROOT / "configs/dogscats/bn_head.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "fastcourse: error: data/dogscats: no such folder; get it with `fastcourse data get dogscats` "
+        "(docs/configs.md), or point data.path at your copy"
+    )
+    with pytest.raises(DataError, match=r"get it with `fastcourse data get dogscats --to .*/mine/dogs`"):
+        DATASETS.get("dogscats")(path=str(tmp_path / "mine" / "dogs"))
+    # statefarm's configs read <to>_split, which `data get statefarm --to <to>` writes
+    with pytest.raises(DataError, match=r"`fastcourse data get statefarm`"):
+        DATASETS.get("statefarm")(path="data/statefarm_split")
+    with pytest.raises(DataError, match="point data.path at the dataset's root folder"):
+        DATASETS.get("image_folder")(path=str(tmp_path / "photos"))  # nothing to download: no command
+    docs = (ROOT / "docs" / "configs.md").read_text()
+    assert "FASTCOURSE_MIRROR" in docs and "An archive fetched by hand" in docs

@@ -57,6 +57,7 @@ from fastcourse.data.folder_files import (
 )
 from fastcourse.data.images import IMAGE_EXTENSIONS, Check, ScanReport
 from fastcourse.data.pipeline import decode_image, image_dataset
+from fastcourse.data.remote import get_command
 from fastcourse.errors import DataError, UsageError
 
 OnError = Literal["skip", "raise"]
@@ -187,6 +188,11 @@ def open_folder(
     fastcourse.data.folder_files). With `cache_dir`, decoded and resized images are cached there
     (see fastcourse.data.pipeline.image_dataset)."""
     root = Path(path).expanduser()
+    get = get_command(name, path) if not root.is_dir() else None
+    if get:  # a dataset `fastcourse data get` fetches: name the command (docs/configs.md: mirrors, by hand)
+        raise DataError(
+            f"{root}: no such folder; get it with `{get}` (docs/configs.md), or point data.path at your copy"
+        )
     if sample:
         root = root / "sample"
     if not root.is_dir():

@@ -99,3 +99,18 @@ SOURCES: dict[str, Source] = {
         about="Fashion-MNIST, into the Keras cache keras.datasets.fashion_mnist reads (30 MB)",
     ),
 }
+
+
+def get_command(name: str | None, path: str | os.PathLike) -> Optional[str]:
+    """The `fastcourse data get` command that makes dataset `name`'s folder `path` (None when
+    `name` is not one `data get` knows). Statefarm's configs read `<to>_split`, which it writes."""
+    from pathlib import Path
+
+    source = SOURCES.get(name or "")
+    if source is None or source.kind == "keras":
+        return None
+    to = Path(path).expanduser()
+    if source.kind == "kaggle" and to.name.endswith("_split"):
+        to = to.with_name(to.name.removesuffix("_split"))
+    default = Path("data") / source.name
+    return f"fastcourse data get {source.name}" + ("" if to == default else f" --to {to}")
