@@ -213,6 +213,11 @@ def lr_find_command(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     from fastcourse.tasks.check import load_config
 
-    load_config(args.config, args.overrides)  # a ConfigError: every problem, one line each (exit 2)
+    cfg = load_config(args.config, args.overrides)  # a ConfigError: every problem, one line each (exit 2)
+    from fastcourse.run.inputs import folder_summary
+
+    summary = folder_summary(cfg)  # an image folder: its layout and images per split (as `run` opens it)
+    if summary:
+        print(f"{args.config}: {summary}")
     print(f"{args.config}: ok")
     return 0

@@ -1,5 +1,9 @@
-"""Which files an image folder holds, and their labels: the three layouts.
+"""Which files an image folder holds, and their labels: the four layouts.
 
+- class_folders: root/<class>/*.jpg and nothing else: every sub-folder is a class (Keras'
+  ``image_dataset_from_directory``, torchvision's ``ImageFolder``, fastai's ``from_folder``
+  with ``valid_pct``). One split, train; a valid split is held out in memory
+  (``data.valid_fraction``, the Learner's ``valid_pct``) or written by `fastcourse split`.
 - dogscats:  root/{train,valid}/<class>/*.jpg, root/test/unknown/*.jpg (or images directly in
   test/), optional root/sample/ with the same layout (``sample=True`` opens it).
 - statefarm: root/train/c0..c9/*.jpg plus root/driver_imgs_list.csv (subject, classname, img):
@@ -8,6 +12,9 @@
   ``csv="train.csv", images="Images/train"``; optional ``valid_csv`` and ``test_images``.
   A file the CSV lists that is not there is skipped and named by the folder's scan, wherever
   it sits in the CSV (fastcourse.data.folders).
+
+`detect_layout` tells them apart (LAYOUTS says how, one line each); a folder that holds
+train/ and also class folders of images beside it is refused, naming both readings.
 
 Class folders: train/ needs at least 2 non-empty class folders; valid/ may lack a class (a
 warning says its accuracy leaves it out) but may not add one; hidden folders and __MACOSX/
@@ -27,7 +34,18 @@ from fastcourse.data import images as _images
 from fastcourse.data.images import IMAGE_EXTENSIONS
 from fastcourse.errors import DataError, UsageError
 
-Layout = Literal["auto", "dogscats", "statefarm", "csv"]
+Layout = Literal["auto", "class_folders", "dogscats", "statefarm", "csv"]
+
+# layout -> how `detect_layout` recognises it, in the order it tries them (docs/configs.md's table)
+LAYOUTS = {
+    "statefarm": "driver_imgs_list.csv at the root, beside train/<class>/",
+    "dogscats": "a train/ folder holding class folders (valid/, test/, sample/ optional)",
+    "csv": "no train/, a .csv file at the root (filename,label rows)",
+    "class_folders": "no train/ and no .csv: folders of images at the root, one per class",
+}
+# names of root folders that are a split of the dogscats/statefarm layouts, never a class
+# (fast.ai's dogscats archive names its test set test1/)
+SPLIT_FOLDERS = ("train", "valid", "test", "test1", "sample")
 
 
 @dataclass
@@ -73,28 +91,49 @@ def open_layout(
     """(layout, class names, splits) of the folder `root` (layout="auto" detects it)."""
     if layout == "auto":
         layout = detect_layout(root)
-    if layout == "dogscats":
+    if layout == "class_folders":
+        classes, splits = _open_root_classes(root)
+    elif layout == "dogscats":
         classes, splits = _open_class_folders(root)
     elif layout == "statefarm":
         classes, splits = _open_statefarm(root)
     elif layout == "csv":
         classes, splits = _open_csv(root, csv, images, valid_csv, test_images, filename_column, label_column)
     else:
-        raise UsageError(f"layout={layout!r}: use auto, dogscats, statefarm or csv")
+        raise UsageError(f"layout={layout!r}: use auto, {', '.join(LAYOUTS)}")
     return layout, classes, splits
 
 
 def detect_layout(root: Path) -> str:
+    """Which of LAYOUTS `root` is in (a DataError when none, or when two readings fit)."""
+    at_root = root_class_folders(root)
+    if at_root and (root / "train").is_dir():
+        shown = ", ".join(f"{name}/" for name in at_root[:3]) + (", ..." if len(at_root) > 3 else "")
+        raise DataError(
+            f"{root}: holds both train/ (the dogscats layout: train/<class>/) and class folders of images "
+            f"at the root ({shown}: the class_folders layout); move them under train/ or out of {root}, "
+            "or set data.layout"
+        )
     if (root / "driver_imgs_list.csv").is_file():
         return "statefarm"
     if (root / "train").is_dir() and any(p.is_dir() for p in (root / "train").iterdir()):
         return "dogscats"
     if any(root.glob("*.csv")):
         return "csv"
+    if at_root:
+        return "class_folders"
     raise DataError(
-        f"{root}: not a known image-folder layout: expected train/<class>/ folders, "
-        "train/ plus driver_imgs_list.csv, or a CSV of filename,label rows; set data.layout"
+        f"{root}: not a known image-folder layout: expected <class>/ folders of images, train/<class>/ "
+        "folders, train/ plus driver_imgs_list.csv, or a CSV of filename,label rows; set data.layout"
     )
+
+
+def root_class_folders(root: Path) -> list[str]:
+    """The folders directly under `root` that hold images directly and are not a split's name
+    (SPLIT_FOLDERS): the classes of the class_folders layout."""
+    if not root.is_dir():
+        return []
+    return [name for name in class_folders(root) if name not in SPLIT_FOLDERS and _list_folder(root / name)[0]]
 
 
 def images_directly_in(folder: Path) -> list[str]:
@@ -173,6 +212,20 @@ def _open_class_folders(root: Path) -> tuple[list[str], dict[str, FolderSplit]]:
     if not len(splits["train"]):
         raise DataError(f"{train}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders")
     return classes, splits
+
+
+def _open_root_classes(root: Path) -> tuple[list[str], dict[str, FolderSplit]]:
+    # every sub-folder is a class, as in keras.utils.image_dataset_from_directory (an empty one too:
+    # _labelled_split names it)
+    classes = class_folders(root)
+    if (root / "train").is_dir():
+        raise DataError(f"{root}: has a train/ folder; the class_folders layout has one folder per class only")
+    if len(classes) < 2:
+        raise DataError(f"{root}: found {len(classes)} class folder(s); need at least 2 (<class>/*.jpg)")
+    train = _labelled_split("train", root, classes)
+    if not len(train):
+        raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders")
+    return classes, {"train": train}
 
 
 def _open_statefarm(root: Path) -> tuple[list[str], dict[str, FolderSplit]]:

@@ -24,6 +24,7 @@ def _finish(data: FolderDataset, image_size, valid_fraction, split_method, seed)
         train = data.split("train")
         tr, va = split_indices(len(train), valid_fraction, split_method, seed, train.labels, train.groups)
         data = data.with_split("valid", train.take(va)).with_split("train", train.take(tr))
+        data.held_out = f"{valid_fraction:g} of train held out, {split_method}, seed {seed}"
     return data
 
 
@@ -46,7 +47,7 @@ def image_folder(
     split_method: Method = "stratified",
     split_seed: int = 0,
 ) -> FolderDataset:
-    """Any image folder: dogscats / statefarm / csv layout (auto-detected)."""
+    """Any image folder: class_folders / dogscats / statefarm / csv layout (auto-detected)."""
     data = open_folder(
         path,
         layout,

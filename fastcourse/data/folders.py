@@ -4,7 +4,7 @@ The stable API (other modules build on it)::
 
     from fastcourse.data.folders import open_folder, image_dataset
 
-    data = open_folder("data/dogscats")            # layout="auto" | "dogscats" | "statefarm" | "csv"
+    data = open_folder("data/dogscats")            # layout="auto" | "class_folders" | "dogscats" | "statefarm" | "csv"
     data.class_names                               # ["cats", "dogs"]: sorted folder names = label ids
     train = data.split("train")                    # FolderSplit: .files (absolute paths, sorted),
     train.files, train.labels                      #   .labels (int64 array, or None when unlabelled)
@@ -77,6 +77,7 @@ class FolderDataset:
     cache_dir: Optional[str] = None  # decoded, resized images cached here (see image_dataset)
     report: dict[str, ScanReport] = field(default_factory=dict)  # the scan, per split
     image_size: tuple[int, int] = (224, 224)  # what every image is resized to
+    held_out: str = ""  # how valid was held out of train in memory (data.valid_fraction); "" if not
 
     def pixel_stats(self, n: int = 256) -> tuple[float, float]:
         """ONE global mean and std of the pixels of the first `n` training images (resized), for
@@ -184,7 +185,7 @@ def open_folder(
     name: str | None = None,
     cache_dir: str | None = None,
 ) -> FolderDataset:
-    """Open an image folder in one of the three layouts (auto-detected by default; see
+    """Open an image folder in one of the four layouts (auto-detected by default; see
     fastcourse.data.folder_files). With `cache_dir`, decoded and resized images are cached there
     (see fastcourse.data.pipeline.image_dataset)."""
     root = Path(path).expanduser()
@@ -231,7 +232,9 @@ def _checked(data: FolderDataset, on_error: OnError, check: Check) -> FolderData
     splits, reports = {}, {}
     for key, split in data.splits.items():
         statuses = _images.scan(split.files, check)
-        report = ScanReport(_shown(data.root / key if data.layout != "csv" else data.root), ignored=split.ignored)
+        # the folder the split was read from (class_folders and csv: the root itself)
+        where = data.root / key if data.layout in ("dogscats", "statefarm") else data.root
+        report = ScanReport(_shown(where), ignored=split.ignored)
         for st in statuses:
             if st.problem:
                 report.problems.append((st.path, *st.problem))

@@ -154,6 +154,9 @@ def make_split(
 ) -> dict:
     """Write train/valid (and sample/) sets; returns a summary (also saved as split.json).
 
+    A class_folders folder (root/<class>/, no train/) becomes `out`/train/<class>/ and
+    `out`/valid/<class>/: the dogscats layout.
+
     With `mode` symlink, hardlink or copy, a new folder `out` (default `<root>_split`) gets the
     whole dataset with train minus valid in train/, valid/, the test set, and sample/{train,valid};
     the originals are untouched. Grouped splits read the group of each file from `groups_csv`
@@ -168,7 +171,7 @@ def make_split(
     if data.layout == "csv":
         raise UsageError(
             f"{root}: split of a CSV layout: use split_indices in Python or write valid.csv; "
-            "`fastcourse split` handles the class-folder layouts (dogscats, statefarm)"
+            "`fastcourse split` handles the class-folder layouts (class_folders, dogscats, statefarm)"
         )
     if data.has("valid"):
         raise UsageError(
@@ -198,6 +201,11 @@ def make_split(
         summary["train_groups"] = sorted(set(g[tr].tolist()))
 
     if mode == "move":
+        if data.layout == "class_folders":
+            raise UsageError(
+                f"{root}: mode=move would put valid/ beside the class folders at the root, which no layout "
+                "reads; use symlink, hardlink or copy (a new folder with train/<class>/ and valid/<class>/)"
+            )
         dest = root
         if out is not None and Path(out).resolve() != root:
             raise UsageError("mode=move works in place; drop --out or use symlink/hardlink/copy")
@@ -207,7 +215,7 @@ def make_split(
             raise UsageError(f"--out {dest}: must differ from the dataset folder (only mode=move works in place)")
         if dest.exists() and any(dest.iterdir()):
             raise UsageError(f"{dest}: already exists and is not empty; choose another --out or remove it")
-    base = root / "train"
+    base = root if data.layout == "class_folders" else root / "train"  # the class folders' parent
     va_split, tr_split = train.take(va, "valid"), train.take(tr, "train")
     sample_sets = {}
     if sample_train:

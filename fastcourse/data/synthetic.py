@@ -1,4 +1,4 @@
-"""Small generated image folders in the three layouts, for tests, benchmarks and demos.
+"""Small generated image folders in the four layouts, for tests, benchmarks and demos.
 
 Each class is a simple shape (circle, square, triangle, cross, ...) drawn with Pillow at a
 random position, size and colour on a noisy background, so a small model can learn them.
@@ -65,7 +65,7 @@ def _save(im, path: Path, i: int, mixed_modes: bool) -> None:
 
 def make_image_folder(
     root: str | Path,
-    layout: Literal["dogscats", "statefarm", "csv"] = "dogscats",
+    layout: Literal["dogscats", "statefarm", "csv", "class_folders"] = "dogscats",
     classes: int = 2,
     per_class: int = 12,
     valid_per_class: int = 0,
@@ -80,6 +80,8 @@ def make_image_folder(
     dogscats: train/<class>/ (+ valid/<class>/ when valid_per_class) + test/unknown/.
     statefarm: train/c0../ + driver_imgs_list.csv assigning each image to one of `drivers`.
     csv: images/ + labels.csv (filename,label).
+    class_folders: <class>/ directly under root (no valid or test split: valid_per_class and
+    test are not used).
     Files alternate JPEG and PNG; with `mixed_modes` some are grayscale, RGBA, palette or CMYK.
     """
     import pandas as pd
@@ -107,6 +109,9 @@ def make_image_folder(
             for p in write(root / "images", k, per_class, "img_"):
                 rows.append({"filename": p.name, "label": cls})
             continue
+        if layout == "class_folders":
+            write(root / cls, k, per_class, "img_")
+            continue
         files = write(root / "train" / cls, k, per_class, "img_")
         if layout == "statefarm":
             rows += [{"subject": f"p{(j % drivers):03d}", "classname": cls, "img": p.name} for j, p in enumerate(files)]
@@ -114,7 +119,7 @@ def make_image_folder(
             files = write(root / "valid" / cls, k, valid_per_class, "img_")
             if layout == "statefarm":  # a held-out driver, as a grouped split leaves it
                 rows += [{"subject": f"p{drivers:03d}", "classname": cls, "img": p.name} for p in files]
-    if test and layout != "csv":
+    if test and layout in ("dogscats", "statefarm"):
         unknown = root / "test" / ("unknown" if layout == "dogscats" else "")
         for j in range(test):
             write(unknown, j % classes, 1, "test_")

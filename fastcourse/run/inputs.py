@@ -10,6 +10,8 @@ inputs.input_shape, inputs.mean, inputs.std, inputs.class_names
 from __future__ import annotations
 
 import contextlib
+import inspect
+import typing
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
@@ -106,11 +108,7 @@ def inputs_for(cfg: Optional[ExperimentConfig], data=None) -> Inputs:
         )
     if isinstance(data, FolderDataset):
         size = data.image_size
-        if not data.has("valid"):
-            raise UsageError(
-                f"{data.root}: no valid/ split to evaluate on; run `fastcourse split {data.root}` "
-                "or set data.valid_fraction"
-            )
+        _require_valid(data)
         train, valid = data.split("train"), data.split("valid")
         mean, std = data.pixel_stats()
         unlabelled = None
@@ -133,6 +131,35 @@ def inputs_for(cfg: Optional[ExperimentConfig], data=None) -> Inputs:
             dataset=data,
         )
     raise UsageError(f"data.name={cfg.data.name!r} gave a {type(data).__name__}, not a dataset fastcourse can train on")
+
+
+def _require_valid(data: FolderDataset) -> None:
+    if not data.has("valid"):
+        raise UsageError(
+            f"{data.root}: no valid/ split to evaluate on; run `fastcourse split {data.root}` "
+            "or set data.valid_fraction"
+        )
+
+
+def folder_summary(cfg: ExperimentConfig) -> Optional[str]:
+    """One line for `fastcourse check`: the image folder a config names, its layout (detected or
+    set) and the images each split gets, opened as `run` opens it (the scan, the limits, a
+    held-out `data.valid_fraction`); None when the dataset is not an image folder (arrays are not
+    loaded). Raises what `run` raises for the data (a missing folder, no valid split)."""
+    fn = DATASETS.get(cfg.data.name)
+    try:
+        if typing.get_type_hints(fn).get("return") is not FolderDataset:
+            return None
+    except (NameError, TypeError):  # a dataset whose annotations do not resolve: not one of ours
+        return None
+    data = load_dataset(cfg)
+    _require_valid(data)
+    how = "set"
+    if "layout" in inspect.signature(fn).parameters and cfg.data.args.get("layout", "auto") == "auto":
+        how = "detected"
+    counts = ", ".join(f"{key} {len(split)}" for key, split in data.splits.items())
+    held = f" (valid: {data.held_out})" if data.held_out else ""
+    return f"data: {data.root}: layout {data.layout} ({how}), {data.num_classes} classes; images {counts}{held}"
 
 
 def build_for(cfg: ExperimentConfig, inputs: Inputs, float32_output: bool = True):
