@@ -1,4 +1,4 @@
-"""The core commands: run, list, show-config, preview-augment, lr-find, bench."""
+"""The core commands: run, list, show-config, preview-augment, lr-find, check."""
 
 from __future__ import annotations
 

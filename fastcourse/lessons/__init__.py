@@ -1,2 +1,2 @@
-"""Layer 7, lessons: layer arithmetic (explain, flops), the lesson's concepts, the one-command
-reproduction of the MNIST lesson, and the benchmarks."""
+"""Layer 7, lessons: layer arithmetic (explain), the lesson's concepts and the one-command
+reproduction of the MNIST lesson. The benchmarks are not part of this layer."""

@@ -7,8 +7,8 @@ seeded, inside the configured precision policy and tf.distribute scope, whatever
 with an `ensemble` section runs the task once per member (ensemble.py). An unfinished run (no
 metrics.json) continues from its checkpoints.
 
-The task registry lives one layer down (fastcourse.tasks); `fastcourse.tasks.runner` looks the
-task up and calls `execute`.
+The task registry lives one layer up (fastcourse.tasks); `fastcourse.tasks.runner` looks the
+task up and calls `execute`, passing the task in.
 """
 
 from __future__ import annotations
