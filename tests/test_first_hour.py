@@ -64,3 +64,25 @@ def test_a_missing_dataset_folder_names_the_command_that_gets_it(tmp_path, monke
         DATASETS.get("image_folder")(path=str(tmp_path / "photos"))  # nothing to download: no command
     docs = (ROOT / "docs" / "configs.md").read_text()
     assert "FASTCOURSE_MIRROR" in docs and "An archive fetched by hand" in docs
+
+
+@pytest.mark.integration
+def test_a_run_prints_its_result_once(tmp_path, tiny_config, capsys):
+    """`make run` printed `fastcourse: NAME: test accuracy A, loss L` and then the CLI's
+    `test accuracy: A (test loss L) wall time`; the CLI's line (with the split, the wall time and
+    the run directory) is the one kept."""
+    import json
+
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config()))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    run_dir = Path(out.split("run directory: ")[1].strip())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    accuracy = f"{metrics['eval_accuracy']:.4f}"
+    assert [line for line in out.splitlines() if accuracy in line] == [
+        next(line for line in out.splitlines() if line.startswith("test accuracy: "))
+    ]
+    assert out.count(accuracy) == 1 and out.count("accuracy") == 1

@@ -736,6 +736,7 @@ class Learner:
         default one is then stamped (OUT/<name>-<date>-<time>), a given one is refused."""
         from fastcourse import io
         from fastcourse.data.sources import steps_per_epoch
+        from fastcourse.run import records
         from fastcourse.run.artifacts import write_run
         from fastcourse.run.experiment import new_run_dir
         from fastcourse.train.trainer import FitResult, evaluate
@@ -763,7 +764,10 @@ class Learner:
         extra: dict[str, Any] = {"front_door": "learner"}
         if self.members:
             extra["ensemble"] = {k: v for k, v in self.ensemble_summary.items() if k != "members"}
-        write_run(run_dir, cfg, self.inputs, self.model, result, evaluate(self.model, self.inputs.eval), extra)
+        metrics = write_run(
+            run_dir, cfg, self.inputs, self.model, result, evaluate(self.model, self.inputs.eval), extra
+        )
+        print(records.result_line(cfg.name, metrics), flush=True)
         if self._train.get("verbose", 1):
             print(f"fastcourse: saved {run_dir}", flush=True)
         return run_dir

@@ -161,9 +161,4 @@ def write_run(run_dir: Path, cfg, inputs, model, result, evaluation: dict, extra
     # the predictions file comes last: an ensemble member is finished when it exists
     with io.atomic_path(run_dir / PROBS, suffix=".npy") as tmp:
         np.save(tmp, probs.astype(np.float32))
-    print(
-        f"fastcourse: {cfg.name}: {inputs.eval_split} accuracy {evaluation['accuracy']:.4f}, "
-        f"loss {evaluation['loss']:.4f}",
-        flush=True,
-    )
-    return metrics
+    return metrics  # printed by the front door (records.result_line), once

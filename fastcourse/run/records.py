@@ -145,6 +145,17 @@ def eval_loss(metrics: dict) -> Optional[float]:
     return float(value) if _number(value) else None
 
 
+def result_line(name: str, metrics: dict) -> str:
+    """`fastcourse: NAME: test accuracy 0.9830, loss 0.0673`: a finished run's result as the Learner's
+    save() and each step of `fastcourse reproduce` print it (`fastcourse run` prints its own line, with
+    the wall time and the run directory, so a run's result is printed once)."""
+    loss = eval_loss(metrics)
+    return (
+        f"fastcourse: {name}: {eval_split(metrics)} accuracy {eval_accuracy(metrics):.4f}, "
+        f"loss {'-' if loss is None else f'{loss:.4f}'}"
+    )
+
+
 def read_metrics(path: str | Path) -> tuple[Optional[dict], Optional[str]]:
     """(metrics, None) for a sound metrics.json; (None, why) for a damaged one; (None, None) when
     there is none. Sound: a JSON object with a split and an accuracy between 0 and 1."""
