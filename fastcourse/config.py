@@ -160,7 +160,8 @@ ARG_BOUNDS: dict[str, Bounds] = {
     "warmup": Bounds(0, 100_000, why="epochs of warm-up"),
     "pct_start": Bounds(0, 1, hi_open=True, why="the fraction of the run spent warming up"),
     "div": Bounds(0, 1e6, lo_open=True, why="the starting rate is max_lr / div"),
-    "final_div": Bounds(0, 1e9, lo_open=True, why="the final rate is max_lr / final_div"),
+    "div_final": Bounds(0, 1e12, lo_open=True, why="the final rate is max_lr / div_final (fastai's one-cycle)"),
+    "moms": Bounds(0, 1, hi_open=True, length=3, why="[start, middle, end] momentum: Adam's beta_1, SGD's momentum"),
     "factor": Bounds(0, 1, lo_open=True, why="the rate is multiplied by it each step"),
     "every": Bounds(1, 100_000, why="epochs between steps"),
     # tasks

@@ -38,12 +38,42 @@ def test_cosine_with_warmup():
 
 def test_one_cycle_shape():
     e = np.linspace(0, 10, 1001)
-    lr = S.one_cycle(e, 10, max_lr=1.0, pct_start=0.3, div=25, final_div=1e4)
+    lr = S.one_cycle(e, 10, max_lr=1.0, pct_start=0.3, div=25, div_final=1e4)
     assert lr[0] == pytest.approx(1 / 25)
     assert lr.max() == pytest.approx(1.0)
     assert e[lr.argmax()] == pytest.approx(3.0)
-    assert lr[-1] == pytest.approx(1 / (25 * 1e4))
+    assert lr[-1] == pytest.approx(1 / 1e4)  # fastai: lr_max / div_final, not / (div x final_div)
     assert np.all(np.diff(lr[:300]) >= 0) and np.all(np.diff(lr[300:]) <= 1e-15)
+
+
+# fastai's fit_one_cycle defaults (fastai/callback/schedule.py): lr_max 1e-2, div 25, div_final 1e5,
+# pct_start 0.25, moms (0.95, 0.85, 0.95). Values worked out by hand from SchedCos,
+# start + (1 + cos(pi (1 - pos))) (end - start) / 2, at pos = 0, 1/2, 0 | 1/3, 1 of the pieces:
+#   12.5 %: half way up, (4e-4 + 1e-2) / 2 and (0.95 + 0.85) / 2;
+#   50 %: a third of the way down, 1e-2 - (1e-2 - 1e-7) / 4 and 0.85 + 0.10 / 4.
+ONE_CYCLE_TABLE = [
+    # (fraction of training, rate, momentum)
+    (0.0, 4e-4, 0.95),
+    (0.125, 5.2e-3, 0.90),
+    (0.25, 1e-2, 0.85),
+    (0.5, 0.007500025, 0.875),
+    (1.0, 1e-7, 0.95),
+]
+
+
+@pytest.mark.parametrize("pct, rate, momentum", ONE_CYCLE_TABLE)
+def test_one_cycle_is_fastais(pct, rate, momentum):
+    epochs = 8  # any length: the schedule is a function of the fraction of training
+    assert float(S.one_cycle(pct * epochs, epochs)) == pytest.approx(rate, abs=1e-6, rel=1e-9)
+    assert float(S.one_cycle_momentum(pct * epochs, epochs)) == pytest.approx(momentum, abs=1e-6)
+
+
+def test_one_cycle_momentum_off():
+    assert S.one_cycle_momentum(np.array([0.0, 1.0]), 2, moms=None) is None
+    assert S.momentum_table("one_cycle", {"moms": None}, 2, 5) is None
+    assert S.momentum_table("cosine", {}, 2, 5) is None
+    table = S.momentum_table("one_cycle", {"max_lr": 1e-3}, 2, 4)  # 8 steps: step i at pos i/8
+    np.testing.assert_allclose(table[[0, 1, 2, 4]], [0.95, 0.90, 0.85, 0.875], atol=1e-6)
 
 
 def test_adapter_is_per_step_and_serialises():

@@ -68,6 +68,14 @@ def test_tiny_run_writes_scalars_rate_and_images(tmp_path, capsys):
         if v.tag == "learning_rate"
     ]
     assert len(rates) == 4 and max(rates) > min(rates)
+    moms = [
+        float(tf.make_ndarray(v.tensor))
+        for p in (board / "train").glob("events.*")
+        for e in tf.compat.v1.train.summary_iterator(str(p))
+        for v in e.summary.value
+        if v.tag == "momentum"
+    ]
+    assert len(moms) == 4 and 0.85 <= min(moms) < max(moms) <= 0.95  # fastai's moms, cycled
 
 
 @pytest.mark.integration

@@ -94,8 +94,12 @@ class RateAndSamples(keras.callbacks.Callback):
         opt = self.model.optimizer
         step = int(keras.ops.convert_to_numpy(opt.iterations))
         lr = float(np.asarray(keras.ops.convert_to_numpy(opt.learning_rate)))
+        # one_cycle's momentum, where the optimizer has one (a loss-scale wrapper holds it inside)
+        momentum = getattr(getattr(opt, "inner_optimizer", opt), "momentum_schedule", None)
         with self._writer.as_default():
             tf.summary.scalar("learning_rate", lr, step=step)
+            if momentum is not None:
+                tf.summary.scalar("momentum", float(keras.ops.convert_to_numpy(momentum(step))), step=step)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:

@@ -12,6 +12,7 @@ evaluated per step inside the training graph, so the rate really changes (the co
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -65,6 +66,33 @@ def cosine(epoch, total_epochs: int, lr: float = 1e-3, min_lr: float = 0.0, warm
     return decayed
 
 
+# fastai's one-cycle, from fastai/callback/schedule.py (fastai v2, github.com/fastai/fastai at commit
+# 0a049e8a; generated from nbs/14_callback.schedule.ipynb):
+#   fit_one_cycle(n_epoch, lr_max, div=25., div_final=1e5, pct_start=0.25, moms=None), moms from
+#   Learner's default (0.95, 0.85, 0.95);
+#   scheds = {'lr': combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final),
+#             'mom': combined_cos(pct_start, *moms)}
+#   combined_cos = combine_scheds([pct, 1-pct], [SchedCos(start, middle), SchedCos(middle, end)])
+#   sched_cos(start, end, pos) = start + (1 + cos(pi * (1 - pos))) * (end - start) / 2
+# and ParamScheduler evaluates them at pct_train = step / total steps, before each batch.
+# (PyTorch's OneCycleLR ends at max_lr / (div * final_div) instead: not this.)
+ONE_CYCLE_MOMS = (0.95, 0.85, 0.95)
+
+
+def sched_cos(start, end, pos):
+    """fastai's SchedCos: cosine from `start` (pos 0) to `end` (pos 1)."""
+    return start + (1 + np.cos(math.pi * (1 - pos))) * (end - start) / 2
+
+
+def combined_cos(pos, pct: float, start: float, middle: float, end: float):
+    """fastai's combined_cos at training fraction `pos`: cosine start -> middle over the first
+    `pct` of training, then middle -> end."""
+    pos = np.clip(np.asarray(pos, dtype=np.float64), 0.0, 1.0)
+    first = sched_cos(start, middle, pos / pct) if pct > 0 else np.full_like(pos, middle)
+    second = sched_cos(middle, end, (pos - pct) / (1 - pct))
+    return np.where(pos < pct, first, second)
+
+
 @SCHEDULES.register()
 def one_cycle(
     epoch,
@@ -72,20 +100,30 @@ def one_cycle(
     max_lr: float = 1e-2,
     pct_start: float = 0.25,
     div: float = 25.0,
-    final_div: float = 1e4,
+    div_final: float = 1e5,
+    moms: Optional[tuple[float, float, float]] = ONE_CYCLE_MOMS,
 ):
-    """fastai's one-cycle: cosine up from max_lr/div to max_lr, then cosine down to
-    max_lr/(div*final_div)."""
-    e = np.asarray(epoch, dtype=np.float64)
-    t = np.clip(e / total_epochs, 0.0, 1.0)
-    start, low = max_lr / div, max_lr / (div * final_div)
-    up = np.clip(t / pct_start, 0.0, 1.0) if pct_start > 0 else np.ones_like(t)
-    down = np.clip((t - pct_start) / (1 - pct_start), 0.0, 1.0)
+    """fastai's fit_one_cycle rate: cosine up from max_lr/div to max_lr over the first
+    `pct_start` of training, then cosine down to max_lr/div_final.
 
-    def cos_interp(a, b, frac):
-        return b + (a - b) * 0.5 * (1 + np.cos(math.pi * frac))
+    `moms` (high, low, high) cycles the momentum against the rate (Adam's and AdamW's beta_1,
+    SGD's momentum; `one_cycle_momentum`); `moms: null` leaves the optimizer's own."""
+    return combined_cos(
+        np.asarray(epoch, dtype=np.float64) / total_epochs, pct_start, max_lr / div, max_lr, max_lr / div_final
+    )
 
-    return np.where(t < pct_start, cos_interp(start, max_lr, up), cos_interp(max_lr, low, down))
+
+def one_cycle_momentum(
+    epoch, total_epochs: int, pct_start: float = 0.25, moms: Optional[tuple[float, float, float]] = ONE_CYCLE_MOMS, **_
+):
+    """fastai's fit_one_cycle momentum: combined_cos(pct_start, *moms), or None without `moms`."""
+    if moms is None:
+        return None
+    return combined_cos(np.asarray(epoch, dtype=np.float64) / total_epochs, pct_start, *(float(m) for m in moms))
+
+
+# Schedules that also drive the momentum: name -> fn(epoch, total_epochs, **params) -> momentum or None.
+MOMENTUM_SCHEDULES = {"one_cycle": one_cycle_momentum}
 
 
 def lr_table(name: str, params: dict, total_epochs: int, steps_per_epoch: int) -> np.ndarray:
@@ -93,3 +131,13 @@ def lr_table(name: str, params: dict, total_epochs: int, steps_per_epoch: int) -
     steps = np.arange(total_epochs * steps_per_epoch, dtype=np.float64)
     values = SCHEDULES.get(name)(steps / steps_per_epoch, total_epochs, **params)
     return np.asarray(values, dtype=np.float32).reshape(-1)
+
+
+def momentum_table(name: str, params: dict, total_epochs: int, steps_per_epoch: int) -> Optional[np.ndarray]:
+    """The momentum for every training step, or None when schedule `name` leaves it alone."""
+    fn = MOMENTUM_SCHEDULES.get(name)
+    if fn is None:
+        return None
+    steps = np.arange(total_epochs * steps_per_epoch, dtype=np.float64)
+    values = fn(steps / steps_per_epoch, total_epochs, **params)
+    return None if values is None else np.asarray(values, dtype=np.float32).reshape(-1)
