@@ -99,22 +99,55 @@ def test_builder_arguments_fail_in_one_line(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="at least 32x32"):
         build_model("efficientnet_b0", (28, 28, 1), 2)
     with pytest.raises(UsageError, match="imagenet_top"):
-        build_model("mobilenet_v2", (SIZE, SIZE, 3), 2, imagenet_top=True)
+        build_model("mobilenet_v2", (SIZE, SIZE, 3), 2, weights=None, imagenet_top=True)
     with pytest.raises(UsageError, match="pooling"):
         build_model("mobilenet_v2", (SIZE, SIZE, 3), 2, include_top=False, pooling="mean")
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_the_default_is_imagenet_as_keras_applications_and_fastai(name, tmp_path, monkeypatch):
+    """keras.applications' own default (and fastai's vision_learner, pretrained=True) is ImageNet
+    weights; offline without the file, one line names it and how to train from scratch."""
+    import inspect
+
+    from fastcourse.models import MODELS
+
+    spec = BACKBONES[name]
+    ours = inspect.signature(MODELS.get(name)).parameters["weights"].default
+    assert ours == inspect.signature(getattr(keras.applications, spec.application)).parameters["weights"].default
+    assert ours == "imagenet"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty cache; the tests run with FASTCOURSE_OFFLINE
+    with pytest.raises(DataError) as caught:
+        build_model(name, (SIZE, SIZE, 3), 2)
+    message = str(caught.value)
+    assert "\n" not in message and spec.files[False][0] in message
+    assert "model.weights: none" in message and "model_args={'weights': None}" in message
+
+
+def test_random_weights_are_said_in_one_line(capsys):
+    build_model("mobilenet_v2", (SIZE, SIZE, 3), 2, weights=None)
+    build_model("vgg16", (SIZE, SIZE, 3), 2, weights="none", include_top=False)
+    assert capsys.readouterr().out.splitlines() == [
+        f"fastcourse: {name} starts from random weights (weights: none): it learns from scratch, nothing is transferred"
+        for name in ("mobilenet_v2", "vgg16")
+    ]
+
+
 @pytest.mark.integration
-def test_imagenet_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
+def test_imagenet_weights_come_from_the_keras_cache(tmp_path, monkeypatch, capsys):
     """A keras.applications-format file (legacy .h5, layer names as keras.applications builds them)
-    in $KERAS_HOME/models is what weights=imagenet loads, by name, with no network."""
+    in $KERAS_HOME/models is what weights=imagenet loads, by name, with no network; the build says so."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     keras.utils.set_random_seed(7)
     app = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
     fname = BACKBONES["mobilenet_v2"].files[False][0]
     (tmp_path / "models").mkdir()
     app.save(tmp_path / "models" / fname)  # Keras' legacy HDF5 format, as the downloaded files are
-    model = build_model("mobilenet_v2", (SIZE, SIZE, 3), 2, weights="imagenet")
+    capsys.readouterr()
+    model = build_model("mobilenet_v2", (SIZE, SIZE, 3), 2)  # imagenet is the default
+    assert capsys.readouterr().out.splitlines() == [
+        f"fastcourse: mobilenet_v2 starts from ImageNet weights ({fname} from the Keras cache)"
+    ]
     np.testing.assert_array_equal(
         model.get_layer("block_5_project").get_weights()[0], app.get_layer("block_5_project").get_weights()[0]
     )

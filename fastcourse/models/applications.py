@@ -9,9 +9,11 @@ Dense named `predictions`)::
     conv = mobilenet_v2((96, 96, 3), include_top=False, weights=None) # the conv part only
     cut_model(model, "last_conv")                                      # a named cut point
 
-`weights`: "imagenet" (keras.applications' file, found in the Keras cache), none (random), or a
-path: a keras.applications .h5 file (loaded by layer name) or a .weights.h5 file saved from a
-model this builder made. `imagenet_top: true` keeps the 1000-class ImageNet top instead.
+`weights`: "imagenet" (the default, as keras.applications' and fastai's: keras.applications' file,
+found in the Keras cache; offline without it, one line names the file and `weights: none`), none
+(random: training from scratch), or a path: a keras.applications .h5 file (loaded by layer name)
+or a .weights.h5 file saved from a model this builder made. The builder prints which it starts
+from. `imagenet_top: true` keeps the 1000-class ImageNet top instead.
 Layer groups (for freezing and per-group rates, fastcourse.models.surgery) are the stages:
 conv1..conv5 (ResNet50), stem, block1..block7, top (EfficientNetB0), stem, block_0..block_16,
 top (MobileNetV2), and `head` for the new top.
@@ -28,7 +30,7 @@ from keras import layers, ops
 from fastcourse.errors import DataError, UsageError
 from fastcourse.models.registry import MODELS
 from fastcourse.models.surgery import CUT_POINTS
-from fastcourse.models.weights import keras_cache_file, weights_path
+from fastcourse.models.weights import keras_cache_file, starts_from, weights_path
 
 # keras.applications.imagenet_utils.preprocess_input's constants (keras/src/applications/imagenet_utils.py)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -233,6 +235,7 @@ def build_backbone(
             model.load_weights(path)
         except ValueError as exc:
             raise DataError(f"{path}: weights do not fit this {spec.title}: {str(exc).splitlines()[0]}") from None
+    starts_from(name, weights, path)
     return model
 
 
@@ -240,13 +243,14 @@ def build_backbone(
 def resnet50(
     input_shape=(224, 224, 3),
     num_classes: int = 1000,
-    weights: Optional[str] = None,
+    weights: Optional[str] = "imagenet",
     include_top: bool = True,
     pooling: Optional[str] = None,
     dropout: float = 0.0,
     imagenet_top: bool = False,
 ) -> keras.Model:
-    """ResNet50 (keras.applications), caffe preprocessing inside; weights: imagenet, none or a file path."""
+    """ResNet50 (keras.applications), caffe preprocessing inside; weights: imagenet (the default),
+    none or a file path."""
     return build_backbone("resnet50", input_shape, num_classes, weights, include_top, pooling, dropout, imagenet_top)
 
 
@@ -254,13 +258,14 @@ def resnet50(
 def efficientnet_b0(
     input_shape=(224, 224, 3),
     num_classes: int = 1000,
-    weights: Optional[str] = None,
+    weights: Optional[str] = "imagenet",
     include_top: bool = True,
     pooling: Optional[str] = None,
     dropout: float = 0.2,
     imagenet_top: bool = False,
 ) -> keras.Model:
-    """EfficientNetB0 (keras.applications), torch preprocessing inside; weights: imagenet, none or a file path."""
+    """EfficientNetB0 (keras.applications), torch preprocessing inside; weights: imagenet (the
+    default), none or a file path."""
     return build_backbone(
         "efficientnet_b0", input_shape, num_classes, weights, include_top, pooling, dropout, imagenet_top
     )
@@ -270,13 +275,14 @@ def efficientnet_b0(
 def mobilenet_v2(
     input_shape=(224, 224, 3),
     num_classes: int = 1000,
-    weights: Optional[str] = None,
+    weights: Optional[str] = "imagenet",
     include_top: bool = True,
     pooling: Optional[str] = None,
     dropout: float = 0.0,
     imagenet_top: bool = False,
 ) -> keras.Model:
-    """MobileNetV2 (keras.applications, alpha 1.0), [-1, 1] preprocessing inside; weights: imagenet, none or a path."""
+    """MobileNetV2 (keras.applications, alpha 1.0), [-1, 1] preprocessing inside; weights: imagenet
+    (the default), none or a path."""
     return build_backbone(
         "mobilenet_v2", input_shape, num_classes, weights, include_top, pooling, dropout, imagenet_top
     )

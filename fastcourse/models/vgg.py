@@ -24,7 +24,7 @@ from fastcourse.errors import DataError, UsageError
 from fastcourse.models.blocks import conv_block, fc_block
 from fastcourse.models.registry import MODELS
 from fastcourse.models.surgery import CUT_POINTS
-from fastcourse.models.weights import keras_cache_file
+from fastcourse.models.weights import keras_cache_file, starts_from
 
 # (convs per block, filters): the course's ConvBlock calls
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -90,7 +90,7 @@ def _vgg(
             x = layers.GlobalMaxPooling2D(name="max_pool")(x)
         model = keras.Model(inputs, x, name=name)
         load_weights(model, weights, include_top=False)
-        return model
+        return _said(model, weights, include_top=False)
     pretrained_top = weights not in (None, "none")
     if pretrained_top and tuple(input_shape[:2]) != (224, 224):
         raise UsageError(
@@ -109,6 +109,13 @@ def _vgg(
         from fastcourse.models.surgery import replace_top
 
         model = replace_top(model, num_classes)
+    return _said(model, weights, include_top=True)
+
+
+def _said(model: keras.Model, weights: Optional[str], include_top: bool) -> keras.Model:
+    """The model, after the line saying which weights it starts from (weights.starts_from)."""
+    path = None if weights in (None, "none") else WEIGHT_FILES[include_top][0] if weights == "imagenet" else weights
+    starts_from(model.name, weights, path)
     return model
 
 

@@ -4,7 +4,8 @@
 
 A file already in $KERAS_HOME/models (default ~/.keras/models) is used as it is, with no network;
 else it is downloaded there (md5-checked) unless FASTCOURSE_OFFLINE is set. Either way a missing
-file is one line saying where to put it, or to use `weights: none` or a path.
+file is one line saying where to put it, or to use `weights: none` or a path. A network says in
+one line which weights it starts from (`starts_from`), so random weights are never a surprise.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ def keras_cache_file(fname: str, origin: str, md5: str | None, what: str) -> str
     cached = keras_home() / "models" / fname
     if cached.is_file():
         return str(cached)
-    hint = f"put {origin} in {cached}, or use weights: none (random) or weights: /path/to/file.h5"
+    hint = (
+        f"put {origin} in {cached}, or train from scratch with model.weights: none "
+        "(Learner: model_args={'weights': None}), or give weights: /path/to/file.h5"
+    )
     if os.environ.get("FASTCOURSE_OFFLINE"):
         raise DataError(f"{what} ImageNet weights are not in {cached} and FASTCOURSE_OFFLINE is set; {hint}")
     try:
@@ -48,3 +52,17 @@ def weights_path(weights: str | None, what: str) -> str | None:
             f"or a path to a {what} weights file"
         )
     return str(path)
+
+
+def starts_from(model: str, weights: str | None, path: str | None) -> str:
+    """Print and return the line saying which weights `model` starts from: keras.applications'
+    ImageNet file (named, not its machine path), a file given, or random weights."""
+    if path is None:
+        what = "random weights (weights: none): it learns from scratch, nothing is transferred"
+    elif weights == "imagenet":
+        what = f"ImageNet weights ({Path(path).name} from the Keras cache)"
+    else:
+        what = f"the weights in {weights}"
+    line = f"fastcourse: {model} starts from {what}"
+    print(line, flush=True)
+    return line
