@@ -54,10 +54,11 @@ bench-fastai: $(STAMP)
 bench-gpu: $(STAMP)
 	$(BIN)/fastcourse bench --gpu
 
-# Execute every notebook and save it, in small mode (a few hundred images, minutes in all);
-# `make notebooks FULL=1` runs the whole lessons, as the committed copies were saved;
-# `NB=notebooks/lesson3.ipynb` picks one. Outputs are cleaned of TensorFlow noise and machine
-# paths (tools/notebooks.py).
+# Execute every notebook in small mode (a few dozen to a few hundred images, minutes in all) and
+# save it under notebooks/.small/ (gitignored): the committed full-run outputs are never replaced.
+# `make notebooks FULL=1` runs the whole lessons and saves them in place, as the committed copies
+# were saved; `NB=notebooks/lesson3.ipynb` picks one. Outputs are cleaned of TensorFlow noise and
+# machine paths (tools/notebooks.py).
 NB ?= notebooks/*.ipynb
 notebooks: $(STAMP)
 	$(BIN)/python tools/notebooks.py run $(if $(FULL),--full) $(wildcard $(NB))

@@ -86,3 +86,47 @@ def test_a_run_prints_its_result_once(tmp_path, tiny_config, capsys):
         next(line for line in out.splitlines() if line.startswith("test accuracy: "))
     ]
     assert out.count(accuracy) == 1 and out.count("accuracy") == 1
+
+
+def _nbtools():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nbtools", ROOT / "tools" / "notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_notebooks_never_saves_small_mode_over_the_full_run(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbtools = _nbtools()
+    path = tmp_path / "lesson.ipynb"
+    full = nbformat.v4.new_notebook()
+    full.cells = [nbformat.v4.new_code_cell("print(SMALL)")]
+    full.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="SMALL = False\n")]
+    nbformat.write(full, path)
+    committed = path.read_bytes()
+
+    small = nbformat.read(path, as_version=4)
+    small.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="SMALL = True\n")]
+    target = nbtools.save_executed(small, path, small=True)
+    assert target == tmp_path / ".small" / "lesson.ipynb"
+    assert path.read_bytes() == committed  # the full run's outputs are untouched
+    assert "SMALL = True" in target.read_text()
+
+    assert nbtools.save_executed(small, path, small=False) == path  # --full saves in place
+    assert "SMALL = True" in path.read_text()
+    assert "notebooks/.small/" in (ROOT / ".gitignore").read_text().splitlines()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "tools/notebooks.py run $(if $(FULL),--full)" in makefile  # small mode unless FULL=1
+
+
+def test_notebooks_doc_names_the_eight_shape_classes():
+    """docs/notebooks.md lists the stand-in's pretraining classes: SHAPES without circle and square."""
+    import re
+
+    from fastcourse.data.synthetic import SHAPES
+
+    text = " ".join((ROOT / "docs" / "notebooks.md").read_text().split())
+    listed = re.search(r"eight generated shape classes \(([^)]*)\)", text).group(1).split(", ")
+    assert len(listed) == len(SHAPES) - 2 == 8

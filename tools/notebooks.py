@@ -1,7 +1,8 @@
 """Execute, clean and check the notebooks under notebooks/ (`make notebooks`, pre-commit).
 
-    python tools/notebooks.py run [--full] [NOTEBOOK ...]   execute in small mode (--full: the whole
-                                                            lesson, as the committed copies) and save
+    python tools/notebooks.py run [--full] [NOTEBOOK ...]   execute in small mode, saved under
+                                                            notebooks/.small/ (--full: the whole lesson,
+                                                            saved in place, as the committed copies)
     python tools/notebooks.py clean [NOTEBOOK ...]          strip TensorFlow noise and machine paths
     python tools/notebooks.py check [NOTEBOOK ...]          exit 1 naming what `clean` would change
                                                             or what it cannot fix (pre-commit)
@@ -167,8 +168,29 @@ def output_bytes(nb) -> int:
     )
 
 
+def saved_path(path: Path, small: bool) -> Path:
+    """Where `run` saves an executed notebook: in place after a full run (how the committed copies
+    are made); under .small/ beside it (notebooks/.small/, gitignored) in small mode, so a quick
+    run never replaces a full run's saved outputs with small-mode figures."""
+    return path.parent / ".small" / path.name if small else path
+
+
+def save_executed(nb, path: Path, small: bool) -> Path:
+    """Clean `nb` (executed from `path`) and write it where saved_path says; returns that path."""
+    target = saved_path(path, small)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_notebook(nb)
+    nbformat.write(nb, target)
+    return target
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def execute(path: Path, small: bool, timeout: int) -> None:
-    """Run every cell from the repository root with the quiet environment; save the cleaned result."""
+    """Run every cell from the repository root with the quiet environment; save the cleaned result
+    (small mode: under notebooks/.small/, never over the committed full-run outputs)."""
     import nbclient
 
     nb = nbformat.read(path, as_version=4)
@@ -182,17 +204,16 @@ def execute(path: Path, small: bool, timeout: int) -> None:
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
         ).execute()
     except nbclient.exceptions.CellExecutionError:
-        clean_notebook(nb)
-        nbformat.write(nb, path)  # saved with the error, to read it in Jupyter
+        target = save_executed(nb, path, small)  # saved with the error, to read it in Jupyter
+        print(f"{_shown(path)}: failed; the outputs so far are in {_shown(target)}")
         raise
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    clean_notebook(nb)
-    nbformat.write(nb, path)
+    target = save_executed(nb, path, small)
     print(
-        f"{path.relative_to(ROOT)}: executed ({'small' if small else 'full'} mode) in "
-        f"{time.perf_counter() - start:.0f} s, outputs {output_bytes(nb) / 1e3:.0f} kB"
+        f"{_shown(path)}: executed ({'small' if small else 'full'} mode) in "
+        f"{time.perf_counter() - start:.0f} s, outputs {output_bytes(nb) / 1e3:.0f} kB -> {_shown(target)}"
     )
 
 
@@ -203,8 +224,8 @@ def _paths(names: list[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="execute and save (small mode unless --full)")
-    run.add_argument("--full", action="store_true", help="the whole lesson (the committed copies)")
+    run = sub.add_parser("run", help="execute and save (small mode, into notebooks/.small/, unless --full)")
+    run.add_argument("--full", action="store_true", help="the whole lesson, saved in place (the committed copies)")
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     clean = sub.add_parser("clean", help="strip noise and machine paths in place")
     clean.add_argument(
