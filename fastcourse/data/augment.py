@@ -1,10 +1,18 @@
 """Named augmentation pipelines, applied to whole batches inside tf.data.
 
 `course` equals the 2017 notebooks' ImageDataGenerator(rotation_range=8, width_shift_range=0.08,
-shear_range=0.3, height_shift_range=0.08, zoom_range=0.08): like that generator it composes
-rotation, shift, shear (in RADIANS, as Keras 1 had it) and zoom into ONE affine matrix per
-image and resamples once (bilinear, fill 'nearest'), here for a whole batch in one
-projective-transform op. `keras_layers` chains any of Keras' own preprocessing layers.
+shear_range=0.3, height_shift_range=0.08, zoom_range=0.08) as Keras 1.2.2 ran it
+(keras/preprocessing/image.py, `ImageDataGenerator.random_transform`): it composes rotation,
+shift, shear (in RADIANS, as Keras 1 had it) and zoom into ONE affine matrix per image in (row,
+column) coordinates, so `height_shift` moves rows and `width_shift` columns on any image shape,
+and resamples once (fill 'nearest'), here for a whole batch in one projective-transform op; then
+one channel shift per channel, then the flip. Two choices differ from Keras 1.2.2, both below a
+pixel: bilinear sampling where it read the nearest pixel (scipy order=0), and the centre of
+rotation, shear and zoom at the image's middle, where Keras 1.2.2 put it one pixel off
+(tests/test_augment.py compares with a port of the 1.2.2 code and measures both).
+(Keras 2.2+'s and Keras 3's legacy generator swap the two shifts and transpose the shear on
+their (x, y) axes; fastcourse follows the course.) `keras_layers` chains any of Keras' own
+preprocessing layers.
 
 Every pipeline is a callable `augment(images, seed) -> images` over a float32 batch in 0-255,
 where `seed` is a stateless seed (2 int64): the same seed gives the same batch.
@@ -28,10 +36,14 @@ FillMode = Literal["nearest", "constant", "reflect", "wrap"]
 
 @keras.saving.register_keras_serializable(package="fastcourse")
 class RandomAffine(keras.layers.Layer):
-    """One random affine transform per image, as the legacy ImageDataGenerator drew it.
+    """One random affine transform per image, as the course's Keras 1.2 ImageDataGenerator drew it.
 
-    Args are the generator's: rotation in degrees, shifts as fractions of the size, shear in
-    radians, zoom z draws each axis in [1-z, 1+z], channel_shift in 0-255 units.
+    Args are the generator's: rotation in degrees, shifts as fractions of the size (`height_shift`
+    moves rows, `width_shift` columns), shear in radians, zoom z draws each axis in [1-z, 1+z],
+    channel_shift in 0-255 units (one shift per channel, as Keras 1.2 drew it).
+
+    `draw` makes the random parameters of a batch from a stateless seed and `apply` transforms
+    the batch with given parameters; `augment` is the two together.
     """
 
     def __init__(
@@ -60,43 +72,60 @@ class RandomAffine(keras.layers.Layer):
 
     def augment(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         images = tf.convert_to_tensor(images, tf.float32)
-        batch = tf.shape(images)[0]
-        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        return self.apply(images, self.draw(tf.shape(images), seed))
+
+    def draw(self, shape, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The random parameters for a batch of `shape` (B, H, W, C), in Keras 1.2's names and
+        units: `theta` degrees, `tx` rows and `ty` columns in pixels, `shear` radians, `zx` (rows)
+        and `zy` (columns) zoom factors, `channel` (B, C) intensity shifts, `flip` (B,) bools."""
+        batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 8)
 
-        def uniform(i, low, high, shape=None):
-            return tf.random.stateless_uniform(shape or [batch], seeds[i], low, high)
+        def uniform(i, low, high, size=None):
+            return tf.random.stateless_uniform(size if size is not None else [batch], seeds[i], low, high)
 
-        params = {
-            "theta": uniform(0, -self.rotation, self.rotation) if self.rotation else tf.zeros([batch]),
+        zeros, ones = tf.zeros([batch]), tf.ones([batch])
+        return {
+            "theta": uniform(0, -self.rotation, self.rotation) if self.rotation else zeros,
             "tx": uniform(1, -self.height_shift, self.height_shift) * tf.cast(height, tf.float32)
             if self.height_shift
-            else tf.zeros([batch]),
+            else zeros,
             "ty": uniform(2, -self.width_shift, self.width_shift) * tf.cast(width, tf.float32)
             if self.width_shift
-            else tf.zeros([batch]),
-            "shear": uniform(3, -self.shear, self.shear) if self.shear else tf.zeros([batch]),
-            "zx": uniform(4, 1 - self.zoom, 1 + self.zoom) if self.zoom else tf.ones([batch]),
-            "zy": uniform(5, 1 - self.zoom, 1 + self.zoom) if self.zoom else tf.ones([batch]),
+            else zeros,
+            "shear": uniform(3, -self.shear, self.shear) if self.shear else zeros,
+            "zx": uniform(4, 1 - self.zoom, 1 + self.zoom) if self.zoom else ones,
+            "zy": uniform(5, 1 - self.zoom, 1 + self.zoom) if self.zoom else ones,
+            "channel": uniform(6, -self.channel_shift, self.channel_shift, [batch, channels])
+            if self.channel_shift
+            else tf.zeros([batch, channels]),
+            "flip": uniform(7, 0.0, 1.0) < 0.5 if self.horizontal_flip else tf.zeros([batch], tf.bool),
         }
-        transforms = affine_transforms(**params, height=height, width=width)
+
+    def apply(self, images: tf.Tensor, params: dict[str, tf.Tensor]) -> tf.Tensor:
+        """Keras 1.2's random_transform with given parameters: one resampling through the
+        composed matrix, then the channel shift (clipped to the transformed image's range), then
+        the flip."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        geometry = {k: tf.cast(params[k], tf.float32) for k in ("theta", "tx", "ty", "shear", "zx", "zy")}
         out = tf.raw_ops.ImageProjectiveTransformV3(
             images=images,
-            transforms=transforms,
+            transforms=affine_transforms(**geometry, height=height, width=width),
             output_shape=tf.shape(images)[1:3],
             fill_value=0.0,
             interpolation="BILINEAR",
             fill_mode=self.fill_mode.upper(),
         )
         if self.channel_shift:
-            # legacy apply_channel_shift: one intensity per image, clipped to the image's range
-            shift = uniform(6, -self.channel_shift, self.channel_shift)[:, None, None, None]
-            lo = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
-            hi = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+            # Keras 1.2's random_channel_shift: one intensity per channel, clipped to the range of
+            # the whole (transformed) image
+            shift = tf.cast(params["channel"], tf.float32)[:, None, None, :]
+            lo = tf.reduce_min(out, axis=[1, 2, 3], keepdims=True)
+            hi = tf.reduce_max(out, axis=[1, 2, 3], keepdims=True)
             out = tf.clip_by_value(out + shift, lo, hi)
         if self.horizontal_flip:
-            flip = uniform(7, 0.0, 1.0) < 0.5
-            out = tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
+            out = tf.where(params["flip"][:, None, None, None], tf.reverse(out, axis=[2]), out)
         return out
 
     def get_config(self):
@@ -114,9 +143,16 @@ class RandomAffine(keras.layers.Layer):
 
 
 def affine_transforms(theta, tx, ty, shear, zx, zy, height, width) -> tf.Tensor:
-    """Per-image 8-vectors for ImageProjectiveTransformV3, composed exactly as the legacy
-    generator's apply_affine_transform: rotation @ shift @ shear @ zoom, centred on the image.
-    `theta` in degrees, `shear` in radians. The matrix maps output (x, y) to input pixels."""
+    """Per-image 8-vectors for ImageProjectiveTransformV3 from Keras 1.2's parameters.
+
+    Keras 1.2 (keras/preprocessing/image.py, random_transform) composes rotation @ shift @ shear
+    @ zoom in (row, column) coordinates, centres it on the image and hands it to
+    scipy.ndimage.affine_transform, which maps each output (row, col) to the input pixel it
+    reads. The same matrix here, centred on the image's middle ((H-1)/2, (W-1)/2; Keras 1.2's
+    transform_matrix_offset_center put it at (H/2+0.5, W/2+0.5), a pixel off, which later Keras
+    corrected), then written for TensorFlow's op, whose coordinates are (x, y) = (col, row).
+    `theta` in degrees, `tx` rows and `ty` columns in pixels, `shear` in radians, `zx` scales
+    rows and `zy` columns."""
     theta = theta * (math.pi / 180.0)
     c, s = tf.cos(theta), tf.sin(theta)
     zero, one = tf.zeros_like(theta), tf.ones_like(theta)
@@ -128,26 +164,38 @@ def affine_transforms(theta, tx, ty, shear, zx, zy, height, width) -> tf.Tensor:
     shift = mat([[one, zero, tx], [zero, one, ty], [zero, zero, one]])
     shear_m = mat([[one, -tf.sin(shear), zero], [zero, tf.cos(shear), zero], [zero, zero, one]])
     zoom_m = mat([[zx, zero, zero], [zero, zy, zero], [zero, zero, one]])
-    m = rotation @ shift @ shear_m @ zoom_m
-    o_x = tf.cast(height, tf.float32) / 2 - 0.5
-    o_y = tf.cast(width, tf.float32) / 2 - 0.5
-    offset = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) + tf.stack(
-        [tf.stack([0.0, 0.0, o_x]), tf.stack([0.0, 0.0, o_y]), tf.zeros(3)]
-    )
-    reset = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) - tf.stack(
-        [tf.stack([0.0, 0.0, o_x]), tf.stack([0.0, 0.0, o_y]), tf.zeros(3)]
-    )
-    m = offset[None] @ m @ reset[None]
-    return tf.reshape(m, [-1, 9])[:, :8] / tf.reshape(m, [-1, 9])[:, 8:9]
+    o_r = tf.cast(height, tf.float32) / 2 - 0.5 + zero
+    o_c = tf.cast(width, tf.float32) / 2 - 0.5 + zero
+    offset = mat([[one, zero, o_r], [zero, one, o_c], [zero, zero, one]])
+    reset = mat([[one, zero, -o_r], [zero, one, -o_c], [zero, zero, one]])
+    m = offset @ rotation @ shift @ shear_m @ zoom_m @ reset  # (row, col): input = m @ output
+    # the same map in (x, y) = (col, row): swap both the rows and the columns of m
+    return tf.stack([m[:, 1, 1], m[:, 1, 0], m[:, 1, 2], m[:, 0, 1], m[:, 0, 0], m[:, 0, 2], zero, zero], axis=-1)
 
 
 class LayerChain:
-    """Keras preprocessing layers applied in order to a batch (created once, outside tf.data)."""
+    """Keras preprocessing layers applied in order to a batch (created once, outside tf.data).
+
+    Their random draws come from `seed`, the pipeline's stateless seed: each layer's seed
+    generator state is replaced, for this call only, by a seed split from it (Keras'
+    `StatelessScope`, the way its JAX backend runs layers statelessly), so the same seed gives
+    the same batch and a resumed run continues the same draws. The layers' own states never move.
+    Without a seed the layers draw from their own generators."""
 
     def __init__(self, layers: list[keras.layers.Layer]):
         self.layers = layers
+        # every seed generator of the chain, sub-layers' included (Layer.variables lists their states)
+        self.states = [v for layer in layers for v in layer.variables if v.name == "seed_generator_state"]
 
     def __call__(self, images, seed=None):
+        if seed is None:
+            return self._apply(images)
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), max(len(self.states), 1))
+        mapping = [(state, tf.cast(seeds[i], state.dtype)) for i, state in enumerate(self.states)]
+        with keras.StatelessScope(state_mapping=mapping):
+            return self._apply(images)
+
+    def _apply(self, images):
         for layer in self.layers:
             images = layer(images, training=True)
         return images
@@ -256,7 +304,10 @@ def statefarm(
 
 @AUGMENTATIONS.register()
 def keras_layers(layers: list[dict[str, dict[str, Any]]] = ()) -> Optional[LayerChain]:
-    """Keras preprocessing layers in order, e.g. [{RandomFlip: {mode: horizontal}}]."""
+    """Keras preprocessing layers in order, e.g. [{RandomFlip: {mode: horizontal}}].
+
+    Their draws come from the run's seed and the batch (see LayerChain), so a layer's own `seed`
+    argument changes nothing in a run."""
     built = []
     for spec in layers:
         if not isinstance(spec, dict) or len(spec) != 1:
@@ -265,7 +316,10 @@ def keras_layers(layers: list[dict[str, dict[str, Any]]] = ()) -> Optional[Layer
         cls = getattr(keras.layers, cls_name, None)
         if cls is None or not cls_name.startswith("Random"):
             raise ValueError(f"{cls_name!r} is not a Keras Random* preprocessing layer")
-        built.append(cls(**(args or {})))
+        layer = cls(**(args or {}))
+        if not any(v.name == "seed_generator_state" for v in layer.variables):
+            raise ValueError(f"{cls_name!r} has no Keras seed generator, so a run's seed cannot drive it")
+        built.append(layer)
     return LayerChain(built) if built else None
 
 
