@@ -38,7 +38,7 @@ def format_split(summary: dict) -> str:
     "split",
     "make valid and sample sets from a seed (random, stratified or grouped by a CSV column)",
     [
-        arg("root", help="dataset folder with train/<class>/ images, e.g. data/statefarm"),
+        arg("root", help="dataset folder with train/<class>/ or <class>/ folders of images, e.g. data/statefarm"),
         arg(
             "--out",
             metavar="FOLDER",
