@@ -20,6 +20,7 @@ from pathlib import Path
 from fastcourse.errors import ConfigError
 
 SUFFIX = ".yaml"
+SWEEPS = "sweeps"  # the folder of shipped sweep specs (fastcourse/sweeps/spec.py)
 
 
 def configs_dir() -> Path:
@@ -33,9 +34,11 @@ def configs_dir() -> Path:
 
 
 def shipped_names() -> list[str]:
-    """Every shipped config as `dataset/name` (no .yaml), sorted."""
+    """Every shipped config as `dataset/name` (no .yaml), sorted; the sweep specs in `sweeps/` are
+    not experiment configs (`fastcourse sweep sweeps/overfitting` runs one)."""
     root = configs_dir()
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.glob(f"*/*{SUFFIX}"))
+    found = (p.relative_to(root).with_suffix("").as_posix() for p in root.glob(f"*/*{SUFFIX}"))
+    return sorted(name for name in found if not name.startswith(SWEEPS + "/"))
 
 
 def shipped_path(name: str) -> Path | None:

@@ -9,7 +9,8 @@ from fastcourse.config import parse_scalar, read_config
 from fastcourse.errors import ConfigError
 from fastcourse.tasks.check import load_config
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
+# experiment configs; configs/sweeps/ holds sweep specs (tests/test_sweep.py checks those)
+CONFIGS = sorted(p for p in Path(__file__).resolve().parents[1].glob("configs/**/*.yaml") if p.parent.name != "sweeps")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))

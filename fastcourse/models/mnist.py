@@ -91,9 +91,14 @@ def cnn(
     std: float = 1.0,
     filters: tuple[int, ...] = (32, 64),
     dense: int = 512,
+    batchnorm: bool = False,
+    dropout: float = 0.0,
 ) -> keras.Model:
-    """Ladder step 3 (and 4 with augmentation): Conv32x2-Pool-Conv64x2-Pool-Dense512. Course: 0.9926."""
-    return ladder_cnn(input_shape, num_classes, mean, std, filters, dense, name="cnn")
+    """Ladder step 3 (and 4 with augmentation): Conv32x2-Pool-Conv64x2-Pool-Dense512. Course: 0.9926.
+
+    `batchnorm` and `dropout` switch on steps 5 and 6 one at a time (`cnn_bn`, `cnn_bn_dropout` are
+    them together), so a sweep can cross them: configs/sweeps/overfitting.yaml."""
+    return ladder_cnn(input_shape, num_classes, mean, std, filters, dense, batchnorm, dropout, name="cnn")
 
 
 @MODELS.register()
