@@ -279,3 +279,13 @@ def test_the_features_cache_and_an_ensemble_of_heads_on_class_folders(photos, tm
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == stamps  # reused, not recomputed
     m1, m2 = (json.loads((r / "metrics.json").read_text()) for r in (first, second))
     assert m1["eval_images"] == m2["eval_images"] == 10 and m1["eval_accuracy"] == m2["eval_accuracy"]
+
+
+def test_the_docs_layouts_table_is_the_detection_order():
+    """docs/configs.md's table lists the layouts in the order detect_layout tries them (LAYOUTS)."""
+    from fastcourse.data.folder_files import LAYOUTS
+
+    text = (ROOT / "docs" / "configs.md").read_text()
+    table = text[text.index("| layout | how it is detected | example tree |") :].split("\n\n")[0]
+    rows = [line.split("|")[1].strip().strip("`") for line in table.splitlines()[2:]]
+    assert rows == list(LAYOUTS)
