@@ -6,10 +6,16 @@ After each epoch whose loss and weights are finite, `EpochCheckpoint` writes in 
     state.json         the commit point: completed epochs, which model file, the history and
                        epoch times so far, the dropout seed-generator states
 
-state.json is written after the model file and names it, and older model files are removed
-only afterwards, so a kill at any moment leaves a consistent pair. `restore(model, folder)`
-puts a compiled model back where the last checkpoint left it; `fit(..., checkpoint_dir=...)`
-does both, and the data stream and the per-step schedule continue from `initial_epoch`.
+The model file goes to a temporary file, is fsync'd and renamed (`fastcourse.io.save_model`);
+state.json is written after it and names it, and older model files are removed only afterwards,
+so a kill at any moment leaves a consistent pair. The last two model files are kept, and
+state.json names the one before the last (`previous`): a last file found damaged on resume
+(cut short by a full disk or a copy, zero bytes, not a zip holding the weights) is named in one
+line and the run resumes from the one before, redoing the epoch it lost (from the start when
+there is none). A file that reads but no longer fits the model is another matter: that run's
+config or code changed, and resuming is refused. `restore(model, folder)` puts a compiled model
+back where the last checkpoint left it; `fit(..., checkpoint_dir=...)` does both, and the data
+stream and the per-step schedule continue from `initial_epoch`.
 
 Other resumable work (ensemble members, feature chunks) can keep its own progress with
 `read_state(folder)` / `write_state(folder, dict)`: one atomic JSON commit point per folder.
@@ -26,6 +32,7 @@ import json
 import math
 import weakref
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -49,6 +56,9 @@ class CheckpointState:
     history: dict[str, list[float]] = field(default_factory=dict)
     epoch_seconds: list[float] = field(default_factory=list)
     seed_states: list[list[int]] = field(default_factory=list)
+    # the checkpoint before this one, to fall back on when this one is damaged:
+    # {"epoch", "model_file", "seed_states"}; None before the second checkpoint
+    previous: Optional[dict] = None
     format: int = FORMAT
 
 
@@ -106,13 +116,16 @@ def _restore_here(model: keras.Model, folder: str | Path) -> CheckpointState:
     if not state.epoch:
         return state
     path = folder / str(state.model_file)
-    if not path.is_file():
-        raise RunError(f"{folder / STATE} names {state.model_file}, which is missing; delete {folder} to start over")
+    if problem := damage(path):
+        state = _fall_back(folder, state, path, problem)
+        if not state.epoch:
+            return state
+        path = folder / str(state.model_file)
     _build_optimizer(model)
     try:
         # weights only: nothing from the file is deserialised into code
         model.load_weights(path)
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:  # a truncated or foreign file
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:  # a sound file of another model
         raise RunError(
             f"cannot resume from {path}: {str(exc).splitlines()[0]}; the run's model no longer "
             f"matches its checkpoint, delete {folder} to start over"
@@ -126,6 +139,56 @@ def _restore_here(model: keras.Model, folder: str | Path) -> CheckpointState:
     for variable, value in zip(seeds, state.seed_states):
         variable.assign(np.asarray(value, dtype=variable.dtype))
     return state
+
+
+WEIGHTS_MEMBER = "model.weights.h5"  # the member of a .keras zip that load_weights reads
+
+
+def damage(path: str | Path) -> Optional[str]:
+    """Why `path` cannot be a checkpoint's model file (missing, zero bytes, cut short, a member
+    failing its CRC, no weights in it), or None when it reads as a whole .keras zip.
+
+    Reads the file once (the zip's CRC of every member): a small fraction of an epoch."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return "zero bytes"
+        with zipfile.ZipFile(path) as archive:
+            if WEIGHTS_MEMBER not in archive.namelist():
+                return f"no {WEIGHTS_MEMBER} in it"
+            bad = archive.testzip()
+    except FileNotFoundError:
+        return "missing"
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+        return "truncated? not a whole .keras zip"
+    return f"{bad} fails its CRC check" if bad else None
+
+
+def _fall_back(folder: Path, state: CheckpointState, path: Path, problem: str) -> CheckpointState:
+    """The previous checkpoint's state (epoch 0 when there is none or it is damaged too), said
+    in one line and committed, so the next save keeps it as the one to fall back on."""
+    prev = state.previous or {}
+    prev_path = folder / str(prev.get("model_file"))
+    prev_epoch = int(prev.get("epoch") or 0)
+    also = ""
+    if prev_epoch and (prev_problem := damage(prev_path)):
+        also, prev_epoch = f"; the one before, {prev_path.name}, too ({prev_problem})", 0
+    lost = (
+        f"epoch {state.epoch} is redone"
+        if state.epoch == prev_epoch + 1
+        else f"epochs {prev_epoch + 1}-{state.epoch} are redone"
+    )
+    start = f"resuming from epoch {prev_epoch} instead" if prev_epoch else "starting from the beginning instead"
+    print(f"fastcourse: checkpoint {path} is damaged ({problem}){also}: {start}; {lost}", flush=True)
+    back = CheckpointState(
+        epoch=prev_epoch,
+        model_file=prev.get("model_file") if prev_epoch else None,
+        history={k: list(v[:prev_epoch]) for k, v in state.history.items()} if prev_epoch else {},
+        epoch_seconds=list(state.epoch_seconds[:prev_epoch]),
+        seed_states=list(prev.get("seed_states") or []) if prev_epoch else [],
+    )
+    write_state(folder, asdict(back))
+    return back
 
 
 def _build_optimizer(model: keras.Model) -> None:
@@ -211,16 +274,31 @@ def broadcast_from_chief(strategy, tensors: list) -> list:
 
 
 def save(model: keras.Model, folder: str | Path, state: CheckpointState) -> None:
-    """Write the model file, then commit the state that names it, then drop older files."""
+    """Write the model file, then commit the state that names it (and the one before it), then
+    drop older files: the last two model files stay."""
     folder = Path(folder)
     name = f"epoch-{state.epoch:04d}.keras"
-    io.save_model(model, folder / name)
+    io.save_model(model, folder / name)  # temporary file, fsync, rename
+    state.previous = _previous(folder, state.epoch)
     state.model_file = name
     state.seed_states = [np.asarray(v.numpy()).tolist() for v in _seed_variables(model)]
     write_state(folder, asdict(state))
+    keep = {name, (state.previous or {}).get("model_file")}
     for old in folder.glob("epoch-*.keras"):
-        if old.name != name:
+        if old.name not in keep:
             old.unlink(missing_ok=True)
+
+
+def _previous(folder: Path, epoch: int) -> Optional[dict]:
+    """The last committed checkpoint before `epoch`, as `CheckpointState.previous` holds it."""
+    try:
+        committed = read_state(folder) or {}
+    except RunError:  # an unreadable state names no file to keep
+        return None
+    for candidate in (committed, committed.get("previous") or {}):
+        if candidate.get("model_file") and 0 < int(candidate.get("epoch") or 0) < epoch:
+            return {k: candidate.get(k) for k in ("epoch", "model_file", "seed_states")}
+    return None
 
 
 def _seed_variables(model: keras.Model) -> list:
