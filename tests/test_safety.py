@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io as io_
+import json
 import os
 import re
 import tokenize
@@ -17,7 +18,7 @@ import pytest
 
 from fastcourse import io
 from fastcourse.errors import RunError, UsageError
-from fastcourse.run.artifacts import load_model
+from fastcourse.run.artifacts import load_model, unsafe_parts
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fastcourse"
 
@@ -113,6 +114,44 @@ def test_load_model_refuses_a_lambda_layer(tmp_path):
     with pytest.raises(UsageError, match=r"lambda\.keras: refused: it holds a Lambda layer") as err:
         load_model(path)
     assert err.value.exit_code == 2 and "\n" not in str(err.value)
+
+
+def _rewrite_config(path, edit) -> None:
+    """Rewrite the config.json inside a .keras zip with `edit(config)`; the other members stay."""
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    config = json.loads(members["config.json"])
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def test_lambda_refusal_reads_the_saved_config_not_kerass_message(tmp_path, monkeypatch):
+    """A Lambda layer, and a Python lambda (`__lambda__`) serialised anywhere else in the config
+    (here as a Dense layer's activation), are found in the .keras file's config.json before Keras
+    reads the file: Keras' loader is never reached, whatever its error text would say."""
+
+    def keras_must_not_load(*args, **kwargs):
+        raise AssertionError("keras.saving.load_model was called on an unsafe file")
+
+    lam = tmp_path / "lambda.keras"
+    _tiny_model(with_lambda=True).save(lam)
+    func = tmp_path / "func.keras"
+    _tiny_model().save(func)
+    code = {"class_name": "__lambda__", "config": {"code": "4wEAAAAA", "defaults": None, "closure": None}}
+    _rewrite_config(func, lambda c: c["config"]["layers"][1]["config"].update(activation=code))
+    monkeypatch.setattr(keras.saving, "load_model", keras_must_not_load)
+    with pytest.raises(UsageError, match=r"lambda\.keras: refused: it holds a Lambda layer 'lambda(_\d+)?'"):
+        load_model(lam)
+    with pytest.raises(UsageError) as err:
+        load_model(func)
+    assert "func.keras: refused: it holds a Python lambda (`__lambda__`) at config.layers[1].config.activation" in str(
+        err.value
+    )
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    assert unsafe_parts(io.save_model(_tiny_model(), tmp_path / "good.keras")) == []
 
 
 def test_load_model_reports_missing_and_damaged_files(tmp_path):

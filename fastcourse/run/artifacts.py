@@ -16,6 +16,7 @@ registered classes imported first.
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import zipfile
@@ -42,8 +43,9 @@ def register_custom_objects() -> None:
 def load_model(path: str | Path, compile: bool = True):
     """Load a .keras model in Keras' safe mode: nothing in the file can run code.
 
-    A model that holds a Lambda layer (or anything else that needs unsafe deserialisation) is
-    refused with a UsageError, as is a file that is not a readable .keras model.
+    A model whose saved config holds a Lambda layer or a Python lambda (`__lambda__`) anywhere
+    is refused with a UsageError before Keras reads it (`unsafe_parts`), as is a file that is not
+    a readable .keras model.
     """
     import keras
 
@@ -53,19 +55,50 @@ def load_model(path: str | Path, compile: bool = True):
         raise UsageError(f"{path}: no such model file")
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{path}: not a .keras model file (not a zip archive); it may be truncated")
+    unsafe = unsafe_parts(path)
+    if unsafe:
+        raise UsageError(
+            f"{path}: refused: it holds {unsafe[0]} (arbitrary Python code), and fastcourse loads models in "
+            "safe mode only; rebuild it with registered layers"
+        )
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except ValueError as exc:
-        text = str(exc)
-        if "Lambda" in text or "safe_mode" in text:
-            raise UsageError(
-                f"{path}: refused: it holds a Lambda layer (arbitrary Python code), and fastcourse "
-                "loads models in safe mode only; rebuild it with registered layers"
-            ) from None
-        raise UsageError(f"{path}: cannot load this .keras model: {text.splitlines()[0]}") from None
+        raise UsageError(f"{path}: cannot load this .keras model: {str(exc).splitlines()[0]}") from None
     except (TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{path}: cannot load this .keras model: {first}") from None
+
+
+def unsafe_parts(path: str | Path) -> list[str]:
+    """What in a .keras file's config.json would run Python code when loaded: each Lambda layer
+    ("a Lambda layer 'name'") and each serialised Python lambda outside one ("a Python lambda
+    (`__lambda__`) at layers[2].config.activation"), found by walking the whole config."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except KeyError:
+        raise UsageError(f"{path}: not a .keras model file (no config.json inside)") from None
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read its config.json: {str(exc).splitlines()[0]}") from None
+    found = []
+    stack = [(config, "")]
+    while stack:  # iterative: a deeply nested config cannot overflow the stack
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            kind = node.get("class_name")
+            if kind == "Lambda":
+                name = node.get("config", {}).get("name") if isinstance(node.get("config"), dict) else None
+                found.append(f"a Lambda layer {name!r}")
+                continue  # its function is the Lambda's own code: named once
+            if kind == "__lambda__":
+                found.append(f"a Python lambda (`__lambda__`) at {where.lstrip('.') or 'the top'}")
+                continue
+            stack.extend((value, f"{where}.{key}") for key, value in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((value, f"{where}[{i}]") for i, value in reversed(list(enumerate(node))))
+    return found
 
 
 def inference_model(model):
