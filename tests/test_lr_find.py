@@ -220,15 +220,83 @@ def test_a_bad_range_is_one_line(tmp_path, capsys, args, says):
     assert "\n" not in err and says in err
 
 
-def test_suggest_stays_in_the_swept_range():
+# fastai's four rules (fastai/callback/schedule.py) on small curves whose answers are worked out
+# by hand below, at rates 10^-7, 10^-6, ... (one decade a point, so index i is rate 10^(i-7)).
+def _decades(n):
+    return 10.0 ** (np.arange(n) - 7.0)
+
+
+def test_valley_by_hand():
+    """The longest strictly falling run is index 2 (one of the three 3.0s) to index 10: 9 points.
+    fastai puts its start one before that, at 10 - 9 = 1, and picks a third plus a sixth of the
+    way in: 1 + int(9 / 3) + int(9 / 3 / 2) = 5."""
+    from fastcourse.train.lr_find import valley
+
+    losses = np.array([3, 3, 3, 2.9, 2.5, 2.0, 1.5, 1.0, 0.7, 0.5, 0.4, 0.6, 1.5])
+    assert valley(_decades(13), losses) == pytest.approx(1e-2)  # index 5
+
+
+def test_slide_by_hand():
+    """Losses fall 0.01 a step, then turn up at the end. np.gradient: -0.01 at 0..15, then 0.025,
+    0.18, 0.55, 0.8. The 15-step window slides left from (19, 4): its ends differ by more than
+    0.005 at (19, 4), (18, 3), (17, 2), (16, 1) and by 0 at (15, 0), so the suggestion is the
+    left end of the last differing window, index 1."""
+    from fastcourse.train.lr_find import slide
+
+    losses = np.r_[1.0 - 0.01 * np.arange(17), [0.9, 1.2, 2.0]]
+    assert slide(_decades(20), losses) == pytest.approx(1e-6)  # index 1
+    with pytest.raises(ValueError):
+        slide(_decades(15), losses[:15])  # no room for the 15-step window
+
+
+def test_minimum_and_steep_by_hand():
+    """minimum: the lowest loss is at index 4 (1e-3), a tenth of it is 1e-4. steep: the drops
+    per decade are -0.1, -0.3, -1.0, -0.2, +0.5; the steepest is the segment from index 2."""
+    from fastcourse.train.lr_find import minimum, steep
+
+    losses = np.array([2.0, 1.9, 1.6, 0.6, 0.4, 0.9])
+    assert minimum(_decades(6), losses) == pytest.approx(1e-4)
+    assert steep(_decades(6), losses) == pytest.approx(1e-5)  # index 2
+
+
+def test_fastais_trim_and_the_default():
+    """Like fastai's lr_find: the first tenth of the planned steps and the last 5 recorded points
+    are dropped, and the curve is cut at its first non-finite loss, before any rule sees it."""
+    from fastcourse.train.lr_find import result_of, trimmed
+
+    lrs = np.geomspace(1e-7, 10, 40)
+    losses = np.r_[np.full(4, 9.0), np.linspace(2.0, 1.0, 26), [0.9, 1.5, np.inf], np.full(7, np.nan)]
+    lr, loss = trimmed(lrs, losses, 40)
+    np.testing.assert_array_equal(lr, lrs[4:32])  # from 40 // 10; the inf at 32 ends it
+    result = result_of(lrs, losses, 40)
+    assert result.method == "valley" and result.suggestion == result.suggestions["valley"]
+    assert set(result.suggestions) == {"valley", "slide", "minimum", "steep"}
+    # the falling stretch is lrs[4..30] (27 points, fastai's start at 3): 3 + 9 + 4 = 16
+    assert result.suggestion == pytest.approx(lrs[16])
+    assert result.suggestions["minimum"] == pytest.approx(lrs[30] / 10)
+    assert result.no_descent is None and "suggested" in result.message()
+
+
+def test_no_real_descent_gives_no_suggestion():
+    from fastcourse.train.lr_find import result_of, suggest
+
+    rng = np.random.default_rng(0)
+    lrs = np.geomspace(1e-7, 1e-2, 60)
+    flat = 0.69 + 0.005 * rng.standard_normal(60)  # a flat, noisy line (lesson 3's stand-in)
+    result = result_of(lrs, flat, 60)
+    assert result.suggestion is None and result.suggestions == {}
+    line = result.message()
+    assert "\n" not in line and "no real descent" in line and "no rate is suggested" in line
+    assert suggest(lrs, flat) is None
+    assert result_of(lrs[:6], flat[:6], 6).suggestion is None  # nothing left after the trim
+
+
+def test_an_unknown_rule_is_one_line():
+    from fastcourse.errors import UsageError
     from fastcourse.train.lr_find import suggest
 
-    lrs = np.geomspace(1e-4, 1e-1, 4)
-    assert suggest(lrs, np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(1e-4)  # fewer than 5 points
-    lrs = np.geomspace(1e-6, 1.0, 40)
-    losses = np.r_[np.full(20, 2.0), np.linspace(2.0, 0.5, 15), [0.6, 1.0, 3.0, np.inf, np.nan]]
-    rate = suggest(lrs, losses)
-    assert lrs[20] <= rate <= lrs[35] and math.isfinite(rate)
+    with pytest.raises(UsageError, match="use one of valley, slide, minimum, steep"):
+        suggest(np.geomspace(1e-5, 1, 20), np.linspace(2, 1, 20), "lowest")
 
 
 @pytest.mark.integration
@@ -245,3 +313,26 @@ def test_sklearn_features_with_pretraining_tests_the_network(tmp_path, capsys):
     )
     found = lr_find(cfg, tmp_path / "out", capsys=capsys)
     assert found["task"] == "sklearn_features" and found["fits"].endswith("before the cut")
+
+
+@pytest.mark.integration
+def test_the_sample_curve():
+    """The bundled MNIST sample's real curve: it falls, then blows up; valley sits on the fall,
+    below the rate of the lowest loss, and each rule is fastai's reading of the same curve."""
+    from fastcourse.data.arrays import mnist_sample
+    from fastcourse.data.sources import ArraySource
+    from fastcourse.models.registry import MODELS
+    from fastcourse.train.lr_find import lr_find, trimmed
+    from fastcourse.train.trainer import seed_everything
+
+    data = mnist_sample()
+    seed_everything(0)
+    model = MODELS.get("cnn")(input_shape=(28, 28, 1), num_classes=10, filters=[8, 16], dense=32)
+    result = lr_find(model, ArraySource(data.x_train[:1024], data.y_train[:1024], 10), batch_size=32, steps=100)
+    lr, loss = trimmed(result.lrs, result.losses, 100)
+    assert result.no_descent is None and result.suggestion == result.suggestions["valley"]
+    at = int(np.argmin(np.abs(np.log(lr / result.suggestion))))
+    assert lr[0] < result.suggestion < result.min_loss_lr and loss[at] < loss[0]  # on the fall
+    assert result.suggestions["minimum"] == pytest.approx(lr[np.argmin(loss)] / 10)
+    assert lr[0] <= result.suggestions["steep"] <= result.min_loss_lr
+    print({k: f"{v:.2e}" for k, v in result.suggestions.items()}, f"min loss at {result.min_loss_lr:.2e}")

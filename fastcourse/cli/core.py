@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from fastcourse.cli import OUT_ARG, arg, command, out_folder
 
@@ -178,6 +179,12 @@ def preview_augment(args: argparse.Namespace) -> int:
         arg("--steps", type=int, default=200, help="steps of the range test (default 200)"),
         arg("--min-lr", type=float, default=1e-7),
         arg("--max-lr", type=float, default=10.0),
+        arg(
+            "--suggest",
+            default="valley",
+            choices=["valley", "slide", "minimum", "steep"],
+            help="fastai's rule for the suggested rate (default valley, fastai's default)",
+        ),
         OUT_ARG,
     ],
 )
@@ -188,12 +195,17 @@ def lr_find_command(args: argparse.Namespace) -> int:
     from fastcourse.tasks.lr_find import lr_find_for
 
     cfg = load_config(args.config, args.overrides)
-    found = lr_find_for(cfg, args.steps, args.min_lr, args.max_lr, where=args.config)
+    found = lr_find_for(cfg, args.steps, args.min_lr, args.max_lr, where=args.config, suggest_by=args.suggest)
     path = found.finder.plot(out_folder(args.out) / "lr_find.png", found.title)
+    if found.finder.suggestion is None:  # the one line; the JSON below says the same with null
+        print(f"fastcourse: {found.finder.message()}", file=sys.stderr)
     print(
         json.dumps(
             {
                 "suggested_lr": found.finder.suggestion,
+                "suggested_by": found.finder.method,
+                "suggestions": found.finder.suggestions,
+                "no_descent": found.finder.no_descent,
                 "min_loss_lr": found.finder.min_loss_lr,
                 "task": found.task,
                 "fits": found.what,

@@ -450,10 +450,19 @@ class Learner:
     def _call_seed(self) -> int:
         return self.seed + len(self.results)  # the first call uses the run's seed, as a config run
 
-    def lr_find(self, steps: int = 100, min_lr: float = 1e-7, max_lr: float = 10.0, plot: Optional[str] = None):
+    def lr_find(
+        self,
+        steps: int = 100,
+        min_lr: float = 1e-7,
+        max_lr: float = 10.0,
+        plot: Optional[str] = None,
+        suggest: str = "valley",
+    ):
         """The learning-rate range test on a copy of the weights, for whatever model the learner
-        holds (its frozen layers stay frozen). Returns the result (`.suggestion`, `.lrs`,
-        `.losses`); the curve is drawn inline in a notebook, and saved to `plot` when given."""
+        holds (its frozen layers stay frozen). Returns the result (`.suggestion` by fastai's rule
+        `suggest`: valley, slide, minimum or steep; `.suggestions` by every rule; `.lrs`,
+        `.losses`); the curve is drawn inline in a notebook, and saved to `plot` when given. On a
+        curve with no real descent `.suggestion` is None and one line says why."""
         from fastcourse.train.lr_find import lr_find
 
         if self.inputs.train is None:
@@ -473,12 +482,8 @@ class Learner:
         if plot:
             self.lr_finder.plot(plot)
         _show.display_figure(self.lr_finder.figure(f"learning-rate range test: {self.model_name} on {self.data_name}"))
-        if self._train.get("verbose", 1):
-            print(
-                f"fastcourse: lr_find: suggested {self.lr_finder.suggestion:.2e} "
-                f"(lowest loss at {self.lr_finder.min_loss_lr:.2e})",
-                flush=True,
-            )
+        if self._train.get("verbose", 1) or self.lr_finder.suggestion is None:
+            print(f"fastcourse: {self.lr_finder.message()}", flush=True)
         return self.lr_finder
 
     def ensemble(
@@ -486,6 +491,7 @@ class Learner:
     ) -> dict:
         """Train `n` members (seeds seed, seed+1, ...), each from fresh initial weights (the builder
         again, or keras.models.clone_model), with the same data, augmentation and schedule; the
+                suggest_by=suggest,
         learner's model becomes their average (one Keras model). Returns each member's and the
         ensemble's accuracy and loss per combination rule (fastcourse.run.ensemble.summarize)."""
         import keras
@@ -639,7 +645,7 @@ class Learner:
 
     def evaluate(self, tta: int = 0) -> dict:
         """Loss and accuracy on the evaluation split (clean, or with `tta` augmented copies)."""
-        from fastcourse.train.trainer import scores
+        from fastcourse.train.metrics import scores
 
         probs, _ = self.get_preds(tta=tta)
         result = scores(probs, np.asarray(self.inputs.eval.labels))
@@ -720,7 +726,7 @@ class Learner:
             ]
             files[view] = views.plot_grid([cells], out_dir / f"{view}.png", view.replace("_", " "))
         cm = plots.confusion_matrix(labels, probs.argmax(1), len(names))
-        accuracy = float(np.trace(cm) / max(1, cm.sum()))
+        accuracy = metrics.accuracy(probs, labels)
         files["confusion_matrix"] = plots.plot_confusion_matrix(
             cm,
             names,
@@ -754,6 +760,7 @@ class Learner:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.config
         io.write_text(run_dir / "config.yaml", cfg.to_yaml())
+        from fastcourse.train import metrics
         result = (
             FitResult.join(self.results)
             if self.results

@@ -179,6 +179,7 @@ def write_views(
     Images are read from `folder / filenames[i]`, or, with `display(i)`, come from it (an array
     dataset's rows: `filenames` are then only their names)."""
     from fastcourse.run import plots as report
+    from fastcourse.train import metrics
 
     labels, probs = _check(labels, probs)
     if labels is None:
@@ -223,7 +224,7 @@ def write_views(
             row_labels=list(class_names),
         )
     cm = report.confusion_matrix(labels, probs.argmax(1), len(class_names))
-    accuracy = float(np.trace(cm) / max(1, cm.sum()))
+    accuracy = metrics.accuracy(probs, labels)
     written["confusion_matrix"] = report.plot_confusion_matrix(
         cm,
         class_names,

@@ -38,10 +38,11 @@ from fastcourse.locks import LOCK
 from fastcourse.run import records, rundir
 from fastcourse.run.frame import timed
 from fastcourse.run.records import LABELS, PROBS
+from fastcourse.train.metrics import accuracy, log_loss
 
 RULES = ("mean", "geometric", "vote")
 TTA_PROBS = "eval_probs_flip_tta.npy"  # ensemble.tta: flip, the mean over members of (image + mirror) / 2
-EPS = 1e-7  # the clipping Keras' cross-entropy uses
+EPS = 1e-7  # the geometric rule's floor: one member's zero would otherwise veto a class
 
 
 # --- combination rules: pure numpy over (members, images, classes) -----------------------
@@ -72,18 +73,6 @@ def combine(probs: np.ndarray, rule: str = "mean") -> np.ndarray:
     raise ValueError(f"unknown combination rule {rule!r}; use one of {', '.join(RULES)}")
 
 
-def accuracy(scores: np.ndarray, y: np.ndarray) -> float:
-    return float((np.asarray(scores).argmax(1) == np.asarray(y)).mean())
-
-
-def cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
-    """Mean categorical cross-entropy, clipped as Keras clips it."""
-    p = np.asarray(probs, dtype=np.float64)
-    p = p / p.sum(1, keepdims=True)
-    picked = np.clip(p[np.arange(len(y)), np.asarray(y, np.int64)], EPS, 1 - EPS)
-    return float(-np.log(picked).mean())
-
-
 def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict], split: str = "test") -> dict:
     """Members' accuracy/loss on the evaluation split `split`, with mean and spread, and the
     ensemble's for every rule (metrics.json's evaluation keys, records.evaluation)."""
@@ -102,9 +91,7 @@ def summarize(member_probs: np.ndarray, y: np.ndarray, member_metrics: list[dict
     for rule in RULES:
         scores = combine(member_probs, rule)
         # vote fractions are no probabilities: a vote has no meaningful cross-entropy
-        rules[rule] = records.evaluation(
-            split, accuracy(scores, y), None if rule == "vote" else cross_entropy(scores, y)
-        )
+        rules[rule] = records.evaluation(split, accuracy(scores, y), None if rule == "vote" else log_loss(scores, y))
     best_member = float(acc.max())
     return {
         "members": [
@@ -181,19 +168,17 @@ def adopt_member(run_dir: str | Path, index: int, source: str | Path, cfg: Exper
     source, target = Path(source), member_dir(run_dir, index)
     if not is_finished(source):
         raise RunError(f"{source}: not a finished run (no {PROBS} or {records.METRICS}); it cannot be a member")
-    staging = target.with_name(f".{index}.adopting")
     io.make_folder(run_dir, "ensemble run directory")
     with rundir.locked(Path(run_dir)):
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            shutil.copytree(source, staging, ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, rundir.STARTED, LOCK))
-            io.write_text(staging / rundir.CONFIG, member_config(cfg, index, member_seeds(cfg)[index]).to_yaml())
-            metrics = _member_metrics(staging)
-            io.write_json(staging / records.METRICS, {**metrics, "reused_from": str(source.resolve())})
-            shutil.rmtree(target, ignore_errors=True)  # an unfinished member's checkpoints: superseded
-            os.replace(staging, target)  # the member appears whole or not at all
+            # the member appears whole or not at all; an unfinished member's checkpoints are superseded
+            with io.atomic_folder(target) as staging:
+                ignore = shutil.ignore_patterns(rundir.CHECKPOINTS, rundir.STARTED, LOCK)
+                shutil.copytree(source, staging, ignore=ignore)
+                io.write_text(staging / rundir.CONFIG, member_config(cfg, index, member_seeds(cfg)[index]).to_yaml())
+                metrics = _member_metrics(staging)
+                io.write_json(staging / records.METRICS, {**metrics, "reused_from": str(source.resolve())})
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
             raise io.os_error(exc, f"cannot copy {source} into {target}") from None
     return target
 
@@ -396,7 +381,7 @@ def _flip_tta(cfg: ExperimentConfig, members: list, probs: np.ndarray, labels: n
     return {
         "kind": "flip",
         "probs": TTA_PROBS,
-        **records.evaluation(split, accuracy(mean, labels), cross_entropy(mean, labels)),
+        **records.evaluation(split, accuracy(mean, labels), log_loss(mean, labels)),
         "member_accuracy": {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0},
         "seconds": time.perf_counter() - start,
     }

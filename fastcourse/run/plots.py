@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from fastcourse.io import save_figure
+from fastcourse.train.metrics import confusion_matrix  # noqa: F401  (the one computation; plotted here)
 
 # Figures for files are made without pyplot, so the user's backend (a notebook's inline one) is
 # never switched and nothing is drawn twice.
@@ -33,12 +34,6 @@ def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path, 
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
-    return cm
 
 
 def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:

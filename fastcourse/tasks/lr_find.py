@@ -222,15 +222,18 @@ def lr_find_for(
     max_lr: float = 10.0,
     where: str = "<config>",
 ) -> LRFind:
-    """The range test of `cfg`'s task, seeded and in its precision policy (as `fastcourse run` is)."""
+    suggest_by: str = "valley",
+    """The range test of `cfg`'s task, seeded and in its precision policy (as `fastcourse run` is);
+    `suggest_by` names fastai's rule for the suggestion (fastcourse.train.lr_find.SUGGESTIONS)."""
     import keras
 
     from fastcourse.train.devices import training_scope
-    from fastcourse.train.lr_find import check_range, lr_find_train
+    from fastcourse.train.lr_find import check_method, check_range, lr_find_train
     from fastcourse.train.trainer import seed_everything
 
     check_range(min_lr, max_lr, steps)
     keras.backend.clear_session()
+    check_method(suggest_by)
     seed_everything(cfg.seed, cfg.train.deterministic)
     # Keras' fit, which the range test uses, cannot run under MultiWorkerMirroredStrategy
     distribute = "none" if cfg.train.distribute == "multi_worker" else cfg.train.distribute
@@ -247,11 +250,17 @@ def lr_find_for(
             max_lr=max_lr * target.scale,
             lr_multipliers=target.lr_multipliers,
         )
+            suggest_by=suggest_by,
     if target.scale != 1.0:  # back to the schedule's units
         finder = dataclasses.replace(
+
+        def unscaled(lr):
+            return None if lr is None else lr / target.scale
+
             finder,
             lrs=finder.lrs / target.scale,
-            suggestion=finder.suggestion / target.scale,
+            suggestion=unscaled(finder.suggestion),
             min_loss_lr=finder.min_loss_lr / target.scale,
         )
+            suggestions={k: unscaled(v) for k, v in finder.suggestions.items()},
     return LRFind(finder, target.what, cfg.task.name)

@@ -39,13 +39,13 @@ def sklearn_features(
 ) -> dict:
     """Features from a builder's cut layer -> logistic regression or gradient boosting."""
     import pandas as pd
-    from sklearn.metrics import accuracy_score, log_loss
 
     from fastcourse import io
     from fastcourse.run import plots, records
     from fastcourse.run.artifacts import versions
     from fastcourse.run.inputs import build_for, inputs_for
     from fastcourse.run.rundir import checkpoint_dir
+    from fastcourse.train.metrics import accuracy, log_loss
     from fastcourse.train.trainer import evaluate, fit
 
     inputs = inputs_for(cfg)
@@ -87,7 +87,7 @@ def sklearn_features(
     fit_seconds = time.perf_counter() - start
     probs = _full_probs(clf, f_test, inputs.num_classes)
     y_pred = probs.argmax(1)
-    test_accuracy = float(accuracy_score(y_test, y_pred))
+    test_accuracy = accuracy(probs, y_test)
     metrics = records.run_metrics(
         name=cfg.name,
         task="sklearn_features",
@@ -99,7 +99,7 @@ def sklearn_features(
         augment=cfg.augment.name,
         split=inputs.eval_split,
         accuracy=test_accuracy,
-        loss=float(log_loss(y_test, probs, labels=np.arange(inputs.num_classes))),
+        loss=log_loss(probs, y_test),
         eval_images=len(f_test),
         train_images=int(len(f_train)),
         epochs=cfg.train.epochs if pretrain else 0,
@@ -113,7 +113,7 @@ def sklearn_features(
         pretrained_here=pretrain,
         weights=weights,
         feature_dim=int(f_train.shape[1]),
-        train_accuracy=float(accuracy_score(y_train, clf.predict(f_train))),
+        train_accuracy=accuracy(_full_probs(clf, f_train, inputs.num_classes), y_train),
         extract_seconds=extract_seconds,
         fit_seconds=fit_seconds,
         **extra,
@@ -199,5 +199,4 @@ def _full_probs(clf, f: np.ndarray, num_classes: int) -> np.ndarray:
     """predict_proba spread over every class (a class absent from training gets 0)."""
     probs = np.zeros((len(f), num_classes), np.float64)
     probs[:, np.asarray(clf.classes_, np.int64)] = clf.predict_proba(f)
-    probs /= probs.sum(1, keepdims=True)  # float rounding: log_loss wants rows summing to 1
     return probs

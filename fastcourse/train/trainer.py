@@ -40,6 +40,7 @@ from fastcourse.train import checkpoint
 from fastcourse.train.callbacks import tensorboard_callbacks, tensorboard_dir_for
 from fastcourse.train.checkpoint import CheckpointState
 from fastcourse.train.guards import StopOnNonFinite
+from fastcourse.train.metrics import scores
 from fastcourse.train.multi_worker import fit_multi_worker, is_multi_worker
 from fastcourse.train.optimizers import compile_model
 
@@ -154,7 +155,19 @@ def fit(
         result = FitResult(history, seconds, len(source), steps)
     else:
         result = _keras_fit(
-            model, ds, source, validation, train, epochs, steps, initial_epoch, resumed, checkpoint_dir, callbacks, seed
+            model,
+            ds,
+            source,
+            validation,
+            train,
+            epochs,
+            steps,
+            initial_epoch,
+            resumed,
+            checkpoint_dir,
+            callbacks,
+            seed,
+            metrics,
         )
     if train.bn_recalibrate and not result.extra.get("bn_statistics_batches"):
         recalibrate(model, source, train, seed, result)
@@ -188,11 +201,27 @@ class TrueValidation(keras.callbacks.Callback):
 
     Training is unaffected: in training mode BN normalises with batch statistics, and the moving
     statistics only carry on from the recomputed values.
+
+    `val_loss` and `val_accuracy` come from the model's predictions through
+    fastcourse.train.metrics, exactly as the final evaluation's do (Keras' own loss reads the
+    softmax's logits and clips nothing, so its figure for confident mistakes was larger). Further
+    compiled metrics (the Learner's `metrics=`) are Keras' evaluation, run only when there are any.
     """
 
-    def __init__(self, val_ds, calibrate, clean_batches, epoch_batches: int, final_batches: int, last_epoch: int):
+    def __init__(
+        self,
+        validation: Source,
+        batch_size: int,
+        calibrate,
+        clean_batches,
+        epoch_batches: int,
+        final_batches: int,
+        last_epoch: int,
+        keras_metrics: bool = False,
+    ):
         super().__init__()
-        self.val_ds, self.calibrate, self.clean = val_ds, calibrate, clean_batches
+        self.validation, self.batch_size, self.keras_metrics = validation, batch_size, keras_metrics
+        self.calibrate, self.clean = calibrate, clean_batches
         self.epoch_batches, self.final_batches, self.last_epoch = epoch_batches, final_batches, last_epoch
         self.seconds: list[float] = []  # time spent recomputing statistics, per epoch
         self.final_used = 0
@@ -210,34 +239,50 @@ class TrueValidation(keras.callbacks.Callback):
             if final:
                 self.final_used = used
         self.seconds.append(time.perf_counter() - t0)
-        if self.val_ds is not None:
-            with quiet():
-                results = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
-            logs.update({f"val_{k}": float(v) for k, v in results.items()})
+        if self.validation is not None:
+            if self.keras_metrics:
+                with quiet():
+                    results = self.model.evaluate(self.validation.batches(self.batch_size), verbose=0, return_dict=True)
+                logs.update({f"val_{k}": float(v) for k, v in results.items()})
+            figures = scores(predict(self.model, self.validation, self.batch_size), self.validation.labels)
+            logs.update({"val_loss": figures["loss"], "val_accuracy": figures["accuracy"]})
 
 
 def _keras_fit(
-    model, ds, source, validation, train, epochs, steps, initial_epoch, resumed, checkpoint_dir, callbacks, seed
+    model,
+    ds,
+    source,
+    validation,
+    train,
+    epochs,
+    steps,
+    initial_epoch,
+    resumed,
+    checkpoint_dir,
+    callbacks,
+    seed,
+    metrics,
 ) -> FitResult:
-    val_ds = None
-    if validation is not None and train.validate_each_epoch:
-        val_ds = validation.batches(eval_batch_size(train))
+    if validation is None or not train.validate_each_epoch or validation.labels is None:
+        validation = None
     timer, guard = Throughput(), StopOnNonFinite()
     saver = checkpoint.EpochCheckpoint(checkpoint_dir, resumed, timer, guard) if checkpoint_dir is not None else None
     true_val = None
-    if val_ds is not None:
+    if validation is not None:
         calibrate = None
         if train.bn_recalibrate:
             from fastcourse.train.bn_stats import BNCalibrator
 
             calibrate = BNCalibrator(model)
         true_val = TrueValidation(
-            val_ds,
+            validation,
+            eval_batch_size(train),
             calibrate,
             (lambda epoch: _clean_batches(source, train, seed, epoch)) if calibrate else None,
             epoch_bn_batches(steps, _bn_batches(source, train)),
             _bn_batches(source, train),
             epochs - 1,
+            keras_metrics=bool(metrics),
         )
     new_history: dict = {}
     if initial_epoch < epochs:  # a call whose epochs are all checkpointed trains no more
@@ -313,20 +358,9 @@ def predict(
     return probs
 
 
-def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Log loss and accuracy of class probabilities against integer (or soft) labels."""
-    labels = np.asarray(labels)
-    target = labels if labels.ndim == 2 else np.eye(probs.shape[1], dtype=np.float32)[labels.astype(np.int64)]
-    p = np.clip(probs, 1e-7, 1.0)
-    return {
-        "loss": float(-(target * np.log(p)).sum(1).mean()),
-        "accuracy": float((probs.argmax(1) == target.argmax(1)).mean()),
-        "probs": probs,
-    }
-
-
 def evaluate(model: keras.Model, source: Source, batch_size: int = 256) -> dict:
-    """Loss, accuracy and class probabilities on clean examples."""
+    """Loss, accuracy and class probabilities on clean examples (fastcourse.train.metrics.scores:
+    the same figures TrueValidation writes for each epoch)."""
     if source.labels is None:
         raise RunError("cannot evaluate on unlabelled examples")
     return scores(predict(model, source, batch_size), source.labels)
