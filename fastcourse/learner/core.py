@@ -478,6 +478,7 @@ class Learner:
                 max_lr,
                 steps,
                 str(self._train["optimizer"]),
+                suggest_by=suggest,
             )
         if plot:
             self.lr_finder.plot(plot)
@@ -491,7 +492,6 @@ class Learner:
     ) -> dict:
         """Train `n` members (seeds seed, seed+1, ...), each from fresh initial weights (the builder
         again, or keras.models.clone_model), with the same data, augmentation and schedule; the
-                suggest_by=suggest,
         learner's model becomes their average (one Keras model). Returns each member's and the
         ensemble's accuracy and loss per combination rule (fastcourse.run.ensemble.summarize)."""
         import keras
@@ -708,6 +708,7 @@ class Learner:
     def _array_views(self, labels, probs, names, out_dir: Path, n: int) -> dict:
         from fastcourse.results import views
         from fastcourse.run import plots
+        from fastcourse.train import metrics
 
         x = self.inputs.eval.x
         picks = {
@@ -760,7 +761,6 @@ class Learner:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.config
         io.write_text(run_dir / "config.yaml", cfg.to_yaml())
-        from fastcourse.train import metrics
         result = (
             FitResult.join(self.results)
             if self.results

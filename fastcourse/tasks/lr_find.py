@@ -221,8 +221,8 @@ def lr_find_for(
     min_lr: float = 1e-7,
     max_lr: float = 10.0,
     where: str = "<config>",
-) -> LRFind:
     suggest_by: str = "valley",
+) -> LRFind:
     """The range test of `cfg`'s task, seeded and in its precision policy (as `fastcourse run` is);
     `suggest_by` names fastai's rule for the suggestion (fastcourse.train.lr_find.SUGGESTIONS)."""
     import keras
@@ -232,8 +232,8 @@ def lr_find_for(
     from fastcourse.train.trainer import seed_everything
 
     check_range(min_lr, max_lr, steps)
-    keras.backend.clear_session()
     check_method(suggest_by)
+    keras.backend.clear_session()
     seed_everything(cfg.seed, cfg.train.deterministic)
     # Keras' fit, which the range test uses, cannot run under MultiWorkerMirroredStrategy
     distribute = "none" if cfg.train.distribute == "multi_worker" else cfg.train.distribute
@@ -249,18 +249,18 @@ def lr_find_for(
             min_lr=min_lr * target.scale,
             max_lr=max_lr * target.scale,
             lr_multipliers=target.lr_multipliers,
-        )
             suggest_by=suggest_by,
+        )
     if target.scale != 1.0:  # back to the schedule's units
-        finder = dataclasses.replace(
 
         def unscaled(lr):
             return None if lr is None else lr / target.scale
 
+        finder = dataclasses.replace(
             finder,
             lrs=finder.lrs / target.scale,
             suggestion=unscaled(finder.suggestion),
             min_loss_lr=finder.min_loss_lr / target.scale,
-        )
             suggestions={k: unscaled(v) for k, v in finder.suggestions.items()},
+        )
     return LRFind(finder, target.what, cfg.task.name)
