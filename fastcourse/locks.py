@@ -1,7 +1,9 @@
 """One process at a time per folder, on the `filelock` library.
 
-    from fastcourse.locks import hold
+    from fastcourse.locks import hold, shared
     with hold(run_dir):             # RunError at once if another process holds run_dir/.lock
+        ...
+    with shared(cache_dir, "features cache"):   # waits for the writer, saying whom it waits for
         ...
 
 The lock is filelock's UnixFileLock (flock(2)): the OS releases it when the holder exits or is
@@ -59,6 +61,36 @@ def hold(folder: str | os.PathLike, name: str = LOCK, what: str = "run directory
         ) from None
     except OSError as exc:  # a read-only or foreign folder
         raise io.os_error(exc, f"cannot lock {what} {folder}") from None
+    with _holding(lock, folder, name, what):
+        yield
+
+
+@contextlib.contextmanager
+def shared(folder: str | os.PathLike, what: str, name: str = LOCK) -> Iterator[Optional[int]]:
+    """Hold `folder`/`name`, waiting while another process holds it: a cache that runs share.
+
+    A writer found at work is named once, "<what> <folder> is being written by pid N; waiting",
+    and its pid is yielded (None when the lock was free), so the caller can say what it reuses."""
+    folder = Path(folder)
+    lock = UnixFileLock(str(folder / name), is_singleton=True, thread_local=False)
+    waited: Optional[int] = None
+    try:
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            waited = holder(folder, name) or 0
+            who = f"pid {waited}" if waited else "another fastcourse run"
+            print(f"fastcourse: {what} {folder} is being written by {who}; waiting", flush=True)
+            lock.acquire()  # flock: freed when the writer finishes, or dies
+    except OSError as exc:  # a read-only or foreign folder
+        raise io.os_error(exc, f"cannot lock {what} {folder}") from None
+    with _holding(lock, folder, name, what):
+        yield waited
+
+
+@contextlib.contextmanager
+def _holding(lock: UnixFileLock, folder: Path, name: str, what: str) -> Iterator[None]:
+    """An acquired `lock`: record our pid beside it while held, release it on the way out."""
     outer = lock.lock_counter == 1
     try:
         if outer:
@@ -75,8 +107,8 @@ def hold(folder: str | os.PathLike, name: str = LOCK, what: str = "run directory
 
 @contextlib.contextmanager
 def locked(folder: str | os.PathLike, what: str = "run directory") -> Iterator[None]:
-    """`hold(folder)`: the lock every fastcourse writer of a folder takes (run directories,
-    features caches)."""
+    """`hold(folder)`: the lock a run directory's writer takes (a features cache, which runs
+    share, takes `shared` instead)."""
     with hold(folder, LOCK, what):
         yield
 
@@ -97,4 +129,4 @@ def is_held(folder: str | os.PathLike, name: str = LOCK) -> bool:
     return False
 
 
-__all__ = ["hold", "holder", "is_held", "locked", "pid_path", "LOCK"]
+__all__ = ["hold", "holder", "is_held", "locked", "pid_path", "shared", "LOCK"]

@@ -11,7 +11,7 @@ renames the partial file onto `path`, so `path` exists only when complete::
         out.commit(min(start + chunk, n))           # data flushed, then progress committed
     feats = out.finish()                           # -> np.load(path, mmap_mode="r")
 
-Hold `fastcourse.run.rundir.locked(folder)` around it when two processes could fill the same file.
+Hold `fastcourse.locks.shared(folder, what)` around it when two processes could fill the same file.
 """
 
 from __future__ import annotations
