@@ -70,7 +70,8 @@ def shared(folder: str | os.PathLike, what: str, name: str = LOCK) -> Iterator[O
     """Hold `folder`/`name`, waiting while another process holds it: a cache that runs share.
 
     A writer found at work is named once, "<what> <folder> is being written by pid N; waiting",
-    and its pid is yielded (None when the lock was free), so the caller can say what it reuses."""
+    and its pid is yielded (0 when none is recorded, None when the lock was free), so the caller
+    can say that what it finds was written while it waited."""
     folder = Path(folder)
     lock = UnixFileLock(str(folder / name), is_singleton=True, thread_local=False)
     waited: Optional[int] = None

@@ -157,8 +157,7 @@ def precompute_features(
             write_manifest(path, key, meta)
     bar.close()
     if waited_for is not None and reused:
-        writer = f"pid {waited_for}" if waited_for else "the other run"
-        print(f"fastcourse: features cache {cache}: reusing {len(reused)} file(s) {writer} wrote", flush=True)
+        print(f"fastcourse: features cache {cache}: done waiting; reusing {len(reused)} cached file(s)", flush=True)
     return paths
 
 
