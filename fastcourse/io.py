@@ -51,16 +51,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def make_folder(path: str | os.PathLike, what: str) -> Path:
-    """`path` as a folder, made with its parents if missing; a file in its place, a read-only or a
-    full disk is one line naming `what` (e.g. "--out folder", "features cache")."""
+    """`path` as a folder, made with its parents if missing; a file in its place, or any failure to
+    make it, is one line naming `what` (e.g. "--out folder", "features cache") and exits 2."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{what} {folder}: is a file, not a folder; give a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise os_error(exc, f"cannot create {what} {folder}") from None
+        raise cannot_create(exc, f"{what} {folder}") from None
     return folder
+
+
+def cannot_create(exc: OSError, what: str) -> UsageError:
+    """A folder fastcourse writes into cannot be made: bad input whatever the errno (a read-only
+    place, a file in the path, /proc, a full disk), fixed by choosing another place."""
+    return UsageError(f"cannot create {what}: {exc.strerror or exc}; choose a writable folder (--out or --run-dir)")
 
 
 # errnos that say the path given cannot be a writable folder: bad input (exit 2), fixed by

@@ -545,6 +545,13 @@ CASES = [
         ["--run-dir", "not a folder"],
     ),
     Case("fs-read-only-out", RUN, conf(), 2, ["runs", "Read-only file system", "writable"], fault="erofs:runs"),
+    Case(  # mkdir's ENOENT under /proc: any failure to create an output folder is exit 2
+        "fs-out-in-proc",
+        ["run", "{t}/c.yaml", "--out", "/proc/fastcourse-out"],
+        conf(),
+        2,
+        ["/proc/fastcourse-out", "No such file or directory", "writable"],
+    ),
     Case("fs-disk-full-config", RUN, conf(), 1, ["config.yaml", "No space left on device"], fault="enospc:config.yaml"),
     Case(
         "fs-disk-full-metrics",

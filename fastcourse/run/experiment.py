@@ -37,7 +37,7 @@ def new_run_dir(out: str | Path, name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise io.os_error(exc, f"cannot create a run directory in {out}") from None
+            raise io.cannot_create(exc, f"a run directory in {out}") from None
     raise RunError(f"cannot find a free run directory name under {out}")
 
 
@@ -64,7 +64,7 @@ def execute(
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise io.os_error(exc, f"cannot create run directory {run_dir}") from None
+        raise io.cannot_create(exc, f"run directory {run_dir}") from None
     with rundir.claim(run_dir, cfg, fresh=fresh):
         if cfg.ensemble is not None and cfg.ensemble.members > 1:
             from fastcourse.run.ensemble import run_ensemble
