@@ -89,7 +89,6 @@ def run_sweep(sweep: Sweep, jobs: int = DEFAULT_JOBS, storage: Optional[str] = N
 
 def open_storage(url: Optional[str], folder: Path):
     """The Optuna storage: the sweep folder's journal file, or the one `url` names."""
-    import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if url is None:
@@ -103,7 +102,7 @@ def open_storage(url: Optional[str], folder: Path):
             raise UsageError(f"--storage {url}: a Redis journal needs the redis package: pip install redis") from None
     if url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres", "mysql", "sqlite"):
         try:
-            return optuna.storages.RDBStorage(url)
+            return _rdb_storage(url)
         except ImportError as exc:
             hint = "pip install 'fastcourse[postgres]'" if url.startswith("postg") else f"install {exc.name}"
             raise UsageError(f"--storage {_safe_url(url)}: the database driver is missing: {hint}") from None
@@ -114,6 +113,22 @@ def open_storage(url: Optional[str], folder: Path):
         f"--storage {_safe_url(url)}: not a storage URL; give postgresql://user@host/db, sqlite:///file.db "
         f"or redis://host:port (default: a journal file in the sweep folder)"
     )
+
+
+def _rdb_storage(url: str, tries: int = 3):
+    """Optuna's RDBStorage; processes that start together may race to create its tables (one
+    gets "already exists"): try again."""
+    import optuna
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except ImportError:
+            raise
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            time.sleep(1.0 + attempt)
 
 
 def describe_storage(url: Optional[str], folder: Path) -> str:

@@ -1,0 +1,408 @@
+"""`fastcourse sweep`: the spec's validation, sweeps end to end on arrays and on an image folder,
+processes sharing one study, kill -9 and resume, a crashed trial, PostgreSQL and the dashboard.
+
+Each trial's figures are checked against the run directory the trial's `fastcourse run` wrote
+(metrics.json, history.csv) and against what Optuna's own storage holds for the study."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from fastcourse.data.synthetic import make_image_folder
+from fastcourse.errors import ConfigError
+from fastcourse.sweeps.report import GAP, trials_frame, verdict, write_report
+from fastcourse.sweeps.spec import load_spec
+from fastcourse.sweeps.study import JOURNAL, open_storage
+
+TINY = {  # a base config that trains in a second or two
+    "name": "tiny",
+    "seed": 1,
+    "data": {"name": "mnist_sample", "train_limit": 256, "test_limit": 128},
+    "model": {"name": "cnn", "filters": [8, 16], "dense": 32},
+    "augment": {"name": "none"},
+    "train": {"batch_size": 64, "verbose": 0, "schedule": {"name": "constant", "lr": 1e-3}, "epochs": 1},
+}
+GRID4 = {"model.dropout": [0.0, 0.5], "model.batchnorm": [False, True]}
+
+
+def write_spec(tmp_path: Path, name="s", base=TINY, space=GRID4, **extra) -> Path:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    spec = {"name": name, "base": "base.yaml", "space": space, "sampler": {"name": "grid"}, "out": str(tmp_path / "sw")}
+    spec.update(extra)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def problems_of(tmp_path: Path, **spec) -> list[str]:
+    path = write_spec(tmp_path, **spec)
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    lines = str(err.value).splitlines()
+    assert all(line.startswith(str(path)) for line in lines), lines  # one line per problem, naming the file
+    return lines
+
+
+def sweep_cli(*args, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fastcourse", "sweep", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        **kw,
+    )
+
+
+def check_against_runs(folder: Path, n: int) -> pd.DataFrame:
+    """trials.csv agrees with each trial's run directory and with Optuna's record of the study."""
+    df = pd.read_csv(folder / "trials.csv", index_col="trial")
+    assert list(df.index) == list(range(n)) and set(df["state"]) == {"complete"}, df
+    study = optuna.load_study(study_name=folder.name, storage=open_storage(None, folder))
+    values = {t.number: t.value for t in study.get_trials()}
+    for number, row in df.iterrows():
+        run = folder / "trials" / f"{number:03d}"
+        metrics = json.loads((run / "metrics.json").read_text())
+        history = pd.read_csv(run / "history.csv")
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert row["eval_accuracy"] == pytest.approx(metrics["eval_accuracy"]) == pytest.approx(values[number])
+        assert row["train_accuracy"] == pytest.approx(history["accuracy"].iloc[-1])
+        assert row["gap"] == pytest.approx(row["train_accuracy"] - row["eval_accuracy"])
+        assert row["verdict"] == verdict(row["gap"])
+        assert (
+            config["model"]["dropout"] == row["model.dropout"]
+            and config["model"]["batchnorm"] == row["model.batchnorm"]
+        )
+    return df
+
+
+# --- the spec (unit) ---------------------------------------------------------------------------
+
+
+def test_shipped_overfitting_spec_is_the_lessons_grid():
+    sweep = load_spec("sweeps/overfitting")
+    assert sweep.n_trials == 12 and len(sweep.grid) == 12
+    assert {(p["model.dropout"], p["augment.name"], p["model.batchnorm"]) for p in sweep.grid} == {
+        (d, a, b) for d in (0.0, 0.25, 0.5) for a in ("none", "course") for b in (False, True)
+    }
+    quick = load_spec("sweeps/overfitting", quick=True)
+    assert quick.folder.name == "overfitting-quick" and quick.trial_config(quick.grid[0], 0)["data"]["train_limit"]
+
+
+def test_spec_typos_are_one_line_each_with_did_you_mean(tmp_path):
+    lines = problems_of(tmp_path, sampler={"nmae": "grid"}, objectiv="loss")
+    assert any("sampler.nmae: unknown key; did you mean 'name'?" in line for line in lines), lines
+    assert any("objectiv: unknown key; did you mean 'objective'?" in line for line in lines), lines
+
+
+def test_space_keys_and_values_are_checked_as_configs_are(tmp_path):
+    lines = problems_of(tmp_path, space={"model.dropuot": [0.0, 0.5], "model.batchnorm": [False]})
+    assert any("model.dropuot: unknown key; did you mean 'dropout'?" in line for line in lines), lines
+    lines = problems_of(tmp_path, space={"model.dropout": [0.0, 1.5]})
+    assert len(lines) == 1 and "space.model.dropout = 1.5" in lines[0] and "out of range" in lines[0], lines
+    lines = problems_of(tmp_path, space={"augment.name": ["none", "corse"]})
+    assert len(lines) == 1 and "augment.name" in lines[0] and "course" in lines[0], lines
+
+
+def test_spec_rules(tmp_path):
+    grid_range = problems_of(tmp_path, space={"train.schedule.lr": {"low": 1e-4, "high": 1e-2, "log": True}})
+    assert any("a range cannot be a grid axis" in line for line in grid_range), grid_range
+    no_trials = problems_of(tmp_path, sampler={"name": "tpe"})
+    assert any("trials: required with sampler tpe" in line for line in no_trials), no_trials
+    bad_range = problems_of(
+        tmp_path, sampler={"name": "random"}, trials=3, space={"train.schedule.lr": {"low": 0, "high": 1, "log": True}}
+    )
+    assert any("log: true needs low > 0" in line for line in bad_range), bad_range
+    ok = load_spec(
+        write_spec(
+            tmp_path,
+            sampler={"name": "tpe", "seed": 3},
+            trials=5,
+            space={
+                "train.schedule.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                "train.batch_size": {"low": 32, "high": 128},
+            },
+        )
+    )
+    assert (
+        ok.n_trials == 5 and ok.spec.space["train.batch_size"].is_int and not ok.spec.space["train.schedule.lr"].is_int
+    )
+
+
+def test_report_counts_gaps_and_best_against_optuna(tmp_path):
+    """The report's verdicts follow lesson 3's reading of the gap, and its best trial is Optuna's."""
+    sweep = load_spec(write_spec(tmp_path))
+    folder = tmp_path / "sw" / "s"
+    (folder / "trials").mkdir(parents=True)
+    study = optuna.create_study(direction="maximize", study_name="s")
+    figures = [(0.99, 0.95), (0.90, 0.96), (0.97, 0.965), (0.80, 0.97)]  # overfits, underfits, balanced, best
+    for (number, params), (train, valid) in zip(enumerate(sweep.grid), figures):
+        (folder / "trials" / f"{number:03d}.yaml").write_text(yaml.safe_dump(sweep.trial_config(params, number)))
+        attrs = {"train_accuracy": train, "eval_accuracy": valid, "eval_loss": 1 - valid, "eval_split": "test"}
+        dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in sweep.spec.space.items()}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=valid, user_attrs=attrs))
+    write_report(sweep, study, folder)
+    df = trials_frame(sweep, study)
+    assert list(df["verdict"]) == ["overfits", "underfits", "balanced", "underfits"]
+    assert GAP == 0.01 and df.loc[2, "gap"] == pytest.approx(0.005)
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    assert best["model"]["dropout"] == study.best_trial.params["model.dropout"] == 0.5
+    assert best["model"]["batchnorm"] is study.best_trial.params["model.batchnorm"] is True
+    report = (folder / "report.md").read_text()
+    assert "Trials: 4 of 4: 4 complete, 0 pruned, 0 failed" in report and "**Best trial: 003**" in report
+    assert "gap +0.0400" in report and (folder / "overfitting.png").stat().st_size > 10_000
+
+
+# --- sweeps end to end (integration) -----------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_four_trials_on_arrays_through_python(tmp_path, monkeypatch):
+    import fastcourse
+
+    monkeypatch.chdir(tmp_path)
+    df = fastcourse.sweep(str(write_spec(tmp_path)), jobs=2)
+    folder = tmp_path / "sw" / "s"
+    assert len(df) == 4 and set(df["state"]) == {"complete"}
+    check_against_runs(folder, 4)
+    runs = subprocess.run(
+        [sys.executable, "-m", "fastcourse", "runs", str(folder)], capture_output=True, text=True, check=True
+    ).stdout
+    assert all(f"trials/{n:03d}" in runs for n in range(4)) and runs.count("finished") == 4, runs
+    best = df["eval_accuracy"].astype(float).idxmax()
+    assert yaml.safe_load((folder / "best.yaml").read_text())["model"]["dropout"] == df.loc[best, "model.dropout"]
+
+
+@pytest.mark.integration
+def test_four_trials_on_an_image_folder_through_the_cli(tmp_path):
+    root = make_image_folder(
+        tmp_path / "shapes", "dogscats", classes=2, per_class=12, valid_per_class=4, test=2, size=32
+    )
+    base = {
+        "name": "shapes",
+        "seed": 0,
+        "data": {"name": "image_folder", "path": str(root), "image_size": [32, 32]},
+        "model": {"name": "cnn", "filters": [4, 8], "dense": 16},
+        "augment": {"name": "none"},
+        "train": {"batch_size": 8, "epochs": 1, "verbose": 0},
+    }
+    spec = write_spec(
+        tmp_path, name="folder", base=base, space={"model.dropout": [0.0, 0.5], "augment.name": ["none", "dogscats"]}
+    )
+    done = sweep_cli(spec, "--jobs", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    df = pd.read_csv(tmp_path / "sw" / "folder" / "trials.csv", index_col="trial")
+    assert set(df["state"]) == {"complete"} and set(df["eval_split"]) == {"valid"}  # folders evaluate on valid
+    for number, row in df.iterrows():
+        metrics = json.loads((tmp_path / "sw" / "folder" / "trials" / f"{number:03d}" / "metrics.json").read_text())
+        assert metrics["augment"] == row["augment.name"] and metrics["eval_accuracy"] == pytest.approx(
+            row["eval_accuracy"]
+        )
+    assert "trials: 4: 4 complete" in done.stdout
+
+
+@pytest.mark.integration
+def test_two_processes_share_one_journal_no_trial_lost_or_run_twice(tmp_path):
+    spec = write_spec(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fastcourse", "sweep", str(spec), "--join", "--jobs", "1"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folder = tmp_path / "sw" / "s"
+    df = check_against_runs(folder, 4)
+    combos = sorted(zip(df["model.dropout"], df["model.batchnorm"]))
+    assert combos == sorted((d, b) for d in (0.0, 0.5) for b in (False, True))  # each grid point once
+    started = [{line.split()[2] for line in out.splitlines() if line.endswith("started")} for out in outs]
+    assert started[0] | started[1] == {"000", "001", "002", "003"} and not started[0] & started[1], outs
+    for n in range(4):  # each trial's run was started by one process, once
+        assert (folder / "trials" / f"{n:03d}.log").read_text().count("$ ") == 1
+
+
+def _wait_for(condition, timeout=600.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def _epochs_done(run: Path) -> int:
+    try:
+        return json.loads((run / "checkpoints" / "state.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.integration
+def test_kill_9_then_the_same_command_resumes(tmp_path):
+    """kill -9 the sweep and its trial (a machine that dies) mid-trial: the rerun keeps the finished
+    trial, continues the interrupted one from its checkpoint, and the totals add up."""
+    base = {**TINY, "data": {"name": "mnist_sample", "train_limit": 1024, "test_limit": 128}}
+    base["train"] = {**TINY["train"], "epochs": 4}
+    spec = write_spec(tmp_path, base=base, space={"model.dropout": [0.0, 0.5]})
+    command = [sys.executable, "-m", "fastcourse", "sweep", str(spec), "--jobs", "1"]
+    first = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    folder = tmp_path / "sw" / "s"
+    try:
+        _wait_for(lambda: _epochs_done(folder / "trials" / "001") >= 1, what="trial 001's first epoch")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the sweep and its trial process
+        first.wait()
+    assert (folder / "trials" / "000" / "metrics.json").is_file() and not (
+        folder / "trials" / "001" / "metrics.json"
+    ).exists()
+    stopped_at = _epochs_done(folder / "trials" / "001")
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "trial 001: continuing" in again.stdout and "trial 000" not in again.stdout  # 000 is not run again
+    log = (folder / "trials" / "001.log").read_text()
+    assert log.count("$ ") == 2 and f"resuming {folder / 'trials' / '001'} after {stopped_at} completed epoch(s)" in log
+    assert (folder / "trials" / "000.log").read_text().count("$ ") == 1
+    df = check_against_runs(folder, 2)
+    assert list(df["epochs"]) == [4, 4]
+    assert "Trials: 2 of 2: 2 complete, 0 pruned, 0 failed, 0 running, 0 waiting" in (folder / "report.md").read_text()
+
+
+@pytest.mark.integration
+def test_a_crashed_trial_is_failed_and_the_sweep_goes_on(tmp_path):
+    base = {**TINY, "data": {"name": "mnist_sample", "train_limit": 1024, "test_limit": 128}}
+    base["train"] = {**TINY["train"], "epochs": 3}
+    spec = write_spec(tmp_path, base=base, space={"model.dropout": [0.0, 0.25, 0.5]})
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "fastcourse", "sweep", str(spec), "--jobs", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    pid_file = tmp_path / "sw" / "s" / "trials" / "000" / ".lock.pid"
+    _wait_for(pid_file.is_file, what="trial 000's process")
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)  # as the kernel's OOM killer would
+    out = sweep.communicate(timeout=900)[0]
+    assert sweep.returncode == 0, out
+    df = pd.read_csv(tmp_path / "sw" / "s" / "trials.csv", index_col="trial")
+    assert list(df["state"]) == ["failed", "complete", "complete"]
+    assert df.loc[0, "error"].startswith("killed by signal 9")
+    report = (tmp_path / "sw" / "s" / "report.md").read_text()
+    assert "Trials: 3 of 3: 2 complete, 0 pruned, 1 failed" in report and "- 000: killed by signal 9" in report
+
+
+# --- PostgreSQL and the dashboard (slow) -------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_join_processes_finish_one_study_on_postgresql(tmp_path):
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb)")
+    pg = bins[-1].parent
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    data, port = tmp_path / "pg", _free_port()
+    shutil.chown(tmp_path, "postgres") if as_user else None
+    subprocess.run(
+        [*as_user, pg / "initdb", "-D", data, "-U", "postgres", "--auth=trust"], check=True, capture_output=True
+    )
+    options = f"-p {port} -k {tmp_path} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [*as_user, pg / "pg_ctl", "-D", data, "-o", options, "-l", tmp_path / "pg.log", "-w", "start"], check=True
+    )
+    try:
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        spec = write_spec(tmp_path, name="pg")
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "fastcourse", "sweep", str(spec), "--storage", url, "--join", "--jobs", "1"],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outs = [p.communicate(timeout=900)[0] for p in procs]
+        print("\n".join(outs))
+        assert [p.returncode for p in procs] == [0, 0], outs
+        study = optuna.load_study(study_name="pg", storage=url)
+        trials = study.get_trials()
+        assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
+        assert sorted((t.params["model.dropout"], t.params["model.batchnorm"]) for t in trials) == sorted(
+            (d, b) for d in (0.0, 0.5) for b in (False, True)
+        )
+        started = [{line.split()[2] for line in out.splitlines() if line.endswith("started")} for out in outs]
+        assert started[0] | started[1] == {"000", "001", "002", "003"} and not started[0] & started[1], outs
+    finally:
+        subprocess.run([*as_user, pg / "pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.slow
+def test_dashboard_serves_the_study_to_a_headless_browser(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium (/usr/bin/chromium): apt-get install chromium")
+    folder = tmp_path / "sw" / "dash"
+    folder.mkdir(parents=True)
+    study = optuna.create_study(study_name="dash", storage=open_storage(None, folder), direction="maximize")
+    study.optimize(lambda t: t.suggest_float("model.dropout", 0, 0.5), n_trials=3)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fastcourse", "sweep", "--dashboard", folder, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: _answers(port), timeout=60, what="the dashboard")
+        shot = Path(os.environ.get("FASTCOURSE_DASHBOARD_SHOT", tmp_path / "dashboard.png"))
+        browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000"]
+        url = f"http://127.0.0.1:{port}/dashboard"
+        dom = subprocess.run([*browser, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        subprocess.run(
+            [*browser, f"--screenshot={shot}", "--window-size=1280,800", url], capture_output=True, timeout=120
+        )
+        assert "dash" in dom, dom[-2000:]  # the study's name, rendered by the page's script
+        assert shot.stat().st_size > 10_000
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert JOURNAL == "journal.log"
+
+
+def _answers(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
