@@ -156,3 +156,24 @@ def test_bad_input_is_one_line_exit_2(arrays_run, tmp_path, capsys):
         assert main(["export", *argv]) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(arrays_run, tmp_path, capsys):
+    """DIR/savedmodel (or DIR/tflite) that no export wrote is the user's: one line naming it, exit 2,
+    and every file in it survives. A folder holding an export's export.json is replaced."""
+    for fmt in ("savedmodel", "tflite"):
+        out = tmp_path / fmt
+        mine = out / fmt
+        mine.mkdir(parents=True)
+        (mine / "thesis.txt").write_text("four years of work\n")
+        if fmt == "tflite":
+            (mine / "export.json").write_text('{"format": "onnx"}')  # someone else's export.json
+        assert main(["export", str(arrays_run), "--out", str(out), "--format", fmt]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(mine) in err and "not a fastcourse" in err, err
+        assert (mine / "thesis.txt").read_text() == "four years of work\n"
+        assert sorted(p.name for p in out.iterdir()) == [fmt]  # no temporary folder left beside it
+    exported = export_run(arrays_run, "savedmodel", tmp_path / "again")
+    (exported / "stale.txt").write_text("left by hand in an export")
+    assert main(["export", str(arrays_run), "--out", str(tmp_path / "again")]) == 0
+    assert not (exported / "stale.txt").exists() and (exported / "export.json").is_file()

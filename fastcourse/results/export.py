@@ -60,6 +60,7 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.Path
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     run = load_run(run_dir)
     folder = io.make_folder(out if out is not None else run.path, "--out folder") / fmt
+    refuse_foreign(folder, fmt)
     model = float32_copy(run.model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UsageError(
@@ -110,6 +111,22 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.Path
             },
         )
     return folder
+
+
+def refuse_foreign(folder: Path, fmt: str) -> None:
+    """An export replaces OUT/<fmt>/ wholesale, so only a folder that an export wrote: one that
+    holds fastcourse's export.json for this format. Anything else there is the user's: refused."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    try:
+        mine = json.loads((folder / "export.json").read_text()).get("format") == fmt
+    except (OSError, ValueError, AttributeError):
+        mine = False
+    if folder.is_symlink() or not folder.is_dir() or not mine:
+        raise UsageError(
+            f"{folder}: exists and is not a fastcourse {fmt} export (no export.json of one); "
+            "export replaces only its own folder: move it or give another --out"
+        )
 
 
 def float32_copy(model):
