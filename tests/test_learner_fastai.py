@@ -100,8 +100,9 @@ def test_get_preds_is_the_split_and_predict_is_one_image(array_learner, folder_l
     np.testing.assert_allclose(p, probs[5], atol=1e-6)
     with pytest.raises(UsageError, match="get_preds"):
         array_learner.predict(None)
+    assert array_learner.predict(np.zeros((8, 8)))[2].shape == (3,)  # resized to 16x16, as tests/test_learner_input.py
     with pytest.raises(UsageError, match="shape"):
-        array_learner.predict(np.zeros((8, 8)))
+        array_learner.predict(np.zeros((1, 8, 8, 2)))  # two channels: neither grey nor RGB
     # an image file: the same probabilities as its row in the valid split
     vprobs, vtargets = folder_learner.get_preds("valid")
     file = folder_learner.inputs.eval.files[2]

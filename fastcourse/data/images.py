@@ -60,14 +60,20 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+GREY_MODES = {"1", "L", "LA", "La", "F", *SIXTEEN_BIT}  # Pillow modes with one colour channel
+
+
 @dataclass(frozen=True)
 class FileStatus:
-    """One file: `problem` (kind, reason) when unusable; `notes` on conversions; `pillow` decoder."""
+    """One file: `problem` (kind, reason) when unusable; `notes` on conversions; `pillow` decoder;
+    `grey` (one colour channel) and `size` (height, width) from its header."""
 
     path: str
     problem: Optional[tuple[str, str]] = None
     notes: tuple[str, ...] = ()
     pillow: bool = False
+    grey: bool = False
+    size: tuple[int, int] = (0, 0)
 
 
 def inspect(path: str, check: Check = "fast") -> FileStatus:
@@ -82,7 +88,7 @@ def inspect(path: str, check: Check = "fast") -> FileStatus:
         if os.path.getsize(path) == 0:
             return FileStatus(path, ("empty", "empty file (0 bytes); copy it again"))
         with Image.open(path, formats=FORMATS) as im:
-            fmt, mode = im.format, im.mode
+            fmt, mode, size = im.format, im.mode, (im.height, im.width)
             orientation = im.getexif().get(ORIENTATION, 1)
             alpha = "A" in mode or "transparency" in im.info
             if check == "full":
@@ -114,7 +120,7 @@ def inspect(path: str, check: Check = "fast") -> FileStatus:
     if fmt not in TF_FAST:
         notes.append(f"{fmt} (decoded with Pillow)")
     pillow = bool(notes) or mode not in TF_MODES
-    return FileStatus(path, None, tuple(notes), pillow)
+    return FileStatus(path, None, tuple(notes), pillow, mode in GREY_MODES, size)
 
 
 MAGIC = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF", b"MM\0*": "TIFF"}

@@ -35,8 +35,48 @@ def augment_and_prefetch(ds, augment: Optional[Callable], seed: int, start_step:
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def decode_image(path, image_size, pillow=False):
-    """Read one file -> float32 (H, W, 3) RGB in 0-255, resized (bilinear) to `image_size`.
+def to_channels(images, channels: int):
+    """RGB images (..., 3) as a model with `channels` takes them: 1 is the ITU-R 601-2 luma
+    (tf.image.rgb_to_grayscale: 0.2989 R + 0.587 G + 0.114 B, Pillow's convert("L") up to its
+    rounding); grey (..., 1) to 3 repeats the channel, as decoding a grey file as RGB does."""
+    import tensorflow as tf
+
+    have = int(images.shape[-1])
+    if have == channels:
+        return images
+    if (have, channels) == (3, 1):
+        return tf.image.rgb_to_grayscale(images)
+    if (have, channels) == (1, 3):
+        return tf.image.grayscale_to_rgb(images)
+    raise UsageError(f"images with {have} channels for a model that takes {channels}; give grey or RGB images")
+
+
+def conform(x: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+    """Images as an array, (N, H, W, C) 0-255, as a model of input `shape` (h, w, c) takes them,
+    the way the folder pipeline reads files: RGBA composited on white, RGB to grey or grey to RGB
+    (to_channels), another size resized (bilinear, tf.image.resize, as decode_image). Returns the
+    images and one note per conversion made (for the caller to say once)."""
+    import tensorflow as tf
+
+    h, w, c = (int(d) for d in shape)
+    x = np.asarray(x, np.float32)
+    notes = []
+    if x.shape[-1] == 4:  # as images.pillow_rgb: alpha composited on white
+        alpha = x[..., 3:] / 255.0
+        x = x[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        notes.append("transparent images composited on white")
+    if x.shape[-1] != c:
+        notes.append("colour images converted to grey" if c == 1 else "grey images converted to RGB")
+        x = np.asarray(to_channels(tf.constant(x), c))
+    if tuple(x.shape[1:3]) != (h, w):
+        notes.append(f"images of {x.shape[1]}x{x.shape[2]} resized to {h}x{w} (bilinear)")
+        x = np.clip(np.asarray(tf.image.resize(x, (h, w), method="bilinear")), 0.0, 255.0)
+    return x, notes
+
+
+def decode_image(path, image_size, pillow=False, channels: int = 3):
+    """Read one file -> float32 (H, W, channels) in 0-255, resized (bilinear) to `image_size`:
+    RGB, or grey (to_channels) for a model that takes one channel.
 
     `pillow` (a bool or a bool tensor, from the scan) sends the file through Pillow: EXIF
     rotation, CMYK, alpha on white, 16-bit gray, WebP/TIFF/BMP/GIF (see data/images.py)."""
@@ -57,7 +97,7 @@ def decode_image(path, image_size, pillow=False):
     else:
         image = tf.cond(pillow, slow, fast)
     image = tf.image.resize(tf.cast(image, tf.float32), image_size, method="bilinear")
-    return tf.clip_by_value(image, 0.0, 255.0)
+    return to_channels(tf.clip_by_value(image, 0.0, 255.0), channels)
 
 
 def _pillow_decode(path: bytes) -> np.ndarray:
@@ -83,8 +123,10 @@ def image_dataset(
     cache_dir: Optional[str] = None,
     shuffle_buffer: int = 2048,
     pillow: Optional[Sequence[bool] | np.ndarray] = None,
+    channels: int = 3,
 ):
-    """Batches of (images, one-hot labels), or images alone when `labels` is None.
+    """Batches of (images, one-hot labels), or images alone when `labels` is None; `channels`
+    3 (RGB) or 1 (grey, for a model trained on grey images: to_channels).
 
     With `cache_dir`, images are decoded and resized once: the first pass writes them (as
     uint8) to a tf.data file cache named after the file list, their sizes and mtimes, and the
@@ -117,17 +159,21 @@ def image_dataset(
             raise UsageError("image_dataset: num_classes is needed with labels")
         ds = tf.data.Dataset.from_tensor_slices((items, _labels(labels, num_classes)))
     if cache_dir:
-        ds = _cached_decode(ds, files, size, cache_dir, labels is not None)
+        ds = _cached_decode(ds, files, size, cache_dir, labels is not None, channels)
         if shuffle:
             ds = ds.shuffle(min(len(files), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     else:
         if shuffle:
             ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
         if labels is None:
-            ds = ds.map(lambda f, p: decode_image(f, size, p), num_parallel_calls=autotune, deterministic=True)
+            ds = ds.map(
+                lambda f, p: decode_image(f, size, p, channels), num_parallel_calls=autotune, deterministic=True
+            )
         else:
             ds = ds.map(
-                lambda x, y: (decode_image(x[0], size, x[1]), y), num_parallel_calls=autotune, deterministic=True
+                lambda x, y: (decode_image(x[0], size, x[1], channels), y),
+                num_parallel_calls=autotune,
+                deterministic=True,
             )
         ds = ds.ignore_errors(log_warning=True)  # a file that changed since the check: drop, not crash
     ds = ds.batch(batch_size)
@@ -138,7 +184,7 @@ def image_dataset(
     return augment_and_prefetch(ds, augment, seed, start_step, labels is not None)
 
 
-def _cached_decode(ds, files: Sequence[str], size: tuple[int, int], cache_dir: str, labelled: bool):
+def _cached_decode(ds, files: Sequence[str], size: tuple[int, int], cache_dir: str, labelled: bool, channels: int = 3):
     """Decode -> uint8 -> tf.data file cache -> float32; the cache is named by the files'
     fingerprint (paths, sizes, mtimes and the image size), so it changes with the input."""
     import tensorflow as tf
@@ -146,10 +192,11 @@ def _cached_decode(ds, files: Sequence[str], size: tuple[int, int], cache_dir: s
     # sha256 (fastcourse 0.1.0 named these caches by sha1): a cache under an old name is not found, and
     # the images are decoded once more into a cache under the new name
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    path = str(Path(cache_dir) / f"decoded-{size[0]}x{size[1]}-{files_fingerprint(files, size)[:16]}")
+    grey = "-grey" if channels == 1 else ""  # RGB keeps the names caches already have
+    path = str(Path(cache_dir) / f"decoded-{size[0]}x{size[1]}{grey}-{files_fingerprint(files, size)[:16]}")
 
     def to_uint8(path, pillow):
-        return tf.cast(tf.round(decode_image(path, size, pillow)), tf.uint8)
+        return tf.cast(tf.round(decode_image(path, size, pillow, channels)), tf.uint8)
 
     autotune = tf.data.AUTOTUNE
     if labelled:

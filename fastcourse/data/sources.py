@@ -134,6 +134,7 @@ class FolderSource(Source):
     image_size: tuple[int, int]
     cache_dir: Optional[str] = None
     pillow: Optional[np.ndarray] = None  # per file: decode with Pillow (EXIF, CMYK, WebP...; the scan says)
+    channels: int = 3  # 1: read as grey, for a model trained on grey images (pipeline.to_channels)
     kind = "folder"
 
     def __len__(self) -> int:
@@ -141,7 +142,7 @@ class FolderSource(Source):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (*self.image_size, 3)
+        return (*self.image_size, self.channels)
 
     def batches(self, batch_size, *, shuffle=False, seed=0, augment=None, repeat=False, start_step=0, labels=True):
         from fastcourse.data.pipeline import image_dataset
@@ -159,6 +160,7 @@ class FolderSource(Source):
             start_step=start_step,
             cache_dir=self.cache_dir,
             pillow=self.pillow,
+            channels=self.channels,
         )
 
     def fingerprint(self) -> str:
@@ -175,6 +177,7 @@ class FolderSource(Source):
             self.image_size,
             self.cache_dir,
             None if self.pillow is None else self.pillow[:n],
+            self.channels,
         )
 
 

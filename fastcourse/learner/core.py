@@ -87,8 +87,10 @@ class Learner:
         metrics: Optional[list] = None,
         **train_args: Any,
     ):
-        from fastcourse.config import TrainConfig
-
+        if isinstance(model, str):
+            _known_model(model)  # before the data loads: a typo fails at once
+        _check_keywords(train_args)
+        _bounded("Learner", lr=lr)
         self.seed, self.name, self.out = int(seed), name, Path(out)
         self.callbacks, self.metrics = list(callbacks or []), list(metrics or [])
         self._image_size, self._valid_pct = _size(image_size), valid_pct  # for a folder path
@@ -99,7 +101,8 @@ class Learner:
         if self.schedule_name == "constant":
             self.schedule_args.setdefault("lr", self.lr)
         self._train = dict(batch_size=batch_size, optimizer=optimizer, verbose=verbose, **train_args)
-        TrainConfig(**self._train)  # a bad value fails here, with pydantic's message
+        _train_settings("Learner", self._train)  # a bad value fails here, naming the argument
+        self._said: set[str] = set()  # what _say printed: each conversion of given images once
         self.tensorboard = bool(tensorboard)
         self.inputs, self.data_name = self._inputs(data, valid, train_limit, test_limit)
         self.data_args = {"train_limit": train_limit, "test_limit": test_limit}
@@ -177,6 +180,7 @@ class Learner:
         self.augment_fn, self.augment_name, self.augment_args = None, "none", {}
         self.results, self.members, self.lr_finder = [], [], None
         self.exported = None
+        self._said = set()
 
     # --- fastai's constructors ----------------------------------------------------------
 
@@ -303,11 +307,16 @@ class Learner:
 
     def train_config(self, epochs: int, schedule: Optional[tuple[str, dict]] = None):
         """The TrainConfig of one training call (the one trainer reads nothing else)."""
+        from pydantic import ValidationError
+
         from fastcourse.config import TrainConfig
 
         name, args = schedule or (self.schedule_name, self.schedule_args)
         extra = {} if name == "phases" else {"epochs": int(epochs)}
-        return TrainConfig(**self._train, **extra, tensorboard=self.tensorboard, schedule={"name": name, **args})
+        try:
+            return TrainConfig(**self._train, **extra, tensorboard=self.tensorboard, schedule={"name": name, **args})
+        except ValidationError as exc:
+            raise _one_line("training", exc) from None
 
     @property
     def config(self):
@@ -390,6 +399,9 @@ class Learner:
     def fit(self, n_epochs: Optional[int] = None, lr: Optional[float] = None, callbacks: Optional[list] = None):
         """Train `n_epochs` with the learner's schedule (constant `lr` by default) stretched to them;
         `callbacks` (Keras callbacks) join the learner's for this call."""
+        if n_epochs is not None:
+            _epochs("fit", "n_epochs", n_epochs)
+        _bounded("fit", lr=lr)
         schedule = self._schedule(lr)
         if n_epochs is None and schedule[0] != "phases":
             n_epochs = 1
@@ -408,6 +420,8 @@ class Learner:
         (default 1e-2; `max_lr` is the same, fastcourse's older name)."""
         if lr_max is not None and max_lr is not None and float(lr_max) != float(max_lr):
             raise UsageError(f"fit_one_cycle: lr_max={lr_max} and max_lr={max_lr} are the same setting; give one")
+        _epochs("fit_one_cycle", "n_epochs", n_epochs)
+        _bounded("fit_one_cycle", lr_max=lr_max, max_lr=max_lr, **one_cycle_args)
         peak = float(lr_max if lr_max is not None else max_lr if max_lr is not None else 1e-2)
         return self._fit(
             int(n_epochs), ("one_cycle", {"max_lr": peak, **one_cycle_args}), self._call_seed(), callbacks=callbacks
@@ -427,6 +441,9 @@ class Learner:
         from fastcourse.tasks.finetune import first_phase, unfrozen_phase
         from fastcourse.train.trainer import FitResult
 
+        _epochs("fine_tune", "epochs", epochs, least=0)
+        _epochs("fine_tune", "freeze_epochs", freeze_epochs, least=0)
+        _bounded("fine_tune", base_lr=base_lr, lr_mult=lr_mult)
         schedule, parts = self._schedule(base_lr), []
         seed = self._call_seed()
         if not (freeze_epochs or epochs):
@@ -503,6 +520,9 @@ class Learner:
 
         if n < 1:
             raise UsageError(f"ensemble(n={n}): give at least one member")
+        if epochs is not None:
+            _epochs("ensemble", "epochs", epochs)
+        _bounded("ensemble", lr=lr)
         template, members, metrics, probs, parts = self.model, [], [], [], []
         for i in range(n):
             self._start(self.seed + i)
@@ -552,7 +572,7 @@ class Learner:
     def _source(self, data):
         """`data` as a Source: None (the evaluation split), a split's name, a Source, a folder of
         images (with its file names), one image file, or images as an array."""
-        from fastcourse.data.sources import ArraySource, FolderSource, Source
+        from fastcourse.data.sources import ArraySource, Source
 
         if data is None:
             data = self.inputs.eval_split if self.inputs.eval is not None else None
@@ -573,29 +593,61 @@ class Learner:
             return data, None
         if data is None:
             raise UsageError("give images to predict: a folder, a file or an array")
-        size = (int(self.inputs.input_shape[0]), int(self.inputs.input_shape[1]))
         if isinstance(data, (str, os.PathLike)):
             from fastcourse.results.predict import list_images
 
             path = Path(data)
             if path.is_file():
-                return FolderSource([str(path)], None, self.inputs.num_classes, size), None
+                return self._files([str(path)]), None
             if not path.is_dir():
                 raise UsageError(f"{path}: no such image file or folder")
             files = list_images(path)
-            return FolderSource([str(path / f) for f in files], None, self.inputs.num_classes, size), files
+            return self._files([str(path / f) for f in files]), files
+        from fastcourse.data.pipeline import conform
+
         x = np.asarray(data)
-        shape = tuple(self.inputs.input_shape)
-        if shape[-1] == 1 and x.ndim in (2, 3) and tuple(x.shape[-2:]) == shape[:2]:
-            x = x[..., None]  # gray images without their channel axis
-        if x.ndim == len(self.inputs.input_shape):
-            x = x[None]
-        if tuple(x.shape[1:]) != tuple(self.inputs.input_shape):
+        if x.ndim == 2:  # one grey image without its channel axis
+            x = x[None, ..., None]
+        elif x.ndim == 3:  # one image (H, W, C), or grey images without their channel axis (N, H, W)
+            x = x[None] if x.shape[-1] in (1, 3, 4) else x[..., None]
+        if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or np.issubdtype(x.dtype, np.complexfloating):
             raise UsageError(
-                f"images of shape {tuple(x.shape[1:])}, but the model takes "
-                f"{tuple(self.inputs.input_shape)}; resize them, or give image files"
+                f"images of shape {np.shape(data)}: give (H, W), (H, W, C) or (N, H, W[, C]) arrays of "
+                "0-255 pixels with C 1 (grey), 3 (RGB) or 4 (RGBA), or image files"
             )
+        x, notes = conform(x, self.inputs.input_shape)
+        self._say(notes)
         return ArraySource(x, None, self.inputs.num_classes), None
+
+    def _files(self, files: list[str]):
+        """Image files as the data pipeline reads them for this model: decoded, resized (bilinear)
+        to its size, RGB or grey as it takes them; each conversion said once (_say)."""
+        from fastcourse.data.images import scan
+        from fastcourse.data.sources import FolderSource
+
+        h, w, channels = (int(d) for d in self.inputs.input_shape)
+        statuses = scan(files, "fast")
+        readable = [st for st in statuses if st.problem is None]
+        notes = []
+        if channels == 1 and any(not st.grey for st in readable):
+            notes.append("colour images converted to grey")
+        if channels == 3 and any(st.grey for st in readable):
+            notes.append("grey images converted to RGB")
+        other = sorted({st.size for st in readable} - {(h, w)})
+        if other:
+            sizes = ", ".join(f"{a}x{b}" for a, b in other[:3]) + (", ..." if len(other) > 3 else "")
+            notes.append(f"images of {sizes} resized to {h}x{w} (bilinear)")
+        self._say(notes)
+        pillow = np.array([st.pillow or st.problem is not None for st in statuses], bool)
+        return FolderSource(files, None, self.inputs.num_classes, (h, w), pillow=pillow, channels=channels)
+
+    def _say(self, notes: list[str]) -> None:
+        """One line per conversion of the images given to predict, the first time it happens."""
+        h, w, c = (int(d) for d in self.inputs.input_shape)
+        for note in notes:
+            if note not in self._said:
+                self._said.add(note)
+                print(f"fastcourse: {note}: the model takes {h}x{w}x{c} images, as it was trained", flush=True)
 
     def _probs(self, source, tta: int, batch_size: int, augment: Spec):
         from fastcourse.results.predict import predict_images
@@ -834,6 +886,84 @@ def _registered_models() -> list[str]:
     from fastcourse.models import MODELS
 
     return MODELS.names()
+
+
+def _known_model(name: str) -> None:
+    """A registered builder's name, or one line with the nearest one and the known ones."""
+    import difflib
+
+    known = _registered_models()
+    if name not in known:
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise UsageError(
+            f"model={name!r}: not a registered model{hint} (known: {', '.join(known)}); or give a keras.Model"
+        )
+
+
+# TrainConfig fields the Learner sets itself (per training call, or as its own arguments)
+_SET_BY_THE_LEARNER = ("epochs", "schedule", "tensorboard")
+
+
+def _check_keywords(train_args: dict) -> None:
+    """Keywords beyond the Learner's own are training settings (the config's `train` section);
+    anything else is a typo, named with the nearest argument (as the CLI names a config key)."""
+    import difflib
+    import inspect
+
+    from fastcourse.config import TrainConfig
+
+    own = [p for p in inspect.signature(Learner.__init__).parameters if p not in ("self", "train_args")]
+    settings = [k for k in TrainConfig.model_fields if k not in _SET_BY_THE_LEARNER]
+    for key in train_args:
+        if key not in settings:
+            near = difflib.get_close_matches(key, own + settings, n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise UsageError(
+                f"Learner({key}=...): unknown argument{hint} (the Learner's: {', '.join(own)}; "
+                f"training settings: {', '.join(settings)})"
+            )
+
+
+def _train_settings(call: str, settings: dict) -> None:
+    """The training settings as the config's `train` section checks them; a bad one is one line."""
+    from pydantic import ValidationError
+
+    from fastcourse.config import TrainConfig
+
+    try:
+        TrainConfig(**settings)
+    except ValidationError as exc:
+        raise _one_line(call, exc) from None
+
+
+def _one_line(call: str, exc) -> UsageError:
+    """pydantic's first error as `call(key=value): what is wrong`, naming no internal class."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "arguments"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return UsageError(f"{call}({key}={err.get('input')!r}): {message}")
+
+
+def _epochs(call: str, name: str, value: Any, least: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise UsageError(f"{call}({name}={value!r}): give a whole number of epochs, {least} or more")
+
+
+# the Learner's argument -> the ARG_BOUNDS entry (fastcourse/config.py) that bounds it
+_BOUND_AS = {"lr_max": "max_lr", "base_lr": "lr"}
+
+
+def _bounded(call: str, **values: Any) -> None:
+    """Each value inside the bounds a config's same setting has (ARG_BOUNDS), else one line."""
+    from fastcourse.config import ARG_BOUNDS
+
+    for name, value in values.items():
+        bounds = ARG_BOUNDS.get(_BOUND_AS.get(name, name))
+        if value is None or bounds is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounds.holds(float(value)):
+            raise UsageError(f"{call}({name}={value!r}): out of range; give a value {bounds.allowed()}")
 
 
 def _size(image_size) -> tuple[int, int]:
