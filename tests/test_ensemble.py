@@ -18,7 +18,7 @@ from fastcourse.run import ensemble
 from fastcourse.tasks import TASKS
 from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.tasks.runner import run_experiment
-from fastcourse.train import metrics
+from fastcourse.train import metrics as fc_metrics
 
 
 def test_rules_match_numpy(rng):
@@ -69,8 +69,8 @@ def test_summary_spread_and_gain():
     members = [
         {
             "eval_split": "valid",
-            "eval_accuracy": metrics.accuracy(p, y),
-            "eval_loss": metrics.log_loss(p, y),
+            "eval_accuracy": fc_metrics.accuracy(p, y),
+            "eval_loss": fc_metrics.log_loss(p, y),
             "seed": s,
         }
         for s, p in enumerate(probs)
@@ -79,7 +79,7 @@ def test_summary_spread_and_gain():
     accs = np.array([m["eval_accuracy"] for m in members])
     assert s["member_accuracy"]["mean"] == pytest.approx(accs.mean())
     assert s["member_accuracy"]["std"] == pytest.approx(accs.std(ddof=1))
-    assert s["rules"]["mean"]["eval_accuracy"] == pytest.approx(metrics.accuracy(probs.mean(0), y))
+    assert s["rules"]["mean"]["eval_accuracy"] == pytest.approx(fc_metrics.accuracy(probs.mean(0), y))
     assert s["rules"]["vote"]["eval_loss"] is None
     assert s["gain_over_member_mean"] == pytest.approx(s["rules"]["mean"]["eval_accuracy"] - accs.mean())
     # every entry names its split, and keeps the 0.1.0 names as aliases
@@ -169,7 +169,7 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
     assert metrics["member_accuracy"]["mean"] == pytest.approx(np.mean(accs))
     for rule in ensemble.RULES:
         assert metrics["rules"][rule]["eval_accuracy"] == pytest.approx(
-            metrics.accuracy(ensemble.combine(probs, rule), y)
+            fc_metrics.accuracy(ensemble.combine(probs, rule), y)
         )
     assert metrics["eval_accuracy"] == metrics["rules"]["mean"]["eval_accuracy"]
     assert metrics["eval_split"] == "test" and metrics["test_accuracy"] == metrics["eval_accuracy"]  # the alias
