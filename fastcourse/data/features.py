@@ -21,7 +21,8 @@ manifest is this key's and its size matches; when its stat differs from the reco
 copied, truncated or replaced since) its CRC-32 is computed again and must match. So a damaged,
 truncated, zero-byte or foreign file (another cache's, copied in) is named in one line and
 recomputed, never read into training. An untouched file costs one stat and a small JSON read;
-a full CRC-32 is paid only after the file changed (docs/reliability.md has both costs measured).
+a full CRC-32, which can cost more than an epoch of a small head, is paid only after the file
+changed.
 
 Runs share a cache: a run that finds another one writing it waits for it (the cache folder's
 lock, `fastcourse.locks.shared`), then reuses what the other wrote.
