@@ -264,6 +264,7 @@ def _stream(seed, start_step=0, n=4):
     return batches, plain
 
 
+@pytest.mark.integration  # trains nothing, but builds the Keras layers pipeline twice: seconds
 def test_keras_layers_draw_from_the_runs_seed():
     """Two runs with the same seed: identical augmented batches; another seed: other batches."""
     a, plain = _stream(seed=3)
