@@ -33,21 +33,23 @@ test-slow: $(STAMP)
 
 # What tests/test_lint.py and tests/test_types.py check; `ruff check --fix` and `ruff format` fix most of it.
 lint: $(STAMP)
-	$(BIN)/ruff check fastcourse tests
-	$(BIN)/ruff format --check fastcourse tests
+	$(BIN)/ruff check fastcourse tests benchmarks
+	$(BIN)/ruff format --check fastcourse tests benchmarks
 	$(BIN)/mypy
 
 # The documentation site into site/ (tests/test_docs.py builds it with --strict too).
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# The comparisons (benchmarks/, not part of the package): fastcourse against the course's recipe
+# in plain Keras, with fastcourse's own cases (`fastcourse bench`) in the same run.
 bench: $(STAMP)
-	$(BIN)/fastcourse bench
+	$(BIN)/python -m benchmarks
 
 # fastcourse against fastai v2 on PyTorch, same data and CNN, 3 seeds interleaved; builds the
 # fastai environment in .bench-fastai/ once (torch and fastai are not fastcourse dependencies).
 bench-fastai: $(STAMP)
-	$(BIN)/fastcourse bench --cases fastai --json bench-fastai.json
+	$(BIN)/python -m benchmarks --cases fastai --json bench-fastai.json
 
 # The full 6 x 35-epoch ensemble with mixed_float16 on one GPU (minutes and accuracy);
 # on a machine without a GPU it prints one line and succeeds.

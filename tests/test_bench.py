@@ -1,13 +1,17 @@
-"""`fastcourse bench` runs end to end (on a few hundred images: a smoke test, not a timing)."""
+"""`fastcourse bench` and the repository's comparisons (`python -m benchmarks`) run end to end
+(on a few hundred images: a smoke test, not a timing)."""
 
 import json
 
 import pytest
 
+import benchmarks.__main__ as benchmarks_cli
+import benchmarks.cases as comparisons
+import benchmarks.peer as peer
 import fastcourse.bench.cases as cases
 import fastcourse.bench.gpu as gpu
 import fastcourse.bench.memory as memory
-import fastcourse.bench.peer as peer
+import fastcourse.bench.recipe as recipe
 import fastcourse.bench.report as report
 from fastcourse.cli import main
 from fastcourse.data.arrays import mnist_sample
@@ -17,7 +21,7 @@ from fastcourse.data.arrays import mnist_sample
 def test_bench_ladder_case_writes_table_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cases, "bench_data", lambda quick: mnist_sample().limit(768, 128))
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--cases", "ladder", "--json", str(out)]) == 0
+    assert benchmarks_cli.main(["--quick", "--cases", "ladder", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     rows = report["rows"]
     assert [r["case"] for r in rows] == ["ladder_cnn_1_epoch"] * 4
@@ -31,7 +35,12 @@ def test_bench_ladder_case_writes_table_and_json(tmp_path, monkeypatch, capsys):
 
 
 def test_unknown_case_is_a_usage_error(capsys):
-    assert main(["bench", "--cases", "ladder,warp"]) == 2
+    assert main(["bench", "--cases", "lesson3,warp"]) == 2
+    assert "unknown case(s) ['warp']" in capsys.readouterr().err
+    # the comparisons left the package: the message says where they are
+    assert main(["bench", "--cases", "ladder"]) == 2
+    assert "benchmarks/" in capsys.readouterr().err
+    assert benchmarks_cli.main(["--cases", "ladder,warp"]) == 2
     assert "unknown case(s) ['warp']" in capsys.readouterr().err
 
 
@@ -80,7 +89,7 @@ def test_without_fashion_mnist_the_bench_says_how_to_get_it(monkeypatch, capsys)
         return original(name)
 
     monkeypatch.setattr(DATASETS, "get", missing)
-    data = peer.bench_data(quick=True)
+    data = recipe.bench_data(quick=True)
     assert data.name == "mnist_sample"
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "Fashion-MNIST" in ln]
     assert "dataset-fashion-mnist" in line and "fastcourse data get fashion_mnist" in line and "0.97" in line
@@ -98,13 +107,29 @@ def test_time_to_accuracy_case_on_a_tiny_sample(capsys):
         "policy": "float32",
         "restarts": 0.5,
     }
-    rows = cases.time_to_accuracy_case(data, 0, peer_epochs=1, tuned=fast, max_epochs=2, target=0.0)
+    rows = comparisons.peer_time_to_accuracy_case(data, 0, peer_epochs=1, fast=fast, max_epochs=2, target=0.0)
     out = capsys.readouterr().out
     assert "bench: precision float32" in out and "mixed_bfloat16" in out and "images/s" in out
     theirs, ours = rows
-    assert ours.notes == "reached after 1 epoch(s)" and ours.seconds > 0 and theirs.seconds > 0
+    assert ours.notes == "target 0.0000 reached after 1 cycle(s)" and ours.seconds > 0 and theirs.seconds > 0
     assert ours.ratio_to_peer == pytest.approx(theirs.seconds / ours.seconds)
-    assert ours.extra["ratio_line"] == report.ratio_line(ours.ratio_to_peer)
+    assert ours.extra["ratio_line"].startswith(report.ratio_line(ours.ratio_to_peer) + " | machine: ")
+
+
+@pytest.mark.integration
+def test_time_to_accuracy_breakdown_adds_up_to_the_seconds(capsys):
+    """fastcourse's case alone, with --breakdown: the phases add up to the timed seconds, the steady
+    steps are the trained images at the measured rate, and the split is printed with the roofline."""
+    data = mnist_sample().limit(1024, 128)
+    fast = {**recipe.FAST_TO_ACCURACY, "steps_per_execution": 2, "bn_batches": 2, "policy": "float32", "fraction": 1.0}
+    (row,) = cases.time_to_accuracy_case(data, 0, fast, max_epochs=1, target=0.0, breakdown=True)
+    split, marks = row.extra["phases"], row.extra["marks"]
+    assert sum(split.values()) == pytest.approx(row.seconds)
+    assert split["steady steps"] == pytest.approx(1024 // 128 * 128 / marks["steady_images_per_second"])
+    assert all(split[k] > 0 for k in ("model build", "fit setup (pipeline, compile)", "batchnorm statistics"))
+    assert marks["eval"] > 0 and row.extra["bf16_matmul_gflops"] > 0
+    out = capsys.readouterr().out
+    assert "breakdown, fastcourse seed 0:" in out and "of bf16 matmul" in out and "machine: " in out
 
 
 def test_bench_gpu_without_a_gpu_prints_one_line(capsys):
@@ -144,7 +169,7 @@ def test_the_peer_is_plain_keras():
     from fastcourse.models.blocks import BatchNorm
 
     data = mnist_sample()
-    ours, plain = peer.peer_model(data), peer.peer_model(data, plain_keras=True)
+    ours, plain = recipe.course_model(data), peer.plain_keras_model(data)
     bn = [layer for layer in plain.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bn) == 5 and all(type(layer) is keras.layers.BatchNormalization for layer in bn)
     assert sum(isinstance(layer, BatchNorm) for layer in ours.layers) == 5

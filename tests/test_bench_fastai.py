@@ -1,5 +1,6 @@
-"""`fastcourse bench --cases fastai`: the medians, the parsable ratio line, and the interleaved
-runs (with a stand-in for the fastai environment: torch is not a test dependency)."""
+"""`python -m benchmarks --cases fastai` (`make bench-fastai`): the medians, the parsable ratio
+line, and the interleaved runs (with a stand-in for the fastai environment: torch is not a test
+dependency)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import stat
 import numpy as np
 import pytest
 
-from fastcourse.bench import fastai_peer
+from benchmarks import fastai_peer
 from fastcourse.bench.report import Row
 
 
@@ -23,13 +24,14 @@ def test_ratio_is_fastcourse_median_over_fastai_median():
     rows = fastai_peer.fastai_rows(runs, 0.8981)
     assert [r.contender for r in rows[-2:]] == ["fastai: median of 3", "fastcourse: median of 3"]
     assert rows[-2].seconds == 22.0 and rows[-1].seconds == 18.0
-    assert rows[-1].extra["ratio_line"] == "fastai ratio: 0.82x"
+    line = rows[-1].extra["ratio_line"]
+    assert line.startswith("fastai ratio: 0.82x | machine: ") and "cores" in line and "load average" in line
 
 
 def test_a_missed_target_is_no_ratio():
     runs = [_run("fastai", 0, 20.0), _run("fastcourse", 0, 10.0, reached=False, acc=0.85)]
     rows = fastai_peer.fastai_rows(runs, 0.8981)
-    assert rows[-1].extra["ratio_line"] == "fastai ratio: not reached"
+    assert rows[-1].extra["ratio_line"].startswith("fastai ratio: not reached | machine: ")
     assert "NOT reached" in rows[1].notes
 
 
@@ -64,7 +66,7 @@ def test_sides_interleave_in_fresh_processes(tmp_path, monkeypatch):
     ours = [r for r in rows if r.contender.startswith("fastcourse seed")]
     assert len(ours) == 2 and all(r.test_accuracy >= 0.5 for r in ours)
     assert rows[-1].extra["ratio_line"].startswith("fastai ratio: ")
-    ratio = float(rows[-1].extra["ratio_line"].split()[-1].rstrip("x"))
+    ratio = float(rows[-1].extra["ratio_line"].split()[2].rstrip("x"))
     assert ratio == pytest.approx(rows[-1].seconds / 100.0, abs=0.005)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["fastcourse", "tests"]
+TARGETS = ["fastcourse", "tests", "benchmarks"]
 
 
 def _ruff() -> str:

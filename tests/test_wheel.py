@@ -1,5 +1,6 @@
 """The wheel carries its configs: built, installed into a fresh virtual environment and run
-from an empty folder, it lists and runs the shipped configs by name and reproduces offline.
+from an empty folder, it lists and runs the shipped configs by name and reproduces offline. It
+ships the product only: no benchmarks/, no torch or fastai code, no code that installs packages.
 
 The fresh environment borrows this environment's dependencies (TensorFlow and the rest) through
 a .pth line, so nothing is downloaded; the editable install's finder is not active there, so the
@@ -7,7 +8,9 @@ fastcourse that runs is the wheel's copy (asserted)."""
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +34,8 @@ def _build_wheel(dest: Path) -> Path:
     src.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "fastcourse", src / "fastcourse", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in ("fastcourse", "benchmarks"):  # benchmarks/ beside it, as in the repository: left out
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     subprocess.run(
         [
             sys.executable,
@@ -91,6 +95,51 @@ def test_wheel_lists_every_shipped_config(wheel):
     assert "fastcourse/data/sample/mnist_sample.npz" in names or any(
         n.startswith("fastcourse/data/sample/") for n in names
     )
+
+
+INSTALLERS = {"pip", "pip3", "ensurepip", "uv", "conda", "mamba"}
+
+
+def _product_faults(name: str, source: str) -> list[str]:
+    """What a module of the wheel must not hold: an import of torch or fastai, or code that
+    installs packages (an installer's name as a command word, `-m pip`, an import of pip).
+    A message telling the user what to install ("pip install tensorboard") is words, not code."""
+    faults = []
+    for node in ast.walk(ast.parse(source)):
+        modules = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module]
+        faults += [
+            f"{name}: imports {m}" for m in modules if m.split(".")[0] in {"torch", "fastai", "pip", "ensurepip"}
+        ]
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value in INSTALLERS or re.search(r"-m\s+(pip|ensurepip)\b", node.value):
+                faults.append(f"{name}: installer command word {node.value!r}")
+    return faults
+
+
+def test_product_faults_finds_what_it_looks_for():
+    assert _product_faults("a.py", "import torch\nfrom fastai.learner import Learner\n") == [
+        "a.py: imports torch",
+        "a.py: imports fastai.learner",
+    ]
+    runs_pip = 'subprocess.run([sys.executable, "-m", "pip", "install", "torch"])'
+    assert _product_faults("b.py", runs_pip) == ["b.py: installer command word 'pip'"]
+    assert _product_faults("c.py", 'os.system("python -m pip install fastai")')
+    assert _product_faults("d.py", 'raise UsageError("needs tensorboard: pip install tensorboard")') == []
+
+
+@pytest.mark.integration
+def test_wheel_ships_the_product_only(wheel):
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    assert not [n for n in names if n.startswith("benchmarks/")], "benchmarks/ is the repository's, not the wheel's"
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"fastcourse"}
+    assert not [n for n in names if re.search(r"fastai|torch", n.rsplit("/", 1)[-1])]
+    faults = [f for n in names if n.endswith(".py") for f in _product_faults(n, archive.read(n).decode())]
+    assert faults == []
 
 
 def _fresh_env(where: Path, wheel: Path) -> Path:

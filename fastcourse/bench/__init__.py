@@ -1,7 +1,9 @@
-"""`fastcourse bench`: fastcourse against its peer (the course's recipe in plain Keras 3),
-measured in the same run on the same machine; see `fastcourse.bench.cases` for the cases.
+"""`fastcourse bench`: what fastcourse does on the machine it runs on (time to accuracy with its
+breakdown, VGG16 features, batchnorm statistics, memory, the lesson-3 estimate, `--gpu`).
 
-Modules: `cases` (each case and `run_bench`), `peer` (the peer, fastcourse's side, the data),
-`features` and `memory` (the lesson-3 feature path), `report` (rows, the table, the ratio
-line), `flops` (operation counts and the matmul roofline), `gpu` (`--gpu`).
+Modules: `cases` (each case and `run_bench`), `recipe` (the data, the course's CNN through the
+trainer, the time-to-accuracy recipe), `breakdown` (where the seconds go), `features`, `memory`
+and `lesson3` (the lesson-3 path), `bn_epoch`, `report` (rows, the table, the parsable lines, the
+machine line), `flops` (operation counts and the matmul rooflines), `gpu` (`--gpu`). The
+comparisons with other toolkits live outside the package, in the repository's `benchmarks/`.
 """

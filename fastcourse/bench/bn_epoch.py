@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastcourse.bench.peer import peer_model
+from fastcourse.bench.recipe import course_model
 from fastcourse.bench.report import Row
 from fastcourse.data import ArrayDataset
 
@@ -30,7 +30,7 @@ def bn_epoch_case(data: ArrayDataset, seed: int, epochs: int = 3, batch_size: in
     valid = ArraySource(data.x_test, data.y_test, data.num_classes)
     with training_scope("auto", "none"):
         seed_everything(seed, deterministic=False)
-        model = float32_outputs(peer_model(data))
+        model = float32_outputs(course_model(data))
         result = fit(model, source, train, seed, augment=aug.build("course", {}), validation=valid)
         final = evaluate(model, valid)["accuracy"]
     bn_s, epoch_s = result.extra["bn_epoch_seconds"], result.epoch_seconds

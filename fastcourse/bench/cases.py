@@ -1,21 +1,15 @@
-"""The cases of `fastcourse bench` and `run_bench`, which runs them.
+"""The cases of `fastcourse bench` and `run_bench`, which runs them: what fastcourse does on the
+machine it runs on. The comparisons with other toolkits (the plain-Keras peer, fastai) live in
+the repository's `benchmarks/` (`make bench`, `make bench-fastai`), which runs these cases too.
 
-The peer is the course's recipe in plain Keras 3: the ladder's batchnorm +
-dropout CNN, `model.fit` at batch 64 with Adam 1e-3, fed by the legacy ImageDataGenerator
-with the course's augmentation. Cases:
-
-- `ladder`: one epoch each of the peer, fastcourse with the same augmentation and batch,
-  fastcourse's tuned settings, and the same model with no augmentation at all (the ceiling).
-  Images/s (steady state: the first steps, which trace the graph, are left out), achieved
-  GFLOP/s, that as a fraction of a matrix multiply measured in the same run, clean test
-  accuracy, and the ratio to the peer.
-- `time_to_accuracy`: the peer trains its 5 epochs; fastcourse (a one-cycle schedule per epoch,
-  larger batches, the precision `auto` picks) trains until it reaches the peer's final test
-  accuracy, evaluated after each epoch once batchnorm statistics are recomputed (as fit() does
-  at its end). Wall
-  time of both (evaluation excluded) and the ratio, printed as `time-to-accuracy ratio: 8.4x`.
-  Without Fashion-MNIST the bundled MNIST sample is used with a fixed target of 0.97.
-  It first prints the precision `auto` chose and the measured speed of float32 and bf16.
+- `time_to_accuracy`: fastcourse's time-to-accuracy recipe (`recipe.FAST_TO_ACCURACY`: a one-cycle
+  schedule per cycle, batch 128, the precision `auto` picks, BN statistics from 5 batches) until
+  the clean test accuracy reaches 0.8981 (the plain-Keras peer's 5-epoch figure) on
+  Fashion-MNIST, 0.97 on the bundled MNIST sample when Fashion-MNIST is not installed. It first
+  prints the precision `auto` chose and the measured speed of float32 and bf16. `--breakdown`
+  splits the seconds (fastcourse.bench.breakdown): model build, fit setup, tracing / first step,
+  steady steps (images/s and the share of a bf16 matmul measured in the same run), batchnorm
+  statistics, other, and the evaluation beside them.
 - `vgg16`: VGG16 conv-part feature extraction at 224x224 (random weights).
 - `bn_epoch`: the cost of true per-epoch figures: batchnorm statistics recomputed before each
   validation, as a share of the epoch (target: at most 5%), with the per-epoch val accuracies.
@@ -25,9 +19,6 @@ with the course's augmentation. Cases:
 - `lesson3`: the rates of lesson 3's steps (VGG16 features, head epochs, augmented passes,
   augmented full-model epochs) in float32 and under `auto`, and the estimated minutes for dogs
   vs cats before and after, ending `lesson3 estimate: 84 min (before: 182 min)`.
-- `fastai` (`make bench-fastai`): fastcourse against fastai v2 on PyTorch, same data and CNN, 3
-  seeds interleaved in fresh processes (fastai in its own environment, built once), ending
-  `fastai ratio: 0.83x` (fastcourse's median seconds to the target over fastai's).
 - `memory`: peak RSS and images/s of precomputing and training the batchnorm head through
   FeatureSource at 2,000 / 8,000 / 32,000 images, each size in a fresh process.
 
@@ -40,112 +31,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 import numpy as np
 
+from fastcourse.bench import breakdown as split
 from fastcourse.bench import flops
 from fastcourse.bench.bn_epoch import bn_epoch_case
 from fastcourse.bench.features import features_case, precision_rates
 from fastcourse.bench.lesson3 import lesson3_case
 from fastcourse.bench.memory import MEMORY_SIZES, QUICK_MEMORY_SIZES, memory_case
-from fastcourse.bench.peer import (
+from fastcourse.bench.recipe import (
     FAST_TO_ACCURACY,
-    SAMPLE_TARGET,
-    EpochEval,
-    accuracy,
     bench_data,
-    peer_model,
+    course_model,
     recipe_options,
     run_fastcourse,
-    run_peer,
-    warm_up,
+    target_for,
 )
-from fastcourse.bench.report import Row, describe, device_description, print_table, ratio_line, speedup, time_to_reach
+from fastcourse.bench.report import Row, describe, device_description, machine_line, print_table, time_to_reach
 from fastcourse.data import ArrayDataset
-
-# Each choice of issue 6, measured alone against the batch-64 baseline (one epoch each).
-KERAS_LAYERS_AUG = (
-    "keras_layers",
-    {
-        "layers": [
-            {"RandomRotation": {"factor": 8 / 360, "fill_mode": "nearest"}},
-            {"RandomTranslation": {"height_factor": 0.08, "width_factor": 0.08, "fill_mode": "nearest"}},
-            {"RandomShear": {"x_factor": 0.3, "y_factor": 0.3, "fill_mode": "nearest"}},
-            {"RandomZoom": {"height_factor": 0.08, "width_factor": 0.08, "fill_mode": "nearest"}},
-        ]
-    },
-)
-CHOICES = [
-    ("baseline: batch 64, one affine op per batch", {}),
-    ("augmentation as 4 Keras preprocessing layers", {"augment": KERAS_LAYERS_AUG}),
-    ("no augmentation", {"augment": None}),
-    ("steps_per_execution 8", {"steps_per_execution": 8}),
-    ("batch 128 + steps_per_execution 8", {"batch_size": 128, "steps_per_execution": 8}),
-    ("batch 256 + steps_per_execution 8", {"batch_size": 256, "steps_per_execution": 8}),
-    ("XLA (jit_compile), batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8, "jit_compile": True}),
-    ("mixed_bfloat16, batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8, "policy": "mixed_bfloat16"}),
-    ("op determinism on, batch 128 + spe 8", {"batch_size": 128, "steps_per_execution": 8, "deterministic": True}),
-]
-
-
-def choices_case(data: ArrayDataset, matmul: float, seed: int, images: int = 15000) -> list[Row]:
-    """Throughput of each choice on the first `images` training images (one epoch each)."""
-    data = data.limit(images, None)
-    train_flops = flops.train_flops_per_image(peer_model(data))
-    rows = []
-    for label, options in CHOICES:
-        print(f"choices: {label}", flush=True)
-        _, ips, secs = run_fastcourse(data, 1, seed, **options)
-        gf = ips * train_flops / 1e9
-        rows.append(Row("choices_1_epoch", label, ips, gf, gf / matmul, seconds=secs))
-    base = rows[0].images_per_second
-    for r in rows:
-        r.notes = f"{r.images_per_second / base:.2f}x baseline" if base else ""
-    return rows
-
-
-def ladder_case(data: ArrayDataset, matmul: float, seed: int, tuned: dict) -> list[Row]:
-    train_flops = flops.train_flops_per_image(peer_model(data))
-    warm_up(data, seed)
-
-    def row(contender, ips, model, seconds, notes=""):
-        gf = ips * train_flops / 1e9
-        return Row(
-            "ladder_cnn_1_epoch",
-            contender,
-            ips,
-            gf,
-            gf / matmul,
-            accuracy(model, data),
-            seconds,
-            notes=notes,
-            wall_images_per_second=len(data.x_train) / seconds,
-        )
-
-    rows = []
-    model, ips, secs = run_peer(data, 1, seed)
-    rows.append(row("peer: Keras fit + legacy ImageDataGenerator, batch 64", ips, model, secs))
-    model, ips, secs = run_fastcourse(data, 1, seed)
-    rows.append(row("fastcourse, course augmentation, batch 64", ips, model, secs))
-    model, ips, secs = run_fastcourse(data, 1, seed, **tuned)
-    rows.append(row(f"fastcourse, course augmentation, tuned: {describe(tuned)}", ips, model, secs))
-    model, ips, secs = run_fastcourse(
-        data,
-        1,
-        seed,
-        augment=None,
-        batch_size=tuned.get("batch_size", 64),
-        steps_per_execution=tuned.get("steps_per_execution", 1),
-        schedule=tuned.get("schedule"),
-    )
-    rows.append(row("same model and settings, no augmentation (the ceiling)", ips, model, secs))
-    peer_ips, peer_wall = rows[0].images_per_second, rows[0].wall_images_per_second
-    for r in rows:
-        r.ratio_to_peer = r.images_per_second / peer_ips if peer_ips else None
-        r.wall_ratio_to_peer = r.wall_images_per_second / peer_wall if peer_wall else None
-    return rows
 
 
 def precision_speeds(data: ArrayDataset, seed: int, images: int = 4096, batch_size: int = 256) -> dict:
@@ -168,17 +74,24 @@ def precision_speeds(data: ArrayDataset, seed: int, images: int = 4096, batch_si
 
 
 def time_to_accuracy_case(
-    data: ArrayDataset, seed: int, peer_epochs: int, tuned: dict, max_epochs: int, target: Optional[float] = None
+    data: ArrayDataset,
+    seed: int,
+    fast: Optional[dict] = None,
+    max_epochs: int = 3,
+    target: Optional[float] = None,
+    breakdown: bool = False,
 ) -> list[Row]:
-    """Wall time until the peer's final test accuracy (or a fixed `target`) is reached.
-
-    Both sides: evaluation time excluded; model building, tracing and (fastcourse) batchnorm
-    recalibration included. The peer's time is its time to reach the target (at most its
-    `peer_epochs`); fastcourse runs one one-cycle schedule over `max_epochs` and stops at
-    the first epoch that reaches the target."""
+    """Wall time of fastcourse's recipe until the clean test accuracy reaches `target` (default
+    `recipe.target_for(data)`): model building, tracing and batchnorm recalibration included,
+    evaluation excluded. One cycle at a time (`fast["restarts"]`), at most `max_epochs`. The row's
+    `extra` keeps the curve, the clock marks and their split (`breakdown.phases`); with
+    `breakdown`, the split is printed beside the steady rate's share of a bf16 matmul measured
+    in the same run."""
     from fastcourse.train.precision import resolve_precision
 
-    policy, reason = resolve_precision(tuned.get("policy", "auto"))
+    fast = fast or FAST_TO_ACCURACY
+    target = target_for(data) if target is None else target
+    policy, reason = resolve_precision(fast.get("policy", "auto"))
     print(f"bench: precision {policy} ({reason})", flush=True)
     speeds = precision_speeds(data, seed)
     print(
@@ -187,20 +100,7 @@ def time_to_accuracy_case(
         + f" (bf16/float32 {speeds['mixed_bfloat16'] / speeds['float32']:.2f}x)",
         flush=True,
     )
-
-    print(f"time to accuracy: peer, {peer_epochs} epochs", flush=True)
-    peer_curve: list[tuple[float, float]] = []
-    clock = {"start": time.perf_counter(), "eval": 0.0}
-    run_peer(data, peer_epochs, seed, callbacks=[EpochEval(data, clock, peer_curve, target, label="peer")])
-    fixed = target is not None
-    target = target if fixed else peer_curve[-1][1]
-    peer_time = time_to_reach(peer_curve, target)
-    peer_note = ""
-    if peer_time is None:  # a fixed target the peer missed: its whole run is a lower bound
-        peer_time = peer_curve[-1][0]
-        peer_note = f"the peer did not reach {target:.4f} in {peer_epochs} epochs: a lower bound"
-
-    options = recipe_options(tuned, policy)
+    options = recipe_options(fast, policy)
     plan = (
         f"one cycle of {options['fraction']:g} epoch at a time, peak x{options['restarts']:g} each time, "
         f"at most {max_epochs}"
@@ -209,38 +109,36 @@ def time_to_accuracy_case(
     )
     print(f"time to accuracy: fastcourse, target {target:.4f}, {describe(options)}, {policy}, {plan}", flush=True)
     ours: list[tuple[float, float]] = []
-    run_fastcourse(data, max_epochs, seed, **options, epoch_eval=(ours, target))
+    marks: dict = {}
+    _, ips, _ = run_fastcourse(data, max_epochs, seed, **options, epoch_eval=(ours, target), marks=marks)
     our_time = time_to_reach(ours, target)
-    ratio = speedup(peer_time, our_time)
-    rows = [
-        Row(
-            "time_to_accuracy",
-            f"peer: course recipe, batch 64, {peer_epochs} epochs",
-            0.0,
-            test_accuracy=peer_curve[-1][1],
-            seconds=peer_time,
-            ratio_to_peer=1.0,
-            notes=f"target {target:.4f}" + (" (fixed)" if fixed else " (its final accuracy)"),
-            extra={"curve": peer_curve},
-        ),
+    total = our_time or ours[-1][0]
+    train_flops = flops.train_flops_per_image(course_model(data))
+    extra = {
+        "curve": ours,
+        "precision": policy,
+        "precision_speeds": speeds,
+        "target": target,
+        "marks": marks,
+        "phases": split.phases(marks, total),
+        "train_flops_per_image": train_flops,
+    }
+    if breakdown:
+        extra["bf16_matmul_gflops"] = roofline = flops.bf16_matmul_gflops()
+        for line in split.table(f"fastcourse seed {seed}", marks, total, train_flops, roofline):
+            print(line, flush=True)
+        print(machine_line(), flush=True)
+    return [
         Row(
             "time_to_accuracy",
             f"fastcourse: {describe(options)}, {policy}, {plan}",
-            0.0,
+            ips,
             test_accuracy=max(a for _, a in ours),
-            seconds=our_time or ours[-1][0],
-            ratio_to_peer=ratio,
-            notes=(f"reached after {len(ours)} epoch(s)" if our_time else "NOT reached"),
-            extra={
-                "curve": ours,
-                "precision": policy,
-                "precision_speeds": speeds,
-                "target": target,
-                "ratio_line": ratio_line(ratio, peer_note if our_time else ""),
-            },
-        ),
+            seconds=total,
+            notes=(f"target {target:.4f} reached after {len(ours)} cycle(s)" if our_time else "NOT reached"),
+            extra=extra,
+        )
     ]
-    return rows
 
 
 def vgg16_features_case(matmul: float, images: int, batch_size: int = 8) -> list[Row]:
@@ -272,13 +170,10 @@ def vgg16_features_case(matmul: float, images: int, batch_size: int = 8) -> list
     ]
 
 
-CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch", "features", "memory", "lesson3", "fastai")
-DEFAULT_CASES = ("ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch")
-# fastcourse's tuned settings for one epoch of the ladder CNN. Batch 64 stays: at batch 128 one
-# epoch makes half the updates and ended at 0.70 test accuracy against 0.82 (Fashion-MNIST,
-# constant 1e-3); one-cycle at 3e-3 reached 0.869 after one epoch (the peer: 0.857).
-TUNED = {"batch_size": 64, "steps_per_execution": 8, "schedule": {"name": "one_cycle", "max_lr": 3e-3}}
-TTA_EPOCHS = {"full": (5, 3), "quick": (2, 2)}  # (peer epochs, fastcourse epochs at most)
+CASES = ("time_to_accuracy", "vgg16", "bn_epoch", "features", "memory", "lesson3")
+DEFAULT_CASES = ("time_to_accuracy", "vgg16", "bn_epoch")
+TTA_EPOCHS = {"full": 3, "quick": 2}  # cycles at most
+NEEDS_DATA = {"time_to_accuracy", "vgg16", "bn_epoch"}
 
 
 def run_bench(
@@ -286,34 +181,30 @@ def run_bench(
     seed: int = 0,
     cases: tuple[str, ...] = DEFAULT_CASES,
     json_path: Optional[str] = None,
-    tuned: Optional[dict] = None,
     fast: Optional[dict] = None,
+    breakdown: bool = False,
+    more: Optional[dict[str, Callable[[dict], list[Row]]]] = None,
 ) -> list[Row]:
-    tuned, fast = tuned or TUNED, fast or FAST_TO_ACCURACY
-    report: dict = {"device": device_description()}
+    """Run `cases` in order of CASES, then those of `more` (name -> function of the context: data,
+    matmul, seed, quick, breakdown, fast; a name of CASES there replaces fastcourse's case), print
+    one table and the parsable lines, write the JSON."""
+    more = more or {}
+    report: dict = {"device": device_description(), "machine": machine_line()}
+    ctx: dict = {"seed": seed, "quick": quick, "breakdown": breakdown, "fast": fast or FAST_TO_ACCURACY}
     rows: list[Row] = []
-    if set(cases) & {"ladder", "choices", "time_to_accuracy", "vgg16", "bn_epoch", "fastai"}:
-        data = bench_data(quick)
+    if set(cases) & (NEEDS_DATA | set(more)):
+        data = ctx["data"] = bench_data(quick)
         report["dataset"] = data.name
         print(
             f"bench: {data.name} ({len(data.x_train)} train / {len(data.x_test)} test) on {device_description()}",
             flush=True,
         )
-        matmul = report["matmul_gflops"] = flops.matmul_gflops()
+        matmul = report["matmul_gflops"] = ctx["matmul"] = flops.matmul_gflops()
         print(f"bench: float32 matmul {matmul:.0f} GFLOP/s (the roofline)", flush=True)
-    if "ladder" in cases:
-        rows += ladder_case(data, matmul, seed, tuned)
-    if "choices" in cases:
-        rows += choices_case(data, matmul, seed)
-    if "time_to_accuracy" in cases:
-        peer_epochs, epochs = TTA_EPOCHS["quick" if quick else "full"]
+    print(report["machine"], flush=True)
+    if "time_to_accuracy" in cases and "time_to_accuracy" not in more:
         rows += time_to_accuracy_case(
-            data,
-            seed,
-            peer_epochs=peer_epochs,
-            tuned=fast,
-            max_epochs=epochs,
-            target=None if data.name.startswith("fashion") else SAMPLE_TARGET,
+            data, seed, ctx["fast"], max_epochs=TTA_EPOCHS["quick" if quick else "full"], breakdown=breakdown
         )
     if "vgg16" in cases:
         rows += vgg16_features_case(matmul, images=16 if quick else 64)
@@ -322,14 +213,13 @@ def run_bench(
     if "features" in cases:
         rows += precision_rates(images=16 if quick else 32)  # VGG16 at 224 in float32 and bf16
         rows += features_case(images=16 if quick else 64, size=112 if quick else 224, epochs=2 if quick else 3)
-    if "fastai" in cases:
-        from fastcourse.bench.fastai_peer import fastai_case
-
-        rows += fastai_case(data, seeds=(0,) if quick else (0, 1, 2))
     if "memory" in cases:
         rows += memory_case(QUICK_MEMORY_SIZES if quick else MEMORY_SIZES)
     if "lesson3" in cases:  # dogs vs cats minutes, before and after (fastcourse/bench/lesson3.py)
         rows += lesson3_case(images=16, size=112, jpeg_size=192, rounds=1) if quick else lesson3_case()
+    for name, case in more.items():
+        if name in cases:
+            rows += case(ctx)
     print_table(rows)  # once, at the end: every case's rows together
     for r in rows:
         if "ratio_line" in r.extra:

@@ -1,7 +1,7 @@
 """Floating-point operations of a model, counted from its layers (multiply and add = 2).
 
 Training costs about three forward passes (forward, gradient w.r.t. activations, gradient
-w.r.t. weights); `train_flops_per_image` uses that rule, as the fastcourse benchmark's peer figures do.
+w.r.t. weights); `train_flops_per_image` uses that rule.
 """
 
 from __future__ import annotations
@@ -45,6 +45,24 @@ def matmul_gflops(size: int = 2048, repeats: int = 7) -> float:
         a @ b
         times.append(time.perf_counter() - start)
     # the best run: on a shared machine the others only show contention
+    return 2.0 * size**3 / float(np.min(times)) / 1e9
+
+
+def bf16_matmul_gflops(size: int = 2048, repeats: int = 7) -> float:
+    """bfloat16 matrix multiply throughput through TensorFlow (oneDNN: AMX or AVX-512 BF16 where
+    the CPU has them), best of `repeats`: the roofline of steps trained in bf16."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    a = tf.constant(rng.standard_normal((size, size), dtype=np.float32), dtype=tf.bfloat16)
+    b = tf.constant(rng.standard_normal((size, size), dtype=np.float32), dtype=tf.bfloat16)
+    step = tf.function(lambda a, b: tf.linalg.matmul(a, b)[0, 0])  # one element back: no copy timed
+    step(a, b).numpy()  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(a, b).numpy()
+        times.append(time.perf_counter() - start)
     return 2.0 * size**3 / float(np.min(times)) / 1e9
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from fastcourse.bench.peer import peer_model
+from fastcourse.bench.recipe import course_model
 
 GPU_SKIP = "bench --gpu: no GPU on this machine; skipped (the 6 x 35-epoch ensemble with mixed_float16 needs one)"
 
@@ -51,7 +51,7 @@ def gpu_ensemble(
     for m in range(members):
         with training_scope("mixed_float16", "none"):
             seed_everything(seed + m, deterministic=False)
-            model = float32_outputs(peer_model(data))
+            model = float32_outputs(course_model(data))
             fit(model, source, train, seed + m, augment=aug.build("course", {}))
         probs.append(predict(model, test))
         accs.append(float((probs[-1].argmax(1) == data.y_test).mean()))

@@ -58,6 +58,44 @@ def describe(options: dict) -> str:
     return ", ".join(parts)
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "bf16")  # x86 cpuinfo flags; `bf16` is Arm's feature name
+
+
+def machine_line(
+    cpuinfo: Optional[str] = None, cores: Optional[int] = None, load: Optional[tuple[float, ...]] = None
+) -> str:
+    """`machine: <CPU model>, 2 cores, bf16/AMX flags: avx512_bf16 amx_bf16 amx_tile, load average
+    1.93 0.77 0.29`: printed beside a ratio so that a figure never travels without its machine.
+    Reads /proc/cpuinfo, the cores this process may use and os.getloadavg() unless given."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    if load is None:
+        load = os.getloadavg() if hasattr(os, "getloadavg") else ()
+    bf16 = " ".join(f for f in BF16_FLAGS if f in flags) or "none"
+    average = " ".join(f"{x:.2f}" for x in load) or "unknown"
+    return f"machine: {model or platform_name()}, {cores} cores, bf16/AMX flags: {bf16}, load average {average}"
+
+
+def platform_name() -> str:
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def device_description() -> str:
     import tensorflow as tf
 

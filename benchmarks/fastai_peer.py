@@ -1,19 +1,22 @@
-"""`fastcourse bench --cases fastai` (`make bench-fastai`): fastcourse against fastai v2 on
+"""`python -m benchmarks --cases fastai` (`make bench-fastai`): fastcourse against fastai v2 on
 PyTorch, the toolkit most learners would pick instead, on the same CPU in one run.
 
 The task (the same on both sides): Fashion-MNIST 60k/10k (the bundled digit sample when it is
 not installed), the course's batchnorm + dropout CNN layer for layer, seconds from building the
 model until the clean test accuracy reaches the target, evaluation excluded. fastai runs its best
-CPU recipe (fastai_side.py: `fit_one_cycle(1, 6e-3)` at batch 128, channels_last, bfloat16
-autocast); fastcourse runs the bench's time-to-accuracy recipe (peer.FAST_TO_ACCURACY). Both
-sides run in fresh processes, interleaved (the order alternates by seed), 3 seeds each, so a
-shared machine's noise hits both alike.
+CPU recipe (fastai_side.py: `fit_one_cycle(1, 6e-3)` at batch 128 from `DataLoaders.from_dsets`
+over an indexable tensor dataset, torch threads set to the cores, channels_last, bfloat16
+autocast); fastcourse runs its time-to-accuracy recipe (fastcourse.bench.recipe.FAST_TO_ACCURACY).
+Both sides run in fresh processes, interleaved (the order alternates by seed), 3 seeds each, so a
+shared machine's noise hits both alike. With `--breakdown`, each run's seconds are split
+(fastcourse.bench.breakdown) and the medians printed side by side.
 
 torch and fastai are not fastcourse dependencies: the fastai side runs in its own virtual
 environment, built once at `FASTCOURSE_FASTAI_ENV` (default `.bench-fastai` in the working
-directory) from `FASTCOURSE_FASTAI_REQUIREMENTS` (default: torch 2.14.1, torchvision 0.29.1,
-fastai 2.8.12). The last line printed is `fastai ratio: 0.83x`: fastcourse's median seconds over
-fastai's (below 1: fastcourse is ahead).
+directory) from `FASTCOURSE_FASTAI_REQUIREMENTS` (default: torch 2.13.0, the CPU build, and
+fastai 2.8.12; fastai pulls a torchvision that the side never imports). The last line printed is
+`fastai ratio: 0.83x | machine: ...`: fastcourse's median seconds over fastai's (below 1:
+fastcourse is ahead), beside the CPU, its cores, bf16/AMX flags and the load average.
 """
 
 from __future__ import annotations
@@ -29,14 +32,14 @@ from typing import Optional
 
 import numpy as np
 
-from fastcourse.bench.report import Row
+from fastcourse.bench import breakdown
+from fastcourse.bench.recipe import FASHION_TARGET, SAMPLE_TARGET
+from fastcourse.bench.report import Row, machine_line
 from fastcourse.errors import UsageError
 
-# The plain-Keras peer's clean test accuracy after its 5 epochs (the course's recipe, batch 64),
-# measured on Fashion-MNIST on a 2-core AMD EPYC: the target both sides race to.
-FASHION_TARGET = 0.8981
-DEFAULT_REQUIREMENTS = "torch==2.14.1 torchvision==0.29.1 fastai==2.8.12"
+DEFAULT_REQUIREMENTS = "torch==2.13.0 fastai==2.8.12"
 SIDE_SCRIPT = Path(__file__).with_name("fastai_side.py")
+ROOT = Path(__file__).resolve().parents[1]  # the repository: `python -m benchmarks.fastai_peer` runs from it
 
 
 def fastai_python(env: Optional[Path] = None) -> Path:
@@ -63,9 +66,10 @@ def _has_fastai(python: Path) -> bool:
     return subprocess.run([str(python), "-c", "import fastai, torch"], capture_output=True).returncode == 0
 
 
-def fastcourse_side(data_path: str, seed: int, target: float) -> dict:
-    """One fastcourse run of the time-to-accuracy recipe (called in a fresh process)."""
-    from fastcourse.bench.peer import FAST_TO_ACCURACY, recipe_options, run_fastcourse
+def fastcourse_side(data_path: str, seed: int, target: float, roofline: bool = False) -> dict:
+    """One fastcourse run of the time-to-accuracy recipe (called in a fresh process); with
+    `roofline`, the bf16 matmul measured after it (for the breakdown)."""
+    from fastcourse.bench.recipe import FAST_TO_ACCURACY, recipe_options, run_fastcourse
     from fastcourse.data import ArrayDataset
     from fastcourse.train.precision import resolve_precision
 
@@ -75,9 +79,12 @@ def fastcourse_side(data_path: str, seed: int, target: float) -> dict:
     )
     policy, _ = resolve_precision(FAST_TO_ACCURACY.get("policy", "auto"))
     curve: list[tuple[float, float]] = []
-    _, ips, _ = run_fastcourse(data, 2, seed, **recipe_options(FAST_TO_ACCURACY, policy), epoch_eval=(curve, target))
+    marks: dict = {}
+    _, ips, _ = run_fastcourse(
+        data, 2, seed, **recipe_options(FAST_TO_ACCURACY, policy), epoch_eval=(curve, target), marks=marks
+    )
     seconds, acc = curve[-1]
-    return {
+    out = {
         "side": "fastcourse",
         "seed": seed,
         "seconds": seconds,
@@ -86,11 +93,18 @@ def fastcourse_side(data_path: str, seed: int, target: float) -> dict:
         "reached": acc >= target,
         "images_per_second": ips,
         "precision": policy,
+        "marks": marks,
     }
+    if roofline:
+        from fastcourse.bench.flops import bf16_matmul_gflops
+
+        out["bf16_matmul_gflops"] = bf16_matmul_gflops()
+    return out
 
 
 def _run_side(command: list[str]) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
@@ -99,30 +113,69 @@ def _run_side(command: list[str]) -> dict:
     raise UsageError(f"bench: {' '.join(command[:2])} failed (exit {done.returncode}): {tail}")
 
 
-def fastai_case(data, seeds: tuple[int, ...] = (0, 1, 2), python: Optional[Path] = None) -> list[Row]:
-    """Both sides, interleaved, one fresh process per run; rows per run and the medians."""
+def fastai_case(
+    data,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    python: Optional[Path] = None,
+    breakdown: bool = False,
+    fastai_args: tuple[str, ...] = (),
+) -> list[Row]:
+    """Both sides, interleaved, one fresh process per run; rows per run and the medians.
+    `fastai_args` go to fastai_side.py (a lever: `--data list`, `--threads 0`, `--compile`...)."""
     python = python or fastai_python()
-    from fastcourse.bench.peer import SAMPLE_TARGET
-
     target = FASHION_TARGET if data.name.startswith("fashion") else SAMPLE_TARGET
+    roofline = ["--roofline"] if breakdown else []
     runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/data.npz"
         np.savez(path, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test)
         sides = {
-            "fastai": [str(python), str(SIDE_SCRIPT), path, "--target", str(target)],
-            "fastcourse": [sys.executable, "-m", "fastcourse.bench.fastai_peer", path, "--target", str(target)],
+            "fastai": [str(python), str(SIDE_SCRIPT), path, "--target", str(target), *fastai_args, *roofline],
+            "fastcourse": [sys.executable, "-m", "benchmarks.fastai_peer", path, "--target", str(target), *roofline],
         }
         for k, seed in enumerate(seeds):
             for side in ("fastai", "fastcourse") if k % 2 == 0 else ("fastcourse", "fastai"):
                 run = _run_side([*sides[side], "--seed", str(seed)])
+                run["load_average"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 print(
-                    f"  {side} seed {seed}: {run['seconds']:.1f} s, test accuracy {run['accuracy']:.4f}"
+                    f"  {side} seed {seed}: {run['seconds']:.1f} s, test accuracy {run['accuracy']:.4f}, "
+                    f"{run.get('images_per_second', 0.0):,.0f} images/s steady, load average {run['load_average']:.1f}"
                     + ("" if run["reached"] else f" (target {target} NOT reached)"),
                     flush=True,
                 )
                 runs.append(run)
+    if breakdown:
+        from fastcourse.bench.flops import train_flops_per_image
+        from fastcourse.bench.recipe import course_model
+
+        for line in breakdown_lines(runs, train_flops_per_image(course_model(data))):
+            print(line, flush=True)
     return fastai_rows(runs, target)
+
+
+def breakdown_lines(runs: list[dict], flops_per_image: float) -> list[str]:
+    """Each side's median split (fastcourse.bench.breakdown.phases over each run, the median of
+    each phase), its steady images/s and share of the bf16 matmul measured in its own process."""
+    lines = []
+    for side in ("fastai", "fastcourse"):
+        mine = [r for r in runs if r["side"] == side and "marks" in r]
+        if not mine:
+            continue
+        split = [breakdown.phases(r["marks"], r["seconds"]) for r in mine]
+        ips = median(r["marks"]["steady_images_per_second"] for r in mine)
+        roof = median(r.get("bf16_matmul_gflops", 0.0) for r in mine)
+        lines.append(f"breakdown, {side}: median of {len(mine)} runs, {median(r['seconds'] for r in mine):.2f} s")
+        for name in breakdown.PHASES:
+            seconds = median(s[name] for s in split)
+            extra = ""
+            if name == "steady steps":
+                extra = f"  ({ips:,.0f} images/s"
+                if roof:
+                    extra += f", {breakdown.roofline_share(ips, flops_per_image, roof):.0%} of bf16 matmul {roof:.0f}"
+                extra += ")"
+            lines.append(f"  {name:<30} {seconds:7.2f} s{extra}")
+        lines.append(f"  {'evaluation (not counted)':<30} {median(r['marks'].get('eval', 0.0) for r in mine):7.2f} s")
+    return lines
 
 
 def fastai_rows(runs: list[dict], target: float) -> list[Row]:
@@ -155,7 +208,8 @@ def fastai_rows(runs: list[dict], target: float) -> list[Row]:
         )
     ratio = medians["fastcourse"] / medians["fastai"] if medians["fastcourse"] and medians["fastai"] else None
     rows[-1].ratio_to_peer = ratio
-    rows[-1].extra["ratio_line"] = f"fastai ratio: {ratio:.2f}x" if ratio else "fastai ratio: not reached"
+    text = f"fastai ratio: {ratio:.2f}x" if ratio else "fastai ratio: not reached"
+    rows[-1].extra["ratio_line"] = f"{text} | {machine_line()}"
     return rows
 
 
@@ -163,12 +217,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     """The fastcourse side in a fresh process: prints one JSON line."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m fastcourse.bench.fastai_peer")
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.fastai_peer")
     ap.add_argument("data")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", type=float, default=FASHION_TARGET)
+    ap.add_argument("--roofline", action="store_true")
     args = ap.parse_args(argv)
-    print(json.dumps(fastcourse_side(args.data, args.seed, args.target)), flush=True)
+    print(json.dumps(fastcourse_side(args.data, args.seed, args.target, args.roofline)), flush=True)
 
 
 if __name__ == "__main__":

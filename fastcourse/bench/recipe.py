@@ -1,5 +1,5 @@
-"""The peer (the course's recipe in plain Keras 3), fastcourse's side of each comparison, and the
-data both train on."""
+"""fastcourse's side of every measurement: the data, the course's CNN, training it through the
+trainer with the bench's timers, and the time-to-accuracy recipe (`FAST_TO_ACCURACY`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import keras
 import numpy as np
 
 from fastcourse.data import ArrayDataset
-
-COURSE_AUG = dict(rotation=8.0, shift=0.08, shear=0.3, zoom=0.08)
 
 
 class SteadyTimer(keras.callbacks.Callback):
@@ -43,11 +41,43 @@ class SteadyTimer(keras.callbacks.Callback):
         return (self.steps - self.n0) * self.batch_size * steps_per_call / (self.t1 - self.t0)
 
 
+class PhaseClock(keras.callbacks.Callback):
+    """The marks `fastcourse.bench.breakdown.phases` splits a fit() call's seconds by: when the
+    call began (set by the caller), when Keras began training, when the first execution (the
+    traced function's first call: tracing and `steps_per_execution` steps) and each epoch ended,
+    and how many images each epoch trained."""
+
+    def __init__(self, batch_size: int, steps_per_execution: int):
+        super().__init__()
+        self.batch_size, self.spe = batch_size, steps_per_execution
+        self.fits: list[dict] = []
+
+    def start(self) -> None:
+        self.fits.append({"call": time.perf_counter(), "images": 0})
+
+    def on_train_begin(self, logs=None):
+        self.fits[-1]["begin"] = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        fit = self.fits[-1]
+        if "first" not in fit:
+            fit["first"] = time.perf_counter()
+            fit["first_images"] = self.spe * self.batch_size
+
+    def on_epoch_end(self, epoch, logs=None):  # before EpochEval's BN statistics and evaluation
+        fit = self.fits[-1]
+        fit["images"] += int((self.params or {}).get("steps") or 0) * self.batch_size
+        fit["end"] = time.perf_counter()
+
+
 NO_FASHION = (
     "bench: Fashion-MNIST is not on this machine (get it: apt-get install dataset-fashion-mnist, "
     "or fastcourse data get fashion_mnist); using the bundled MNIST sample, target accuracy {target}"
 )
 SAMPLE_TARGET = 0.97  # the time-to-accuracy target on the bundled sample (no peer 5-epoch figure to use)
+# The plain-Keras peer's clean test accuracy after its 5 epochs (the course's recipe, batch 64),
+# measured on Fashion-MNIST on a 2-core AMD EPYC (docs/performance.md): the time-to-accuracy target.
+FASHION_TARGET = 0.8981
 
 
 def bench_data(quick: bool) -> ArrayDataset:
@@ -66,44 +96,17 @@ def bench_data(quick: bool) -> ArrayDataset:
     return data
 
 
-def peer_model(data: ArrayDataset, plain_keras: bool = False) -> keras.Model:
-    """The course's batchnorm + dropout CNN. `plain_keras` swaps fastcourse's fused BatchNorm for
-    keras.layers.BatchNormalization (same config), so that the peer is Keras as users have it."""
+def target_for(data: ArrayDataset) -> float:
+    """The time-to-accuracy target: FASHION_TARGET on Fashion-MNIST, SAMPLE_TARGET otherwise."""
+    return FASHION_TARGET if data.name.startswith("fashion") else SAMPLE_TARGET
+
+
+def course_model(data: ArrayDataset) -> keras.Model:
+    """The course's batchnorm + dropout CNN (`cnn_bn_dropout`), normalised by the data's pixel statistics."""
     from fastcourse.models import build_model
-    from fastcourse.models.blocks import BatchNorm
 
     mean, std = data.pixel_stats()
-    model = build_model("cnn_bn_dropout", data.input_shape, data.num_classes, mean=mean, std=std)
-    if not plain_keras:
-        return model
-
-    def keras_layer(layer):
-        cls = keras.layers.BatchNormalization if isinstance(layer, BatchNorm) else layer.__class__
-        return cls.from_config(layer.get_config())
-
-    return keras.models.clone_model(model, clone_function=keras_layer)
-
-
-def run_peer(data: ArrayDataset, epochs: int, seed: int, callbacks: Optional[list] = None):
-    """The course recipe in plain Keras 3: legacy ImageDataGenerator -> model.fit, batch 64."""
-    from keras.src.legacy.preprocessing.image import ImageDataGenerator
-
-    keras.utils.set_random_seed(seed)
-    gen = ImageDataGenerator(
-        rotation_range=COURSE_AUG["rotation"],
-        width_shift_range=COURSE_AUG["shift"],
-        height_shift_range=COURSE_AUG["shift"],
-        zoom_range=COURSE_AUG["zoom"],
-        shear_range=float(np.degrees(COURSE_AUG["shear"])),  # the legacy generator takes degrees
-    )
-    y = np.eye(data.num_classes, dtype=np.float32)[data.y_train]
-    batches = gen.flow(data.x_train.astype(np.float32), y, batch_size=64, seed=seed)
-    model = peer_model(data, plain_keras=True)
-    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
-    timer = SteadyTimer(64)
-    start = time.perf_counter()
-    model.fit(batches, steps_per_epoch=len(batches), epochs=epochs, verbose=0, callbacks=[timer, *(callbacks or [])])
-    return model, timer.images_per_second(), time.perf_counter() - start
+    return build_model("cnn_bn_dropout", data.input_shape, data.num_classes, mean=mean, std=std)
 
 
 def run_fastcourse(
@@ -122,8 +125,9 @@ def run_fastcourse(
     restarts: Optional[float] = None,
     fraction: float = 1.0,
     train_options: Optional[dict] = None,
+    marks: Optional[dict] = None,
 ):
-    """The same model through fastcourse's trainer; `policy` sets Keras' dtype policy directly
+    """The course's CNN through fastcourse's trainer; `policy` sets Keras' dtype policy directly
     (the bench measures bfloat16 and float32 side by side). With `epoch_eval` = (curve,
     target), each epoch ends with BN recalibration (timed) and a clean evaluation (not timed)
     appended to `curve`, and training stops once `target` is reached. With `restarts` (a
@@ -131,13 +135,14 @@ def run_fastcourse(
     multiplied by `restarts` from one to the next: each evaluation sees an annealed model.
     `fraction` < 1 makes each cycle shorter than an epoch: a seeded draw of that share of the
     training images, each seen once. `train_options` go to TrainConfig as they are (optimizer,
-    weight_decay, label_smoothing)."""
+    weight_decay, label_smoothing). A `marks` dict is filled with the clock marks that
+    `fastcourse.bench.breakdown.phases` splits the seconds by."""
     from fastcourse.config import TrainConfig
     from fastcourse.data import augment as aug
     from fastcourse.data.sources import ArraySource
     from fastcourse.train.trainer import fit, seed_everything
 
-    clock = {"start": time.perf_counter(), "eval": 0.0}
+    clock = {"start": time.perf_counter(), "eval": 0.0, "bn": 0.0}
     seed_everything(seed, deterministic=deterministic)
     schedule = schedule or {"name": "constant", "lr": 1e-3}
 
@@ -157,13 +162,16 @@ def run_fastcourse(
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = peer_model(data)
+        built = time.perf_counter()
+        model = course_model(data)
         if policy != "float32":
             from fastcourse.train.devices import float32_outputs
 
             model = float32_outputs(model)
+        built = time.perf_counter() - built
         timer = SteadyTimer(batch_size, skip=max(2, 10 // steps_per_execution))
-        callbacks = [timer]
+        phases = PhaseClock(batch_size, steps_per_execution)
+        callbacks = [timer, phases]
         source = ArraySource(data.x_train, data.y_train, data.num_classes)
         if fraction < 1.0:
             keep = np.random.default_rng(seed).permutation(len(data.x_train))[: int(len(data.x_train) * fraction)]
@@ -186,40 +194,27 @@ def run_fastcourse(
         if restarts and epoch_eval is not None:
             for k in range(epochs):
                 peak = {**schedule, "max_lr": schedule["max_lr"] * restarts**k}
+                phases.start()
                 fit(model, source, config(1, peak), seed + k, augment=augmenter, callbacks=callbacks)
                 if epoch_eval[0][-1][1] >= epoch_eval[1]:
                     break
         else:
+            phases.start()
             fit(model, source, config(epochs, schedule), seed, augment=augmenter, callbacks=callbacks)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    return model, timer.images_per_second(steps_per_execution), time.perf_counter() - clock["start"]
+    ips = timer.images_per_second(steps_per_execution)
+    if marks is not None:
+        marks.update(build=built, fits=phases.fits, steady_images_per_second=ips, bn=clock["bn"], eval=clock["eval"])
+    return model, ips, time.perf_counter() - clock["start"]
 
 
 # Time to the peer's 5-epoch accuracy: every cycle is a whole one-cycle schedule (one fit(epochs=1)
 # call, peak 6e-3, halved at each restart), so each evaluation sees an annealed model; batch 128,
 # steps_per_execution 8, the precision `auto` picks, BN statistics from 5 clean batches, no
-# augmentation (it pays over long runs, not in the first epochs). Measured on Fashion-MNIST while
-# choosing: one epoch at batch 128 / 6e-3 reached 0.904; at batch 256 / 1e-2 0.901, 256 / 6e-3
-# 0.898; a 2-epoch cycle at 256 / 6e-3 0.896 after its first epoch and 0.914 after the second
-# (the peer's 5 epochs: 0.902).
-# Then, against fastai (2-core AMD EPYC, avx512_bf16; seed 0 unless said): AdamW with fastai's
-# weight decay 0.01 instead of Adam: 0.9040 after one epoch (Adam 0.9002); so the cycle can be
-# shorter than an epoch: 0.9 of an epoch (seeded draw, each image once) gave 0.9015 / 0.9019 /
-# 0.9000 (seeds 0/1/2), 0.8 gave 0.9003 / 0.8958 / 0.8991 (too close to 0.8981), 0.7 0.8974.
-# BN statistics from 5 batches instead of 20: 0.33 s against 0.57-0.87 s, same accuracy (1 to 20
-# batches measured within 0.002 of each other). Label smoothing 0.1 (0.9009) and Adam's beta_2
-# 0.99 as fastai's (0.9014 at 0.9) measured within noise; XLA made the step 3.3x slower (1,093 vs
-# 3,593 images/s); batch 256 / 1e-2 0.9018 with 5% faster steps, not enough to pay for its lower
-# accuracy at a shorter cycle; turning off grappler's passes did not shorten the 2.6 s first step.
-# `fastcourse bench --cases fastai` on that machine: fastai ratio 0.88x with 20 BN batches and
-# the float64 pixel statistics, 0.82x after both changes.
-# Shorter cycles, for 20x the peer (which needs about 12 s here: at the measured step ceiling
-# that is about 0.6 epoch after the 2.6 s first step); accuracy after the cycle, seed 0 unless
-# said: 0.7 epoch at 6e-3 0.8968; at 8e-3 0.8991 / 0.8959 / 0.8976 (seeds 0/1/2); at 1e-2 0.8973;
-# AdamW weight decay 0.05 0.8966; pct_start 0.15 0.8948; batch 64 at 4e-3 0.8940; 0.6 epoch at
-# 8e-3 0.8905; 0.8 epoch at 8e-3 0.9013 / 0.9000 / 0.8992 (1.6 s sooner than 0.9, but within 0.0011
-# of the target on seed 2, where a miss costs a second cycle): none kept.
+# augmentation (it pays over long runs, not in the first epochs), AdamW with fastai's weight decay
+# 0.01, each cycle 0.9 of an epoch (a seeded draw, each image once). docs/performance.md keeps the
+# measurements that chose each setting and those left out.
 FAST_TO_ACCURACY = {
     "batch_size": 128,
     "steps_per_execution": 8,
@@ -256,19 +251,10 @@ def accuracy(model: keras.Model, data: ArrayDataset) -> float:
     return float((probs.argmax(1) == data.y_test).mean())
 
 
-def warm_up(data: ArrayDataset, seed: int) -> None:
-    """Pay TensorFlow's one-time start-up costs (kernels, thread pools) before any timing, so
-    that no contender carries them. (The peer's slow first epoch is not that: it stays at about
-    84 s wall against 42 s of steady stepping with or without this; the legacy generator's fit
-    path spends the rest outside the steady steps.)"""
-    small = data.limit(1024, 256)
-    run_peer(small, 1, seed)
-    run_fastcourse(small, 1, seed)
-
-
 class EpochEval(keras.callbacks.Callback):
     """After each epoch: recompute BN statistics (as fit() does at its end; timed as training)
-    and evaluate on the clean test set (not timed). Stops training at `target`.
+    and evaluate on the clean test set (not timed). Stops training at `target`. `clock` is a
+    dict with `start` (perf_counter at the start), `eval` and optionally `bn` (seconds so far).
 
     Recomputing the moving statistics in the live model changes nothing in training (training
     normalises with batch statistics); it only makes the inference-mode model the one fit()
@@ -289,7 +275,9 @@ class EpochEval(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.recal is not None:
+            t0 = time.perf_counter()
             self.recal(self.model)  # part of the training cost: fit() pays it too
+            self.clock["bn"] = self.clock.get("bn", 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
         elapsed = t0 - self.clock["start"] - self.clock["eval"]
         acc = accuracy(self.model, self.data)
