@@ -66,9 +66,12 @@ def _has_fastai(python: Path) -> bool:
     return subprocess.run([str(python), "-c", "import fastai, torch"], capture_output=True).returncode == 0
 
 
-def fastcourse_side(data_path: str, seed: int, target: float, roofline: bool = False) -> dict:
+def fastcourse_side(
+    data_path: str, seed: int, target: float, roofline: bool = False, changes: Optional[dict] = None
+) -> dict:
     """One fastcourse run of the time-to-accuracy recipe (called in a fresh process); with
-    `roofline`, the bf16 matmul measured after it (for the breakdown)."""
+    `roofline`, the bf16 matmul measured after it (for the breakdown). `changes` replace entries
+    of FAST_TO_ACCURACY (a lever measured: steps_per_execution, bn_batches...)."""
     from fastcourse.bench.recipe import FAST_TO_ACCURACY, recipe_options, run_fastcourse
     from fastcourse.data import ArrayDataset
     from fastcourse.train.precision import resolve_precision
@@ -77,12 +80,13 @@ def fastcourse_side(data_path: str, seed: int, target: float, roofline: bool = F
     data = ArrayDataset(
         "bench", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], [str(c) for c in range(10)]
     )
-    policy, _ = resolve_precision(FAST_TO_ACCURACY.get("policy", "auto"))
+    recipe = {**FAST_TO_ACCURACY, **(changes or {})}
+    policy, _ = resolve_precision(recipe.get("policy", "auto"))
+    options = recipe_options(recipe, policy)
+    options["jit_compile"] = bool(recipe.get("jit_compile", False))
     curve: list[tuple[float, float]] = []
     marks: dict = {}
-    _, ips, _ = run_fastcourse(
-        data, 2, seed, **recipe_options(FAST_TO_ACCURACY, policy), epoch_eval=(curve, target), marks=marks
-    )
+    _, ips, _ = run_fastcourse(data, 2, seed, **options, epoch_eval=(curve, target), marks=marks)
     seconds, acc = curve[-1]
     out = {
         "side": "fastcourse",
@@ -94,6 +98,7 @@ def fastcourse_side(data_path: str, seed: int, target: float, roofline: bool = F
         "images_per_second": ips,
         "precision": policy,
         "marks": marks,
+        "changes": changes or {},
     }
     if roofline:
         from fastcourse.bench.flops import bf16_matmul_gflops
@@ -222,8 +227,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", type=float, default=FASHION_TARGET)
     ap.add_argument("--roofline", action="store_true")
+    ap.add_argument("--set", dest="changes", action="append", default=[], help="KEY=JSON: a recipe entry changed")
     args = ap.parse_args(argv)
-    print(json.dumps(fastcourse_side(args.data, args.seed, args.target, args.roofline)), flush=True)
+    changes = {k: json.loads(v) for k, _, v in (c.partition("=") for c in args.changes)}
+    print(json.dumps(fastcourse_side(args.data, args.seed, args.target, args.roofline, changes)), flush=True)
 
 
 if __name__ == "__main__":
