@@ -100,15 +100,8 @@ def step_config(plan: dict, step: str):
     return check_config(validate_config(raw, str(path)), str(path))
 
 
-# --budget: settings every step trains with, and each step's share of the epochs
-# Batch 256. Measured at 20 epochs (cnn_bn_dropout, fashion augmentation, 2-core AVX-512 BF16
-# EPYC): batch 128 gave 0.9402 / 0.9395 against 0.9383 / 0.9375 (seeds 42 / 43), but in the hour
-# its epochs ran 5-7% slower than batch 256's alone and the budget bought fewer of them (members
-# 17 epochs instead of 20; cnn_bn 0.9375 at 18 against 0.9412 at 22; hidden 0.8844, under its
-# anchor; ensemble 0.9426 against 0.9422, flip TTA 0.9443 against 0.9448). Measured at 20 epochs and
-# left out too: label smoothing 0.1 (0.9380), RandomErasing (0.9333), SGD momentum 0.9 at 0.1 with
-# weight decay 5e-4 (0.9337), AdamW weight decay 0.05 at batch 128 (0.9399), cnn_bn without
-# dropout as the member (0.9370).
+# --budget: settings every step trains with, and each step's share of the epochs. Why batch 256
+# and which other levers were measured and left out: docs/lessons.md, with the command.
 BUDGET_TRAIN = {
     "batch_size": 256,
     "steps_per_execution": 8,
@@ -485,6 +478,8 @@ def run_step(cfg, sdir: Path) -> None:
         io.write_json(timer, {"seconds": before + time.perf_counter() - start})
     if (sdir / records.METRICS).is_file():  # the step's result, once (a run prints none of its own)
         print(records.result_line(cfg.name, json.loads((sdir / records.METRICS).read_text())), flush=True)
+    if (sdir / records.METRICS).is_file():  # the step's result, once (a run prints none of its own)
+        print(records.result_line(cfg.name, json.loads((sdir / records.METRICS).read_text())), flush=True)
 
 
 # --- the report ------------------------------------------------------------------------
@@ -625,13 +620,12 @@ def write_report(run_dir: Path, plan: dict):
 
 def plot_all_curves(run_dir: Path, plan: dict, path: Path) -> Path:
     """Clean test accuracy and training loss per epoch, every finished step on one figure."""
-    import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is never switched
     from matplotlib.ticker import MaxNLocator
 
-    from fastcourse.run import plots as report  # noqa: F401  (selects the Agg backend)
-
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig = Figure(figsize=(12, 4.2))
+    ax_acc, ax_loss = fig.subplots(1, 2)
     for step in plan["steps"]:
         hist = run_dir / step / "history.csv"
         if not (run_dir / step / "metrics.json").is_file() or not hist.is_file():
