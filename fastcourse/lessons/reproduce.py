@@ -478,8 +478,6 @@ def run_step(cfg, sdir: Path) -> None:
         io.write_json(timer, {"seconds": before + time.perf_counter() - start})
     if (sdir / records.METRICS).is_file():  # the step's result, once (a run prints none of its own)
         print(records.result_line(cfg.name, json.loads((sdir / records.METRICS).read_text())), flush=True)
-    if (sdir / records.METRICS).is_file():  # the step's result, once (a run prints none of its own)
-        print(records.result_line(cfg.name, json.loads((sdir / records.METRICS).read_text())), flush=True)
 
 
 # --- the report ------------------------------------------------------------------------
