@@ -6,21 +6,24 @@ rule a config must keep lives in this module, so `fastcourse check` accepts exac
 - ARG_BOUNDS, the bounds of the arguments of registered functions by argument NAME (`dropout`
   of any model, `zoom` of any augmentation, `pseudo_ratio` of a task);
 - ArgsOf, a marker for an argument that is itself another function's arguments (`task.head`);
-- rules across sections (ENSEMBLE_REFUSED: tasks that cannot be an ensemble).
+- rules across sections (ENSEMBLE_REFUSED: tasks that cannot be an ensemble);
+- the schedule's values: it is evaluated once, so a negative or infinite rate fails at load.
 
 It is longer than our ~400-line guide on purpose: splitting it would put rules in two places,
 which is what this module exists to prevent.
 
 Sections that name a function (`task`, `data`, `model`, `augment`, `train.schedule`) take that
-function's keyword arguments beside `name`; `fastcourse.tasks.check` looks the name up in its
-registry (a layer this module may not import) and applies `check_arguments` here, so a
-builder's signature IS its config section. Every problem is one line naming the file, the
-dotted key, the value and what is allowed, and all of a config's problems are reported at once::
+function's keyword arguments beside `name`; the name is looked up in its registry
+(fastcourse.registry) and the arguments checked against the function's signature, so a
+builder's signature IS its config section. Every problem is one line naming the file (or the
+`--set` override), the dotted key, the value and what is allowed, and all of a config's
+problems are reported at once::
 
     configs/mnist/cnn.yaml: train.bach_size: unknown key; did you mean 'batch_size'? ...
+    --set train.bach_size: unknown key; did you mean 'batch_size'? ...
 
-`read_config` reads and checks the tree alone; `fastcourse.load_config`
-(fastcourse.tasks.check.load_config) is the whole check that `run` makes.
+`load_config(path, overrides)` (public as `fastcourse.load_config`) is the one way to read a
+config: the whole check that `fastcourse run` and `fastcourse check` make.
 """
 
 from __future__ import annotations
@@ -52,11 +55,12 @@ from pydantic import (
 )
 
 from fastcourse.errors import ConfigError
+from fastcourse.registry import AUGMENTATIONS, DATASETS, MODELS, SCHEDULES, TASKS
 from fastcourse.safe_yaml import load_yaml, loads_value
 from fastcourse.shipped import resolve_config
 
 # Builder arguments the experiment fills in from the data; a config never sets them.
-DATA_SUPPLIED_ARGS = ("input_shape", "num_classes", "mean", "std")
+DATA_SUPPLIED_ARGS = MODELS.supplied
 
 # --- value types ---------------------------------------------------------------------------
 # pydantic's lax mode reads true as 1 where a number is expected and "yes"/"on"/1 as true where a
@@ -341,26 +345,76 @@ class ExperimentConfig(Strict):
 # --- loading -------------------------------------------------------------------------------
 
 
-def read_config(source: str | os.PathLike | dict, overrides: list[str] | None = None) -> ExperimentConfig:
-    """The config TREE of a YAML file (or a dict) with `key.path=value` overrides applied.
+def load_config(
+    source: str | os.PathLike | dict, overrides: list[str] | None = None, *, origin: str | None = None
+) -> ExperimentConfig:
+    """A config file (or a shipped config's name, `mnist/cnn`, or a dict) with `key.path=value`
+    overrides, checked as `fastcourse run` checks it: the tree, each named section's name in its
+    registry and its arguments against the function's signature and ARG_BOUNDS, the schedule's
+    values. `origin` names where a dict came from, for the messages.
 
-    Checks the tree alone (shapes, types, bounds of train/seed/ensemble...), not the named
-    sections against their functions: that is `fastcourse.load_config`, the whole check `run`
-    makes. Raises ConfigError with one line per problem, all of them at once.
-    """
-    raw, where, problems = read_raw(source, overrides)
-    cfg, tree_problems = validate_tree(raw, where)
-    if problems or tree_problems or cfg is None:
-        raise ConfigError(*problems, *tree_problems)
+        cfg = load_config("configs/mnist/cnn.yaml", ["train.batch_size=128"])
+
+    Raises ConfigError naming every problem, one line each: the file, or `--set` for a key an
+    override set, the dotted key, the value, the fix."""
+    raw, where, problems = _read_raw(source, overrides, origin)
+    set_keys = [item.split("=", 1)[0].strip() for item in overrides or [] if "=" in item]
+    cfg, tree_problems = _validate_tree(raw, where)
+    if cfg is not None:
+        try:
+            check_config(cfg, where)
+        except ConfigError as exc:
+            problems += exc.problems
+        if problems:
+            raise ConfigError(*_name_overrides(problems, where, set_keys))
+        return cfg
+    # the tree is invalid; the sections that can be read are still checked, so that one call
+    # names every problem
+    sections = {loc: _raw_section(raw, loc) for loc in SECTIONS}
+    section_problems, coerced = _check_sections(sections, where)
+    train = _raw_train(raw)
+    if train is not None and "train.schedule" in coerced:
+        section_problems += _schedule_problems(sections["train.schedule"], train.epochs, where)
+    raise ConfigError(*_name_overrides([*problems, *tree_problems, *section_problems], where, set_keys))
+
+
+def check_config(cfg: "ExperimentConfig", where: str = "<config>") -> "ExperimentConfig":
+    """The part of `load_config` after the tree, for a config built in Python: every named
+    section's name and arguments, and the schedule's values; keeps the coerced values in `cfg`
+    (e.g. "1e-3" -> 0.001). A ConfigError names every problem."""
+    sections = {loc: _section_of(cfg, loc) for loc in SECTIONS}
+    problems, coerced = _check_sections(sections, where)
+    if "train.schedule" in coerced:
+        problems += _schedule_problems(cfg.train.schedule, cfg.train.epochs, where)
+    if problems:
+        raise ConfigError(*problems)
     return cfg
 
 
-def read_raw(source: str | os.PathLike | dict, overrides: list[str] | None = None) -> tuple[dict, str, list[str]]:
+def _name_overrides(problems: list[str], where: str, set_keys: list[str]) -> list[str]:
+    """A problem with a key a `--set` override set names the override, not the file it was
+    applied to: `--set train.bach_size: unknown key ...`."""
+    named = []
+    for line in problems:
+        rest = line[len(where) + 2 :] if line.startswith(f"{where}: ") else None
+        if rest is not None and rest.startswith("--set "):
+            line = rest  # an override that could not be applied already says so
+        elif rest is not None:
+            dotted = re.split(r"[ :=]", rest, maxsplit=1)[0]
+            if any(dotted == key or dotted.startswith((f"{key}.", f"{key}[")) for key in set_keys):
+                line = f"--set {rest}"
+        named.append(line)
+    return named
+
+
+def _read_raw(
+    source: str | os.PathLike | dict, overrides: list[str] | None = None, origin: str | None = None
+) -> tuple[dict, str, list[str]]:
     """(the raw tree with the overrides applied, where it came from, the overrides' problems).
 
     A file that cannot be read or parsed raises at once (nothing else can be checked); each
     override that cannot be applied is one problem, and the others still apply."""
-    where = str(source) if not isinstance(source, dict) else "<config>"
+    where = origin or (str(source) if not isinstance(source, dict) else "<config>")
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
     else:
@@ -374,7 +428,7 @@ def read_raw(source: str | os.PathLike | dict, overrides: list[str] | None = Non
     return raw, where, problems
 
 
-def validate_tree(raw: dict, where: str = "<config>") -> tuple[Optional[ExperimentConfig], list[str]]:
+def _validate_tree(raw: dict, where: str = "<config>") -> tuple[Optional["ExperimentConfig"], list[str]]:
     """(the config, []) or (None, one line per problem of the tree)."""
     try:
         return ExperimentConfig.model_validate(raw), []
@@ -382,12 +436,89 @@ def validate_tree(raw: dict, where: str = "<config>") -> tuple[Optional[Experime
         return None, _problems(exc, where, ExperimentConfig)
 
 
-def validate_config(raw: dict, where: str = "<config>") -> ExperimentConfig:
-    """The tree of a raw dict, or a ConfigError naming every problem."""
-    cfg, problems = validate_tree(raw, where)
-    if problems or cfg is None:
-        raise ConfigError(*problems)
+# --- the named sections: each name in its registry, its arguments against the function ------
+
+# dotted key of each named section -> its registry (whose `supplied` arguments the run fills in)
+SECTIONS = {
+    "task": TASKS,
+    "data": DATASETS,
+    "model": MODELS,
+    "augment": AUGMENTATIONS,
+    "train.schedule": SCHEDULES,
+}
+
+
+def _check_sections(sections: dict[str, Optional["Named"]], where: str) -> tuple[list[str], dict[str, dict]]:
+    """(one line per problem, the coerced arguments of each section that had none); those
+    sections keep their coerced values."""
+    problems: list[str] = []
+    coerced: dict[str, dict] = {}
+    for loc, section in sections.items():
+        if section is None:  # not a section: the tree's check has said why
+            continue
+        registry = SECTIONS[loc]
+        if section.name not in registry:
+            problems.append(f"{where}: {loc}.name = {section.name!r}: {registry.unknown_message(section.name)}")
+            continue
+        values, found = argument_problems(registry.get(section.name), section.args, loc, where, registry.supplied)
+        problems += found
+        if not found:
+            coerced[loc] = values
+            for key, value in values.items():  # keep the coerced values (e.g. "1e-3" -> 0.001)
+                setattr(section, key, value)
+    return problems, coerced
+
+
+def _section_of(cfg: BaseModel, loc: str) -> "Named":
+    for part in loc.split("."):
+        cfg = getattr(cfg, part)
     return cfg
+
+
+def _raw_section(raw: Any, loc: str) -> Optional["Named"]:
+    """The section at `loc` of a raw tree (its default where absent), or None where it is not
+    a readable section."""
+    model: Any = ExperimentConfig
+    node: Any = raw
+    for part in loc.split("."):
+        field = model.model_fields[part]
+        model = field.annotation
+        if not isinstance(node, dict):
+            return None
+        if node.get(part) is None:
+            node = field.get_default(call_default_factory=True)
+            node = node.model_dump() if isinstance(node, BaseModel) else node
+        else:
+            node = node[part]
+    try:
+        return model.model_validate(node)
+    except ValidationError:  # a bad declared field (data.train_limit: 0): still check the function's arguments
+        if not isinstance(node, dict) or not isinstance(node.get("name"), str):
+            return None
+        return Named.model_validate({k: v for k, v in node.items() if k == "name" or k not in model.model_fields})
+
+
+def _raw_train(raw: Any) -> Optional["TrainConfig"]:
+    try:
+        return TrainConfig.model_validate(raw.get("train") or {}) if isinstance(raw, dict) else None
+    except ValidationError:
+        return None
+
+
+def _schedule_problems(sched: "Named", epochs: int, where: str) -> list[str]:
+    """Evaluate the schedule once, so bad values (a negative rate) fail at load, not in training."""
+    import numpy as np
+
+    try:
+        values = SCHEDULES.get(sched.name)(np.array([0.0, epochs / 2]), epochs, **sched.args)
+    except (ValueError, TypeError, ZeroDivisionError) as exc:
+        return [f"{where}: train.schedule ({sched.name}): {exc}"]
+    if not np.all(np.isfinite(values)) or np.any(np.asarray(values) < 0):
+        return [
+            f"{where}: train.schedule ({sched.name}) = {short(sched.args)}: gives a rate that is negative or "
+            "not finite; use positive rates"
+        ]
+    return []
 
 
 def read_yaml(path: Path) -> dict:

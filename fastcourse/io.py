@@ -7,15 +7,18 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from fastcourse.errors import FastcourseError, RunError, UsageError
 
-_umask = os.umask(0)
-os.umask(_umask)
-_FILE_MODE = 0o666 & ~_umask
+# the process's umask, read once (os.umask can only be read by setting it): the modes a file and
+# a folder get when made the usual way, given to what mkstemp makes 0600
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 @contextlib.contextmanager
@@ -48,6 +51,50 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder, then rename it onto `folder`: a reader sees what was there or the new
+    folder whole, never a half-built one, and a failure leaves `folder` as it was.
+
+        with io.atomic_folder(out / "savedmodel") as build:
+            build.mkdir()  # or shutil.copytree(source, build), os.replace(unpacked, build)
+            ...            # write into build
+
+    `build` does not exist yet: the block makes it. Its parent is a private temporary folder
+    beside `folder`, which the block may use for scratch and which is removed at the end. An
+    existing `folder` is replaced (moved aside, then removed): the caller decides it may be."""
+    folder = Path(folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    except OSError as exc:
+        raise os_error(exc, f"cannot write {folder}") from None
+    build = work / folder.name
+    try:
+        yield build
+    except BaseException:  # the block's own error, as it was raised; nothing replaced
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        if not build.is_dir():
+            raise RuntimeError(f"atomic_folder({folder}): the block made no folder at {build}")
+        old = None
+        if folder.exists() or folder.is_symlink():
+            old = work / ".replaced"
+            os.replace(folder, old)
+        try:
+            os.replace(build, folder)
+        except OSError:
+            if old is not None:
+                os.replace(old, folder)  # put back what was there
+            raise
+        _fsync(folder.parent)
+    except OSError as exc:
+        raise os_error(exc, f"cannot write {folder}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def make_folder(path: str | os.PathLike, what: str) -> Path:

@@ -33,8 +33,9 @@ class Registry(Generic[F]):
     """`Registry("model", "fastcourse.models", "MODELS")`: the functions decorated with
     `@MODELS.register()` in the package (or single module) `where`."""
 
-    def __init__(self, kind: str, where: str, variable: str):
+    def __init__(self, kind: str, where: str, variable: str, supplied: tuple[str, ...] = ()):
         self.kind, self.where, self.variable = kind, where, variable
+        self.supplied = supplied  # arguments the run passes in, never set in a config
         self._items: dict[str, F] = {}
         self._entries: dict[str, Entry] | None = None
 
@@ -84,6 +85,19 @@ class Registry(Generic[F]):
     def describe(self, name: str) -> str:
         """The function's docstring's first paragraph on one line (whole sentences), for `fastcourse list`."""
         return self.entries()[name].summary
+
+
+# Every registry, here in the base layer so that the config check (fastcourse.config) can look a
+# name up; each function joins with the decorator in its own module (`@MODELS.register()`).
+TASKS: Registry = Registry("task", "fastcourse.tasks", "TASKS", supplied=("cfg", "run_dir"))
+DATASETS: Registry = Registry("dataset", "fastcourse.data", "DATASETS")
+AUGMENTATIONS: Registry = Registry("augmentation", "fastcourse.data.augment", "AUGMENTATIONS")
+MODELS: Registry = Registry(
+    "model", "fastcourse.models", "MODELS", supplied=("input_shape", "num_classes", "mean", "std")
+)
+SCHEDULES: Registry = Registry(
+    "schedule", "fastcourse.train.schedules", "SCHEDULES", supplied=("epoch", "total_epochs")
+)
 
 
 def _modules(where: str) -> list[tuple[str, Path]]:

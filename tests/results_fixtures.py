@@ -112,8 +112,8 @@ def folder_run() -> tuple[Path, Path]:
     """(run directory, data folder): a batchnorm CNN trained 1 epoch on a generated dogscats
     layout (train/valid/{cats,dogs}, test/unknown/1..6) at 32x32, with the dogscats augmentation."""
     if "folder" not in _RUNS:
+        from fastcourse.config import load_config
         from fastcourse.data.synthetic import make_image_folder
-        from fastcourse.tasks.check import load_checked
         from fastcourse.tasks.runner import run_experiment
 
         root = _runs_root()
@@ -125,7 +125,7 @@ def folder_run() -> tuple[Path, Path]:
                 (data / split / old).rename(data / split / new)
         for i, f in enumerate(sorted((data / "test" / "unknown").iterdir()), start=1):
             f.rename(f.with_name(f"{i}{f.suffix}"))
-        cfg = load_checked(
+        cfg = load_config(
             {
                 "name": "tiny-folder",
                 "seed": 5,
@@ -142,10 +142,10 @@ def folder_run() -> tuple[Path, Path]:
 def array_run() -> Path:
     """A run directory of the `linear` model trained 1 epoch on the bundled MNIST sample."""
     if "arrays" not in _RUNS:
-        from fastcourse.tasks.check import load_checked
+        from fastcourse.config import load_config
         from fastcourse.tasks.runner import run_experiment
 
-        cfg = load_checked(
+        cfg = load_config(
             {
                 "name": "tiny-arrays",
                 "seed": 1,

@@ -182,9 +182,9 @@ def test_explain_matches_keras_for_every_layer():
 
 
 def _cfg(folder, tmp_path, name, task):
-    from fastcourse.tasks.check import load_checked
+    from fastcourse.config import load_config
 
-    return load_checked(
+    return load_config(
         {
             "name": f"{name}-{task['name']}",
             "seed": 0,

@@ -1,5 +1,5 @@
 """`fastcourse check` accepts exactly what `fastcourse run` accepts: one rule in one place
-(fastcourse.config), applied by the one check (fastcourse.tasks.check.load_config) both make.
+(fastcourse.config), applied by the one check (fastcourse.config.load_config) both make.
 
 Every config row of the fault table (tests/test_fault_table.py, the rows run through `check`)
 goes through both commands in this process: both refuse it with exit 2 and the same lines. The
@@ -46,6 +46,23 @@ def test_check_and_run_agree_on_every_config_row(row: Case, tmp_path, capsys, mo
     else:
         assert run[1] == check[1]  # the same problems, in the same words
     assert not (t / "runs").exists()  # refused before a run directory was made
+
+
+def test_check_refuses_a_missing_data_path_and_names_set_overrides_as_run_does(tmp_path, capsys):
+    """issue 34: check once said ok for a data.path that does not exist (run refused it after
+    TensorFlow started), and named the file for a --set typo."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny(data={"name": "image_folder", "path": str(tmp_path / "nowhere")})))
+    check = cli(["check", str(path)], capsys)
+    run = cli(["run", str(path), "--out", str(tmp_path / "runs")], capsys)
+    assert check[0] == run[0] == 2 and check[1] == run[1], (check, run)
+    assert len(check[1]) == 1 and str(tmp_path / "nowhere") in check[1][0], check
+    typo = ["--set", "train.bach_size=3"]
+    check = cli(["check", str(path), *typo], capsys)
+    run = cli(["run", str(path), "--out", str(tmp_path / "runs"), *typo], capsys)
+    assert check == run and check[0] == 2, (check, run)
+    assert check[1][0].startswith("fastcourse: error: --set train.bach_size: unknown key; did you mean 'batch_size'?")
+    assert not any((tmp_path / "runs").iterdir())  # refused before a run directory was made
 
 
 # Legal configs at the edges of their ranges (and values the features task once refused at run

@@ -250,8 +250,8 @@ def test_the_features_cache_and_an_ensemble_of_heads_on_class_folders(photos, tm
     valid); the same config run again reuses every file and gets the same figures."""
     import pandas as pd
 
+    from fastcourse.config import load_config
     from fastcourse.run import ensemble
-    from fastcourse.tasks.check import load_config
     from fastcourse.tasks.runner import run_experiment
 
     cache = tmp_path / "cache"

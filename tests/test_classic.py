@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from fastcourse.config import load_config
 from fastcourse.models import MODELS, build_model
-from fastcourse.tasks.check import load_checked as load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ["digits_mlp", "digits_wide", "digits_deep", "digits_deep_dropout", "digits_deep_wide", "digits_cnn"]

@@ -143,36 +143,6 @@ def test_no_tensorflow_absl_or_cuda_log_lines_unless_asked(tmp_path):
     assert not native.search(proc.stdout)
 
 
-def test_native_log_lines_are_filtered_and_come_back_when_asked(capfd, monkeypatch):
-    """What the import of TensorFlow writes to file descriptor 2 is filtered line by line: its log
-    lines go, anything else stays. tf_logs(show=True) (FASTCOURSE_TF_LOGS=1, --verbose) lets all through."""
-    import os
-    import sys as _sys
-
-    from fastcourse import cli
-
-    with cli._native_stderr_filtered():
-        os.write(
-            2,
-            b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-            b"I0000 00:00:1796411432.825038    7386 port.cc:153] oneDNN custom operations are on.\n"
-            b"E0000 00:00:1796411442.651873    7386 cuda_platform.cc:52] failed call to cuInit: UNKNOWN\n"
-            b"a line of our own\n",
-        )
-    err = capfd.readouterr().err
-    assert err == "a line of our own\n", err
-
-    monkeypatch.setattr(_sys, "meta_path", list(_sys.meta_path))
-    monkeypatch.setitem(os.environ, "TF_CPP_MIN_LOG_LEVEL", "2")
-    monkeypatch.delitem(_sys.modules, "tensorflow", raising=False)  # as before TensorFlow is imported (restored after)
-    cli.tf_logs(show=False)
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
-    assert any(isinstance(f, cli._QuietTensorFlowImport) for f in _sys.meta_path)
-    cli.tf_logs(show=True)
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3"
-    assert not any(isinstance(f, cli._QuietTensorFlowImport) for f in _sys.meta_path)
-
-
 def test_command_line_mistakes_are_one_line_and_exit_2(capsys):
     for argv, words in [
         (["run"], ["run:", "required", "CONFIG_OR_RUN_DIR"]),

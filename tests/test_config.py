@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from fastcourse.config import parse_scalar, read_config
+from fastcourse.config import load_config, parse_scalar
 from fastcourse.errors import ConfigError
-from fastcourse.tasks.check import load_config
 
 # experiment configs; configs/sweeps/ holds sweep specs (tests/test_sweep.py checks those)
 CONFIGS = sorted(p for p in Path(__file__).resolve().parents[1].glob("configs/**/*.yaml") if p.parent.name != "sweeps")
@@ -109,24 +108,24 @@ def test_top_level_must_be_a_mapping(tmp_path):
 
 def test_missing_file():
     with pytest.raises(ConfigError, match="no such config file"):
-        read_config("does/not/exist.yaml")
+        load_config("does/not/exist.yaml")
 
 
 def test_overrides_and_defaults(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text(BASE)
-    cfg = read_config(path, ["train.batch_size=128", "train.schedule.lr=1e-2", "model.dense=64"])
+    cfg = load_config(path, ["train.batch_size=128", "train.schedule.lr=1e-2", "model.dense=64"])
     assert cfg.train.batch_size == 128 and cfg.model.args["dense"] == 64
     assert cfg.train.schedule.args["lr"] == pytest.approx(0.01)
     assert cfg.data.name == "mnist_sample" and cfg.augment.name == "none"  # defaults in code
     with pytest.raises(ConfigError, match="key.path=value"):
-        read_config(path, ["train.batch_size"])
+        load_config(path, ["train.batch_size"])
 
 
 def test_phases_define_epochs(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("train: {schedule: {name: phases, phases: [[1, 1.0e-3], [4, 1.0e-4]]}}\n")
-    assert read_config(path).train.epochs == 5
+    assert load_config(path).train.epochs == 5
 
 
 def test_parse_scalar():
@@ -139,8 +138,8 @@ def test_parse_scalar():
 def test_resolved_config_round_trips(tmp_path):
     import yaml
 
-    cfg = read_config(CONFIGS[0])
-    again = read_config(yaml.safe_load(cfg.to_yaml()))
+    cfg = load_config(CONFIGS[0])
+    again = load_config(yaml.safe_load(cfg.to_yaml()))
     assert again == cfg
 
 
@@ -214,7 +213,11 @@ def test_every_problem_is_reported_at_once(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(path, ["train.schedule.lr=-1", "train.epochs", "data.train_limit=[1"])
     lines = str(err.value).splitlines()
-    assert lines == err.value.problems and all(line.startswith(str(path)) for line in lines)
+    assert lines == err.value.problems
+    # a key an override set names the override; every other line names the file
+    assert all(
+        line.startswith("--set " if "--set" in line or "train.schedule.lr" in line else str(path)) for line in lines
+    )
     for words in (
         ["seed = -1"],
         ["train.batch_size = 0"],
@@ -252,21 +255,34 @@ def test_a_bad_override_is_one_line_naming_its_key(tmp_path, override, words):
     path = tmp_path / "exp.yaml"
     path.write_text(BASE)
     with pytest.raises(ConfigError) as err:
-        read_config(path, [override])
+        load_config(path, [override])
     assert len(err.value.problems) == 1, err.value.problems
     for word in words:
         assert word in str(err.value), (word, str(err.value))
 
 
-def test_one_name_means_one_thing():
-    """fastcourse.load_config is the whole check; the tree alone is config.read_config."""
+def test_one_way_to_load_a_config():
+    """fastcourse.load_config is config.load_config, the whole check; no other loader is left."""
+    import importlib.util
+
     import fastcourse
     import fastcourse.config
-    import fastcourse.tasks.check
 
-    assert fastcourse.load_config is fastcourse.tasks.check.load_config
-    assert not hasattr(fastcourse.config, "load_config")
-    assert fastcourse.tasks.check.load_checked is fastcourse.tasks.check.load_config
+    assert fastcourse.load_config is fastcourse.config.load_config
+    for gone in ("read_config", "validate_config", "validate_tree", "read_raw", "load_checked"):
+        assert not hasattr(fastcourse.config, gone), gone
+    assert importlib.util.find_spec("fastcourse.tasks.check") is None
+
+
+def test_a_set_override_is_named_as_such():
+    """A problem with a key an override set names `--set`, not the file it was applied to."""
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS[0], ["train.bach_size=3", "model.filterz=2"])
+    lines = err.value.problems
+    typo = "--set train.bach_size: unknown key; did you mean 'batch_size'?"
+    assert any(line.startswith(typo) for line in lines), lines
+    assert any(line.startswith("--set model.filterz") for line in lines), lines
+    assert not any(str(CONFIGS[0]) in line for line in lines), lines
 
 
 def test_no_task_repeats_a_rule_of_the_config():

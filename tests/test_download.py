@@ -291,12 +291,20 @@ def no_kaggle_token(monkeypatch, tmp_path):
 
 
 def test_statefarm_without_credentials_says_how_to_get_them(no_kaggle_token, monkeypatch, tmp_path):
-    # a kaggle module that blows up if imported: credentials must be checked first
-    monkeypatch.setitem(sys.modules, "kaggle", None)
+    """The kaggle package looks the token up itself when imported, and raises what kaggle 1.6/1.7's
+    KaggleApi.authenticate raises without one; fastcourse turns it into one line."""
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "kaggle.py").write_text(
+        'raise OSError("Could not find kaggle.json. Make sure it\'s located in /home/u/.kaggle. Or use the "\n'
+        "              'environment method. See setup instructions at https://github.com/Kaggle/kaggle-api/')\n"
+    )
+    monkeypatch.syspath_prepend(str(fake))
+    monkeypatch.delitem(sys.modules, "kaggle", raising=False)
     with pytest.raises(UsageError) as err:
         download.get("statefarm", tmp_path / "statefarm")
     msg = str(err.value)
-    assert "\n" not in msg and "kaggle.json" in msg and "KAGGLE_USERNAME" in msg
+    assert "\n" not in msg and "Could not find kaggle.json" in msg and "KAGGLE_USERNAME" in msg
     assert not (tmp_path / "statefarm").exists()
 
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, log_loss
 
+from fastcourse.config import load_config
 from fastcourse.data import DATASETS
 from fastcourse.errors import RunError, UsageError
 from fastcourse.models import build_model
 from fastcourse.models.ensemble import average_members
 from fastcourse.run import ensemble
 from fastcourse.tasks import TASKS
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.tasks.runner import run_experiment
 from fastcourse.train import metrics as fc_metrics
 
@@ -82,13 +82,9 @@ def test_summary_spread_and_gain():
     assert s["rules"]["mean"]["eval_accuracy"] == pytest.approx(fc_metrics.accuracy(probs.mean(0), y))
     assert s["rules"]["vote"]["eval_loss"] is None
     assert s["gain_over_member_mean"] == pytest.approx(s["rules"]["mean"]["eval_accuracy"] - accs.mean())
-    # every entry names its split, and keeps the 0.1.0 names as aliases
+    # every entry names its split (the 0.1.0 aliases are tests/test_records.py's)
     for entry in [*s["members"], *s["rules"].values()]:
-        assert entry["eval_split"] == entry["test_split"] == "valid"
-        assert entry["test_accuracy"] == entry["eval_accuracy"]
-    # members written by fastcourse 0.1.0 (test_* keys only) summarise the same
-    old = [{"test_split": "valid", "test_accuracy": m["eval_accuracy"], "test_loss": m["eval_loss"]} for m in members]
-    assert ensemble.summarize(probs, y, old, "valid")["member_accuracy"] == s["member_accuracy"]
+        assert entry["eval_split"] == "valid"
 
 
 @pytest.mark.integration
@@ -172,7 +168,7 @@ def test_interrupted_ensemble_resumes_at_first_unfinished_member(tiny_config, tm
             fc_metrics.accuracy(ensemble.combine(probs, rule), y)
         )
     assert metrics["eval_accuracy"] == metrics["rules"]["mean"]["eval_accuracy"]
-    assert metrics["eval_split"] == "test" and metrics["test_accuracy"] == metrics["eval_accuracy"]  # the alias
+    assert metrics["eval_split"] == "test"
     # wall time: each member's over both sessions (member 1 was interrupted), the ensemble's over all
     walls = [m["wall_seconds"] for m in member_metrics]
     assert [m["wall_seconds"] for m in metrics["members"]] == walls

@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from fastcourse.cli import main
+from fastcourse.config import load_config
 from fastcourse.errors import ConfigError
 from fastcourse.lessons import reproduce as rp
 from fastcourse.run import ensemble
 from fastcourse.run.inputs import inputs_for
 from fastcourse.shipped import configs_dir
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.tasks.runner import run_experiment
 
 # --- flip TTA --------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fastcourse.config import load_config
 from fastcourse.data.synthetic import make_image_folder
 from fastcourse.errors import UsageError
-from fastcourse.tasks.check import load_checked
 from fastcourse.tasks.runner import run_experiment
 
 pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
@@ -24,7 +24,7 @@ SMALL_CNN = {"name": "cnn_bn", "filters": [4, 8], "dense": 16}
 
 def run(tmp_path, **cfg) -> dict:
     cfg = {"seed": 0, "out": str(tmp_path / "runs"), "train": {"batch_size": 32, "epochs": 1, "verbose": 0}, **cfg}
-    return json.loads((run_experiment(load_checked(cfg)) / "metrics.json").read_text())
+    return json.loads((run_experiment(load_config(cfg)) / "metrics.json").read_text())
 
 
 def test_features_with_a_batchnorm_head_on_an_array_dataset(tmp_path):

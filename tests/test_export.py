@@ -19,12 +19,12 @@ TFLITE_TOL = 1e-5
 @pytest.fixture(scope="module")
 def arrays_run(tmp_path_factory):
     """mnist_sample, the cnn ladder step (small), 1 epoch on 256 images."""
-    from fastcourse.tasks.check import load_checked
+    from fastcourse.config import load_config
     from fastcourse.tasks.runner import run_experiment
 
     out = tmp_path_factory.mktemp("runs")
     return run_experiment(
-        load_checked(
+        load_config(
             {
                 "name": "export-arrays",
                 "seed": 0,
@@ -41,15 +41,15 @@ def arrays_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):
     """A generated 3-class folder at 32x32, the cnn_bn ladder step, 1 epoch."""
+    from fastcourse.config import load_config
     from fastcourse.data.synthetic import make_image_folder
-    from fastcourse.tasks.check import load_checked
     from fastcourse.tasks.runner import run_experiment
 
     root = make_image_folder(
         tmp_path_factory.mktemp("shapes"), classes=3, per_class=8, valid_per_class=4, test=0, size=32
     )
     return run_experiment(
-        load_checked(
+        load_config(
             {
                 "name": "export-folder",
                 "seed": 0,

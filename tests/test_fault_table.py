@@ -246,11 +246,11 @@ def run_dir(config: Optional[dict] = None, files: Optional[dict[str, bytes | str
     """t/rd: a run directory holding config.yaml (the resolved TINY, or `config`) and `files`."""
 
     def setup(t: Path):
-        from fastcourse.config import read_config
+        from fastcourse.config import load_config
 
         d = t / name
         d.mkdir()
-        (d / "config.yaml").write_text(read_config(config or TINY).to_yaml())
+        (d / "config.yaml").write_text(load_config(config or TINY).to_yaml())
         for rel, body in (files or {}).items():
             (d / rel).parent.mkdir(parents=True, exist_ok=True)
             (d / rel).write_bytes(body if isinstance(body, bytes) else body.encode())
@@ -263,11 +263,11 @@ def started_run_dir(config: Optional[dict] = None, name="rd"):
     started.json (the hash and a copy of the resolved config)."""
 
     def setup(t: Path):
-        from fastcourse.config import read_config
+        from fastcourse.config import load_config
         from fastcourse.run.rundir import record_start
 
         (t / name).mkdir()
-        record_start(t / name, read_config(config or TINY))
+        record_start(t / name, load_config(config or TINY))
 
     return setup
 
@@ -804,14 +804,14 @@ def test_legal_arrays_are_converted(tmp_path):
 
 
 def test_legal_yaml_spellings(tmp_path):
-    from fastcourse.tasks.check import load_checked
+    from fastcourse.config import load_config
 
     path = tmp_path / "c.yaml"
     path.write_bytes(
         b"\xef\xbb\xbf"  # a BOM
         + b"name: no\ntrain: {epochs: 1, schedule: {name: constant, lr: 1e-3}, jit_compile: false}\n"
     )
-    cfg = load_checked(path)
+    cfg = load_config(path)
     assert cfg.name == "no" and cfg.train.schedule.args["lr"] == pytest.approx(1e-3)
 
 

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
+from fastcourse.config import load_config
 from fastcourse.errors import ConfigError, DataError
 from fastcourse.models import build_model
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.tasks.runner import run_experiment
 
 

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 from fastcourse.data.folders import check_image, image_dataset, open_folder
+from fastcourse.data.sources import FolderSource
 from fastcourse.data.synthetic import make_image_folder
 from fastcourse.errors import DataError
+
+
+def split_batches(data, split: str, image_size, batch_size: int = 64):
+    """A split's batches as a run reads them (fastcourse.run.inputs makes the same FolderSource)."""
+    s = data.split(split)
+    return FolderSource(s.files, s.labels, data.num_classes, tuple(image_size), data.cache_dir, s.pillow).batches(
+        batch_size
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +61,7 @@ def test_modes_decode_to_rgb_at_model_size(folders):
     assert x.shape == (7, 32, 24, 3) and x.dtype.name == "float32" and y.shape == (7, 2)
     assert sum(int(b[0].shape[0]) for b in batches) == 20
     assert 0.0 <= float(np.min(x)) and float(np.max(x)) <= 255.0 and float(np.max(x)) > 100
-    unlabelled = list(dc.dataset("test", (32, 32), 4))
+    unlabelled = list(split_batches(dc, "test", (32, 32), 4))
     assert sum(int(b.shape[0]) for b in unlabelled) == 6
 
 
@@ -68,12 +77,12 @@ def test_truncated_and_corrupt_images_are_reported_and_skipped_or_raised(folders
     assert len(data.split("train")) == 10 and {p for p, _ in data.skipped} == {str(jpg), str(png)}
     assert str(jpg) in capsys.readouterr().err
     # a whole epoch runs over the remaining files
-    assert sum(int(b[0].shape[0]) for b in data.dataset("train", (32, 32), 4)) == 10
+    assert sum(int(b[0].shape[0]) for b in split_batches(data, "train", (32, 32), 4)) == 10
     with pytest.raises(DataError, match="circle/img_"):
         open_folder(root, on_error="raise")
     # unchecked, the pipeline still drops the bad files instead of crashing halfway
     unchecked = open_folder(root, check="none")
-    assert sum(int(b[0].shape[0]) for b in unchecked.dataset("train", (32, 32), 4)) == 10
+    assert sum(int(b[0].shape[0]) for b in split_batches(unchecked, "train", (32, 32), 4)) == 10
 
 
 def test_csv_layout_with_valid_csv_and_unknown_labels(tmp_path):
@@ -109,9 +118,9 @@ def test_file_cache_decodes_once_and_follows_changes(tmp_path):
     def images(ds):
         return np.concatenate([x.numpy() for x, _ in ds])
 
-    first = images(data.dataset("train", image_size=(24, 24), batch_size=5))
+    first = images(split_batches(data, "train", (24, 24), 5))
     assert len(list(cache.glob("decoded-24x24-*.index"))) == 1
-    np.testing.assert_allclose(first, images(plain.dataset("train", image_size=(24, 24), batch_size=5)), atol=0.5)
+    np.testing.assert_allclose(first, images(split_batches(plain, "train", (24, 24), 5)), atol=0.5)
     # scribble over one image but keep its size and mtime: the cache key is unchanged, so the
     # second pass must serve the cached pixels, not decode the file again
     victim = Path(data.split("train").files[0])
@@ -120,13 +129,13 @@ def test_file_cache_decodes_once_and_follows_changes(tmp_path):
     raw[len(raw) // 3 : len(raw) // 3 + 200] = bytes(200)
     victim.write_bytes(bytes(raw))
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    again = images(data.dataset("train", image_size=(24, 24), batch_size=5))
+    again = images(split_batches(data, "train", (24, 24), 5))
     np.testing.assert_array_equal(first, again)
-    fresh = images(plain.dataset("train", image_size=(24, 24), batch_size=5))
+    fresh = images(split_batches(plain, "train", (24, 24), 5))
     # decoding the file now gives other pixels, or nothing (a corrupt JPEG is dropped)
     assert fresh.shape != first.shape or not np.allclose(fresh, first, atol=0.5)
     victim.unlink()
-    images(open_folder(root, cache_dir=str(cache), check="none").dataset("train", image_size=(24, 24)))
+    images(split_batches(open_folder(root, cache_dir=str(cache), check="none"), "train", (24, 24)))
     assert len(list(cache.glob("decoded-24x24-*.index"))) == 2  # a file gone: a new cache
 
 
@@ -189,11 +198,11 @@ def test_a_limit_that_would_empty_a_class_names_it(uneven):
 
 
 def test_config_limits_on_a_folder_are_stratified_by_the_config_seed(uneven, tiny_config):
+    from fastcourse.config import load_config
     from fastcourse.run.inputs import limits_seeded, load_dataset
-    from fastcourse.tasks.check import load_checked
 
     def cfg(seed):
-        return load_checked(
+        return load_config(
             tiny_config(
                 seed=seed, data={"name": "image_folder", "path": str(uneven), "train_limit": 12, "test_limit": 6}
             )

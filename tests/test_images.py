@@ -8,10 +8,19 @@ from PIL import Image, ImageOps
 
 from fastcourse.data.folders import image_dataset, open_folder
 from fastcourse.data.images import inspect
+from fastcourse.data.sources import FolderSource
 from fastcourse.errors import DataError
 
 RED, GRAY = (230, 20, 20), (128, 128, 128)
 W, H = 24, 16  # stored size; orientations 5-8 display it as 16 x 24
+
+
+def split_batches(data, split: str, image_size, batch_size: int = 64):
+    """A split's batches as a run reads them (fastcourse.run.inputs makes the same FolderSource)."""
+    s = data.split(split)
+    return FolderSource(s.files, s.labels, data.num_classes, tuple(image_size), data.cache_dir, s.pillow).batches(
+        batch_size
+    )
 
 
 def decode(path, size) -> np.ndarray:
@@ -177,7 +186,7 @@ def test_bad_files_are_named_counted_and_skipped(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"scanned 14 files in {root / 'train'}: 6 ok, 1 empty, 2 truncated, 1 corrupt, 4 not images" in err
     assert err.count("train/cats/") == 5 and "... and 3 more (all in the dataset's .report)" in err
-    assert sum(int(b[0].shape[0]) for b in data.dataset("train", (8, 8), 4)) == 6
+    assert sum(int(b[0].shape[0]) for b in split_batches(data, "train", (8, 8), 4)) == 6
     with pytest.raises(DataError, match=r"train/cats/.*\(and 7 more\); remove or replace it"):
         open_folder(root, on_error="raise")
 
@@ -201,7 +210,7 @@ def test_os_litter_ignored_and_counted_odd_names_read(tmp_path, capsys):
     assert report.counts()["hidden/OS files ignored"] == 5 and report.counts()["non-image files ignored"] == 1
     err = capsys.readouterr().err
     assert "5 hidden/OS files ignored, 1 non-image files ignored" in err and "readme.txt" in err
-    x, y = next(iter(data.dataset("train", (8, 8), 64)))
+    x, y = next(iter(split_batches(data, "train", (8, 8), 64)))
     assert x.shape[0] == 6 + len(odd)
     files = data.split("train").files
     for name in odd:
@@ -231,7 +240,7 @@ def test_a_file_broken_after_the_scan_is_named_and_dropped(tmp_path, capsys):
     webp = good(root / "train" / "cats" / "late.webp")
     data = open_folder(root)
     webp.write_bytes(b"RIFF\0\0\0\0WEBPjunk")
-    assert sum(int(b[0].shape[0]) for b in data.dataset("train", (8, 8), 4)) == 6
+    assert sum(int(b[0].shape[0]) for b in split_batches(data, "train", (8, 8), 4)) == 6
     assert f"skipping {webp.absolute()}" in capsys.readouterr().err
 
 

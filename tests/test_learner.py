@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 import fastcourse
+from fastcourse.config import load_config
 from fastcourse.data import DATASETS
 from fastcourse.errors import UsageError
-from fastcourse.tasks.check import load_checked
 from fastcourse.tasks.runner import run_experiment
 
 LIMITS = {"train_limit": 192, "test_limit": 96}
 
 
 def _config(tmp_path, model="cnn", augment="course", schedule=None, **train):
-    return load_checked(
+    return load_config(
         {
             "name": "door",
             "seed": 3,

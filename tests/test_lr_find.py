@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from fastcourse.cli import main
+from fastcourse.config import load_config
 from fastcourse.data.synthetic import make_image_folder
-from fastcourse.tasks.check import load_checked
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_LR, MAX_LR = 1e-6, 1.0
@@ -152,7 +152,7 @@ def test_finetune_target_is_frozen_and_its_weights_come_back(folder, tmp_path):
     from fastcourse.tasks.lr_find import lr_find_target
     from fastcourse.train.lr_find import lr_find_train
 
-    cfg = load_checked(
+    cfg = load_config(
         ROOT / "configs/dogscats/fine_tune.yaml",
         [
             "model.weights=none",
@@ -182,7 +182,7 @@ def test_unfreeze_only_finetune_is_given_in_schedule_units(tiny_config):
 
     from fastcourse.tasks.lr_find import lr_find_for, lr_find_target
 
-    cfg = load_checked(tiny_config(model=SMALL_CNN, task={"name": "finetune", "unfreeze_epochs": 1, "lr_mult": 10}))
+    cfg = load_config(tiny_config(model=SMALL_CNN, task={"name": "finetune", "unfreeze_epochs": 1, "lr_mult": 10}))
     keras.utils.set_random_seed(0)
     target = lr_find_target(cfg)
     assert target.scale == 0.5 and target.lr_multipliers == {

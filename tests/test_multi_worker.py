@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fastcourse.config import load_config
 from fastcourse.data.arrays import mnist_sample
 from fastcourse.data.sources import ArraySource, steps_per_epoch
 from fastcourse.models import build_model
-from fastcourse.tasks.check import load_checked
 from fastcourse.train import checkpoint
 from fastcourse.train.guards import Diverged
 from fastcourse.train.multi_worker import fit_multi_worker
@@ -32,7 +32,7 @@ def source():
 
 
 def train_config(tiny_config, **train):
-    return load_checked(
+    return load_config(
         tiny_config(
             train={
                 "batch_size": 64,

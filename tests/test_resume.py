@@ -156,8 +156,8 @@ def test_resume_flag_and_refusals(tmp_path, tiny_config, capsys, monkeypatch):
     code = main(["run", str(run_dir)])
     err = capsys.readouterr().err
     assert code == 2 and "complete run" in err and "nothing to resume" in err
+    from fastcourse.config import load_config
     from fastcourse.run.rundir import find_unfinished
-    from fastcourse.tasks.check import load_checked as load_config
 
     assert find_unfinished(out, load_config(cfg)) is None  # --resume would start a new run
 

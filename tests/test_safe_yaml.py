@@ -67,11 +67,11 @@ def test_yaml_11_words_stay_strings_and_only_true_false_are_booleans():
 
 
 def test_yes_for_epochs_is_refused_by_validation_as_not_an_integer(tiny_config):
-    from fastcourse.config import validate_config
+    from fastcourse.config import load_config
 
     raw = loads_yaml(yaml.safe_dump(tiny_config()).replace("epochs: 1", "epochs: yes"))
     with pytest.raises(ConfigError, match="epochs.*integer"):
-        validate_config(raw, "cfg.yaml")
+        load_config(raw, origin="cfg.yaml")
 
 
 def test_merge_keys_may_override_and_aliases_under_the_limit_load():

@@ -1,6 +1,7 @@
 """Every .keras file a run writes loads with keras.saving.load_model(path, safe_mode=True): in a fresh
-Python that imported only keras when it holds only Keras' own classes, and after a plain
-`import fastcourse` otherwise (fastcourse registers its classes when keras is imported)."""
+Python that imported only keras when it holds only Keras' own classes, and after
+`import fastcourse.saving` otherwise (the modules that define fastcourse's Keras classes register
+them with keras.saving.register_keras_serializable; fastcourse.saving imports them all)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fastcourse.config import load_config
 from fastcourse.data.synthetic import make_image_folder
-from fastcourse.tasks.check import load_checked
 from fastcourse.tasks.runner import run_experiment
 
 pytestmark = pytest.mark.integration  # every test here starts a process or runs for seconds
@@ -71,7 +72,7 @@ def saved_models(tmp_path_factory):
     }
     out = {}
     for kind, cfg in configs.items():
-        run = run_experiment(load_checked({**tiny, **cfg}))
+        run = run_experiment(load_config({**tiny, **cfg}))
         out[kind] = sorted(run.rglob("*.keras"))
     return out
 
@@ -85,7 +86,7 @@ def test_every_saved_model_loads_in_safe_mode(saved_models):
                 kinds["fastcourse classes"] += 1
                 plain = load_in_fresh_python(path, "")
                 assert plain.returncode != 0, f"{path} names fastcourse classes yet loads without fastcourse?"
-                after = load_in_fresh_python(path, "import fastcourse")
+                after = load_in_fresh_python(path, "import fastcourse.saving")
             else:
                 kinds["keras only"] += 1
                 after = load_in_fresh_python(path, "")
@@ -93,10 +94,21 @@ def test_every_saved_model_loads_in_safe_mode(saved_models):
     assert all(kinds.values()), kinds  # both paths were exercised
 
 
-def test_fastcourse_imported_after_keras_registers_too(saved_models):
+def test_fastcourse_saving_imported_after_keras_registers_too(saved_models):
     path = next(p for paths in saved_models.values() for p in paths if fastcourse_classes(p))
-    proc = load_in_fresh_python(path, "import keras\nimport fastcourse")
+    proc = load_in_fresh_python(path, "import keras\nimport fastcourse.saving")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_fastcourse_loader_needs_no_import(saved_models):
+    """fastcourse's own loader passes its classes to Keras as custom_objects: nothing to import first."""
+    path = next(p for paths in saved_models.values() for p in paths if fastcourse_classes(p))
+    code = (
+        "import keras\nfrom fastcourse.run.artifacts import load_model\n"
+        f"print('outputs', load_model({str(path)!r}).output_shape)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and "outputs" in proc.stdout, proc.stderr[-2000:]
 
 
 def test_import_fastcourse_alone_imports_no_tensorflow():

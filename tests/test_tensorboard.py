@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("tensorboard")
 
-from fastcourse.tasks.check import load_checked
+from fastcourse.config import load_config
 from fastcourse.tasks.runner import run_experiment
 from fastcourse.train.callbacks import open_command, tensorboard_dir_for
 
@@ -34,7 +34,7 @@ def test_tensorboard_dir_follows_the_checkpoints():
 
 @pytest.mark.integration
 def test_tiny_run_writes_scalars_rate_and_images(tmp_path, capsys):
-    cfg = load_checked(
+    cfg = load_config(
         {
             "name": "tb",
             "data": {"name": "mnist_sample", "train_limit": 128, "test_limit": 64},
@@ -80,7 +80,7 @@ def test_tiny_run_writes_scalars_rate_and_images(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_off_by_default(tmp_path):
-    cfg = load_checked(
+    cfg = load_config(
         {
             "name": "notb",
             "data": {"name": "mnist_sample", "train_limit": 64, "test_limit": 32},

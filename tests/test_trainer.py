@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
+from fastcourse.config import load_config
 from fastcourse.data.arrays import mnist_sample
 from fastcourse.data.sources import ArraySource
 from fastcourse.models import build_model
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.tasks.runner import run_experiment
 from fastcourse.train.lr_find import lr_find, suggest
 from fastcourse.train.trainer import fit, seed_everything
@@ -122,7 +122,7 @@ def test_true_batchnorm_statistics_after_one_epoch(tmp_path, tiny_config):
         run_dir = run_experiment(cfg, out=tmp_path / str(n))
         runs[n] = json.loads((run_dir / "metrics.json").read_text())
         history[n] = pd.read_csv(run_dir / "history.csv")
-    assert runs[100]["test_accuracy"] >= 0.9 and runs[100]["bn_statistics_batches"] == 100
-    assert runs[0]["test_accuracy"] < 0.5 and "bn_statistics_batches" not in runs[0]
+    assert runs[100]["eval_accuracy"] >= 0.9 and runs[100]["bn_statistics_batches"] == 100
+    assert runs[0]["eval_accuracy"] < 0.5 and "bn_statistics_batches" not in runs[0]
     for n in (100, 0):  # with or without recomputation, the history shows the model evaluated
-        assert history[n]["val_accuracy"].iloc[-1] == pytest.approx(runs[n]["test_accuracy"], abs=0.005)
+        assert history[n]["val_accuracy"].iloc[-1] == pytest.approx(runs[n]["eval_accuracy"], abs=0.005)

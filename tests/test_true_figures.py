@@ -9,13 +9,13 @@ import keras
 import pandas as pd
 import pytest
 
+from fastcourse.config import load_config
 from fastcourse.data.synthetic import make_image_folder
-from fastcourse.tasks.check import load_checked
 from fastcourse.tasks.runner import run_experiment
 
 
 def _run(cfg: dict, out):
-    run_dir = run_experiment(load_checked(cfg), out=out)
+    run_dir = run_experiment(load_config(cfg), out=out)
     return json.loads((run_dir / "metrics.json").read_text()), pd.read_csv(run_dir / "history.csv")
 
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from fastcourse.config import TrainConfig
+from fastcourse.config import TrainConfig, load_config
 from fastcourse.data.features import cache_key, precompute_features
 from fastcourse.data.folders import open_folder
 from fastcourse.data.sources import FeaturePart, FeatureSource, FolderSource
@@ -16,7 +16,6 @@ from fastcourse.data.synthetic import make_image_folder
 from fastcourse.models.heads import dense_head
 from fastcourse.models.surgery import attach_head, cut_model, freeze, layer_groups, replace_top, set_trainable
 from fastcourse.models.vgg import VGGPreprocess, vgg16, vgg16_bn
-from fastcourse.tasks.check import load_checked as load_config
 from fastcourse.train.optimizers import compile_model, spread_multipliers
 from fastcourse.train.pseudo import pseudo_rows
 
@@ -377,18 +376,3 @@ def test_interrupted_precomputation_resumes_at_the_last_chunk(folder, tmp_path, 
     assert calls["n"] == 2  # pass 2 committed through its batch 2: only batches 3 and 4 are recomputed
     for a, b in zip(resumed, whole):
         np.testing.assert_allclose(np.load(a), np.load(b), rtol=1e-5, atol=1e-5)
-
-
-def test_insert_batchnorm_after_the_dense_layers_keeps_their_weights():
-    from fastcourse.models.surgery import insert_batchnorm
-
-    inputs = keras.Input((8,))
-    h = keras.layers.Dense(6, activation="relu", name="fc1")(inputs)
-    out = keras.layers.Dense(2, activation="softmax", name="predictions")(h)
-    model = keras.Model(inputs, out)
-    bn = insert_batchnorm(model)
-    assert [layer.name for layer in bn.layers if isinstance(layer, keras.layers.BatchNormalization)] == ["fc1_bn"]
-    np.testing.assert_array_equal(bn.get_layer("fc1").get_weights()[0], model.get_layer("fc1").get_weights()[0])
-    x = np.random.default_rng(0).normal(size=(3, 8)).astype("float32")
-    # a fresh BN layer is the identity up to its epsilon in inference mode
-    np.testing.assert_allclose(bn.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-3)

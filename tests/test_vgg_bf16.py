@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 
+from fastcourse.config import load_config
 from fastcourse.data.synthetic import draw_shape
-from fastcourse.tasks.check import load_checked
 from fastcourse.tasks.runner import run_experiment
 
 # A CPU without native bf16 emulates it (slower, same figures): the run warns, the test still holds.
@@ -38,7 +38,7 @@ def folder(tmp_path_factory):
 
 
 def _run(folder, tmp_path, precision: str, task: dict, model: dict, **train) -> tuple[dict, keras.Model, float]:
-    cfg = load_checked(
+    cfg = load_config(
         {
             "name": f"{task['name']}-{precision}",
             "seed": 0,

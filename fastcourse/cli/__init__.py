@@ -17,25 +17,21 @@ path and the fix, never a traceback (a config with several problems: one line ea
          the command that resumes the run (`fastcourse run RUN_DIR`).
 
 TensorFlow's, absl's and CUDA's log lines (oneDNN notices, `failed call to cuInit`) are hidden
-unless FASTCOURSE_TF_LOGS=1 or --verbose asks for them. docs/messages.md has the details.
+unless FASTCOURSE_TF_LOGS=1 or --verbose asks for them (fastcourse.tf_logs). docs/messages.md has
+the details.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import importlib.abc
-import importlib.util
 import os
 import pkgutil
-import re
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from fastcourse.errors import FastcourseError, Interrupted
 
@@ -108,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    tf_logs(show=args.verbose or os.environ.get(TF_LOGS_ENV, "").strip().lower() not in ("", "0", "false", "no"))
+    quiet_tensorflow(args)
     previous = _stop_on_sigterm()
     try:
         code = int(args.handler(args) or 0)
@@ -172,94 +168,16 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
 # --- TensorFlow's own log lines --------------------------------------------------------------
 
 TF_LOGS_ENV = "FASTCOURSE_TF_LOGS"
-# What TensorFlow's native libraries write while they load: absl's "before InitializeLog" notice
-# and glog-style lines (I0000 00:00:1796411432.825038  7386 port.cc:153] oneDNN custom operations ...;
-# before absl is initialised the clock is printed as seconds since 1970)
-_NATIVE_LOG = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+"
-    r"\s+\d+ \S+:\d+\]|To enable the following instructions:)"
-)
+# commands that never import TensorFlow; every other one imports it first, its start-up lines quieted
+NO_TENSORFLOW = {"list", "data", "runs", "compare"}
 
 
-def tf_logs(show: bool) -> None:
-    """Hide (default) or show TensorFlow's, absl's and CUDA's log lines for this process. Takes
-    effect on a TensorFlow imported afterwards (the native level is read when it loads)."""
-    import logging
+def quiet_tensorflow(args: argparse.Namespace) -> None:
+    """Import TensorFlow for a command that needs it, its start-up log lines held to
+    TF_CPP_MIN_LOG_LEVEL (fastcourse.tf_logs); `--verbose` or FASTCOURSE_TF_LOGS=1 shows them all."""
+    from fastcourse import tf_logs
 
-    hook = next((f for f in sys.meta_path if isinstance(f, _QuietTensorFlowImport)), None)
-    if show:
-        if hook is not None:
-            sys.meta_path.remove(hook)
-        import fastcourse
-
-        if "tensorflow" not in sys.modules:  # the level the user set, else everything
-            os.environ["TF_CPP_MIN_LOG_LEVEL"] = fastcourse._TF_LOG_LEVEL_GIVEN or "0"
-        return
-    # 3: errors too (`failed call to cuInit` on a machine without a GPU is logged as an error)
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # multi-worker training's gRPC
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    with contextlib.suppress(ImportError):
-        import absl.logging
-
-        absl.logging.set_verbosity(absl.logging.ERROR)
-    if hook is None and "tensorflow" not in sys.modules:
-        sys.meta_path.insert(0, _QuietTensorFlowImport())
-
-
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Filters what TensorFlow's shared libraries print to the stderr file descriptor while
-    `import tensorflow` runs. They log before absl is initialised, which TF_CPP_MIN_LOG_LEVEL does
-    not reach (TensorFlow 2.21); lines that are not such log lines pass through. It stays in
-    sys.meta_path until TensorFlow is imported (a find_spec alone, as Keras makes, imports nothing)."""
-
-    def __init__(self):
-        self.finding = False
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "tensorflow" or self.finding:
-            return None
-        self.finding = True
-        try:
-            spec = importlib.util.find_spec("tensorflow")  # the real one (this finder steps aside)
-        finally:
-            self.finding = False
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_quietly(module):
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
-            with _native_stderr_filtered():
-                exec_module(module)
-
-        spec.loader.exec_module = exec_quietly
-        return spec
-
-
-@contextlib.contextmanager
-def _native_stderr_filtered() -> Iterator[None]:
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no stderr descriptor to filter
-        yield
-        return
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            kept = [
-                line
-                for line in caught.read().decode(errors="replace").splitlines()
-                if line.strip() and not _NATIVE_LOG.match(line)
-            ]
-            if kept:
-                print("\n".join(kept), file=sys.stderr, flush=True)
+    if args.verbose or os.environ.get(TF_LOGS_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+        tf_logs.show_all()
+    if args.command not in NO_TENSORFLOW:
+        tf_logs.import_tensorflow()

@@ -57,8 +57,8 @@ CONFIG_ARGS = [
     ],
 )
 def run(args: argparse.Namespace) -> int:
+    from fastcourse.config import load_config
     from fastcourse.run.rundir import resolve
-    from fastcourse.tasks.check import load_config
     from fastcourse.tasks.runner import run_experiment
 
     overrides = [*args.overrides, *(["train.tensorboard=true"] if args.tensorboard else [])]
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 @command("show-config", "print the resolved config (defaults filled in, overrides applied)", CONFIG_ARGS)
 def show_config(args: argparse.Namespace) -> int:
-    from fastcourse.tasks.check import load_config
+    from fastcourse.config import load_config
 
     print(load_config(args.config, args.overrides).to_yaml(), end="")
     return 0
@@ -152,9 +152,9 @@ def _example(source, index: int):
     ],
 )
 def preview_augment(args: argparse.Namespace) -> int:
+    from fastcourse.config import load_config
     from fastcourse.data import augment
     from fastcourse.run.inputs import inputs_for
-    from fastcourse.tasks.check import load_config
 
     cfg = load_config(args.config, args.overrides)
     inputs = inputs_for(cfg)
@@ -189,7 +189,7 @@ def preview_augment(args: argparse.Namespace) -> int:
     ],
 )
 def lr_find_command(args: argparse.Namespace) -> int:
-    from fastcourse.tasks.check import load_config
+    from fastcourse.config import load_config
 
     # what the task trains first: the model, a features head, a frozen fine-tune (tasks/lr_find.py)
     from fastcourse.tasks.lr_find import lr_find_for
@@ -223,7 +223,7 @@ def lr_find_command(args: argparse.Namespace) -> int:
     CONFIG_ARGS,
 )
 def check(args: argparse.Namespace) -> int:
-    from fastcourse.tasks.check import load_config
+    from fastcourse.config import load_config
 
     cfg = load_config(args.config, args.overrides)  # a ConfigError: every problem, one line each (exit 2)
     from fastcourse.run.inputs import folder_summary

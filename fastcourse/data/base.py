@@ -6,10 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastcourse.registry import Registry
-
-DATASETS: Registry = Registry("dataset", "fastcourse.data", "DATASETS")
-AUGMENTATIONS: Registry = Registry("augmentation", "fastcourse.data.augment", "AUGMENTATIONS")
+from fastcourse.registry import AUGMENTATIONS, DATASETS  # noqa: F401  (this layer's registries)
 
 
 @dataclass

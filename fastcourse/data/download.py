@@ -17,7 +17,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from fastcourse import io
 from fastcourse.data import remote as sources
 from fastcourse.data.archives import single_folder, unpack
 from fastcourse.data.remote import Remote, Source
@@ -235,17 +235,11 @@ class _NoBar:
 
 def unpack_into(archive: Path, target: Path, split: dict | None = None) -> Path:
     """Unpack `archive` beside `target`, complete the course layout, then rename it to `target`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpack", dir=target.parent))
-    try:
-        unpack(archive, tmp)
-        root = single_folder(tmp)
-        course_layout(root, split or {}, final=target)
-        if target.exists():
-            target.rmdir()  # get() only goes on when it is empty
-        os.replace(root, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with io.atomic_folder(target) as build:  # get() only goes on when target is missing or empty
+        unpacked = build.with_name("unpacked")
+        unpack(archive, unpacked)
+        os.replace(single_folder(unpacked), build)
+        course_layout(build, split or {}, final=target)
     return target
 
 
@@ -261,7 +255,6 @@ def course_layout(root: Path, split: dict, final: Path | None = None) -> None:
     if not train.is_dir() or sum(p.is_dir() for p in train.iterdir()) < 2:
         raise DataError(f"{root}: the archive has no train/<class>/ folders; it is not the expected dataset")
     if not (root / "valid").is_dir():
-        from fastcourse import io
         from fastcourse.data.split import make_split
 
         make_split(root, mode="move", **split)

@@ -9,9 +9,9 @@ The stable API (other modules build on it)::
     train = data.split("train")                    # FolderSplit: .files (absolute paths, sorted),
     train.files, train.labels                      #   .labels (int64 array, or None when unlabelled)
     data.split("test").labels is None              #   .groups (Statefarm's driver per file, or None)
-    ds = data.dataset("train", image_size=(224, 224), batch_size=64, shuffle=True, seed=0)
+    ds = image_dataset(train.files, train.labels, data.num_classes, (224, 224), batch_size=64)
     # -> tf.data.Dataset of (float32 0-255 RGB images (B, H, W, 3), one-hot float32 labels (B, C));
-    #    unlabelled splits (or labels=False) yield images only, in `split.files` order.
+    #    unlabelled splits (labels None) yield images only, in `split.files` order.
     small = data.limit(256, 128, seed=0)           # per class, in proportion: every class kept
 
 The layouts (which files, which labels) are fastcourse.data.folder_files; decoding them into
@@ -40,7 +40,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal, Optional, Sequence
+from typing import Literal, Optional
 
 import numpy as np
 
@@ -133,35 +133,6 @@ class FolderDataset:
     def with_split(self, name: str, split: FolderSplit) -> "FolderDataset":
         return replace(self, splits={**self.splits, name: replace(split, name=name)})
 
-    def dataset(
-        self,
-        split: str,
-        image_size=(224, 224),
-        batch_size: int = 64,
-        shuffle: bool = False,
-        seed: int = 0,
-        augment: Optional[Callable] = None,
-        repeat: bool = False,
-        labels: bool = True,
-        start_step: int = 0,
-    ):
-        """tf.data over one split; see `image_dataset`."""
-        s = self.split(split)
-        return image_dataset(
-            s.files,
-            s.labels if labels else None,
-            self.num_classes,
-            image_size,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            augment=augment,
-            repeat=repeat,
-            start_step=start_step,
-            cache_dir=self.cache_dir,
-            pillow=s.pillow,
-        )
-
     def describe(self) -> str:
         parts = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
         return f"{self.name} ({self.layout}, {self.num_classes} classes: {parts})"
@@ -219,11 +190,6 @@ def check_image(path: str, check: Check = "fast") -> Optional[str]:
     """None when `path` is a readable image, else the reason it is not."""
     problem = _images.inspect(path, check).problem
     return None if problem is None else problem[1]
-
-
-def check_images(files: Sequence[str], check: Check = "fast", workers: int = 8) -> list[tuple[str, str]]:
-    """(path, reason) for each bad file; checked in a thread pool (Pillow releases the GIL)."""
-    return [(st.path, st.problem[1]) for st in _images.scan(files, check, workers) if st.problem]
 
 
 def _checked(data: FolderDataset, on_error: OnError, check: Check) -> FolderDataset:
@@ -289,7 +255,6 @@ __all__ = [
     "image_dataset",
     "decode_image",
     "check_image",
-    "check_images",
     "detect_layout",
     "images_directly_in",
     "class_folders",

@@ -6,12 +6,11 @@ exist, so they are looked for first and a missing one is reported as one line.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from fastcourse import io
 from fastcourse.data.remote import Source
 from fastcourse.errors import DataError, UsageError
 
@@ -43,19 +42,14 @@ def get_competition(source: Source, target: Path, *, progress: bool = True) -> P
         zips = sorted(download.glob("*.zip"))
         if not zips:
             raise DataError(f"{download}: the kaggle package left no .zip; delete the folder and run again")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpack", dir=target.parent))
-        try:
+        with io.atomic_folder(target) as build:  # target is missing or empty here
+            unpacked = build.with_name("unpacked")
             for z in zips:
-                unpack(z, tmp)
-            root = single_folder(tmp)
-            _flatten(root, unpack)
-            if not (root / "train").is_dir():
+                unpack(z, unpacked)
+            os.replace(single_folder(unpacked), build)
+            _flatten(build, unpack)
+            if not (build / "train").is_dir():
                 raise DataError(f"{zips[0]}: no train/ (or imgs/train/) inside; it is not the expected competition")
-            if target.exists():
-                target.rmdir()
-            os.replace(root, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(download, ignore_errors=True)
     make_split(target, split_dir, **source.split)
     return split_dir
@@ -75,10 +69,8 @@ def _flatten(root: Path, unpack) -> None:
 
 
 def _download(competition: str, folder: Path, progress: bool) -> None:
-    if not has_credentials():
-        raise UsageError(f"Kaggle credentials not found (needed for {competition}): {TOKEN_HELP}")
     try:
-        import kaggle  # authenticates on import
+        import kaggle  # authenticates on import: its own lookup of the token (environment, kaggle.json)
     except ImportError:
         raise UsageError(
             "the kaggle package is not installed: pip install 'fastcourse[kaggle]' (or pip install kaggle)"
@@ -100,31 +92,6 @@ def _download(competition: str, folder: Path, progress: bool) -> None:
         if status == 404:
             raise DataError(f"Kaggle has no competition {competition!r} (404)") from None
         raise DataError(f"Kaggle download of {competition} failed ({_first_line(exc)}); run again to retry") from None
-
-
-def has_credentials() -> bool:
-    """True when the kaggle package will find a token (environment or kaggle.json)."""
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        return True
-    if os.environ.get("KAGGLE_API_TOKEN"):
-        return True
-    folders = [Path(os.environ["KAGGLE_CONFIG_DIR"])] if os.environ.get("KAGGLE_CONFIG_DIR") else []
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    folders += [Path.home() / ".kaggle", xdg / "kaggle"]
-    for folder in folders:
-        path = folder.expanduser() / "kaggle.json"
-        if path.is_file():
-            try:
-                token = json.loads(path.read_text())
-            except (OSError, ValueError):
-                raise UsageError(
-                    f"{path}: not a readable Kaggle token (JSON with username and key); "
-                    "download a new one from https://www.kaggle.com/settings"
-                ) from None
-            return bool(isinstance(token, dict) and token.get("username") and token.get("key"))
-        if (folder.expanduser() / "access_token").is_file():
-            return True
-    return False
 
 
 def _status(exc: Exception):

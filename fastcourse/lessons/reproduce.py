@@ -84,8 +84,7 @@ def default_configs_dir() -> Path:
 
 def step_config(plan: dict, step: str):
     """The validated config of one step: its YAML, the quick shrink, then the user's overrides."""
-    from fastcourse.config import apply_override, read_yaml, validate_config
-    from fastcourse.tasks.check import check_config
+    from fastcourse.config import load_config, read_yaml
 
     path = Path(plan["configs_dir"]) / plan["dataset"] / f"{step}.yaml"
     raw = read_yaml(path)
@@ -95,9 +94,7 @@ def step_config(plan: dict, step: str):
         _shrink(raw, plan["quick"])
     if plan.get("budget") and plan["budget"].get("epochs"):
         _budget_train(raw, plan["budget"]["epochs"].get(step, 1))
-    for item in plan.get("overrides", []):
-        apply_override(raw, item, str(path))
-    return check_config(validate_config(raw, str(path)), str(path))
+    return load_config(raw, plan.get("overrides", []), origin=str(path))
 
 
 # --budget: settings every step trains with, and each step's share of the epochs. Why batch 256

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import inspect
 
-from fastcourse.registry import Registry
-
-MODELS: Registry = Registry("model", "fastcourse.models", "MODELS")
+from fastcourse.registry import MODELS
 
 
 def build_model(name: str, input_shape, num_classes: int, mean: float = 0.0, std: float = 1.0, **kwargs):

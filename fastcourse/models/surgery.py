@@ -21,7 +21,6 @@ import keras
 from keras import layers
 
 from fastcourse.errors import UsageError
-from fastcourse.models.blocks import BatchNorm
 
 HEAD = "head"
 TOP_LAYERS = ("flatten", "fc", "predictions", "avg", "max", "head")
@@ -138,17 +137,3 @@ def cut_model(model: keras.Model, cut: str = "last_conv") -> keras.Model:
 def attach_head(conv: keras.Model, head: keras.Model, name: str = "finetuned") -> keras.Model:
     """Put a head trained on features back on the conv part: raw images -> class probabilities."""
     return keras.Model(conv.inputs, head(conv.outputs[0]), name=name)
-
-
-def insert_batchnorm(model: keras.Model, after: tuple[str, ...] = ("Dense",)) -> keras.Model:
-    """A copy of a sequential-style model with BatchNormalization after every layer of the given
-    classes except the last (VGG16-BN's dense blocks); the weights of existing layers are kept."""
-    x = inputs = keras.Input(model.input_shape[1:])
-    last = model.layers[-1]
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        x = layer(x)
-        if type(layer).__name__ in after and layer is not last:
-            x = BatchNorm(name=f"{layer.name}_bn")(x)
-    return keras.Model(inputs, x, name=f"{model.name}_bn")

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -44,10 +42,6 @@ PROBE_IMAGES = 8
 # an export whose probabilities differ more than this from the Keras model's is refused
 # (float32 TFLite differs by rounding only; measured figures: docs/serving.md)
 MAX_DIFF = {"savedmodel": 1e-5, "tflite": 1e-4}
-
-_umask = os.umask(0)
-os.umask(_umask)
-_FOLDER_MODE = 0o777 & ~_umask
 
 
 def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.PathLike] = None) -> Path:
@@ -73,7 +67,8 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: Optional[str | os.Path
     probe = np.random.default_rng(0).uniform(0, 255, (PROBE_IMAGES, *shape)).astype(np.float32)
     expected = np.asarray(model.predict(probe, verbose=0), np.float64)
     trained = np.asarray(run.model.predict(probe, verbose=0), np.float64)
-    with atomic_folder(folder) as tmp:
+    with io.atomic_folder(folder) as tmp:
+        tmp.mkdir()
         if fmt == "savedmodel":
             write_savedmodel(model, tmp)
             got = serve_savedmodel(tmp, probe)
@@ -205,29 +200,3 @@ def serve_tflite(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
 def read_classes(folder: str | os.PathLike) -> list[str]:
     """The class names an export carries."""
     return json.loads((Path(folder) / "classes.json").read_text())
-
-
-@contextmanager
-def atomic_folder(folder: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `folder`; on success it replaces `folder` (an older one is
-    moved aside first, then removed), on failure it is removed and `folder` is untouched."""
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    except OSError as exc:
-        raise io.os_error(exc, f"cannot write {folder}") from None
-    try:
-        yield tmp
-        os.chmod(tmp, _FOLDER_MODE)  # mkdtemp makes 0700; give the export the usual mode
-        old = None
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise io.os_error(exc, f"cannot write {folder}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

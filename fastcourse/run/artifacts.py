@@ -11,7 +11,7 @@
     learning_curves.png, confusion_matrix.png   (both name the evaluation split)
 
 `load_model` is the one way fastcourse reads a .keras file: safe mode, with fastcourse's own
-registered classes imported first.
+registered classes given as `custom_objects`.
 """
 
 from __future__ import annotations
@@ -30,14 +30,20 @@ from fastcourse.run import plots, records
 from fastcourse.run.records import LABELS, PROBS
 
 
-def register_custom_objects() -> None:
-    """Import every module that defines a registered Keras class (layers, schedules,
-    optimizers), so that safe-mode loading finds them."""
+def custom_objects() -> dict:
+    """fastcourse's Keras classes (layers, schedules, optimizers) by their registered names
+    ("fastcourse>BatchNorm"), for `keras.saving.load_model(path, custom_objects=...)`. Each is
+    registered with `keras.saving.register_keras_serializable(package="fastcourse")` in the
+    module that defines it; importing those modules registers them."""
+    import keras
+
     import fastcourse.data.augment  # noqa: F401  RandomAffine
     import fastcourse.models.applications  # noqa: F401  ImageNetPreprocess
-    import fastcourse.models.blocks  # noqa: F401  Step
+    import fastcourse.models.blocks  # noqa: F401  Step, BatchNorm
     import fastcourse.models.vgg  # noqa: F401  VGGPreprocess
     import fastcourse.train.optimizers  # noqa: F401  ScheduleAdapter, Multiplied*
+
+    return {name: obj for name, obj in keras.saving.get_custom_objects().items() if name.startswith("fastcourse>")}
 
 
 def load_model(path: str | Path, compile: bool = True):
@@ -49,7 +55,6 @@ def load_model(path: str | Path, compile: bool = True):
     """
     import keras
 
-    register_custom_objects()
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such model file")
@@ -62,7 +67,7 @@ def load_model(path: str | Path, compile: bool = True):
             "safe mode only; rebuild it with registered layers"
         )
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+        return keras.saving.load_model(path, custom_objects=custom_objects(), compile=compile, safe_mode=True)
     except ValueError as exc:
         raise UsageError(f"{path}: cannot load this .keras model: {str(exc).splitlines()[0]}") from None
     except (TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:

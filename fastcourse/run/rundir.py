@@ -153,10 +153,10 @@ def config_differences(a: dict, b: dict, prefix: str = "") -> list[tuple[str, ob
 
 
 def saved_config(run_dir: Path):
-    """The run's config.yaml, as a config (the tree checked)."""
-    from fastcourse.config import read_config
+    """The run's config.yaml, as a config (checked as `fastcourse run` checks it)."""
+    from fastcourse.config import load_config
 
-    return read_config(run_dir / CONFIG)
+    return load_config(run_dir / CONFIG)
 
 
 def check_same_config(run_dir: Path, cfg, overrides: tuple[str, ...] = (), source: Optional[str] = None) -> None:
@@ -246,11 +246,10 @@ def resolve(
     `target` is a config file or a run directory; a run directory is resumed. `resume` picks
     the newest unfinished run of the config under `out`; `run_dir` names the directory to run
     into, continuing it when it holds an unfinished run. `load(source, overrides)` reads a
-    config (default: the tree alone, fastcourse.config.read_config; the CLI passes the whole
-    check, fastcourse.load_config).
+    config (default: fastcourse.config.load_config, the whole check).
     """
     if load is None:
-        from fastcourse.config import read_config as load
+        from fastcourse.config import load_config as load
 
     path = Path(target)
     if path.is_dir():

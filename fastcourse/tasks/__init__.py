@@ -6,9 +6,8 @@ arguments are the config's `task` section. Every task reads its data through the
 directory through the run layer's artifacts. `run_experiment` checks a config and runs it,
 as an ensemble when it has an `ensemble` section. Importing this package imports no TensorFlow."""
 
-from fastcourse.registry import Registry
+from fastcourse.registry import TASKS
 
-TASKS: Registry = Registry("task", "fastcourse.tasks", "TASKS")
-TASK_ARGS_SKIPPED = ("cfg", "run_dir")
+TASK_ARGS_SKIPPED = TASKS.supplied
 
 __all__ = ["TASKS", "TASK_ARGS_SKIPPED"]

@@ -14,8 +14,9 @@ suggests; each task kind names its own (`TARGETS`):
 - sklearn_features with `pretrain: true`: the network trained before the cut (without it, a
   scikit-learn classifier has no learning rate).
 
+    from fastcourse import load_config
     from fastcourse.tasks.lr_find import lr_find_for
-    result = lr_find_for(load_checked("configs/dogscats/features_dense.yaml"), steps=100)
+    result = lr_find_for(load_config("configs/dogscats/features_dense.yaml"), steps=100)
     result.finder.suggestion, result.finder.plot("lr_find.png", result.title)
 
 It runs in the config's precision policy, seeded like a run; a multi-worker config is tested on

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastcourse.config import ExperimentConfig
+from fastcourse.config import ExperimentConfig, check_config
 from fastcourse.run.experiment import execute
 from fastcourse.tasks import TASKS
-from fastcourse.tasks.check import check_config
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path | None = None, run_dir: str | Path | None = None) -> Path:

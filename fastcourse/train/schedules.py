@@ -16,11 +16,10 @@ from typing import Optional
 
 import numpy as np
 
-from fastcourse.registry import Registry
+from fastcourse.registry import SCHEDULES
 
-SCHEDULES: Registry = Registry("schedule", "fastcourse.train.schedules", "SCHEDULES")
 # Arguments every schedule receives from the trainer rather than the config.
-SCHEDULE_ARGS_SKIPPED = ("epoch", "total_epochs")
+SCHEDULE_ARGS_SKIPPED = SCHEDULES.supplied
 
 
 @SCHEDULES.register()
