@@ -96,10 +96,11 @@ def test_lr_find_suggests_a_rate_and_restores_weights(sample, tmp_path):
     assert result.plot(tmp_path / "lr.png").stat().st_size > 1000
 
 
-def test_suggest_picks_steepest_descent():
+def test_suggest_steep_picks_steepest_descent_and_valley_lies_on_the_fall():
     lrs = np.geomspace(1e-5, 1, 50)
-    losses = 2.0 - np.tanh((np.log10(lrs) + 3) * 2)  # falls fastest at 1e-3
-    assert suggest(lrs, losses) == pytest.approx(1e-3, rel=0.3)
+    losses = 2.0 - np.tanh((np.log10(lrs) + 3) * 2)  # falls fastest at 1e-3, from 3 to 1
+    assert suggest(lrs, losses, "steep") == pytest.approx(1e-3, rel=0.3)
+    assert 1e-4 < suggest(lrs, losses) < 1e-2  # valley, the default: inside the fall
 
 
 @pytest.mark.integration
