@@ -231,19 +231,9 @@ def affine(
     channel_shift: float = 0.0,
     fill_mode: FillMode = "nearest",
 ) -> Affine:
-    """Any ImageDataGenerator-style affine augmentation (rotation deg, shear rad)."""
-    if fill_mode not in ("nearest", "constant", "reflect", "wrap"):
-        raise ValueError(f"fill_mode {fill_mode!r}: use nearest, constant, reflect or wrap")
-    for key, value in dict(
-        rotation=rotation,
-        width_shift=width_shift,
-        height_shift=height_shift,
-        shear=shear,
-        zoom=zoom,
-        channel_shift=channel_shift,
-    ).items():
-        if value < 0:
-            raise ValueError(f"{key}={value}: must be >= 0 (the range is symmetric)")
+    """Any ImageDataGenerator-style affine augmentation (rotation deg, shear rad). Each range is
+    symmetric (rotation 8: -8 to 8 degrees); the config check holds the values to their bounds
+    (config.ARG_BOUNDS) and `fill_mode` to its choices."""
     return Affine(
         RandomAffine(rotation, width_shift, height_shift, shear, zoom, horizontal_flip, channel_shift, fill_mode)
     )
@@ -323,9 +313,68 @@ def keras_layers(layers: list[dict[str, dict[str, Any]]] = ()) -> Optional[Layer
     return LayerChain(built) if built else None
 
 
-def build(name: str, params: dict | None = None):
-    """The pipeline registered as `name`, built with `params`."""
-    return AUGMENTATIONS.get(name)(**(params or {}))
+class PerImageRandAugment(keras.layers.RandAugment):
+    """Keras 3's RandAugment with its operations drawn per image.
+
+    Keras' layer draws `num_ops` operation indices for the whole batch, so every image of a batch
+    gets the same operations; the paper (Cubuk et al. 2020) and timm draw them per image. Each
+    operation's own strength is still drawn per image by its layer, as in Keras."""
+
+    def get_random_transformation(self, data, training=True, seed=None):
+        transformation = super().get_random_transformation(data, training=training, seed=seed)
+        if transformation is None:
+            return None
+        images = data["images"] if isinstance(data, dict) else data
+        transformation["layer_idxes"] = self.backend.random.randint(
+            (self.num_ops, self.backend.shape(images)[0]),
+            0,
+            len(self._AUGMENT_LAYERS),
+            seed=self._get_seed_generator(self.backend._backend),
+        )
+        return transformation
+
+    def transform_images(self, images, transformation, training=True):
+        images = self.backend.cast(images, self.compute_dtype)
+        if not training or transformation is None:
+            return images
+        idxes, transforms = transformation["layer_idxes"], transformation["transforms"]
+        for i in range(self.num_ops):
+            for idx, (key, value) in enumerate(transforms.items()):
+                chosen = self.backend.numpy.reshape(idxes[i] == idx, (-1, 1, 1, 1))
+                images = self.backend.numpy.where(chosen, getattr(self, key).transform_images(images, value), images)
+        return self.backend.cast(images, self.compute_dtype)
+
+
+@AUGMENTATIONS.register()
+def randaugment(num_ops: int = 2, magnitude: float = 0.5, horizontal_flip: bool = False) -> LayerChain:
+    """RandAugment: `num_ops` operations per image, drawn from Keras 3's eleven (shear,
+    translation, rotation, brightness, colour, contrast, sharpness, solarize, posterize,
+    autocontrast, equalize), each of strength up to `magnitude` (Keras' `factor`, 0-1).
+
+    Keras' layer as it is, but for the draw of the operations: per image here, per batch in Keras
+    (PerImageRandAugment). Its `value_range` is the course's 0-255 floats; its dtype float32, so a
+    mixed-precision policy never rounds the pixels to bfloat16. With `horizontal_flip` a random
+    mirror image first (clothes and photos; never digits)."""
+    layers: list[keras.layers.Layer] = []
+    if horizontal_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", dtype="float32"))
+    ops = PerImageRandAugment(value_range=(0, 255), num_ops=int(num_ops), factor=float(magnitude), dtype="float32")
+    layers.append(ops)
+    return LayerChain(layers)
+
+
+def build(name: str, params: dict | None = None, mix: dict | None = None):
+    """The pipeline registered as `name`, built with `params`; with a `mix` spec
+    (`{name: mixup | cutmix, alpha: ...}`, also accepted as `params["mix"]`) that pipeline
+    followed by the mix of images and labels (fastcourse.data.mix)."""
+    params = dict(params or {})
+    mix = params.pop("mix", None) if mix is None else mix
+    pipeline = AUGMENTATIONS.get(name)(**params)
+    if mix is None:
+        return pipeline
+    from fastcourse.data.mix import Mixed, build_mix
+
+    return Mixed(pipeline, build_mix(mix))
 
 
 def preview(augment, image: np.ndarray, path: str | Path, n: int = 8, seed: int = 0, title: str = "") -> Path:

@@ -22,13 +22,18 @@ from fastcourse.errors import UsageError
 def augment_and_prefetch(ds, augment: Optional[Callable], seed: int, start_step: int, labelled: bool):
     """The tail of every batch pipeline: `augment(images, seed)` on whole batches, with a
     stateless seed made of `seed` and the global batch index (so a run is reproducible and a
-    resumed one continues the sequence), then prefetch."""
+    resumed one continues the sequence), then prefetch. A pipeline that mixes images and labels
+    (fastcourse.data.mix.Mixed) gets the labels too: `augment.with_labels(images, labels, seed)`."""
     import tensorflow as tf
 
     if augment is not None:
         seed_t = tf.constant(seed, tf.int64)
         ds = ds.enumerate(start=start_step)
-        if labelled:
+        if labelled and getattr(augment, "mixes_labels", False):
+            ds = ds.map(
+                lambda i, b: augment.with_labels(b[0], b[1], tf.stack([seed_t, i])), num_parallel_calls=tf.data.AUTOTUNE
+            )
+        elif labelled:
             ds = ds.map(lambda i, b: (augment(b[0], tf.stack([seed_t, i])), b[1]), num_parallel_calls=tf.data.AUTOTUNE)
         else:
             ds = ds.map(lambda i, x: augment(x, tf.stack([seed_t, i])), num_parallel_calls=tf.data.AUTOTUNE)
