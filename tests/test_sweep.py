@@ -93,7 +93,9 @@ def check_against_runs(folder: Path, n: int) -> pd.DataFrame:
 # --- the spec (unit) ---------------------------------------------------------------------------
 
 
-def test_shipped_overfitting_spec_is_the_lessons_grid():
+def test_shipped_overfitting_spec_is_the_lessons_grid(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sweeps" / "overfitting").mkdir(parents=True)  # its own sweep folder: the same command continues
     sweep = load_spec("sweeps/overfitting")
     assert sweep.n_trials == 12 and len(sweep.grid) == 12
     assert {(p["model.dropout"], p["augment.name"], p["model.batchnorm"]) for p in sweep.grid} == {

@@ -41,6 +41,8 @@ FIGURES = [
     "run_seconds",
     "process_seconds",
     "verdict",
+    "first_epoch_seconds",
+    "later_epoch_seconds",
     "error",
 ]
 
@@ -105,38 +107,45 @@ def _write_best(sweep: Sweep, folder: Path, number: int) -> Path:
 
 
 def plot_overfitting(done: pd.DataFrame, sweep: Sweep, path: Path) -> Path:
-    """Train against evaluation accuracy, one labelled point per complete trial, with the diagonal:
-    a point below it overfits (train above evaluation), above it underfits."""
+    """Train against evaluation accuracy, one point per complete trial (labelled with its number; the
+    key beside the plot gives its settings), with the diagonal: a point below it overfits (train
+    above evaluation), above it underfits."""
     from matplotlib.figure import Figure
 
     split = str(done["eval_split"].dropna().iloc[0]) if done["eval_split"].notna().any() else "evaluation"
     train = pd.to_numeric(done["train_accuracy"], errors="coerce")
     valid = pd.to_numeric(done["eval_accuracy"], errors="coerce")
-    fig = Figure(figsize=(7.5, 6.5))
-    ax = fig.subplots()
+    fig = Figure(figsize=(11, 6.5))
+    ax = fig.add_axes((0.08, 0.09, 0.52, 0.83))
     low = float(min(train.min(), valid.min()))
     low = max(0.0, math.floor(low * 50) / 50 - 0.02) if math.isfinite(low) else 0.0
     ax.plot([low, 1.0], [low, 1.0], "--", color="grey", lw=1, label=f"train = {split}")
     colours = {"overfits": "tab:red", "underfits": "tab:blue", "balanced": "tab:green"}
+    bounds = {"overfits": f"gap > {GAP:g}", "underfits": f"gap < -{GAP:g}", "balanced": f"|gap| <= {GAP:g}"}
     for what, colour in colours.items():
         mask = done["verdict"] == what
-        bound = f"gap > {GAP:g}" if what == "overfits" else f"gap < -{GAP:g}" if what == "underfits" else "|gap| <= GAP"
-        ax.scatter(train[mask], valid[mask], s=40, color=colour, label=f"{what} ({bound.replace('GAP', f'{GAP:g}')})")
-    for number, row in done.iterrows():
-        label = f"{number:03d} " + " ".join(_short(k, row[k]) for k in sweep.spec.space)
-        ax.annotate(label, (train[number], valid[number]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xlim(low, 1.0)
-    ax.set_ylim(low, 1.0)
+        ax.scatter(train[mask], valid[mask], s=40, color=colour, label=f"{what} ({bounds[what]})")
+    for number in done.index:
+        ax.annotate(
+            f"{number:03d}", (train[number], valid[number]), fontsize=8, xytext=(4, 3), textcoords="offset points"
+        )
+    ax.set_xlim(low, 1.005)
+    ax.set_ylim(low, 1.005)
     ax.set_xlabel("train accuracy (last epoch, augmented batches, dropout on)")
     ax.set_ylabel(f"{split} accuracy")
     ax.set_title(f"{sweep.study_name}: train against {split} accuracy per trial")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    key = [f"{n:03d}  " + "  ".join(_short(k, _py(row[k])) for k in sweep.spec.space) for n, row in done.iterrows()]
+    fig.text(0.63, 0.92, "\n".join(["trial  settings", *key]), va="top", family="monospace", fontsize=8)
     return io.save_figure(fig, path)
 
 
 def _short(key: str, value: Any) -> str:
-    return f"{key.split('.')[-1]}={value}"
+    """`dropout=0.25`, `augment=course` (a section's `name` goes by the section)."""
+    parts = key.split(".")
+    label = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+    return f"{label}={value}"
 
 
 def report_text(sweep: Sweep, df: pd.DataFrame, best: Optional[int]) -> str:
@@ -165,7 +174,7 @@ def report_text(sweep: Sweep, df: pd.DataFrame, best: Optional[int]) -> str:
     if len(done):
         lines += _fit_section(sweep, done, split)
         lines += _overhead_section(done)
-    shown = df.drop(columns=["error"]).copy()
+    shown = df.drop(columns=["error", "first_epoch_seconds", "later_epoch_seconds"]).copy()
     for col in ("train_accuracy", "eval_accuracy", "gap", "train_loss", "eval_loss"):
         shown[col] = [("-" if not _number(v) else f"{v:.4f}") for v in shown[col]]
     for col in ("run_seconds", "process_seconds"):
@@ -217,14 +226,23 @@ def _overhead_section(done: pd.DataFrame) -> list[str]:
     overhead = (process - run).dropna()
     if overhead.empty:
         return []
+    first = pd.to_numeric(done["first_epoch_seconds"], errors="coerce")
+    later = pd.to_numeric(done["later_epoch_seconds"], errors="coerce")
+    tracing = (first - later).dropna()
+    traced = (
+        f" Inside the run, the first epoch took {tracing.mean():.1f} s longer than the later ones on average "
+        f"(min {tracing.min():.1f}, max {tracing.max():.1f}): tracing the training and evaluation graphs, "
+        "building the input pipeline."
+        if len(tracing)
+        else ""
+    )
     return [
         "## Per-trial overhead",
         "",
         f"Each trial is a process: its wall time ({process.mean():.1f} s on average) less the run's own "
         f"(metrics.json wall_seconds: building, training, evaluating, saving; {run.mean():.1f} s) is the start "
         f"of the interpreter, the import of TensorFlow and fastcourse and the config check: {overhead.mean():.1f} s "
-        f"on average (min {overhead.min():.1f}, max {overhead.max():.1f}). The first epoch's extra time over later "
-        "ones (graph tracing) is inside the run's time: see each run's metrics.json epoch_seconds.",
+        f"on average (min {overhead.min():.1f}, max {overhead.max():.1f}).{traced}",
         "",
     ]
 

@@ -258,9 +258,11 @@ def _spec_problems(spec: SweepSpec, where: str, quick: bool) -> list[str]:
 
 def _spec_path(source: str | os.PathLike) -> Path:
     path = Path(source)
-    if path.exists():
+    if path.is_file():
         return path
-    found = shipped_path(str(source))  # sweeps/overfitting: a spec shipped in the package
+    # sweeps/overfitting: a spec shipped in the package (also when ./sweeps/overfitting/ is the
+    # folder that sweep writes into, so that the same command continues it)
+    found = shipped_path(str(source))
     return found if found is not None else resolve_config(source)  # its error names the nearest
 
 
