@@ -168,20 +168,6 @@ class Learner:
         args = {k: v for k, v in self._data_spec.items() if k != "name"}
         return DATASETS.get("image_folder")(**args)
 
-    def _for_prediction(self, model, model_name: str, data_name: str) -> None:
-        """The state of a learner that only predicts (load_learner): a model, no data."""
-        self.seed, self.name, self.out, self.lr = 0, "learner", Path("runs"), 1e-3
-        self.schedule_name, self.schedule_args = "constant", {"lr": 1e-3}
-        self._train = {"batch_size": 64, "optimizer": "adam", "verbose": 0}
-        self.tensorboard, self.callbacks, self.metrics = False, [], []
-        self._image_size, self._valid_pct, self._data_spec = _size(self.inputs.input_shape[:2]), None, {}
-        self.data_name, self.data_args = data_name, {"train_limit": None, "test_limit": None}
-        self.model, self.model_name, self.model_args = model, model_name, {}
-        self.augment_fn, self.augment_name, self.augment_args = None, "none", {}
-        self.results, self.members, self.lr_finder = [], [], None
-        self.exported = None
-        self._said = set()
-
     # --- fastai's constructors ----------------------------------------------------------
 
     @classmethod
@@ -515,7 +501,7 @@ class Learner:
 
         from fastcourse.models.ensemble import average_members
         from fastcourse.run import records
-        from fastcourse.run.ensemble import summarize
+        from fastcourse.run.ensemble import member_loop, summarize
         from fastcourse.train.trainer import FitResult, evaluate
 
         if n < 1:
@@ -523,9 +509,10 @@ class Learner:
         if epochs is not None:
             _epochs("ensemble", "epochs", epochs)
         _bounded("ensemble", lr=lr)
-        template, members, metrics, probs, parts = self.model, [], [], [], []
-        for i in range(n):
-            self._start(self.seed + i)
+        template, members, probs, parts = self.model, [], [], []
+
+        def train_one(i: int, seed: int) -> dict:
+            self._start(seed)
             if isinstance(self.model_name, str) and self.model_name in _registered_models():
                 self.model = self._build(self.model_name)
             else:
@@ -533,26 +520,21 @@ class Learner:
                     self.model = keras.models.clone_model(template)
             schedule = ("one_cycle", {"max_lr": float(lr or 1e-2)}) if one_cycle else self._schedule(lr)
             n_epochs = int(epochs or (1 if schedule[0] != "phases" else 0))
-            result = self._fit(n_epochs, schedule, self.seed + i, f"member{i}")
+            result = self._fit(n_epochs, schedule, seed, f"member{i}")
             self.results.pop()
             parts.append(result)
             ev = evaluate(self.model, self.inputs.eval)
             probs.append(ev["probs"])
-            metrics.append(
-                {
-                    **records.evaluation(self.inputs.eval_split, ev["accuracy"], ev["loss"]),
-                    "seed": self.seed + i,
-                    "epochs": len(result.epoch_seconds),
-                    "train_seconds": result.train_seconds,
-                }
-            )
             members.append(self.model)
-            if self._train.get("verbose", 1):
-                print(
-                    f"fastcourse: ensemble member {i + 1}/{n} (seed {self.seed + i}): "
-                    f"accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}",
-                    flush=True,
-                )
+            return {
+                **records.evaluation(self.inputs.eval_split, ev["accuracy"], ev["loss"]),
+                "seed": seed,
+                "epochs": len(result.epoch_seconds),
+                "train_seconds": result.train_seconds,
+            }
+
+        seeds = [self.seed + i for i in range(n)]
+        metrics = member_loop(self.name, seeds, range(n), train_one, verbose=bool(self._train.get("verbose", 1)))
         self.members = members
         self.model = average_members(members, name=f"{self.name}_ensemble")
         last = parts[-1]
@@ -730,63 +712,34 @@ class Learner:
         """The lesson's views of the evaluation predictions (random correct/incorrect, most
         confident per class, most uncertain, confusion matrix, augmented copies), as PNGs in
         `out_dir` (default OUT/<name>/views); shown inline in a notebook. Returns their paths."""
-        from fastcourse.results import views
+        from fastcourse.results.predict import split_predictions
+        from fastcourse.results.views import write_views
 
         out_dir = Path(out_dir) if out_dir is not None else self.out / self.name / "views"
         probs, labels = self.get_preds(tta=tta)
-        names = list(self.inputs.class_names)
-        if self.inputs.eval_files is not None:
-            first = self.inputs.eval_files[0]
-            size = int(self.inputs.input_shape[0])
-            shown = views.write_views(
-                Path("/"),
-                list(self.inputs.eval_files),
-                labels,
-                probs,
-                names,
-                out_dir,
-                n=n,
-                seed=self.seed,
-                augment=self.augment_fn,
-                augment_image=(Path(first).name, views.load_display_image(first, size)),
-                split=self.inputs.eval_split,
-            )
-        else:
-            shown = self._array_views(labels, probs, names, out_dir, n)
+        i = self.inputs
+        preds = split_predictions(i, i.eval, probs, i.class_names, labels, i.eval_split)
+        first = None
+        if self.augment_fn is not None:  # the first evaluation image as the model sees it
+            first = (preds.filenames[0], np.asarray(next(iter(i.eval.take(1).batches(1, labels=False))))[0])
+        shown = write_views(
+            preds.folder,
+            preds.filenames,
+            labels,
+            probs,
+            preds.class_names,
+            out_dir,
+            n=n,
+            seed=self.seed,
+            augment=self.augment_fn,
+            augment_image=first,
+            display=preds.display_image,
+            split=i.eval_split,
+        )
+        shown["files"] = {view: Path(file) for view, file in shown["files"].items()}
         wanted = show or ["random_correct", "random_incorrect", "most_uncertain", "confusion_matrix"]
         _show.display_files([shown["files"][k] for k in wanted if k in shown["files"]])
         return shown
-
-    def _array_views(self, labels, probs, names, out_dir: Path, n: int) -> dict:
-        from fastcourse.results import views
-        from fastcourse.run import plots
-        from fastcourse.train import metrics
-
-        x = self.inputs.eval.x
-        picks = {
-            "random_correct": views.random_correct(labels, probs, n, self.seed),
-            "random_incorrect": views.random_incorrect(labels, probs, n, self.seed),
-            "most_uncertain": views.most_uncertain(probs, n),
-        }
-        files = {}
-        for view, idx in picks.items():
-            cells = [
-                (
-                    np.squeeze(x[i]).astype(np.uint8),
-                    f"{names[labels[i]]} -> {names[int(probs[i].argmax())]} ({probs[i].max():.2f})",
-                )
-                for i in idx
-            ]
-            files[view] = views.plot_grid([cells], out_dir / f"{view}.png", view.replace("_", " "))
-        cm = plots.confusion_matrix(labels, probs.argmax(1), len(names))
-        accuracy = metrics.accuracy(probs, labels)
-        files["confusion_matrix"] = plots.plot_confusion_matrix(
-            cm,
-            names,
-            out_dir / "confusion_matrix.png",
-            f"{self.inputs.eval_split} accuracy {accuracy:.4f} on {len(labels)} images",
-        )
-        return {"accuracy": accuracy, "confusion_matrix": cm, "files": files}
 
     def save(self, run_dir: Optional[str | os.PathLike] = None, overwrite: bool = False) -> Path:
         """Write the run's artifacts into `run_dir` (default OUT/<name>), as a config run does:
@@ -875,10 +828,8 @@ def load_learner(path: str | os.PathLike) -> Learner:
     from fastcourse.learner.export import read_export
 
     model, meta, inputs = read_export(path)
-    learn = Learner.__new__(Learner)
-    learn.inputs = inputs
-    learn._for_prediction(model, str(meta.get("model", model.name)), str(meta.get("data", "exported")))
-    learn.exported = meta
+    learn = Learner(model, inputs, image_size=inputs.input_shape[:2], valid_pct=None, verbose=0)
+    learn.model_name, learn.exported = str(meta.get("model", model.name)), meta
     return learn
 
 

@@ -213,19 +213,8 @@ def predict_eval(
         source = inputs.unlabelled
     probs = predict_source(run, source, tta, batch_size, augment, seed, progress)
     labels = None if source.labels is None else np.asarray(source.labels)
-    if inputs.kind == "folder":
-        root = Path(inputs.dataset.root).absolute()
-        names = [_relative(f, root) for f in source.files]
-        return Predictions(
-            names, probs, list(run.class_names), labels, root, split=inputs.eval_split if split == "eval" else "test"
-        )
-    return Predictions(
-        [str(i) for i in range(len(source))],
-        probs,
-        list(run.class_names),
-        labels,
-        images=getattr(source, "x", None),
-        split=inputs.eval_split,
+    return split_predictions(
+        inputs, source, probs, run.class_names, labels, inputs.eval_split if split == "eval" else "test"
     )
 
 
@@ -245,22 +234,26 @@ def saved_eval(run: Run) -> Optional[Predictions]:
         table = run.path / "eval_predictions.csv"
         if not table.is_file() or pd.read_csv(table)["file"].astype(str).tolist() != list(inputs.eval.files):
             return None
-        root = Path(inputs.dataset.root).absolute()
-        return Predictions(
-            [_relative(f, root) for f in inputs.eval.files],
-            probs.astype(np.float32),
-            list(run.class_names),
-            labels,
-            root,
-            split=inputs.eval_split,
-        )
+    return split_predictions(inputs, inputs.eval, probs.astype(np.float32), run.class_names, labels, inputs.eval_split)
+
+
+def split_predictions(
+    inputs, source, probs: np.ndarray, class_names: Sequence[str], labels: Optional[np.ndarray], split: str
+) -> Predictions:
+    """`probs` for the rows of `source`, a split of `inputs` (fastcourse.run.inputs.Inputs), as
+    Predictions: for a folder, its files relative to the dataset's folder (a Source given without
+    one: to the working directory, or absolute); for arrays, row numbers with the images."""
+    if inputs.kind == "folder":
+        root = Path(getattr(inputs.dataset, "root", None) or ".").absolute()
+        names = [_relative(f, root) for f in source.files]
+        return Predictions(names, probs, list(class_names), labels, root, split=split)
     return Predictions(
         [str(i) for i in range(len(probs))],
-        probs.astype(np.float32),
-        list(run.class_names),
+        probs,
+        list(class_names),
         labels,
-        images=getattr(inputs.eval, "x", None),
-        split=inputs.eval_split,
+        images=getattr(source, "x", None),
+        split=split,
     )
 
 
@@ -288,4 +281,5 @@ __all__ = [
     "read_predictions",
     "saved_eval",
     "scanned",
+    "split_predictions",
 ]

@@ -158,7 +158,7 @@ def _caption(i: int, labels, probs, class_names) -> str:
 
 
 def write_views(
-    folder: str | Path,
+    folder: Optional[str | Path],
     filenames: Sequence[str],
     labels: np.ndarray,
     probs: np.ndarray,
@@ -177,7 +177,7 @@ def write_views(
     `split` ("valid", "test", a folder's name) is named in every title.
 
     Images are read from `folder / filenames[i]`, or, with `display(i)`, come from it (an array
-    dataset's rows: `filenames` are then only their names)."""
+    dataset's rows: `filenames` are then only their names, and `folder` is None)."""
     from fastcourse.run import plots as report
     from fastcourse.train import metrics
 
@@ -186,8 +186,10 @@ def write_views(
         raise ValueError("views need the true labels")
     out_dir = Path(out_dir)
     if display is None:
-        folder = Path(folder)
-        display = lambda i: load_display_image(folder / filenames[i])  # noqa: E731
+        if folder is None:
+            raise ValueError("views need the images: a folder, or display(i)")
+        root = Path(folder)
+        display = lambda i: load_display_image(root / filenames[i])  # noqa: E731
     cache: dict[int, np.ndarray] = {}
 
     def cells(indices):

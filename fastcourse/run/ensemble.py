@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -234,10 +234,31 @@ def _train_missing(cfg: ExperimentConfig, task, run_dir: Path) -> None:
     if workers > 1:
         _train_parallel(cfg, task, seeds, pending, run_dir, workers)
         return
+    member_loop(
+        cfg.name,
+        seeds,
+        pending,
+        lambda i, seed: train_member(member_config(cfg, i, seed), task, member_dir(run_dir, i), data_seed=cfg.seed),
+    )
+
+
+def member_loop(
+    name: str, seeds: Sequence[int], pending: Iterable[int], train_one: Callable[[int, int], dict], verbose: bool = True
+) -> list[dict]:
+    """Train the members `pending` (indices into `seeds`) one after another: `train_one(index,
+    seed)` trains one and returns its metrics (records.evaluation's keys). Each member is named
+    before it trains and its accuracy said after. The one loop of `fastcourse run`'s ensembles and
+    of the Learner's ensemble(); returns the members' metrics in order."""
+    done = []
     for i in pending:
-        print(f"fastcourse: ensemble {cfg.name}: member {i + 1}/{n} (seed {seeds[i]})", flush=True)
-        m = train_member(member_config(cfg, i, seeds[i]), task, member_dir(run_dir, i), data_seed=cfg.seed)
-        print(f"fastcourse: member {i}: {records.eval_split(m)} accuracy {records.eval_accuracy(m):.4f}", flush=True)
+        if verbose:
+            print(f"fastcourse: ensemble {name}: member {i + 1}/{len(seeds)} (seed {seeds[i]})", flush=True)
+        m = train_one(i, seeds[i])
+        if verbose:
+            split, acc = records.eval_split(m), records.eval_accuracy(m)
+            print(f"fastcourse: member {i}: {split} accuracy {acc:.4f}", flush=True)
+        done.append(m)
+    return done
 
 
 def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
