@@ -171,7 +171,8 @@ def load_spec(source: str | os.PathLike | dict, quick: bool = False) -> Sweep:
         for value in dim if isinstance(dim, list) else [dim.low, dim.high]:
             raw_trial = copy.deepcopy(base)
             problem = _set_problem(raw_trial, key, value, f"{where}: space")
-            problems += problem or check_trial(raw_trial, f"{where}: space.{key} = {short(value)}")
+            # the config's own line names the value; a misspelt key is then one line for all its values
+            problems += problem or check_trial(raw_trial, f"{where}: space.{key}")
     if problems:
         raise ConfigError(*dict.fromkeys(problems))
     for i, params in enumerate(grid):
