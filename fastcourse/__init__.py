@@ -12,8 +12,8 @@ problem at once.
 
 The package is layered, each layer importing only the ones above it: data, models, train,
 run, tasks, results, lessons, cli (import-linter checks it in the tests). `import fastcourse`
-imports no TensorFlow; the names below load on first use, and TensorFlow's start-up log lines
-are quieted (fastcourse.tf_logs). `import fastcourse.saving` registers fastcourse's Keras
+imports no TensorFlow; the names below load on first use, importing TensorFlow with its start-up
+log lines quieted (fastcourse.tf_logs). `import fastcourse.saving` registers fastcourse's Keras
 classes, so that plain `keras.saving.load_model(path)` reads any model fastcourse wrote.
 """
 
@@ -31,14 +31,12 @@ _LAZY = {
     "load_learner": "fastcourse.learner:load_learner",
     "sweep": "fastcourse.sweeps.study:sweep",
 }
-_NEED_TENSORFLOW = ("run_experiment", "Learner", "load_learner")
 __all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name):
     if name in _LAZY:
-        if name in _NEED_TENSORFLOW:
-            tf_logs.import_tensorflow()
+        tf_logs.import_tensorflow()  # each of them imports it (a config's check imports the builders)
         module, attr = _LAZY[name].split(":")
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'fastcourse' has no attribute {name!r}")

@@ -11,7 +11,7 @@ find cuda drivers" (once per library). `import_tensorflow` applies the same leve
 while `import tensorflow` runs, what TensorFlow writes to stderr is read line by line, a log
 line under the level is dropped, and every other line is passed on as soon as it is complete.
 The front doors import TensorFlow through it: the `fastcourse` command, and
-`fastcourse.Learner`, `fastcourse.run_experiment` and `fastcourse.load_learner`.
+`fastcourse.Learner`, `fastcourse.load_config`, `fastcourse.run_experiment` and `fastcourse.load_learner`.
 """
 
 from __future__ import annotations
