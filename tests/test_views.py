@@ -106,12 +106,17 @@ def test_views_command_draws_every_grid(tmp_path, capsys):
         "most_confident_incorrect",
         "confusion_matrix",
         "augmented",
+        "top_losses",
     ]
     for name in expected:
         with Image.open(out / f"{name}.png") as im:  # a real PNG with some size
             assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
     summary = json.loads((out / "views.json").read_text())
-    assert sorted(summary["files"]) == sorted(expected)
+    assert sorted(summary["files"]) == sorted([*expected, "most_confused"])
+    # the two mistakes: one pair each way, and the two highest losses
+    assert (out / "most_confused.csv").read_text() == "actual,predicted,count\ncats,dogs,1\ndogs,cats,1\n"
+    assert summary["most_confused"] == [["cats", "dogs", 1], ["dogs", "cats", 1]]
+    assert sorted(summary["shown"]["top_losses"][:2]) == ["cats/cat.7.png", "dogs/dog.8.png"]
     # 11 images: the two in the wrong folder are the only mistakes
     assert summary["accuracy"] == pytest.approx(9 / 11)
     assert summary["confusion_matrix"] == [[5, 1], [1, 4]]

@@ -741,6 +741,39 @@ class Learner:
         _show.display_files([shown["files"][k] for k in wanted if k in shown["files"]])
         return shown
 
+    # --- fastai's ClassificationInterpretation, on the evaluation split -----------------
+
+    def top_losses(self, k: Optional[int] = None, largest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """fastai's `top_losses`: (losses, indices) of the `k` evaluation images with the
+        largest loss (smallest with largest=False), that loss first; every image by default."""
+        from fastcourse.results.views import top_losses
+
+        probs, labels = self.get_preds()
+        return top_losses(labels, probs, k, largest)
+
+    def plot_top_losses(self, k: int = 9, largest: bool = True, path: Optional[str | os.PathLike] = None) -> Path:
+        """fastai's `plot_top_losses`: the `k` top-loss evaluation images, each titled
+        predicted/actual / loss / probability of the actual class; saved to `path` (default
+        OUT/<name>/views/top_losses.png) and shown inline in a notebook."""
+        from fastcourse.results.predict import split_predictions
+        from fastcourse.results.views import plot_top_losses
+
+        probs, labels = self.get_preds()
+        i = self.inputs
+        preds = split_predictions(i, i.eval, probs, i.class_names, labels, i.eval_split)
+        target = Path(path) if path is not None else self.out / self.name / "views" / "top_losses.png"
+        png, _ = plot_top_losses(preds.display_image, labels, probs, i.class_names, target, k, largest, i.eval_split)
+        _show.display_files([png])
+        return png
+
+    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
+        """fastai's `most_confused`: [(actual, predicted, count)] off the diagonal of the
+        evaluation split's confusion matrix, at least `min_val` times, most frequent first."""
+        from fastcourse.results.views import most_confused
+
+        probs, labels = self.get_preds()
+        return most_confused(labels, probs, self.inputs.class_names, min_val)
+
     def save(self, run_dir: Optional[str | os.PathLike] = None, overwrite: bool = False) -> Path:
         """Write the run's artifacts into `run_dir` (default OUT/<name>), as a config run does:
         config.yaml, model.keras, metrics.json, history.csv, eval_probs.npy, the plots. A

@@ -10,6 +10,10 @@ hand-made arrays; `write_views` draws them as PNG grids (through fastcourse.io.s
   with the highest P(class) (the lesson's "most confident cats that are really dogs")
 - most_uncertain.png: P closest to 0.5 for two classes; highest entropy for more
 - confusion_matrix.png, augmented.png (copies of one image through the run's augmentation)
+- top_losses.png: the images with the highest loss, each titled as fastai's plot_top_losses
+  (predicted/actual / loss / probability of the actual class); most_confused.csv: the
+  (actual, predicted, count) pairs off the diagonal of the confusion matrix, most frequent
+  first, as fastai's ClassificationInterpretation.most_confused
 """
 
 from __future__ import annotations
@@ -97,6 +101,48 @@ def most_uncertain(probs, n: int = 4, by: str = "auto") -> np.ndarray:
     return np.argsort(-score, kind="stable")[:n]
 
 
+def top_losses(labels, probs, k: Optional[int] = None, largest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """fastai's `ClassificationInterpretation.top_losses`: (losses, indices) of the `k` images
+    with the largest (or, largest=False, smallest) loss, that loss first; all images by default.
+    The loss is each image's log loss (fastcourse.train.metrics.sample_losses); ties keep file
+    order."""
+    from fastcourse.train.metrics import sample_losses
+
+    labels, probs = _check(labels, probs)
+    if labels is None:
+        raise ValueError("top losses need the true labels")
+    losses = sample_losses(probs, labels)
+    order = np.argsort(-losses if largest else losses, kind="stable")[: len(losses) if k is None else int(k)]
+    return losses[order], order
+
+
+def most_confused(labels, probs, class_names: Sequence[str], min_val: int = 1) -> list[tuple[str, str, int]]:
+    """fastai's `ClassificationInterpretation.most_confused`: [(actual, predicted, count)] for
+    every pair off the confusion matrix's diagonal seen at least `min_val` times, most frequent
+    first (ties in the matrix's row order, as fastai's sort of np.where leaves them)."""
+    from fastcourse.train.metrics import confusion_matrix
+
+    labels, probs = _check(labels, probs)
+    if labels is None:
+        raise ValueError("most_confused needs the true labels")
+    cm = confusion_matrix(labels, probs.argmax(1), len(class_names))
+    np.fill_diagonal(cm, 0)
+    pairs = [(str(class_names[i]), str(class_names[j]), int(cm[i, j])) for i, j in zip(*np.where(cm >= min_val))]
+    return sorted(pairs, key=lambda pair: pair[2], reverse=True)
+
+
+def most_confused_csv(pairs: list[tuple[str, str, int]]) -> str:
+    """most_confused's pairs as CSV text: actual,predicted,count."""
+    import csv
+    import io as _io
+
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["actual", "predicted", "count"])
+    writer.writerows(pairs)
+    return buf.getvalue()
+
+
 # --- drawing ----------------------------------------------------------------------------
 
 
@@ -155,6 +201,36 @@ def _caption(i: int, labels, probs, class_names) -> str:
     if labels is not None and labels[i] != pred:
         return f"{class_names[labels[i]]} as {class_names[pred]} {p:.2f}"
     return f"{class_names[pred]} {p:.2f}"
+
+
+def plot_top_losses(
+    display: Callable[[int], np.ndarray],
+    labels,
+    probs,
+    class_names: Sequence[str],
+    path: str | Path,
+    k: int = 9,
+    largest: bool = True,
+    split: str = "",
+) -> tuple[Path, np.ndarray]:
+    """fastai's plot_top_losses: the `k` top-loss images in a square grid, each titled
+    `predicted/actual / loss / probability of the actual class`. Returns (the PNG, their indices)."""
+    import math
+
+    labels, probs = _check(labels, probs)
+    losses, idx = top_losses(labels, probs, k, largest)
+    side = max(1, math.ceil(math.sqrt(len(idx))))
+    cells = [
+        (
+            display(int(i)),
+            f"{class_names[int(probs[i].argmax())]}/{class_names[labels[i]]} / {loss:.2f} / {probs[i, labels[i]]:.2f}",
+        )
+        for i, loss in zip(idx, losses)
+    ]
+    rows = [cells[r : r + side] for r in range(0, len(cells), side)] or [[]]
+    which = "top" if largest else "lowest"
+    title = f"{which} losses{f' ({split})' if split else ''}: predicted/actual / loss / probability of actual"
+    return plot_grid(rows, path, title), idx
 
 
 def write_views(
@@ -233,6 +309,13 @@ def write_views(
         out_dir / "confusion_matrix.png",
         f"{split + ' ' if split else ''}accuracy {accuracy:.4f} on {len(labels)} images",
     )
+    written["top_losses"], top_idx = plot_top_losses(
+        lambda i: cells([i])[0][0], labels, probs, class_names, out_dir / "top_losses.png", k=max(9, n), split=split
+    )
+    confused = most_confused(labels, probs, class_names)
+    from fastcourse.io import write_text
+
+    written["most_confused"] = write_text(out_dir / "most_confused.csv", most_confused_csv(confused))
     if augment is not None and augment_image is not None:
         from fastcourse.data.augment import preview
 
@@ -241,6 +324,7 @@ def write_views(
             augment, image, out_dir / "augmented.png", n=8, seed=seed, title=f"augmented copies of {name}"
         )
     shown = {view: [filenames[i] for i in idx] for view, idx in picks.items()}
+    shown["top_losses"] = [filenames[i] for i in top_idx]
     for view, rows in per_class.items():
         shown[view] = {class_names[c]: [filenames[i] for i in idx] for c, idx in enumerate(rows)}
     return {
@@ -248,5 +332,6 @@ def write_views(
         "accuracy": accuracy,
         "confusion_matrix": cm.tolist(),
         "shown": shown,
+        "most_confused": [list(pair) for pair in confused],
         "files": {k: str(v) for k, v in written.items()},
     }

@@ -56,6 +56,14 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(sk_log_loss(hard_labels(labels), p, labels=np.arange(p.shape[1])))
 
 
+def sample_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row's log loss, -log p(label), with Kaggle's row normalisation and clipping (their
+    mean is `log_loss`; scikit-learn's log_loss of that one row gives the same)."""
+    p = kaggle_probs(probs)
+    y = hard_labels(labels)
+    return -np.log(p[np.arange(len(y)), y])
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts (num_classes, num_classes): true classes down, predicted across."""
     from sklearn.metrics import confusion_matrix as sk_confusion_matrix
