@@ -153,6 +153,8 @@ ARG_BOUNDS: dict[str, Bounds] = {
     "shear": Bounds(0, 1.5, why="radians, as Keras 1 had it; pi/2 is degenerate"),
     "zoom": Bounds(0, 1, hi_open=True, why="images are zoomed by a factor in [1 - zoom, 1 + zoom]"),
     "channel_shift": Bounds(0, 255, why="pixel values are 0-255"),
+    "num_ops": Bounds(0, 11, why="RandAugment's operations per image (Keras has eleven)"),
+    "magnitude": Bounds(0, 1, why="RandAugment's strength, Keras' factor"),
     # data
     "image_size": Bounds(8, 4096, length=2, why="[height, width] in pixels"),
     "valid_fraction": Bounds(0, 1, lo_open=True, hi_open=True, why="the fraction of train moved to valid"),
@@ -229,8 +231,32 @@ class ModelConfig(Named):
     name: str = "cnn"
 
 
+class MixConfig(Strict):
+    """`augment.mix`: MixUp or CutMix of training batches, images and labels (fastcourse.data.mix)."""
+
+    name: Literal["mixup", "cutmix"]
+    alpha: Optional[Float] = Field(
+        None, gt=0.0, le=100.0, description="lambda ~ Beta(alpha, alpha); default fastai's: mixup 0.4, cutmix 1.0"
+    )
+
+
 class AugmentConfig(Named):
     name: str = "none"
+    mix: Optional[MixConfig] = None
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The pipeline's arguments, and `mix` where set (fastcourse.data.augment.build takes both)."""
+        extra = dict(self.model_extra or {})
+        return {**extra, "mix": self.mix.model_dump()} if self.mix is not None else extra
+
+
+class EmaConfig(Strict):
+    """`train.ema`: evaluate, checkpoint and export an exponential moving average of the weights."""
+
+    momentum: Float = Field(
+        0.999, gt=0.0, lt=1.0, description="average = momentum x average + (1 - momentum) x weights, each step"
+    )
 
 
 class ScheduleConfig(Named):
@@ -253,6 +279,15 @@ class TrainConfig(Strict):
         "0 = none, except adamw, which then uses 1e-4",
     )
     label_smoothing: Float = Field(0.0, ge=0.0, lt=1.0)
+    accumulate: PositiveInt = Field(
+        1,
+        le=1024,
+        description="gradient accumulation: one optimizer step per K batches (the mean of their gradients), "
+        "as a batch K times larger; the schedule counts optimizer steps",
+    )
+    ema: Optional[EmaConfig] = Field(
+        None, description="{momentum: m}: figures, checkpoint and export use the moving average of the weights"
+    )
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="constant", lr=1e-3))
     steps_per_execution: PositiveInt = Field(1, le=100_000)
     jit_compile: Bool = False
@@ -460,7 +495,9 @@ def _check_sections(sections: dict[str, Optional["Named"]], where: str) -> tuple
         if section.name not in registry:
             problems.append(f"{where}: {loc}.name = {section.name!r}: {registry.unknown_message(section.name)}")
             continue
-        values, found = argument_problems(registry.get(section.name), section.args, loc, where, registry.supplied)
+        # the function's arguments: the section's keys beyond its declared fields (augment.mix is one)
+        args = dict(section.model_extra or {})
+        values, found = argument_problems(registry.get(section.name), args, loc, where, registry.supplied)
         problems += found
         if not found:
             coerced[loc] = values

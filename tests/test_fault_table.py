@@ -406,6 +406,31 @@ CASES = [
         ["augment.fill_mode = 'black'", "'constant'"],
     ),
     Case(
+        "cfg-mix-unknown-name",
+        CHECK,
+        conf(augment={"name": "fashion", "mix": {"name": "mixupp", "alpha": 0.4}}),
+        2,
+        ["augment.mix.name = 'mixupp'", "'mixup' or 'cutmix'"],
+    ),
+    Case(
+        "cfg-mix-alpha-zero",
+        CHECK,
+        conf(augment={"name": "none", "mix": {"name": "cutmix", "alpha": 0}}),
+        2,
+        ["augment.mix.alpha = 0", "greater than 0"],
+    ),
+    Case(
+        "cfg-randaugment-magnitude-9",
+        CHECK,
+        conf(augment={"name": "randaugment", "magnitude": 9}),
+        2,
+        ["augment.magnitude = 9", "[0, 1]"],
+    ),
+    Case(
+        "cfg-ema-momentum-1", CHECK, conf(train={"ema": {"momentum": 1}}), 2, ["train.ema.momentum = 1", "less than 1"]
+    ),
+    Case("cfg-accumulate-0", CHECK, conf(train={"accumulate": 0}), 2, ["train.accumulate = 0", "greater than 0"]),
+    Case(
         "cfg-tiny-image-size",
         CHECK,
         conf(data={"name": "image_folder", "path": "x", "image_size": [4, 4]}),

@@ -159,6 +159,21 @@ def preview_augment(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     inputs = inputs_for(cfg)
     pipeline = augment.build(cfg.augment.name, cfg.augment.args)
+    if getattr(pipeline, "mixes_labels", False):  # augment.mix: a batch of images, mixed with their labels
+        from fastcourse.data.mix import preview_mix
+
+        x, y = next(iter(inputs.train.take(args.index + args.n).batches(args.index + args.n)))
+        path = preview_mix(
+            pipeline,
+            x[args.index :],
+            y[args.index :],
+            inputs.class_names,
+            out_folder(args.out) / "augment_preview.png",
+            seed=cfg.seed,
+            title=f"{cfg.augment.name} + {cfg.augment.mix.name} on {inputs.name}[{args.index}:]",
+        )
+        print(f"preview: {path}")
+        return 0
     path = augment.preview(
         pipeline,
         _example(inputs.train, args.index),

@@ -35,6 +35,11 @@ class ScheduleAdapter(keras.optimizers.schedules.LearningRateSchedule):
     Its config holds the schedule's name and parameters, not the table, so saved models stay
     small and reload in safe mode. `quantity="momentum"` gives the schedule's momentum table
     instead (`fastcourse.train.schedules.momentum_table`; `scale` does not apply to it).
+
+    With gradient accumulation (`accumulate` K > 1: one optimizer step per K batches) the table
+    has one entry per OPTIMIZER step (steps_per_epoch / K of them an epoch), as a run with a batch
+    K times larger has: Keras reads the rate at its micro-batch counter, which is divided by K
+    here; the momentum is read at `optimizer.iterations`, already in optimizer steps.
     """
 
     def __init__(
@@ -45,6 +50,7 @@ class ScheduleAdapter(keras.optimizers.schedules.LearningRateSchedule):
         steps_per_epoch: int,
         scale: float = 1.0,
         quantity: str = "learning_rate",
+        accumulate: int = 1,
     ):
         self.name = name
         self.params = _current_params(name, dict(params))
@@ -52,17 +58,22 @@ class ScheduleAdapter(keras.optimizers.schedules.LearningRateSchedule):
         self.steps_per_epoch = int(steps_per_epoch)
         self.scale = float(scale)
         self.quantity = quantity
+        self.accumulate = int(accumulate)
+        per_epoch = self.steps_per_epoch / self.accumulate if self.accumulate > 1 else self.steps_per_epoch
         if quantity == "momentum":
-            table = momentum_table(name, self.params, self.total_epochs, self.steps_per_epoch)
+            table = momentum_table(name, self.params, self.total_epochs, per_epoch)
             if table is None:
                 raise ValueError(f"schedule {name!r} with {self.params} does not drive the momentum")
             self.table = table
         else:
-            self.table = lr_table(name, self.params, self.total_epochs, self.steps_per_epoch) * np.float32(self.scale)
+            self.table = lr_table(name, self.params, self.total_epochs, per_epoch) * np.float32(self.scale)
 
     def __call__(self, step):
         last = self.table.shape[0] - 1
-        index = keras.ops.minimum(keras.ops.cast(step, "int32"), last)
+        step = keras.ops.cast(step, "int32")
+        if self.accumulate > 1 and self.quantity == "learning_rate":  # Keras' micro-batch counter
+            step = keras.ops.floor_divide(step, self.accumulate)
+        index = keras.ops.minimum(step, last)
         return keras.ops.take(keras.ops.convert_to_tensor(self.table), index)
 
     def get_config(self):
@@ -73,6 +84,7 @@ class ScheduleAdapter(keras.optimizers.schedules.LearningRateSchedule):
             "steps_per_epoch": self.steps_per_epoch,
             "scale": self.scale,
             **({"quantity": self.quantity} if self.quantity != "learning_rate" else {}),
+            **({"accumulate": self.accumulate} if self.accumulate > 1 else {}),
         }
 
 
@@ -87,12 +99,14 @@ def _current_params(name: str, params: dict) -> dict:
     return params
 
 
-def momentum_schedule(optimizer: str, name: str, params: dict, total_epochs: int, steps_per_epoch: int):
+def momentum_schedule(
+    optimizer: str, name: str, params: dict, total_epochs: int, steps_per_epoch: int, accumulate: int = 1
+):
     """The per-step momentum of schedule `name` for `optimizer`, or None where it leaves the
     optimizer's own (a schedule without one, `moms: null`, RMSprop)."""
     if optimizer not in MOMENTUM_CYCLED or momentum_table(name, _current_params(name, params), 1, 1) is None:
         return None
-    return ScheduleAdapter(name, params, total_epochs, steps_per_epoch, quantity="momentum")
+    return ScheduleAdapter(name, params, total_epochs, steps_per_epoch, quantity="momentum", accumulate=accumulate)
 
 
 def spread_multipliers(groups: list[str], lr_mult: float) -> dict[str, float]:
@@ -217,9 +231,19 @@ def make_optimizer(
     """`train.optimizer` driven by `train.schedule` over `epochs` (default train.epochs) x `steps`:
     its rate, and its momentum where the schedule drives one (one_cycle's `moms`)."""
     epochs = epochs or train.epochs
-    lr = ScheduleAdapter(train.schedule.name, train.schedule.args, epochs, steps, scale)
-    momentum = momentum_schedule(train.optimizer, train.schedule.name, train.schedule.args, epochs, steps)
-    return build_optimizer(train.optimizer, lr, train.weight_decay, lr_multipliers, momentum)
+    accumulate = int(getattr(train, "accumulate", 1) or 1)
+    lr = ScheduleAdapter(train.schedule.name, train.schedule.args, epochs, steps, scale, accumulate=accumulate)
+    momentum = momentum_schedule(train.optimizer, train.schedule.name, train.schedule.args, epochs, steps, accumulate)
+    ema = getattr(train, "ema", None)
+    return build_optimizer(
+        train.optimizer,
+        lr,
+        train.weight_decay,
+        lr_multipliers,
+        momentum,
+        accumulate=accumulate,
+        ema_momentum=None if ema is None else ema.momentum,
+    )
 
 
 def build_optimizer(
@@ -228,14 +252,22 @@ def build_optimizer(
     weight_decay: float | None = None,
     lr_multipliers: dict | None = None,
     momentum_schedule: ScheduleAdapter | None = None,
+    accumulate: int = 1,
+    ema_momentum: float | None = None,
 ):
     """The Keras optimizer `name` (one of OPTIMIZERS) at `learning_rate` (a number or a schedule).
 
     `weight_decay` is Keras' decoupled decay (each step: weight -= lr x weight_decay x weight),
     which every Keras optimizer takes; adamw falls back to 1e-4 without one, the others to none.
     SGD gets momentum 0.9. `momentum_schedule` (adam, adamw, sgd) replaces Adam's beta_1 or
-    SGD's momentum at each step."""
+    SGD's momentum at each step. `accumulate` K > 1 is Keras' gradient_accumulation_steps (one
+    update per K batches, with the mean of their gradients); `ema_momentum` keeps Keras' moving
+    average of the weights (use_ema; fastcourse.train.ema swaps it in for evaluation)."""
     kwargs: dict = {"learning_rate": learning_rate}
+    if accumulate > 1:
+        kwargs["gradient_accumulation_steps"] = int(accumulate)
+    if ema_momentum is not None:
+        kwargs.update(use_ema=True, ema_momentum=float(ema_momentum))
     if weight_decay:
         kwargs["weight_decay"] = float(weight_decay)
     elif name == "adamw":

@@ -141,6 +141,15 @@ def fit(
     if tensorboard_dir is not None:
         callbacks = [*(callbacks or []), *tensorboard_callbacks(tensorboard_dir, source, augment, seed)]
     steps = steps_per_epoch(len(source), train.batch_size)
+    accumulate = int(getattr(train, "accumulate", 1) or 1)
+    if accumulate > 1 and train.verbose:
+        # Keras' progress bar counts batches; the optimizer steps once per `accumulate` of them
+        print(
+            f"fastcourse: accumulate {accumulate}: the progress bar counts batches of {train.batch_size}; "
+            f"one optimizer step per {accumulate} batches (an effective batch of {accumulate * train.batch_size}, "
+            f"{steps / accumulate:g} optimizer steps an epoch)",
+            flush=True,
+        )
     compile_model(model, train, steps, epochs, scale, lr_multipliers, metrics)
     resumed = checkpoint.restore(model, checkpoint_dir) if checkpoint_dir is not None else CheckpointState()
     initial_epoch = min(resumed.epoch, epochs)
