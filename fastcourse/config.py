@@ -331,6 +331,11 @@ class TrainConfig(Strict):
                 )
         elif self.epochs is None:
             self.epochs = 1
+        if self.ema is not None and self.accumulate > 1:
+            raise ValueError(
+                f"ema with accumulate={self.accumulate}: Keras' average moves at every batch, not every "
+                "optimizer step (fastcourse.train.ema); use one of them"
+            )
         return self
 
 

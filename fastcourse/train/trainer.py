@@ -238,6 +238,14 @@ class TrueValidation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
+        from fastcourse.train.ema import averaged_weights
+
+        # with train.ema the figures are the averaged weights' (statistics recomputed for them);
+        # training continues from its own weights after the block
+        with averaged_weights(self.model):
+            self._validate(epoch, logs)
+
+    def _validate(self, epoch, logs):
         t0 = time.perf_counter()
         if self.calibrate:
             final = epoch == self.last_epoch
@@ -311,6 +319,10 @@ def _keras_fit(
                 verbose=train.verbose,
                 shuffle=False,
             ).history
+    if initial_epoch >= epochs:  # every epoch was checkpointed: the average, as Keras' fit leaves it
+        from fastcourse.train.ema import finalize
+
+        finalize(model)
     guard.raise_if_diverged(train.schedule.name, train.schedule.args, saver.last_good() if saver else "")
     history = {
         k: [float(v) for v in [*resumed.history.get(k, []), *new_history.get(k, [])]]
