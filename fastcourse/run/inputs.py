@@ -44,6 +44,8 @@ class Inputs:
         return len(self.class_names)
 
     def describe(self) -> str:
+        if self.train is None:  # a learner loaded for prediction (load_learner): the classes, no data
+            return f"{self.name} ({self.kind}: no data, {self.num_classes} classes)"
         return (
             f"{self.name} ({self.kind}: {len(self.train)} train / {len(self.eval)} {self.eval_split}, "
             f"{self.num_classes} classes)"
