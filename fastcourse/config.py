@@ -279,11 +279,11 @@ class TrainConfig(Strict):
         "0 = none, except adamw, which then uses 1e-4",
     )
     label_smoothing: Float = Field(0.0, ge=0.0, lt=1.0)
-    accumulate: PositiveInt = Field(
-        1,
+    accumulate: Optional[PositiveInt] = Field(
+        None,
         le=1024,
         description="gradient accumulation: one optimizer step per K batches (the mean of their gradients), "
-        "as a batch K times larger; the schedule counts optimizer steps",
+        "as a batch K times larger; the schedule counts optimizer steps; none (the default) is 1",
     )
     ema: Optional[EmaConfig] = Field(
         None, description="{momentum: m}: figures, checkpoint and export use the moving average of the weights"
@@ -331,7 +331,7 @@ class TrainConfig(Strict):
                 )
         elif self.epochs is None:
             self.epochs = 1
-        if self.ema is not None and self.accumulate > 1:
+        if self.ema is not None and (self.accumulate or 1) > 1:
             raise ValueError(
                 f"ema with accumulate={self.accumulate}: Keras' average moves at every batch, not every "
                 "optimizer step (fastcourse.train.ema); use one of them"
