@@ -198,7 +198,7 @@ def test_budget_reproduction_on_the_sample(tiny_configs, tmp_path, monkeypatch, 
     out = tmp_path / "runs"
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
-    monkeypatch.setattr(rp, "MAX_EPOCHS", 1)  # a tiny run: the budget is never the limit here
+    monkeypatch.setattr(rp.budget, "MAX_EPOCHS", 1)  # a tiny run: the budget is never the limit here
     assert (
         main(
             [
@@ -291,7 +291,7 @@ def test_budget_without_mnist_uses_the_bundled_sample(tiny_configs, tmp_path, mo
     out = tmp_path / "runs"
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("FASTCOURSE_MNIST_PATH", raising=False)
-    monkeypatch.setattr(rp, "MAX_EPOCHS", 1)
+    monkeypatch.setattr(rp.budget, "MAX_EPOCHS", 1)
     assert (
         main(
             [
