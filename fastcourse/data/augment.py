@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from fastcourse.data.base import AUGMENTATIONS
+from fastcourse.data.stateless import LayerChain
 
 # the legacy generator's fill modes (ImageProjectiveTransformV3 takes the same four)
 FillMode = Literal["nearest", "constant", "reflect", "wrap"]
@@ -171,34 +172,6 @@ def affine_transforms(theta, tx, ty, shear, zx, zy, height, width) -> tf.Tensor:
     m = offset @ rotation @ shift @ shear_m @ zoom_m @ reset  # (row, col): input = m @ output
     # the same map in (x, y) = (col, row): swap both the rows and the columns of m
     return tf.stack([m[:, 1, 1], m[:, 1, 0], m[:, 1, 2], m[:, 0, 1], m[:, 0, 0], m[:, 0, 2], zero, zero], axis=-1)
-
-
-class LayerChain:
-    """Keras preprocessing layers applied in order to a batch (created once, outside tf.data).
-
-    Their random draws come from `seed`, the pipeline's stateless seed: each layer's seed
-    generator state is replaced, for this call only, by a seed split from it (Keras'
-    `StatelessScope`, the way its JAX backend runs layers statelessly), so the same seed gives
-    the same batch and a resumed run continues the same draws. The layers' own states never move.
-    Without a seed the layers draw from their own generators."""
-
-    def __init__(self, layers: list[keras.layers.Layer]):
-        self.layers = layers
-        # every seed generator of the chain, sub-layers' included (Layer.variables lists their states)
-        self.states = [v for layer in layers for v in layer.variables if v.name == "seed_generator_state"]
-
-    def __call__(self, images, seed=None):
-        if seed is None:
-            return self._apply(images)
-        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), max(len(self.states), 1))
-        mapping = [(state, tf.cast(seeds[i], state.dtype)) for i, state in enumerate(self.states)]
-        with keras.StatelessScope(state_mapping=mapping):
-            return self._apply(images)
-
-    def _apply(self, images):
-        for layer in self.layers:
-            images = layer(images, training=True)
-        return images
 
 
 class Affine:

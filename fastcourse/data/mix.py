@@ -30,7 +30,7 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
-from fastcourse.data.augment import LayerChain
+from fastcourse.data.stateless import LayerChain
 from fastcourse.errors import UsageError
 
 # fastai's defaults: MixUp(alpha=0.4), CutMix(alpha=1.)
