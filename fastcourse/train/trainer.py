@@ -157,6 +157,10 @@ def fit(
         train.batch_size, shuffle=True, seed=seed, augment=augment, repeat=True, start_step=initial_epoch * steps
     )
     strategy = tf.distribute.get_strategy()
+    if is_multi_worker(strategy) and getattr(train, "ema", None) is not None:
+        raise RunError(
+            "train.ema with distribute: multi_worker is not supported (that loop never swaps the average in)"
+        )
     if is_multi_worker(strategy):  # Keras' fit cannot run there: see multi_worker.py
         history, seconds = fit_multi_worker(
             model, ds, epochs, steps, train.batch_size, strategy, initial_epoch, verbose=train.verbose
