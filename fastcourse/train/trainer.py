@@ -265,7 +265,9 @@ class TrueValidation(keras.callbacks.Callback):
                 with quiet():
                     results = self.model.evaluate(self.validation.batches(self.batch_size), verbose=0, return_dict=True)
                 logs.update({f"val_{k}": float(v) for k, v in results.items()})
-            figures = scores(predict(self.model, self.validation, self.batch_size), self.validation.labels)
+            labels = self.validation.labels
+            assert labels is not None  # _keras_fit validates on labelled examples only
+            figures = scores(predict(self.model, self.validation, self.batch_size), labels)
             logs.update({"val_loss": figures["loss"], "val_accuracy": figures["accuracy"]})
 
 
