@@ -229,3 +229,23 @@ def test_learner_on_a_folder_with_cutmix(tmp_path):
     learn.fit(1, lr=1e-3)
     probs, targets = learn.get_preds()
     assert np.asarray(targets).ndim == 1 and np.asarray(probs).shape == (len(targets), 2)
+
+
+@pytest.mark.integration  # loads the bundled sample and draws two PNGs: seconds
+def test_preview_augment_draws_the_mix_and_randaugment(tmp_path, capsys):
+    from fastcourse.cli import main
+
+    assert (
+        main(
+            ["preview-augment", "mnist_sample/cnn", "--set", "augment.mix={name: cutmix}", "--out", str(tmp_path / "a")]
+        )
+        == 0
+    )
+    assert "preview:" in capsys.readouterr().out
+    args = ["--set", "augment.name=randaugment", "--set", "augment.magnitude=0.2", "--out", str(tmp_path / "b")]
+    assert main(["preview-augment", "mnist_sample/cnn", *args]) == 0
+    for sub in ("a", "b"):
+        with Image.open(tmp_path / sub / "augment_preview.png") as im:
+            assert im.format == "PNG" and im.size[0] > 200
+    assert main(["preview-augment", "mnist_sample/cnn", "--set", "augment.mix={name: mixip}"]) == 2
+    assert "augment.mix.name = 'mixip'" in capsys.readouterr().err
