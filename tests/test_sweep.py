@@ -314,6 +314,34 @@ def test_a_crashed_trial_is_failed_and_the_sweep_goes_on(tmp_path):
     assert "Trials: 3 of 3: 2 complete, 0 pruned, 1 failed" in report and "- 000: killed by signal 9" in report
 
 
+@pytest.mark.integration
+def test_median_pruner_stops_a_worse_trial_from_its_per_epoch_records(tmp_path):
+    """Trial 001 (a learning rate 10,000 times smaller) is below trial 000's figure at the same epoch:
+    the sweep reads that from the run's checkpoint records, Optuna's MedianPruner says prune, and
+    the run is stopped before its last epoch."""
+    base = {**TINY, "data": {"name": "mnist_sample", "train_limit": 512, "test_limit": 128}}
+    base["train"] = {**TINY["train"], "epochs": 6}
+    spec = write_spec(
+        tmp_path,
+        space={"train.schedule.lr": [1e-3, 1e-7]},
+        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    )
+    done = sweep_cli(spec, "--jobs", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = tmp_path / "sw" / "s"
+    df = pd.read_csv(folder / "trials.csv", index_col="trial")
+    assert list(df["state"]) == ["complete", "pruned"], df
+    assert not (folder / "trials" / "001" / "metrics.json").exists()
+    study = optuna.load_study(study_name="s", storage=open_storage(None, folder))
+    first, pruned = study.get_trials()
+    history = json.loads((folder / "trials" / "001" / "checkpoints" / "state.json").read_text())["history"]
+    reported = [pruned.intermediate_values[step] for step in sorted(pruned.intermediate_values)]
+    assert reported == pytest.approx(history["val_accuracy"][: len(reported)]) and len(reported) < 6
+    step = max(pruned.intermediate_values)
+    assert pruned.intermediate_values[step] < first.intermediate_values[step]  # what the median rule compares
+    assert optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0).prune(study, pruned)
+
+
 # --- PostgreSQL and the dashboard (slow) -------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from fastcourse.cli import arg, command
             type=int,
             default=None,
             metavar="N",
-            help="trial processes at once on this machine (default 2: measured in docs/sweeps.md)",
+            help="trial processes at once on this machine (default 1: measured in docs/sweeps.md)",
         ),
         arg(
             "--storage",

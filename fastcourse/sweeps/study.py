@@ -37,10 +37,11 @@ from fastcourse.sweeps.trial import Outcome, run_trial, trial_paths
 JOURNAL = "journal.log"
 READY = "fastcourse_trials"  # study user attr: the number of trials enqueued (set once they all are)
 HOST, FOLDER = "host", "sweep_folder"  # trial user attrs: where the trial runs
-# Measured on the 2-core development machine (docs/sweeps.md): 2 trial processes at once beat 1
-# on the overfitting sweep, since each trial's start (interpreter, TensorFlow import, tracing)
-# leaves a core idle that the other trial's training uses.
-DEFAULT_JOBS = 2
+# Measured on the 2-core development machine while other work loaded it (docs/sweeps.md): the
+# quick overfitting sweep took 548 s with 1 job (load 11-12) and 660 s and 485 s with 2 (load
+# 11-13, 7-11). Two jobs did not reliably beat one, and one keeps a single TensorFlow process in
+# memory: the default is 1; --jobs 2 is worth trying where a trial's start leaves a core idle.
+DEFAULT_JOBS = 1
 
 
 def sweep(
