@@ -45,24 +45,39 @@ class PhaseClock(keras.callbacks.Callback):
     """The marks `fastcourse.bench.breakdown.phases` splits a fit() call's seconds by: when the
     call began (set by the caller), when Keras began training, when the first execution (the
     traced function's first call: tracing and `steps_per_execution` steps) and each epoch ended,
-    and how many images each epoch trained."""
+    and how many images each epoch trained. The steady rate counts, in each fit call, the
+    executions after the first `skip` (SteadyTimer's rule), so that the time between calls
+    (batchnorm statistics, evaluation, the next call's tracing) is never in it."""
 
     def __init__(self, batch_size: int, steps_per_execution: int):
         super().__init__()
         self.batch_size, self.spe = batch_size, steps_per_execution
+        self.skip = max(2, 10 // steps_per_execution)
         self.fits: list[dict] = []
+        self.steady_images, self.steady_seconds = 0, 0.0
 
     def start(self) -> None:
         self.fits.append({"call": time.perf_counter(), "images": 0})
+        self.executions, self.t0 = 0, None
 
     def on_train_begin(self, logs=None):
         self.fits[-1]["begin"] = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        fit = self.fits[-1]
+        now, fit = time.perf_counter(), self.fits[-1]
+        self.executions += 1
         if "first" not in fit:
-            fit["first"] = time.perf_counter()
+            fit["first"] = now
             fit["first_images"] = self.spe * self.batch_size
+        if self.executions == self.skip:
+            self.t0 = self.last = now
+        elif self.t0 is not None:
+            self.steady_images += self.spe * self.batch_size
+            self.steady_seconds += now - self.last
+            self.last = now
+
+    def images_per_second(self) -> float:
+        return self.steady_images / self.steady_seconds if self.steady_seconds > 0 else 0.0
 
     def on_epoch_end(self, epoch, logs=None):  # before EpochEval's BN statistics and evaluation
         fit = self.fits[-1]
@@ -203,7 +218,7 @@ def run_fastcourse(
             fit(model, source, config(epochs, schedule), seed, augment=augmenter, callbacks=callbacks)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    ips = timer.images_per_second(steps_per_execution)
+    ips = phases.images_per_second() or timer.images_per_second(steps_per_execution)
     if marks is not None:
         marks.update(build=built, fits=phases.fits, steady_images_per_second=ips, bn=clock["bn"], eval=clock["eval"])
     return model, ips, time.perf_counter() - clock["start"]
