@@ -291,6 +291,26 @@ def test_kill_9_then_the_same_command_resumes(tmp_path):
 
 
 @pytest.mark.integration
+def test_kill_9_of_the_sweep_alone_its_trials_run_finishes_and_counts_once(tmp_path):
+    """kill -9 the sweep process but not its trial's run: the rerun waits for that run and takes
+    its result, without starting the trial again."""
+    base = {**TINY, "data": {"name": "mnist_sample", "train_limit": 512, "test_limit": 128}}
+    base["train"] = {**TINY["train"], "epochs": 3}
+    spec = write_spec(tmp_path, base=base, space={"model.dropout": [0.25]})
+    command = [sys.executable, "-m", "fastcourse", "sweep", str(spec)]
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "sw" / "s"
+    _wait_for((folder / "trials" / "000" / ".lock.pid").is_file, what="trial 000's run")
+    first.kill()
+    first.wait()
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "trial 000: continuing" in again.stdout
+    assert (folder / "trials" / "000.log").read_text().count("$ ") == 1  # its run was never started again
+    assert list(check_against_runs(folder, 1)["epochs"]) == [3]
+
+
+@pytest.mark.integration
 def test_a_crashed_trial_is_failed_and_the_sweep_goes_on(tmp_path):
     base = {**TINY, "data": {"name": "mnist_sample", "train_limit": 1024, "test_limit": 128}}
     base["train"] = {**TINY["train"], "epochs": 3}

@@ -37,10 +37,10 @@ from fastcourse.sweeps.trial import Outcome, run_trial, trial_paths
 JOURNAL = "journal.log"
 READY = "fastcourse_trials"  # study user attr: the number of trials enqueued (set once they all are)
 HOST, FOLDER = "host", "sweep_folder"  # trial user attrs: where the trial runs
-# Measured on the 2-core development machine while other work loaded it (docs/sweeps.md): the
-# quick overfitting sweep took 548 s with 1 job (load 11-12) and 660 s and 485 s with 2 (load
-# 11-13, 7-11). Two jobs did not reliably beat one, and one keeps a single TensorFlow process in
-# memory: the default is 1; --jobs 2 is worth trying where a trial's start leaves a core idle.
+# Measured on the 2-core development machine (docs/sweeps.md), the quick overfitting sweep: 131 s
+# with 1 job, 145 s with 2 (load about 5; each trial took twice as long beside another), and 548 s
+# against 485 and 660 s under load 11-13. Two jobs do not beat one on 2 cores, and one keeps a
+# single TensorFlow process in memory.
 DEFAULT_JOBS = 1
 
 
