@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # fastcourse's own default (fastcourse.tf_logs)
 os.environ["FASTCOURSE_OFFLINE"] = "1"  # never try a download in tests
 
 import numpy as np  # noqa: E402
