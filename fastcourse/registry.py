@@ -1,20 +1,17 @@
 """Name -> function registries (timm style): builders, datasets, augmentations, schedules, tasks.
 
-A function joins a registry with a decorator in its own module (`@MODELS.register()`). The
-registry finds its names by READING those modules' source (ast), not by importing them, so
-`fastcourse list` and config name checks need no TensorFlow; `get(name)` imports the one module
-that defines the name. An unknown name fails with the list of known ones and the nearest match.
+A function joins a registry with a decorator in its own module (`@MODELS.register()`), which
+registers the function object when that module is imported. Each registry names the modules
+that fill it (`modules`), and imports them all on its first lookup or listing: `fastcourse list`
+and a config's check import them, and so TensorFlow (the model and task modules import Keras).
+An unknown name fails with the list of known ones and the nearest match.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import importlib
-import importlib.util
 import inspect
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
 from fastcourse.errors import UsageError
@@ -22,22 +19,15 @@ from fastcourse.errors import UsageError
 F = TypeVar("F", bound=Callable)
 
 
-@dataclass(frozen=True)
-class Entry:
-    module: str
-    function: str
-    summary: str  # the docstring's first paragraph, on one line
-
-
 class Registry(Generic[F]):
-    """`Registry("model", "fastcourse.models", "MODELS")`: the functions decorated with
-    `@MODELS.register()` in the package (or single module) `where`."""
+    """`Registry("model", ("fastcourse.models.vgg", ...))`: the functions decorated with
+    `@MODELS.register()` in the modules named."""
 
-    def __init__(self, kind: str, where: str, variable: str, supplied: tuple[str, ...] = ()):
-        self.kind, self.where, self.variable = kind, where, variable
+    def __init__(self, kind: str, modules: tuple[str, ...], supplied: tuple[str, ...] = ()):
+        self.kind, self.modules = kind, modules
         self.supplied = supplied  # arguments the run passes in, never set in a config
         self._items: dict[str, F] = {}
-        self._entries: dict[str, Entry] | None = None
+        self._loaded = False
 
     def register(self, name: str | None = None) -> Callable[[F], F]:
         """Decorator: `@MODELS.register()` registers a function under its own name."""
@@ -51,25 +41,23 @@ class Registry(Generic[F]):
 
         return add
 
-    # --- the catalogue, read from source ---------------------------------------------------
-
-    def entries(self) -> dict[str, Entry]:
-        if self._entries is None:
-            self._entries = {}
-            for module, path in _modules(self.where):
-                for entry_name, entry in _decorated(path, module, self.variable).items():
-                    if entry_name in self._entries:
-                        raise ValueError(f"{self.kind} {entry_name!r} is registered twice")
-                    self._entries[entry_name] = entry
-        return self._entries
+    def _load(self) -> dict[str, F]:
+        """Import the modules that fill the registry (once); their decorators register."""
+        if not self._loaded:
+            self._loaded = True  # first: a module that looks a name up while it loads ends here
+            try:
+                for module in self.modules:
+                    importlib.import_module(module)
+            except BaseException:
+                self._loaded = False
+                raise
+        return self._items
 
     def get(self, name: str) -> F:
-        if name not in self._items:
-            entry = self.entries().get(name)
-            if entry is None:
-                raise UsageError(self.unknown_message(name))
-            importlib.import_module(entry.module)  # its decorator registers the function
-        return self._items[name]
+        items = self._load()
+        if name not in items:
+            raise UsageError(self.unknown_message(name))
+        return items[name]
 
     def unknown_message(self, name: str) -> str:
         near = difflib.get_close_matches(str(name), self.names(), n=1)
@@ -77,59 +65,37 @@ class Registry(Generic[F]):
         return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names())})"
 
     def __contains__(self, name: object) -> bool:
-        return name in self.entries()
+        return name in self._load()
 
     def names(self) -> list[str]:
-        return sorted(self.entries())
+        return sorted(self._load())
 
     def describe(self, name: str) -> str:
         """The function's docstring's first paragraph on one line (whole sentences), for `fastcourse list`."""
-        return self.entries()[name].summary
+        doc = inspect.cleandoc(self._load()[name].__doc__ or "")
+        return " ".join(doc.split("\n\n")[0].split())
 
 
 # Every registry, here in the base layer so that the config check (fastcourse.config) can look a
-# name up; each function joins with the decorator in its own module (`@MODELS.register()`).
-TASKS: Registry = Registry("task", "fastcourse.tasks", "TASKS", supplied=("cfg", "run_dir"))
-DATASETS: Registry = Registry("dataset", "fastcourse.data", "DATASETS")
-AUGMENTATIONS: Registry = Registry("augmentation", "fastcourse.data.augment", "AUGMENTATIONS")
+# name up; each function joins with the decorator in its own module (`@MODELS.register()`), and
+# a new module that registers is added to its registry's tuple here.
+TASKS: Registry = Registry(
+    "task",
+    ("fastcourse.tasks.train", "fastcourse.tasks.finetune", "fastcourse.tasks.features", "fastcourse.tasks.sklearn"),
+    supplied=("cfg", "run_dir"),
+)
+DATASETS: Registry = Registry("dataset", ("fastcourse.data.arrays", "fastcourse.data.folder_sets"))
+AUGMENTATIONS: Registry = Registry("augmentation", ("fastcourse.data.augment",))
 MODELS: Registry = Registry(
-    "model", "fastcourse.models", "MODELS", supplied=("input_shape", "num_classes", "mean", "std")
+    "model",
+    (
+        "fastcourse.models.mnist",
+        "fastcourse.models.digits",
+        "fastcourse.models.classic",
+        "fastcourse.models.vgg",
+        "fastcourse.models.applications",
+        "fastcourse.models.heads",
+    ),
+    supplied=("input_shape", "num_classes", "mean", "std"),
 )
-SCHEDULES: Registry = Registry(
-    "schedule", "fastcourse.train.schedules", "SCHEDULES", supplied=("epoch", "total_epochs")
-)
-
-
-def _modules(where: str) -> list[tuple[str, Path]]:
-    """(dotted name, file) of a module, or of every module of a package."""
-    spec = importlib.util.find_spec(where)
-    if spec is None or spec.origin is None:
-        raise ValueError(f"registry source {where!r} not found")
-    if not spec.submodule_search_locations:
-        return [(where, Path(spec.origin))]
-    folder = Path(spec.origin).parent
-    return [(f"{where}.{p.stem}", p) for p in sorted(folder.glob("*.py")) if not p.stem.startswith("_")]
-
-
-def _decorated(path: Path, module: str, variable: str) -> dict[str, Entry]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found: dict[str, Entry] = {}
-    for node in tree.body:
-        if not isinstance(node, ast.FunctionDef):
-            continue
-        for deco in node.decorator_list:
-            call = deco if isinstance(deco, ast.Call) else None
-            func = call.func if call else deco
-            if (
-                isinstance(func, ast.Attribute)
-                and func.attr == "register"
-                and isinstance(func.value, ast.Name)
-                and func.value.id == variable
-            ):
-                name = node.name
-                if call and call.args and isinstance(call.args[0], ast.Constant):
-                    name = call.args[0].value
-                doc = inspect.cleandoc(ast.get_docstring(node) or "")
-                # the first paragraph, not the first line: a sentence wrapped in the source stays whole
-                found[name] = Entry(module, node.name, " ".join(doc.split("\n\n")[0].split()))
-    return found
+SCHEDULES: Registry = Registry("schedule", ("fastcourse.train.schedules",), supplied=("epoch", "total_epochs"))

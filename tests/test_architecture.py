@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -89,8 +90,10 @@ def test_no_upper_layer_imports_a_lower_one(layer):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "models"]])
-def test_help_and_list_import_no_tensorflow_and_start_fast(argv):
+@pytest.mark.parametrize("argv", [["--help"], ["list", "configs"]])
+def test_help_and_list_configs_import_no_tensorflow_and_start_fast(argv):
+    """`--help` and the shipped configs' list import no TensorFlow (`fastcourse list` of the
+    registries imports their modules, and so TensorFlow, quietly)."""
     code = (
         "import sys, time; t = time.perf_counter(); from fastcourse.cli import main\n"
         "try:\n    main(%r)\nexcept SystemExit:\n    pass\n"
@@ -109,8 +112,35 @@ def test_help_and_list_import_no_tensorflow_and_start_fast(argv):
     assert min(times) < 1.5, f"fastcourse {' '.join(argv)}: {min(times):.2f} s"
 
 
-def test_list_names_come_from_source_and_resolve():
-    """The registries read names without importing; every name they list imports and is callable."""
+@pytest.mark.parametrize("variable", ["TASKS", "DATASETS", "AUGMENTATIONS", "MODELS", "SCHEDULES"])
+def test_every_module_that_registers_is_in_its_registry_modules(variable):
+    """A registry imports only the modules it names: a module with `@X.register` missing from X's
+    tuple would leave its functions unknown."""
+    import fastcourse.registry
+
+    registry = getattr(fastcourse.registry, variable)
+    package = ROOT / "fastcourse"
+    decorated = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in package.rglob("*.py")
+        if re.search(rf"^@{variable}\.register\(", path.read_text(encoding="utf-8"), re.M)
+    }
+    assert decorated and decorated == set(registry.modules)
+
+
+def test_unknown_name_lists_the_known_ones_and_the_nearest():
+    from fastcourse.errors import UsageError
+    from fastcourse.registry import SCHEDULES
+
+    with pytest.raises(
+        UsageError, match=r"unknown schedule 'cosin'; did you mean 'cosine'\? \(known: constant, cosine,"
+    ):
+        SCHEDULES.get("cosin")
+    assert "cosine" in SCHEDULES and "cosin" not in SCHEDULES
+
+
+def test_list_names_resolve():
+    """Every name a registry lists (its modules imported) is callable and has a summary."""
     from fastcourse.data import AUGMENTATIONS, DATASETS
     from fastcourse.models import MODELS
     from fastcourse.tasks import TASKS

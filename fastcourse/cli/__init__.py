@@ -1,9 +1,10 @@
 """Layer 8, cli: the `fastcourse` command line (argparse). run | check | list | show-config |
 preview-augment | lr-find | predict | submit | views | split | bench | ...
 
-Command modules import their work lazily, inside the handlers, so `fastcourse --help` and
-`fastcourse list` import no TensorFlow. `--out FOLDER` means the same in every command: the
-folder the command writes its files into (each command prints the paths it wrote).
+Command modules import their work lazily, inside the handlers, so `fastcourse --help` imports no
+TensorFlow (`fastcourse list` imports the registered modules, and so TensorFlow). `--out FOLDER`
+means the same in every command: the folder the command writes its files into (each command
+prints the paths it wrote).
 
 Every problem the user can fix is one line, `fastcourse: error: ...`, naming the file, key or
 path and the fix, never a traceback (a config with several problems: one line each). Exit codes:

@@ -101,7 +101,8 @@ def show_config(args: argparse.Namespace) -> int:
     ],
 )
 def list_registered(args: argparse.Namespace) -> int:
-    # the registries read their modules' source: listing imports no TensorFlow
+    # listing imports the registered modules, and so TensorFlow: quieted first (fastcourse.tf_logs)
+    from fastcourse import tf_logs
     from fastcourse.data import AUGMENTATIONS, DATASETS
     from fastcourse.models import MODELS
     from fastcourse.tasks import TASKS
@@ -114,6 +115,8 @@ def list_registered(args: argparse.Namespace) -> int:
         "augmentations": AUGMENTATIONS,
         "schedules": SCHEDULES,
     }
+    if args.what != "configs":
+        tf_logs.import_tensorflow()
     for kind, registry in kinds.items():
         if args.what and args.what != kind:
             continue
