@@ -1,7 +1,10 @@
 """The Learner: the notebook front door, in the spirit of fastai's, on THE trainer the YAML runs use.
 
-One class, the notebook's whole API, so over our ~400-line guide; what is not the Learner's own
-state lives beside it (show.py: figures and inline display; export.py: export and load_learner).
+One class, the notebook's whole API, its jobs in modules of their own: core.py (construction,
+the equivalent config, save/load/export), train.py (fit, fit_one_cycle, fine_tune, lr_find,
+ensemble), predict.py (get_preds, predict, evaluate), show.py (show_batch, show_results, top
+losses), checks.py (each argument checked as a config's same setting), export.py (the folder
+export writes and load_learner reads).
 
 Every argument is a plain value or a builder's result; no config object is needed::
 
@@ -34,32 +37,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
 from fastcourse.errors import UsageError
-from fastcourse.learner import show as _show
+from fastcourse.learner import checks
+from fastcourse.learner.checks import Spec
+from fastcourse.learner.show import Showing
+from fastcourse.learner.train import Training
 
 if TYPE_CHECKING:  # for annotations only: importing it at run time would import Keras
     from fastcourse.train.lr_find import LRFinderResult
 
-Spec = Union[None, str, dict, Callable]
 
-
-def _named(spec: Spec, default: str, what: str) -> tuple[str, dict]:
-    if spec is None:
-        return default, {}
-    if isinstance(spec, str):
-        return spec, {}
-    if isinstance(spec, dict):
-        if "name" not in spec:
-            raise UsageError(f"{what}={spec!r}: a dict names the function: {{'name': ..., **arguments}}")
-        return str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
-    raise UsageError(f"{what}={spec!r}: give a registered name or a dict {{'name': ..., **arguments}}")
-
-
-class Learner:
+class Learner(Training, Showing):
     """A model, its data and how to train it; every training call goes through the one trainer."""
 
     def __init__(
@@ -88,20 +80,20 @@ class Learner:
         **train_args: Any,
     ):
         if isinstance(model, str):
-            _known_model(model)  # before the data loads: a typo fails at once
-        _check_keywords(train_args)
-        _bounded("Learner", lr=lr)
+            checks.known_model(model)  # before the data loads: a typo fails at once
+        checks.keywords(train_args, Learner.__init__)
+        checks.bounded("Learner", lr=lr)
         self.seed, self.name, self.out = int(seed), name, Path(out)
         self.callbacks, self.metrics = list(callbacks or []), list(metrics or [])
-        self._image_size, self._valid_pct = _size(image_size), valid_pct  # for a folder path
+        self._image_size, self._valid_pct = checks.size(image_size), valid_pct  # for a folder path
         self._data_spec: dict = {}
         self.exported: Optional[dict] = None  # learner.json, for a learner from load_learner
         self.lr = float(lr)
-        self.schedule_name, self.schedule_args = _named(schedule, "constant", "schedule")
+        self.schedule_name, self.schedule_args = checks.named(schedule, "constant", "schedule")
         if self.schedule_name == "constant":
             self.schedule_args.setdefault("lr", self.lr)
         self._train = dict(batch_size=batch_size, optimizer=optimizer, verbose=verbose, **train_args)
-        _train_settings("Learner", self._train)  # a bad value fails here, naming the argument
+        checks.train_settings("Learner", self._train)  # a bad value fails here, naming the argument
         self._said: set[str] = set()  # what _say printed: each conversion of given images once
         self.tensorboard = bool(tensorboard)
         self.inputs, self.data_name = self._inputs(data, valid, train_limit, test_limit)
@@ -109,12 +101,10 @@ class Learner:
         self._start()
         self.model_args = dict(model_args or {})
         self.model, self.model_name = self._model(model)
-        self.augment_fn, self.augment_name, self.augment_args = self._augment(augment)
+        self.augment_fn, self.augment_name, self.augment_args = checks.augmentation(augment)
         self.results: list = []
         self.members: list = []
         self.lr_finder: Optional[LRFinderResult] = None
-
-    # --- construction -------------------------------------------------------------------
 
     def _inputs(self, data, valid, train_limit, test_limit):
         from fastcourse.data import DATASETS
@@ -242,25 +232,6 @@ class Learner:
 
         return cls(model, DATASETS.get(dataset)(**(dataset_args or {})), **kwargs)
 
-    def _start(self, seed: Optional[int] = None) -> None:
-        """What a config run does before building: cleared Keras state, everything seeded."""
-        import keras
-
-        from fastcourse.train.trainer import seed_everything
-
-        keras.backend.clear_session()
-        seed_everything(self.seed if seed is None else seed, self._train.get("deterministic", True))
-
-    def _build(self, name: str):
-        from fastcourse.models import build_model
-        from fastcourse.train.devices import float32_outputs
-
-        i = self.inputs
-        with self._scope():
-            return float32_outputs(
-                build_model(name, i.input_shape, i.num_classes, mean=i.mean, std=i.std, **self.model_args)
-            )
-
     def _model(self, model):
         import keras
 
@@ -276,33 +247,7 @@ class Learner:
             return model, model.name
         raise UsageError(f"model={model!r}: give a registered builder's name or a keras.Model")
 
-    def _augment(self, augment):
-        from fastcourse.data import augment as augmentations
-
-        if callable(augment) and not isinstance(augment, (str, dict)):
-            return augment, getattr(augment, "__name__", type(augment).__name__), {}
-        name, args = _named(augment, "none", "augment")
-        return augmentations.build(name, args), name, args
-
-    def _scope(self):
-        from fastcourse.train.devices import training_scope
-
-        return training_scope(self._train.get("precision", "auto"), self._train.get("distribute", "none"))
-
-    # --- the equivalent config ----------------------------------------------------------
-
-    def train_config(self, epochs: int, schedule: Optional[tuple[str, dict]] = None):
-        """The TrainConfig of one training call (the one trainer reads nothing else)."""
-        from pydantic import ValidationError
-
-        from fastcourse.config import TrainConfig
-
-        name, args = schedule or (self.schedule_name, self.schedule_args)
-        extra = {} if name == "phases" else {"epochs": int(epochs)}
-        try:
-            return TrainConfig(**self._train, **extra, tensorboard=self.tensorboard, schedule={"name": name, **args})
-        except ValidationError as exc:
-            raise _one_line("training", exc) from None
+    # --- the equivalent config, saving and loading --------------------------------------
 
     @property
     def config(self):
@@ -323,456 +268,6 @@ class Learner:
                 "out": str(self.out),
             }
         )
-
-    # --- training -----------------------------------------------------------------------
-
-    def _schedule(self, lr: Optional[float]) -> tuple[str, dict]:
-        import inspect
-
-        from fastcourse.train.schedules import SCHEDULES
-
-        name, args = self.schedule_name, dict(self.schedule_args)
-        if lr is not None:
-            params = inspect.signature(SCHEDULES.get(name)).parameters
-            key = "lr" if "lr" in params else "max_lr" if "max_lr" in params else None
-            if key is None:
-                raise UsageError(f"schedule {name!r} sets its own rates; fit(n) without lr, or another schedule")
-            args[key] = float(lr)
-        return name, args
-
-    def _fit(
-        self,
-        epochs: int,
-        schedule: tuple[str, dict],
-        seed: int,
-        phase: str = "",
-        callbacks: Optional[list] = None,
-        **kwargs,
-    ):
-        from fastcourse.train.trainer import fit
-
-        if self.inputs.train is None:
-            raise UsageError(
-                "this learner was loaded for prediction (load_learner) and has no data to train on; "
-                "build one with Learner.from_folder/from_arrays and learn.load(...)"
-            )
-        train = self.train_config(epochs, schedule)
-        self._last_schedule = schedule  # what config/save() record
-        note = self.inputs.progress_note(train) if not getattr(self, "_split_named", False) else None
-        if note:  # once per learner: Keras calls the figures val_* whatever split they are
-            print(note, flush=True)
-            self._split_named = True
-        board = None
-        if self.tensorboard:
-            board = self.out / self.name / "tensorboard" / (phase or f"call{len(self.results) + 1}")
-        with self._scope():
-            result = fit(
-                self.model,
-                self.inputs.train,
-                train,
-                seed,
-                augment=self.augment_fn,
-                validation=self.inputs.eval,
-                epochs=epochs if schedule[0] != "phases" else None,
-                tensorboard_dir=board,
-                callbacks=[*self.callbacks, *(callbacks or [])],
-                metrics=self.metrics,
-                **kwargs,
-            )
-        self.results.append(result)
-        return result
-
-    def fit(self, n_epochs: Optional[int] = None, lr: Optional[float] = None, callbacks: Optional[list] = None):
-        """Train `n_epochs` with the learner's schedule (constant `lr` by default) stretched to them;
-        `callbacks` (Keras callbacks) join the learner's for this call."""
-        if n_epochs is not None:
-            _epochs("fit", "n_epochs", n_epochs)
-        _bounded("fit", lr=lr)
-        schedule = self._schedule(lr)
-        if n_epochs is None and schedule[0] != "phases":
-            n_epochs = 1
-        return self._fit(int(n_epochs or 0), schedule, self._call_seed(), callbacks=callbacks)
-
-    def fit_one_cycle(
-        self,
-        n_epochs: int,
-        lr_max: Optional[float] = None,
-        *,
-        max_lr: Optional[float] = None,
-        callbacks: Optional[list] = None,
-        **one_cycle_args: Any,
-    ):
-        """fastai's fit_one_cycle: the one_cycle schedule over `n_epochs` peaking at `lr_max`
-        (default 1e-2; `max_lr` is the same, fastcourse's older name)."""
-        if lr_max is not None and max_lr is not None and float(lr_max) != float(max_lr):
-            raise UsageError(f"fit_one_cycle: lr_max={lr_max} and max_lr={max_lr} are the same setting; give one")
-        _epochs("fit_one_cycle", "n_epochs", n_epochs)
-        _bounded("fit_one_cycle", lr_max=lr_max, max_lr=max_lr, **one_cycle_args)
-        peak = float(lr_max if lr_max is not None else max_lr if max_lr is not None else 1e-2)
-        return self._fit(
-            int(n_epochs), ("one_cycle", {"max_lr": peak, **one_cycle_args}), self._call_seed(), callbacks=callbacks
-        )
-
-    def fine_tune(
-        self,
-        epochs: int,
-        base_lr: float = 2e-3,
-        freeze_epochs: int = 1,
-        lr_mult: float = 100.0,
-        frozen_up_to: str = "head",
-    ):
-        """fastai's fine_tune, as the `finetune` task does it: the body frozen for `freeze_epochs`
-        at `base_lr`, then everything for `epochs` at half the rate, spread over the layer groups
-        from 1/lr_mult (first block) to 1 (head). Each phase is a trainer call of its own."""
-        from fastcourse.tasks.finetune import first_phase, unfrozen_phase
-        from fastcourse.train.trainer import FitResult
-
-        _epochs("fine_tune", "epochs", epochs, least=0)
-        _epochs("fine_tune", "freeze_epochs", freeze_epochs, least=0)
-        _bounded("fine_tune", base_lr=base_lr, lr_mult=lr_mult)
-        schedule, parts = self._schedule(base_lr), []
-        seed = self._call_seed()
-        if not (freeze_epochs or epochs):
-            return None
-        # the finetune task's own phases: one sequence for the YAML run and the notebook
-        first_phase(
-            self.model,
-            self.model_name,
-            freeze_epochs=freeze_epochs,
-            unfreeze_epochs=epochs,
-            lr_mult=lr_mult,
-            frozen_up_to=frozen_up_to,
-        )
-        if freeze_epochs:
-            parts.append(self._fit(freeze_epochs, schedule, seed, "frozen"))
-        if epochs:
-            multipliers = unfrozen_phase(self.model, lr_mult)
-            parts.append(self._fit(epochs, schedule, seed + 1, "unfrozen", scale=0.5, lr_multipliers=multipliers))
-        return FitResult.join(parts) if parts else None
-
-    def _call_seed(self) -> int:
-        return self.seed + len(self.results)  # the first call uses the run's seed, as a config run
-
-    def lr_find(
-        self,
-        steps: int = 100,
-        min_lr: float = 1e-7,
-        max_lr: float = 10.0,
-        plot: Optional[str] = None,
-        suggest: str = "valley",
-    ):
-        """The learning-rate range test on a copy of the weights, for whatever model the learner
-        holds (its frozen layers stay frozen). Returns the result (`.suggestion` by fastai's rule
-        `suggest`: valley, slide, minimum or steep; `.suggestions` by every rule; `.lrs`,
-        `.losses`); the curve is drawn inline in a notebook, and saved to `plot` when given. On a
-        curve with no real descent `.suggestion` is None and one line says why."""
-        from fastcourse.train.lr_find import lr_find
-
-        if self.inputs.train is None:
-            raise UsageError("lr_find: this learner was loaded for prediction and has no training data")
-        with self._scope():
-            self.lr_finder = lr_find(
-                self.model,
-                self.inputs.train,
-                int(self._train["batch_size"]),
-                self.seed,
-                self.augment_fn,
-                min_lr,
-                max_lr,
-                steps,
-                str(self._train["optimizer"]),
-                suggest_by=suggest,
-            )
-        if plot:
-            self.lr_finder.plot(plot)
-        _show.display_figure(self.lr_finder.figure(f"learning-rate range test: {self.model_name} on {self.data_name}"))
-        if self._train.get("verbose", 1) or self.lr_finder.suggestion is None:
-            print(f"fastcourse: {self.lr_finder.message()}", flush=True)
-        return self.lr_finder
-
-    def ensemble(
-        self, n: int = 5, epochs: Optional[int] = None, lr: Optional[float] = None, one_cycle: bool = False
-    ) -> dict:
-        """Train `n` members (seeds seed, seed+1, ...), each from fresh initial weights (the builder
-        again, or keras.models.clone_model), with the same data, augmentation and schedule; the
-        learner's model becomes their average (one Keras model). Returns each member's and the
-        ensemble's accuracy and loss per combination rule (fastcourse.run.ensemble.summarize)."""
-        import keras
-
-        from fastcourse.models.ensemble import average_members
-        from fastcourse.run import records
-        from fastcourse.run.ensemble import member_loop, summarize
-        from fastcourse.train.trainer import FitResult, evaluate
-
-        if n < 1:
-            raise UsageError(f"ensemble(n={n}): give at least one member")
-        if epochs is not None:
-            _epochs("ensemble", "epochs", epochs)
-        _bounded("ensemble", lr=lr)
-        template, members, probs, parts = self.model, [], [], []
-
-        def train_one(i: int, seed: int) -> dict:
-            self._start(seed)
-            if isinstance(self.model_name, str) and self.model_name in _registered_models():
-                self.model = self._build(self.model_name)
-            else:
-                with self._scope():
-                    self.model = keras.models.clone_model(template)
-            schedule = ("one_cycle", {"max_lr": float(lr or 1e-2)}) if one_cycle else self._schedule(lr)
-            n_epochs = int(epochs or (1 if schedule[0] != "phases" else 0))
-            result = self._fit(n_epochs, schedule, seed, f"member{i}")
-            self.results.pop()
-            parts.append(result)
-            ev = evaluate(self.model, self.inputs.eval)
-            probs.append(ev["probs"])
-            members.append(self.model)
-            return {
-                **records.evaluation(self.inputs.eval_split, ev["accuracy"], ev["loss"]),
-                "seed": seed,
-                "epochs": len(result.epoch_seconds),
-                "train_seconds": result.train_seconds,
-            }
-
-        seeds = [self.seed + i for i in range(n)]
-        metrics = member_loop(self.name, seeds, range(n), train_one, verbose=bool(self._train.get("verbose", 1)))
-        self.members = members
-        self.model = average_members(members, name=f"{self.name}_ensemble")
-        last = parts[-1]
-        self.results.append(
-            FitResult(
-                last.history, last.epoch_seconds, last.images_per_epoch, last.steps_per_epoch, {"ensemble_members": n}
-            )
-        )
-        labels = np.asarray(self.inputs.eval.labels)
-        self.ensemble_summary = summarize(
-            np.stack(probs), labels if labels.ndim == 1 else labels.argmax(1), metrics, self.inputs.eval_split
-        )
-        return self.ensemble_summary
-
-    # --- using the model ----------------------------------------------------------------
-
-    def _source(self, data):
-        """`data` as a Source: None (the evaluation split), a split's name, a Source, a folder of
-        images (with its file names), one image file, or images as an array."""
-        from fastcourse.data.sources import ArraySource, Source
-
-        if data is None:
-            data = self.inputs.eval_split if self.inputs.eval is not None else None
-        if isinstance(data, str) and data in ("valid", "test", "eval", "train"):
-            split = self.inputs.train if data == "train" else self.inputs.eval
-            if split is None:
-                raise UsageError(
-                    f"get_preds({data!r}): this learner was loaded for prediction and holds no data; "
-                    "give images (a folder, a file or an array)"
-                )
-            if data in ("valid", "test") and data != self.inputs.eval_split:
-                raise UsageError(
-                    f"get_preds({data!r}): this learner evaluates on its {self.inputs.eval_split!r} "
-                    f"split; give {self.inputs.eval_split!r} (or 'train')"
-                )
-            return split, None
-        if isinstance(data, Source):
-            return data, None
-        if data is None:
-            raise UsageError("give images to predict: a folder, a file or an array")
-        if isinstance(data, (str, os.PathLike)):
-            from fastcourse.results.predict import list_images
-
-            path = Path(data)
-            if path.is_file():
-                return self._files([str(path)]), None
-            if not path.is_dir():
-                raise UsageError(f"{path}: no such image file or folder")
-            files = list_images(path)
-            return self._files([str(path / f) for f in files]), files
-        from fastcourse.data.pipeline import conform
-
-        x = np.asarray(data)
-        if x.ndim == 2:  # one grey image without its channel axis
-            x = x[None, ..., None]
-        elif x.ndim == 3:  # one image (H, W, C), or grey images without their channel axis (N, H, W)
-            x = x[None] if x.shape[-1] in (1, 3, 4) else x[..., None]
-        if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or np.issubdtype(x.dtype, np.complexfloating):
-            raise UsageError(
-                f"images of shape {np.shape(data)}: give (H, W), (H, W, C) or (N, H, W[, C]) arrays of "
-                "0-255 pixels with C 1 (grey), 3 (RGB) or 4 (RGBA), or image files"
-            )
-        x, notes = conform(x, self.inputs.input_shape)
-        self._say(notes)
-        return ArraySource(x, None, self.inputs.num_classes), None
-
-    def _files(self, files: list[str]):
-        """Image files as the data pipeline reads them for this model: decoded, resized (bilinear)
-        to its size, RGB or grey as it takes them; each conversion said once (_say)."""
-        from fastcourse.data.images import scan
-        from fastcourse.data.sources import FolderSource
-
-        h, w, channels = (int(d) for d in self.inputs.input_shape)
-        statuses = scan(files, "fast")
-        readable = [st for st in statuses if st.problem is None]
-        notes = []
-        if channels == 1 and any(not st.grey for st in readable):
-            notes.append("colour images converted to grey")
-        if channels == 3 and any(st.grey for st in readable):
-            notes.append("grey images converted to RGB")
-        other = sorted({st.size for st in readable} - {(h, w)})
-        if other:
-            sizes = ", ".join(f"{a}x{b}" for a, b in other[:3]) + (", ..." if len(other) > 3 else "")
-            notes.append(f"images of {sizes} resized to {h}x{w} (bilinear)")
-        self._say(notes)
-        pillow = np.array([st.pillow or st.problem is not None for st in statuses], bool)
-        return FolderSource(files, None, self.inputs.num_classes, (h, w), pillow=pillow, channels=channels)
-
-    def _say(self, notes: list[str]) -> None:
-        """One line per conversion of the images given to predict, the first time it happens."""
-        h, w, c = (int(d) for d in self.inputs.input_shape)
-        for note in notes:
-            if note not in self._said:
-                self._said.add(note)
-                print(f"fastcourse: {note}: the model takes {h}x{w}x{c} images, as it was trained", flush=True)
-
-    def _probs(self, source, tta: int, batch_size: int, augment: Spec):
-        from fastcourse.results.predict import predict_images
-
-        augmenter = self._augment(augment)[0] if augment is not None else self.augment_fn
-        if tta and augmenter is None:
-            raise UsageError(f"tta={tta}: this learner has no augmentation; give augment=... for the copies")
-        return predict_images(
-            self.model,
-            source.batches(batch_size, labels=False),
-            augmenter if tta else None,
-            tta,
-            self.seed,
-            progress=False,
-        )
-
-    def get_preds(self, split: Any = None, tta: int = 0, batch_size: int = 64, augment: Spec = None):
-        """fastai's get_preds: `(probs, targets)` for a whole split: None (the evaluation
-        split: "valid" for a folder, "test" for array datasets), that split's name, "train",
-        a Source, a folder or an array of images.
-        `probs` is (N, classes), the mean over the clean images and `tta` augmented copies;
-        `targets` the integer labels, or None for unlabelled images."""
-        source, _ = self._source(split)
-        probs = self._probs(source, tta, batch_size, augment)
-        labels = getattr(source, "labels", None)
-        if labels is not None:
-            labels = np.asarray(labels)
-            labels = labels.argmax(1) if labels.ndim == 2 else labels.astype(np.int64)
-        return probs, labels
-
-    def predict(self, item: Any, tta: int = 0, augment: Spec = None):
-        """fastai's predict, for ONE image (a file path, or an array (H, W[, C]) of 0..255 pixels):
-        `(label, index, probabilities)`. A folder gives a fastcourse.results.predict.Predictions
-        for every image in it (file names relative to the folder); a split, see get_preds."""
-        from fastcourse.results.predict import Predictions
-
-        if item is None:
-            raise UsageError("predict(item): give one image (a file or an array); get_preds() gives a whole split")
-        source, files = self._source(item)
-        probs = self._probs(source, tta, 64, augment)
-        if files is not None:
-            return Predictions(list(files), probs, list(self.inputs.class_names))
-        if len(probs) != 1:
-            raise UsageError(f"predict: {len(probs)} images given; predict takes one, get_preds(images) many")
-        index = int(probs[0].argmax())
-        return self.inputs.class_names[index], index, probs[0]
-
-    def evaluate(self, tta: int = 0) -> dict:
-        """Loss and accuracy on the evaluation split (clean, or with `tta` augmented copies)."""
-        from fastcourse.train.metrics import scores
-
-        probs, _ = self.get_preds(tta=tta)
-        result = scores(probs, np.asarray(self.inputs.eval.labels))
-        return {"loss": result["loss"], "accuracy": result["accuracy"], "probs": result["probs"]}
-
-    def show_batch(
-        self, n: int = 9, split: str = "train", augmented: bool = True, path: Optional[str | os.PathLike] = None
-    ):
-        """fastai's show_batch: `n` images of a split with their labels (the training images as
-        augmented for training, unless augmented=False). Drawn inline in a notebook; saved to
-        `path` when given. Returns the matplotlib Figure (made without pyplot)."""
-        from fastcourse.io import save_figure
-
-        source, _ = self._source(split)
-        augment = self.augment_fn if (augmented and split == "train") else None
-        x, y = next(iter(source.batches(max(1, n), shuffle=True, seed=self.seed, augment=augment)))
-        x, y = np.asarray(x)[:n], np.asarray(y)[:n]
-        labels = y.argmax(1) if y.ndim == 2 else y
-        names = list(self.inputs.class_names)
-        where = f"{split}{', augmented' if augment is not None else ''}"
-        fig = _show.image_grid(x, [names[int(i)] for i in labels], f"{self.data_name}: {len(x)} {where} images")
-        if path is not None:
-            save_figure(fig, path)
-        _show.display_figure(fig)
-        return fig
-
-    def show_results(
-        self, n: int = 4, out_dir: Optional[str | os.PathLike] = None, tta: int = 0, show: Optional[list[str]] = None
-    ) -> dict:
-        """The lesson's views of the evaluation predictions (random correct/incorrect, most
-        confident per class, most uncertain, confusion matrix, augmented copies), as PNGs in
-        `out_dir` (default OUT/<name>/views); shown inline in a notebook. Returns their paths."""
-        from fastcourse.results.predict import split_predictions
-        from fastcourse.results.views import write_views
-
-        out_dir = Path(out_dir) if out_dir is not None else self.out / self.name / "views"
-        probs, labels = self.get_preds(tta=tta)
-        i = self.inputs
-        preds = split_predictions(i, i.eval, probs, i.class_names, labels, i.eval_split)
-        first = None
-        if self.augment_fn is not None:  # the first evaluation image as the model sees it
-            first = (preds.filenames[0], np.asarray(next(iter(i.eval.take(1).batches(1, labels=False))))[0])
-        shown = write_views(
-            preds.folder,
-            preds.filenames,
-            labels,
-            probs,
-            preds.class_names,
-            out_dir,
-            n=n,
-            seed=self.seed,
-            augment=self.augment_fn,
-            augment_image=first,
-            display=preds.display_image,
-            split=i.eval_split,
-        )
-        shown["files"] = {view: Path(file) for view, file in shown["files"].items()}
-        wanted = show or ["random_correct", "random_incorrect", "most_uncertain", "confusion_matrix"]
-        _show.display_files([shown["files"][k] for k in wanted if k in shown["files"]])
-        return shown
-
-    # --- fastai's ClassificationInterpretation, on the evaluation split -----------------
-
-    def top_losses(self, k: Optional[int] = None, largest: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """fastai's `top_losses`: (losses, indices) of the `k` evaluation images with the
-        largest loss (smallest with largest=False), that loss first; every image by default."""
-        from fastcourse.results.views import top_losses
-
-        probs, labels = self.get_preds()
-        return top_losses(labels, probs, k, largest)
-
-    def plot_top_losses(self, k: int = 9, largest: bool = True, path: Optional[str | os.PathLike] = None) -> Path:
-        """fastai's `plot_top_losses`: the `k` top-loss evaluation images, each titled
-        predicted/actual / loss / probability of the actual class; saved to `path` (default
-        OUT/<name>/views/top_losses.png) and shown inline in a notebook."""
-        from fastcourse.results.predict import split_predictions
-        from fastcourse.results.views import plot_top_losses
-
-        probs, labels = self.get_preds()
-        i = self.inputs
-        preds = split_predictions(i, i.eval, probs, i.class_names, labels, i.eval_split)
-        target = Path(path) if path is not None else self.out / self.name / "views" / "top_losses.png"
-        png, _ = plot_top_losses(preds.display_image, labels, probs, i.class_names, target, k, largest, i.eval_split)
-        _show.display_files([png])
-        return png
-
-    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
-        """fastai's `most_confused`: [(actual, predicted, count)] off the diagonal of the
-        evaluation split's confusion matrix, at least `min_val` times, most frequent first."""
-        from fastcourse.results.views import most_confused
-
-        probs, labels = self.get_preds()
-        return most_confused(labels, probs, self.inputs.class_names, min_val)
 
     def save(self, run_dir: Optional[str | os.PathLike] = None, overwrite: bool = False) -> Path:
         """Write the run's artifacts into `run_dir` (default OUT/<name>), as a config run does:
@@ -864,96 +359,3 @@ def load_learner(path: str | os.PathLike) -> Learner:
     learn = Learner(model, inputs, image_size=inputs.input_shape[:2], valid_pct=None, verbose=0)
     learn.model_name, learn.exported = str(meta.get("model", model.name)), meta
     return learn
-
-
-def _registered_models() -> list[str]:
-    from fastcourse.models import MODELS
-
-    return MODELS.names()
-
-
-def _known_model(name: str) -> None:
-    """A registered builder's name, or one line with the nearest one and the known ones."""
-    import difflib
-
-    known = _registered_models()
-    if name not in known:
-        near = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise UsageError(
-            f"model={name!r}: not a registered model{hint} (known: {', '.join(known)}); or give a keras.Model"
-        )
-
-
-# TrainConfig fields the Learner sets itself (per training call, or as its own arguments)
-_SET_BY_THE_LEARNER = ("epochs", "schedule", "tensorboard")
-
-
-def _check_keywords(train_args: dict) -> None:
-    """Keywords beyond the Learner's own are training settings (the config's `train` section);
-    anything else is a typo, named with the nearest argument (as the CLI names a config key)."""
-    import difflib
-    import inspect
-
-    from fastcourse.config import TrainConfig
-
-    own = [p for p in inspect.signature(Learner.__init__).parameters if p not in ("self", "train_args")]
-    settings = [k for k in TrainConfig.model_fields if k not in _SET_BY_THE_LEARNER]
-    for key in train_args:
-        if key not in settings:
-            near = difflib.get_close_matches(key, own + settings, n=1, cutoff=0.6)
-            hint = f"; did you mean {near[0]}?" if near else ""
-            raise UsageError(
-                f"Learner({key}=...): unknown argument{hint} (the Learner's: {', '.join(own)}; "
-                f"training settings: {', '.join(settings)})"
-            )
-
-
-def _train_settings(call: str, settings: dict) -> None:
-    """The training settings as the config's `train` section checks them; a bad one is one line."""
-    from pydantic import ValidationError
-
-    from fastcourse.config import TrainConfig
-
-    try:
-        TrainConfig(**settings)
-    except ValidationError as exc:
-        raise _one_line(call, exc) from None
-
-
-def _one_line(call: str, exc) -> UsageError:
-    """pydantic's first error as `call(key=value): what is wrong`, naming no internal class."""
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "arguments"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return UsageError(f"{call}({key}={err.get('input')!r}): {message}")
-
-
-def _epochs(call: str, name: str, value: Any, least: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise UsageError(f"{call}({name}={value!r}): give a whole number of epochs, {least} or more")
-
-
-# the Learner's argument -> the ARG_BOUNDS entry (fastcourse/config.py) that bounds it
-_BOUND_AS = {"lr_max": "max_lr", "base_lr": "lr"}
-
-
-def _bounded(call: str, **values: Any) -> None:
-    """Each value inside the bounds a config's same setting has (ARG_BOUNDS), else one line."""
-    from fastcourse.config import ARG_BOUNDS
-
-    for name, value in values.items():
-        bounds = ARG_BOUNDS.get(_BOUND_AS.get(name, name))
-        if value is None or bounds is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounds.holds(float(value)):
-            raise UsageError(f"{call}({name}={value!r}): out of range; give a value {bounds.allowed()}")
-
-
-def _size(image_size) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    size = tuple(int(s) for s in image_size)
-    if len(size) != 2:
-        raise UsageError(f"image_size={image_size!r}: give an int (a square) or (height, width)")
-    return (size[0], size[1])
