@@ -413,8 +413,9 @@ def load_config(
     sections = {loc: _raw_section(raw, loc) for loc in SECTIONS}
     section_problems, coerced = _check_sections(sections, where)
     train = _raw_train(raw)
-    if train is not None and "train.schedule" in coerced:
-        section_problems += _schedule_problems(sections["train.schedule"], train.epochs, where)
+    schedule = sections["train.schedule"]
+    if train is not None and schedule is not None and "train.schedule" in coerced:
+        section_problems += _schedule_problems(schedule, train.epochs, where)
     raise ConfigError(*_name_overrides([*problems, *tree_problems, *section_problems], where, set_keys))
 
 
@@ -488,7 +489,7 @@ SECTIONS = {
 }
 
 
-def _check_sections(sections: dict[str, Optional["Named"]], where: str) -> tuple[list[str], dict[str, dict]]:
+def _check_sections(sections: Mapping[str, Optional["Named"]], where: str) -> tuple[list[str], dict[str, dict]]:
     """(one line per problem, the coerced arguments of each section that had none); those
     sections keep their coerced values."""
     problems: list[str] = []
@@ -512,9 +513,10 @@ def _check_sections(sections: dict[str, Optional["Named"]], where: str) -> tuple
 
 
 def _section_of(cfg: BaseModel, loc: str) -> "Named":
+    node: Any = cfg
     for part in loc.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
+        node = getattr(node, part)
+    return node
 
 
 def _raw_section(raw: Any, loc: str) -> Optional["Named"]:
@@ -547,9 +549,12 @@ def _raw_train(raw: Any) -> Optional["TrainConfig"]:
         return None
 
 
-def _schedule_problems(sched: "Named", epochs: int, where: str) -> list[str]:
+def _schedule_problems(sched: "Named", epochs: Optional[int], where: str) -> list[str]:
     """Evaluate the schedule once, so bad values (a negative rate) fail at load, not in training."""
     import numpy as np
+
+    if epochs is None:  # a valid TrainConfig always has it (derived from `phases`)
+        return []
 
     try:
         values = SCHEDULES.get(sched.name)(np.array([0.0, epochs / 2]), epochs, **sched.args)
