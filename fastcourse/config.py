@@ -386,12 +386,18 @@ class ExperimentConfig(Strict):
 
 
 def load_config(
-    source: str | os.PathLike | dict, overrides: list[str] | None = None, *, origin: str | None = None
+    source: str | os.PathLike | dict,
+    overrides: list[str] | None = None,
+    *,
+    origin: str | None = None,
+    record: bool = False,
 ) -> ExperimentConfig:
     """A config file (or a shipped config's name, `mnist/cnn`, or a dict) with `key.path=value`
     overrides, checked as `fastcourse run` checks it: the tree, each named section's name in its
     registry and its arguments against the function's signature and ARG_BOUNDS, the schedule's
-    values. `origin` names where a dict came from, for the messages.
+    values. `origin` names where a dict came from, for the messages. `record=True` reads a run's
+    own config.yaml: the tree alone, since a Learner's record names its task `learner` and may
+    name a model built in Python, which no registry holds.
 
         cfg = load_config("configs/mnist/cnn.yaml", ["train.batch_size=128"])
 
@@ -400,6 +406,8 @@ def load_config(
     raw, where, problems = _read_raw(source, overrides, origin)
     set_keys = [item.split("=", 1)[0].strip() for item in overrides or [] if "=" in item]
     cfg, tree_problems = _validate_tree(raw, where)
+    if record and cfg is not None and not problems:
+        return cfg
     if cfg is not None:
         try:
             check_config(cfg, where)

@@ -244,3 +244,18 @@ def test_views_of_an_array_run(tmp_path, capsys):
     assert str(out / "views.json") in capsys.readouterr().out
     assert main(["views", str(run), "--out", str(tmp_path / "t"), "--tta", "2", "-n", "2"]) == 0
     assert (tmp_path / "t" / "views" / "views.json").is_file()
+
+
+@pytest.mark.integration  # trains a tiny Learner (seconds)
+def test_views_and_predict_open_a_saved_learner_run(tmp_path):
+    """`Learner.save()` writes what `fastcourse run` writes, so `views` and `predict` open it, although
+    its config.yaml names the task `learner`, which no registry holds."""
+    import fastcourse
+    from fastcourse.cli import main
+
+    learn = fastcourse.Learner("linear", "mnist_sample", train_limit=64, test_limit=32, verbose=0, out=tmp_path)
+    learn.fit(1)
+    run = learn.save(tmp_path / "run")
+    assert main(["views", str(run), "-n", "2"]) == 0
+    assert list((tmp_path / "run" / "views").glob("*.png"))
+    assert main(["predict", str(run)]) == 0

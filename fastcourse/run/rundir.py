@@ -153,10 +153,11 @@ def config_differences(a: dict, b: dict, prefix: str = "") -> list[tuple[str, ob
 
 
 def saved_config(run_dir: Path):
-    """The run's config.yaml, as a config (checked as `fastcourse run` checks it)."""
+    """The run's config.yaml, as a config (the tree checked: the record of a Learner's run names
+    its task `learner`, which `fastcourse run` cannot run but `views` and `predict` can open)."""
     from fastcourse.config import load_config
 
-    return load_config(run_dir / CONFIG)
+    return load_config(run_dir / CONFIG, record=True)
 
 
 def check_same_config(run_dir: Path, cfg, overrides: tuple[str, ...] = (), source: Optional[str] = None) -> None:
