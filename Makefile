@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test test-fast test-slow lint docs bench bench-fastai bench-gpu notebooks notebooks-clean lab clean
+.PHONY: install run test test-fast test-notebooks test-slow lint docs bench bench-fastai bench-gpu notebooks notebooks-clean lab clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 # tf.distribute or download (tests/conftest.py marks those `integration`).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+# Every notebook executed in small mode (minutes each); .ci/run runs it after `make test`.
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q -m notebooks
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

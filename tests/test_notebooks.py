@@ -124,6 +124,7 @@ def test_saved_lesson3_learns_every_step():
 
 # Every notebook runs in small mode in the default test run, so none can rot unnoticed
 # (under a minute each on an idle 2-core machine, several on a busy one).
+@pytest.mark.notebooks  # minutes each: `make test-notebooks`, which .ci/run runs after `make test`
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_small_mode(path, tmp_path, monkeypatch):
     for key, value in nbtools.QUIET_ENV.items():
