@@ -7,7 +7,8 @@ rule a config must keep lives in this module, so `fastcourse check` accepts exac
   of any model, `zoom` of any augmentation, `pseudo_ratio` of a task), and ArgsOf, a marker for an
   argument that is itself another function's arguments (`task.head`): both are defined in the
   argument table, `fastcourse.arguments`, and applied here to every named section;
-- rules across sections (ENSEMBLE_REFUSED: tasks that cannot be an ensemble);
+- rules across sections (ENSEMBLE_REFUSED: tasks that cannot be an ensemble; MIX_REFUSED: tasks
+  that cannot mix batches);
 - the schedule's values: it is evaluated once, so a negative or infinite rate fails at load.
 
 Sections that name a function (`task`, `data`, `model`, `augment`, `train.schedule`) take that
@@ -72,6 +73,11 @@ DATA_SUPPLIED_ARGS = MODELS.supplied
 
 # Tasks that cannot run as an ensemble (an `ensemble` section with members > 1), and why.
 ENSEMBLE_REFUSED = {"sklearn_features": "a scikit-learn classifier has no Keras model to average"}
+# tasks that train on cached conv features: a batch of features cannot be mixed as images are
+MIX_REFUSED = {
+    "features": "its head trains on conv features cached once per augmented pass, not on batches of images",
+    "sklearn_features": "its classifier fits cached conv features, not batches of images",
+}
 
 
 class Strict(BaseModel):
@@ -241,11 +247,16 @@ class ExperimentConfig(Strict):
     out: str = Field("runs", min_length=1, description="folder under which each run gets its own directory")
 
     @model_validator(mode="after")
-    def _ensemble_of_task(self):
+    def _rules_across_sections(self):
         if self.ensemble is not None and self.ensemble.members > 1 and self.task.name in ENSEMBLE_REFUSED:
             raise ValueError(
                 f"ensemble of task {self.task.name!r}: {ENSEMBLE_REFUSED[self.task.name]}; "
                 "remove the ensemble section (or set ensemble.members: 1)"
+            )
+        if self.augment.mix is not None and self.task.name in MIX_REFUSED:
+            raise ValueError(
+                f"augment.mix with task {self.task.name!r}: {MIX_REFUSED[self.task.name]}; "
+                "remove augment.mix, or train the whole model (task: train)"
             )
         return self
 

@@ -17,6 +17,7 @@ The front doors import TensorFlow through it: the `fastcourse` command, and
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import re
 import sys
@@ -91,6 +92,13 @@ def _lines_under(level: int) -> Iterator[None]:
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
+    # A native crash while TensorFlow loads ends the process before this reader can pass its last
+    # bytes on: Python's fault handler writes the crash and the Python stack straight to the
+    # terminal's stderr instead, so the crash is never silent.
+    # (A handler the user enabled is left as they set it.)
+    own_handler = not faulthandler.is_enabled()
+    if own_handler:
+        faulthandler.enable(file=original)
 
     def forward() -> None:
         pending = b""
@@ -110,6 +118,8 @@ def _lines_under(level: int) -> Iterator[None]:
             sys.stderr.flush()
         os.dup2(original, 2)  # the pipe's last writer is gone: the reader drains it and ends
         reader.join()
+        if own_handler:
+            faulthandler.disable()
         os.close(read_end)
         os.close(original)
 

@@ -17,6 +17,7 @@ from fastcourse.cli import main
 from fastcourse.data.arrays import mnist_sample
 
 
+@pytest.mark.slow  # ~25 s; the time-to-accuracy case stays in the default tier
 @pytest.mark.integration
 def test_bench_ladder_case_writes_table_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cases, "bench_data", lambda quick: mnist_sample().limit(768, 128))
@@ -141,6 +142,7 @@ def test_bench_gpu_without_a_gpu_prints_one_line(capsys):
     assert capsys.readouterr().out.strip() == gpu.GPU_SKIP
 
 
+@pytest.mark.slow  # ~15 s of training in child processes
 @pytest.mark.integration
 def test_memory_case_on_tiny_sizes_returns_rss_figures(capsys):
     rows = memory.memory_case((16, 48), warm=False, size=32, distinct=8, units=8, epochs=1, batch_size=8)

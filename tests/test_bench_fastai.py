@@ -35,6 +35,7 @@ def test_a_missed_target_is_no_ratio():
     assert "NOT reached" in rows[1].notes
 
 
+@pytest.mark.slow  # ~20 s of fresh processes
 @pytest.mark.integration
 def test_sides_interleave_in_fresh_processes(tmp_path, monkeypatch):
     """A stand-in fastai Python that logs its calls: the order alternates by seed, and the real

@@ -95,6 +95,7 @@ def test_truncated_last_checkpoint_resumes_from_the_one_before(dropout_yaml, str
     assert history["loss"].tolist() == pytest.approx(pd.read_csv(straight / "history.csv")["loss"].tolist(), rel=1e-4)
 
 
+@pytest.mark.slow  # ~15 s; the truncated-checkpoint fallback stays in the default tier
 @pytest.mark.integration
 def test_zero_byte_only_checkpoint_starts_from_the_beginning(dropout_yaml, straight, tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "run"

@@ -184,6 +184,9 @@ def test_resolved_config_round_trips(tmp_path):
         ("task: {name: finetune, freeze_epochs: -1}", ["task.freeze_epochs = -1"]),
         ("task: {name: sklearn_features, C: 0}", ["task.C = 0", "(0, inf)"]),
         ("task: {name: sklearn_features}\nensemble: {members: 2}", ["ensemble of task 'sklearn_features'"]),
+        # a cached-features task never sees a batch of images: a mix there would be silently unused
+        ("task: {name: features}\naugment: {name: none, mix: {name: mixup}}", ["augment.mix with task 'features'"]),
+        ("task: {name: sklearn_features}\naugment: {name: course, mix: {name: cutmix}}", ["task: train"]),
     ],
 )
 def test_values_out_of_range_are_refused(tmp_path, text, words):

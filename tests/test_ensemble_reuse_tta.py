@@ -222,6 +222,7 @@ def test_member0_is_the_cnn_bn_dropout_run_also_on_resume(two_steps, tmp_path, c
     assert "member 0 is the cnn_bn_dropout step's run" in notes
 
 
+@pytest.mark.slow  # ~15 s; the reuse itself stays in the default tier
 @pytest.mark.integration
 def test_member0_is_trained_when_the_seeds_differ(two_steps, tmp_path, counted, capsys):
     _, calls = counted

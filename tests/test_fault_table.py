@@ -322,7 +322,29 @@ class Case:
 
     def param(self):
         marks = [pytest.mark.xfail(reason=self.xfail, strict=True)] if self.xfail else []
+        if self.id.startswith("cfg-") and self.id not in CONFIG_CASES_IN_THE_DEFAULT_TIER:
+            marks.append(pytest.mark.slow)
         return pytest.param(self, id=self.id, marks=marks)
+
+
+# Every config case is a `fastcourse check` or `run` process (~4 s of TensorFlow import each); the
+# same rules are checked in-process, one line per problem, by tests/test_config.py. These run in
+# the default tier, one per kind of problem (YAML, file, tree, section, value, override, rule
+# across sections, run); every other config case is `slow` (`make test-slow`).
+CONFIG_CASES_IN_THE_DEFAULT_TIER = {
+    "cfg-duplicate-top-key",
+    "cfg-malformed-yaml",
+    "cfg-missing-file",
+    "cfg-not-utf8",
+    "cfg-alias-bomb",
+    "cfg-top-level-list",
+    "cfg-unknown-model",
+    "cfg-rotation-720",
+    "cfg-every-problem-at-once",
+    "cfg-override-unclosed-list",
+    "cfg-mix-of-cached-features",
+    "cfg-run-refuses-dup-key",
+}
 
 
 CHECK = ["check", "{t}/c.yaml"]
@@ -510,6 +532,13 @@ CASES = [
         conf(task={"name": "sklearn_features"}, ensemble={"members": 2}),
         2,
         ["ensemble of task 'sklearn_features'", "remove the ensemble section"],
+    ),
+    Case(
+        "cfg-mix-of-cached-features",
+        CHECK,
+        conf(task={"name": "features"}, augment={"name": "none", "mix": {"name": "mixup"}}),
+        2,
+        ["augment.mix with task 'features'", "remove augment.mix"],
     ),
     Case(
         "cfg-every-problem-at-once",
@@ -780,6 +809,7 @@ def outcomes(tmp_path_factory, request) -> dict[str, Outcome]:
 def test_table_is_large_and_ids_unique():
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES)
+    assert CONFIG_CASES_IN_THE_DEFAULT_TIER <= {c.id for c in CASES}  # a renamed case is not dropped silently
 
 
 @pytest.mark.parametrize("case", [c.param() for c in CASES])

@@ -128,6 +128,7 @@ def test_kill_mid_epoch_on_an_image_folder(folder, tmp_path):
     assert len(json.loads((killed / "metrics.json").read_text())["epoch_seconds"]) == EPOCHS
 
 
+@pytest.mark.slow  # ~25 s; the feature cache's damaged-file rebuild is tested in-process (test_features_cache)
 def test_kill_mid_feature_pass(folder, tmp_path):
     cache = tmp_path / "cache"
     cfg = write(
@@ -168,6 +169,7 @@ def test_kill_mid_feature_pass(folder, tmp_path):
     assert not list(cache.glob("*.partial"))
 
 
+@pytest.mark.slow  # ~40 s; kill -9 stays in the default tier: test_kill_mid_epoch_on_an_image_folder, test_resume
 def test_kill_mid_ensemble_member(tmp_path, tiny_config):
     raw = tiny_config(
         name="ens",

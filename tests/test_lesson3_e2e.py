@@ -57,6 +57,7 @@ def run_dir_of(stdout: str) -> Path:
     return Path(stdout.strip().splitlines()[-1].split("run directory: ", 1)[1])
 
 
+@pytest.mark.slow  # the lesson's whole path in 5 processes, over a minute; each step has its default-tier test
 def test_lesson3_from_split_to_submission(tmp_path):
     raw = make_image_folder(tmp_path / "statefarm", "statefarm", classes=10, per_class=6, test=6, size=40, drivers=6)
     # 1. the grouped split: no driver on both sides

@@ -69,6 +69,7 @@ def run(source, train, folder=None, epochs=EPOCHS, resume=False, model="cnn_bn_d
     return model, history, seconds
 
 
+@pytest.mark.slow  # ~12 s; test_distribute keeps two workers in the default tier
 @pytest.mark.integration
 def test_the_chief_checkpoints_each_epoch_and_a_resumed_run_ends_as_a_straight_one(source, tiny_config, tmp_path):
     train = train_config(tiny_config)

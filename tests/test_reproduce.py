@@ -44,6 +44,7 @@ def tiny_configs(tmp_path):
     return tmp_path / "configs"
 
 
+@pytest.mark.slow  # ~30 s; the budget reproduction stays in the default tier
 @pytest.mark.integration
 def test_quick_reproduction_on_the_sample_resumes_and_reports(tiny_configs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs"

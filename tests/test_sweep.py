@@ -218,6 +218,7 @@ def test_four_trials_on_an_image_folder_through_the_cli(tmp_path):
     assert "trials: 4: 4 complete" in done.stdout
 
 
+@pytest.mark.slow  # ~20 s of two sweep processes
 @pytest.mark.integration
 def test_two_processes_share_one_journal_no_trial_lost_or_run_twice(tmp_path):
     spec = write_spec(tmp_path)
@@ -258,6 +259,7 @@ def _epochs_done(run: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # ~30 s of sweeps killed and restarted
 @pytest.mark.integration
 def test_kill_9_then_the_same_command_resumes(tmp_path):
     """kill -9 the sweep and its trial (a machine that dies) mid-trial: the rerun keeps the finished
@@ -290,6 +292,7 @@ def test_kill_9_then_the_same_command_resumes(tmp_path):
     assert "Trials: 2 of 2: 2 complete, 0 pruned, 0 failed, 0 running, 0 waiting" in (folder / "report.md").read_text()
 
 
+@pytest.mark.slow  # ~15 s
 @pytest.mark.integration
 def test_kill_9_of_the_sweep_alone_its_trials_run_finishes_and_counts_once(tmp_path):
     """kill -9 the sweep process but not its trial's run: the rerun waits for that run and takes
@@ -310,6 +313,7 @@ def test_kill_9_of_the_sweep_alone_its_trials_run_finishes_and_counts_once(tmp_p
     assert list(check_against_runs(folder, 1)["epochs"]) == [3]
 
 
+@pytest.mark.slow  # ~25 s
 @pytest.mark.integration
 def test_a_crashed_trial_is_failed_and_the_sweep_goes_on(tmp_path):
     base = {**TINY, "data": {"name": "mnist_sample", "train_limit": 1024, "test_limit": 128}}
@@ -339,8 +343,8 @@ def test_median_pruner_stops_a_worse_trial_from_its_per_epoch_records(tmp_path):
     """Trial 001 (a learning rate 10,000 times smaller) is below trial 000's figure at the same epoch:
     the sweep reads that from the run's checkpoint records, Optuna's MedianPruner says prune, and
     the run is stopped before its last epoch."""
-    base = {**TINY, "data": {"name": "mnist_sample", "train_limit": 512, "test_limit": 128}}
-    base["train"] = {**TINY["train"], "epochs": 6}
+    base = {**TINY, "data": {"name": "mnist_sample", "train_limit": 1024, "test_limit": 128}}
+    base["train"] = {**TINY["train"], "epochs": 12}
     spec = write_spec(
         tmp_path,
         space={"train.schedule.lr": [1e-3, 1e-7]},
@@ -356,7 +360,7 @@ def test_median_pruner_stops_a_worse_trial_from_its_per_epoch_records(tmp_path):
     first, pruned = study.get_trials()
     history = json.loads((folder / "trials" / "001" / "checkpoints" / "state.json").read_text())["history"]
     reported = [pruned.intermediate_values[step] for step in sorted(pruned.intermediate_values)]
-    assert reported == pytest.approx(history["val_accuracy"][: len(reported)]) and len(reported) < 6
+    assert reported == pytest.approx(history["val_accuracy"][: len(reported)]) and len(reported) < 12
     step = max(pruned.intermediate_values)
     assert pruned.intermediate_values[step] < first.intermediate_values[step]  # what the median rule compares
     assert optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0).prune(study, pruned)

@@ -86,3 +86,15 @@ def test_a_users_tf_cpp_min_log_level_is_kept_and_shows_the_lines():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "0"
     assert "oneDNN" in proc.stderr or "cuda drivers" in proc.stderr, proc.stderr  # TensorFlow's own, unfiltered
+
+
+@pytest.mark.integration
+def test_a_native_crash_while_the_lines_are_read_still_reaches_the_terminal():
+    """A segmentation fault inside the block (as a native crash in `import tensorflow` would be)
+    kills the process before the reader passes anything on: the fault handler writes it to the
+    real stderr."""
+    code = "import ctypes; from fastcourse import tf_logs\nwith tf_logs._lines_under(3):\n    ctypes.string_at(0)"
+    proc = _python(code)
+    assert proc.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in proc.stderr, proc.stderr[-3000:]
+    assert "string_at" in proc.stderr or "<string>" in proc.stderr, proc.stderr[-3000:]  # the Python stack

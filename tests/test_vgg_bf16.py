@@ -118,6 +118,7 @@ def _features(folder, tmp_path, **task) -> dict:
     return pair
 
 
+@pytest.mark.slow  # two VGG16 runs, ~16 s
 @pytest.mark.integration  # two whole runs in this process: seconds each
 def test_features_task_in_bf16_matches_float32(folder, tmp_path):
     """Features extracted, the head trained and the run evaluated in bf16: the float32 accuracy."""

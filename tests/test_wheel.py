@@ -163,6 +163,7 @@ def _fresh_env(where: Path, wheel: Path) -> Path:
     return where / "bin"
 
 
+@pytest.mark.slow  # ~20 s; the wheel's file list stays in the default tier
 @pytest.mark.integration
 def test_installed_wheel_runs_shipped_configs_from_an_empty_folder(wheel, tmp_path):
     start = time.perf_counter()
