@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import threading
 from typing import Callable, Generic, TypeVar
 
 from fastcourse.errors import UsageError
@@ -27,7 +28,11 @@ class Registry(Generic[F]):
         self.kind, self.modules = kind, modules
         self.supplied = supplied  # arguments the run passes in, never set in a config
         self._items: dict[str, F] = {}
-        self._loaded = False
+        self._loaded = False  # its modules are being imported, or were
+        self._complete = False  # they all were
+        # Another thread's first lookup waits until the modules are imported, instead of seeing a
+        # half-filled registry; re-entrant, as a module may look a name up while it loads.
+        self._loading = threading.RLock()
 
     def register(self, name: str | None = None) -> Callable[[F], F]:
         """Decorator: `@MODELS.register()` registers a function under its own name."""
@@ -43,14 +48,18 @@ class Registry(Generic[F]):
 
     def _load(self) -> dict[str, F]:
         """Import the modules that fill the registry (once); their decorators register."""
-        if not self._loaded:
-            self._loaded = True  # first: a module that looks a name up while it loads ends here
-            try:
-                for module in self.modules:
-                    importlib.import_module(module)
-            except BaseException:
-                self._loaded = False
-                raise
+        if self._complete:
+            return self._items
+        with self._loading:
+            if not self._loaded:
+                self._loaded = True  # first: a module that looks a name up while it loads ends here
+                try:
+                    for module in self.modules:
+                        importlib.import_module(module)
+                except BaseException:
+                    self._loaded = False
+                    raise
+                self._complete = True
         return self._items
 
     def get(self, name: str) -> F:
