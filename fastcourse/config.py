@@ -1,14 +1,12 @@
 """The experiment config: one typed tree with defaults in code; YAML holds what differs. Every
-rule a config must keep lives in this module, so `fastcourse check` accepts exactly what
-`fastcourse run` accepts:
+rule a config must keep lives here, so `fastcourse check` accepts exactly what `fastcourse run` accepts:
 
 - the tree's shape, types and bounds (the pydantic models below: `train.batch_size`, `seed`...);
 - ARG_BOUNDS, the bounds of the arguments of registered functions by argument NAME (`dropout`
   of any model, `zoom` of any augmentation, `pseudo_ratio` of a task), and ArgsOf, a marker for an
   argument that is itself another function's arguments (`task.head`): both are defined in the
   argument table, `fastcourse.arguments`, and applied here to every named section;
-- rules across sections (ENSEMBLE_REFUSED: tasks that cannot be an ensemble; MIX_REFUSED: tasks
-  that cannot mix batches);
+- rules across sections (ENSEMBLE_REFUSED, MIX_REFUSED: what a task cannot do);
 - the schedule's values: it is evaluated once, so a negative or infinite rate fails at load.
 
 Sections that name a function (`task`, `data`, `model`, `augment`, `train.schedule`) take that
@@ -73,11 +71,8 @@ DATA_SUPPLIED_ARGS = MODELS.supplied
 
 # Tasks that cannot run as an ensemble (an `ensemble` section with members > 1), and why.
 ENSEMBLE_REFUSED = {"sklearn_features": "a scikit-learn classifier has no Keras model to average"}
-# tasks that train on cached conv features: a batch of features cannot be mixed as images are
-MIX_REFUSED = {
-    "features": "its head trains on conv features cached once per augmented pass, not on batches of images",
-    "sklearn_features": "its classifier fits cached conv features, not batches of images",
-}
+# Tasks that train on conv features cached on disk: no batch of images to mix (augment.mix).
+MIX_REFUSED = ("features", "sklearn_features")
 
 
 class Strict(BaseModel):
@@ -255,8 +250,8 @@ class ExperimentConfig(Strict):
             )
         if self.augment.mix is not None and self.task.name in MIX_REFUSED:
             raise ValueError(
-                f"augment.mix with task {self.task.name!r}: {MIX_REFUSED[self.task.name]}; "
-                "remove augment.mix, or train the whole model (task: train)"
+                f"augment.mix with task {self.task.name!r}: it trains on conv features cached on disk, not on "
+                "batches of images; remove augment.mix, or train the whole model (task: train)"
             )
         return self
 
