@@ -19,10 +19,10 @@ if TYPE_CHECKING:  # for annotations only: importing it at run time would import
     from fastcourse.run.inputs import Inputs
 
 
-class Predicting:
-    """The Learner's predictions (a part of fastcourse.learner.core.Learner)."""
+class LearnerState:
+    """The Learner's state that its parts read, declared once for the type checker (set by
+    fastcourse.learner.core.Learner.__init__)."""
 
-    # the Learner's state this part reads (set by fastcourse.learner.core.Learner.__init__)
     inputs: Inputs
     model: Any
     model_name: str
@@ -32,6 +32,11 @@ class Predicting:
     data_name: str
     augment_fn: Optional[Callable]
     _train: dict[str, Any]
+
+
+class Predicting(LearnerState):
+    """The Learner's predictions (a part of fastcourse.learner.core.Learner)."""
+
     _said: set[str]
 
     def _source(self, data):

@@ -4,33 +4,23 @@ the TrainConfig it means (train_config) and runs THE trainer, fastcourse.train.t
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from fastcourse.errors import UsageError
 from fastcourse.learner import checks
 from fastcourse.learner import show as _show
+from fastcourse.learner.predict import LearnerState
 
 if TYPE_CHECKING:  # for annotations only: importing them at run time would import Keras
-    from fastcourse.run.inputs import Inputs
     from fastcourse.train.lr_find import LRFinderResult
 
 
-class Training:
+class Training(LearnerState):
     """The Learner's training calls (a part of fastcourse.learner.core.Learner)."""
 
-    # the Learner's state this part reads (set by fastcourse.learner.core.Learner.__init__)
-    inputs: Inputs
-    model: Any
-    model_name: str
-    seed: int
-    name: str
-    out: Path
-    data_name: str
-    augment_fn: Optional[Callable]
-    _train: dict[str, Any]
+    # the rest of the Learner's state this part reads (the shared part: LearnerState)
     model_args: dict
     schedule_name: str
     schedule_args: dict
