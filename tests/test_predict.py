@@ -304,3 +304,81 @@ def test_a_file_that_passes_the_check_but_does_not_decode_is_named(tmp_path, mon
     monkeypatch.setattr(images, "scan", lambda files, check="fast", workers=8: [images.FileStatus(f) for f in files])
     with pytest.raises(DataError, match=r"1\.png: cannot decode"):
         predict_folder(run, folder, batch_size=2, progress=False)
+
+
+def _left_handed_model():
+    """linear(32x32x3, cats/dogs) whose P(dogs) rises with blue in the LEFT half and falls with
+    blue in the right half: an image and its mirror image are predicted differently."""
+    from fastcourse.models.mnist import linear
+
+    model = linear((SIZE, SIZE, 3), 2)
+    kernel = np.zeros((SIZE, SIZE, 3, 2), np.float32)
+    per_pixel = 40.0 / (SIZE * SIZE * 255.0)
+    kernel[:, : SIZE // 2, 2, 1] = per_pixel
+    kernel[:, SIZE // 2 :, 2, 1] = -per_pixel
+    model.get_layer("predictions").set_weights([kernel.reshape(-1, 2), np.zeros(2, np.float32)])
+    return model
+
+
+def _mirror_mean(model, images):
+    """Flip TTA by hand: the mean of the model on the images and on their columns reversed."""
+    images = np.asarray(images, np.float32)
+    return (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
+
+
+@pytest.mark.integration
+def test_flip_tta_on_a_folder_is_the_mean_of_each_image_and_its_mirror(tmp_path, capsys):
+    """`--tta flip` needs no augmentation in the run; its probabilities are the by-hand mean."""
+    model = _left_handed_model()
+    run = make_run(tmp_path, model=model)  # augment: none
+    folder = tmp_path / "test"
+    for i, left in enumerate((2, 10, 20)):  # a blue bar at three distances from the left edge
+        image = np.full((SIZE, SIZE, 3), 128, np.uint8)
+        image[4:28, left : left + 8] = (20, 20, 230)
+        write_image(folder / f"{i}.png", image)
+    files = list_images(folder)
+    assert main(["predict", str(run), str(folder), "--tta", "flip"]) == 0
+    assert "TTA: the mean of each image and its mirror image" in capsys.readouterr().out
+    probs = pd.read_csv(run / "predictions_test.csv")[["cats", "dogs"]].to_numpy()
+    np.testing.assert_allclose(probs, _mirror_mean(model, _pixels(folder, files)), atol=1e-5)
+    plain = predict_folder(run, folder, progress=False).probs
+    assert np.abs(probs - plain).max() > 0.05  # the mirror really changed the left-handed model's view
+
+
+@pytest.mark.integration
+def test_flip_tta_on_arrays_through_the_cli_and_the_learner(tmp_path, capsys):
+    import fastcourse
+    from fastcourse.run.inputs import inputs_for
+    from fastcourse.run.rundir import saved_config
+
+    run = array_run()
+    loaded = load_run(run)
+    inputs = inputs_for(saved_config(run))
+    images = np.stack([x for x, _ in inputs.eval.batches(64, labels=True).unbatch().as_numpy_iterator()])
+    expected = _mirror_mean(loaded.model, images)
+    assert main(["predict", str(run), "--tta", "flip", "--out", str(tmp_path)]) == 0
+    (csv,) = tmp_path.glob("predictions_*.csv")
+    probs = pd.read_csv(csv).drop(columns="filename").to_numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert "TTA: the mean of each image and its mirror image" in capsys.readouterr().out
+    x = np.random.default_rng(0).integers(0, 256, (12, 28, 28)).astype(np.uint8)
+    learn = fastcourse.Learner.from_arrays(x[:8], [0, 1] * 4, x[8:], [0, 1] * 2, "linear", verbose=0)
+    probs, targets = learn.get_preds(tta="flip")
+    np.testing.assert_allclose(probs, _mirror_mean(learn.model, x[8:, :, :, None]), atol=1e-5)
+    assert targets.tolist() == [0, 1, 0, 1]
+    assert np.abs(probs - learn.get_preds()[0]).max() > 1e-4
+
+
+def test_a_bad_tta_value_is_one_line(tmp_path, capsys):
+    run = make_run(tmp_path)
+    test = make_test_folder(tmp_path, n=1)
+    with pytest.raises(SystemExit) as stop:  # argparse's own stop, with fastcourse's one line
+        main(["predict", str(run), str(test), "--tta", "flop"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "'flop': give a number of augmented passes, or flip" in err and len(err.splitlines()) == 1
+    assert main(["predict", str(run), str(test), "--tta", "-1"]) == 2
+    expected = "--tta -1: give 0 (no augmentation), a positive number of augmented passes, or flip"
+    assert expected in capsys.readouterr().err
+    with pytest.raises(UsageError, match="or flip"):
+        predict_folder(run, test, tta="mirror", progress=False)

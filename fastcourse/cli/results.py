@@ -14,13 +14,25 @@ from pathlib import Path
 from fastcourse.cli import OUT_ARG, arg, command, out_folder
 from fastcourse.errors import UsageError
 
+
+def _tta_arg(text: str):
+    """--tta's value: a number of augmented passes, or flip."""
+    if text == "flip":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of augmented passes, or flip") from None
+
+
 PREDICT_ARGS = [
     arg(
         "--tta",
-        type=int,
+        type=_tta_arg,
         default=0,
-        metavar="N",
-        help="test-time augmentation: average N augmented predictions and the clean one (default 0)",
+        metavar="N|flip",
+        help="test-time augmentation: average N augmented predictions and the clean one, or with flip "
+        "each image's and its mirror image's (clothes, photos; never digits) (default 0)",
     ),
     arg("--augment", metavar="NAME", help="augmentation for --tta / views (default: the run's own)"),
     arg("--batch-size", type=int, default=32, help="images per batch (default 32)"),
@@ -46,8 +58,9 @@ def _classes(args: argparse.Namespace):
 def _check_numbers(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
-    if args.tta < 0:
-        raise UsageError(f"--tta {args.tta}: give 0 (no augmentation) or a positive number of passes")
+    from fastcourse.results.predict import check_tta
+
+    check_tta(args.tta)
 
 
 def _out(args: argparse.Namespace, default) -> Path:
@@ -58,6 +71,8 @@ def _out(args: argparse.Namespace, default) -> Path:
 
 
 def _tta_note(args: argparse.Namespace) -> str:
+    if args.tta == "flip":
+        return " (TTA: the mean of each image and its mirror image)"
     return f" (TTA: clean + {args.tta} augmented)" if args.tta else ""
 
 

@@ -174,6 +174,12 @@ def affine_transforms(theta, tx, ty, shear, zx, zy, height, width) -> tf.Tensor:
     return tf.stack([m[:, 1, 1], m[:, 1, 0], m[:, 1, 2], m[:, 0, 1], m[:, 0, 0], m[:, 0, 2], zero, zero], axis=-1)
 
 
+def mirror_images(images, seed=None):
+    """Mirror a batch (N, H, W, C) left to right, the same every time: test-time augmentation's
+    flip (`tta="flip"`, `ensemble.tta: flip`), an `augment(images, seed)` that ignores the seed."""
+    return tf.reverse(images, axis=[2])
+
+
 class Affine:
     """Callable wrapper so a pipeline is `augment(images, seed)`."""
 

@@ -15,7 +15,8 @@ from fastcourse.errors import UsageError
 from fastcourse.learner import checks
 from fastcourse.learner.checks import Spec
 
-if TYPE_CHECKING:  # for annotations only: importing it at run time would import TensorFlow
+if TYPE_CHECKING:  # for annotations only: importing them at run time would import TensorFlow
+    from fastcourse.results.inference import Tta
     from fastcourse.run.inputs import Inputs
 
 
@@ -119,26 +120,30 @@ class Predicting(LearnerState):
                 self._said.add(note)
                 print(f"fastcourse: {note}: the model takes {h}x{w}x{c} images, as it was trained", flush=True)
 
-    def _probs(self, source, tta: int, batch_size: int, augment: Spec):
-        from fastcourse.results.predict import predict_images
+    def _probs(self, source, tta: Tta, batch_size: int, augment: Spec):
+        from fastcourse.results.inference import check_tta, needs_augmenter, predict_images
 
+        check_tta(tta)
         augmenter = checks.augmentation(augment)[0] if augment is not None else self.augment_fn
-        if tta and augmenter is None:
-            raise UsageError(f"tta={tta}: this learner has no augmentation; give augment=... for the copies")
+        if needs_augmenter(tta) and augmenter is None:
+            raise UsageError(
+                f"tta={tta}: this learner has no augmentation; give augment=... for the copies, or tta='flip'"
+            )
         return predict_images(
             self.model,
             source.batches(batch_size, labels=False),
-            augmenter if tta else None,
+            augmenter if needs_augmenter(tta) else None,
             tta,
             self.seed,
             progress=False,
         )
 
-    def get_preds(self, split: Any = None, tta: int = 0, batch_size: int = 64, augment: Spec = None):
+    def get_preds(self, split: Any = None, tta: Tta = 0, batch_size: int = 64, augment: Spec = None):
         """fastai's get_preds: `(probs, targets)` for a whole split: None (the evaluation
         split: "valid" for a folder, "test" for array datasets), that split's name, "train",
         a Source, a folder or an array of images.
-        `probs` is (N, classes), the mean over the clean images and `tta` augmented copies;
+        `probs` is (N, classes), the mean over the clean images and `tta` augmented copies
+        (`tta="flip"`: each image and its mirror image, for clothes and photos, never digits);
         `targets` the integer labels, or None for unlabelled images."""
         source, _ = self._source(split)
         probs = self._probs(source, tta, batch_size, augment)
@@ -148,7 +153,7 @@ class Predicting(LearnerState):
             labels = labels.argmax(1) if labels.ndim == 2 else labels.astype(np.int64)
         return probs, labels
 
-    def predict(self, item: Any, tta: int = 0, augment: Spec = None):
+    def predict(self, item: Any, tta: Tta = 0, augment: Spec = None):
         """fastai's predict, for ONE image (a file path, or an array (H, W[, C]) of 0..255 pixels):
         `(label, index, probabilities)`. A folder gives a fastcourse.results.predict.Predictions
         for every image in it (file names relative to the folder); a split, see get_preds."""
@@ -165,7 +170,7 @@ class Predicting(LearnerState):
         index = int(probs[0].argmax())
         return self.inputs.class_names[index], index, probs[0]
 
-    def evaluate(self, tta: int = 0) -> dict:
+    def evaluate(self, tta: Tta = 0) -> dict:
         """Loss and accuracy on the evaluation split (clean, or with `tta` augmented copies)."""
         from fastcourse.train.metrics import scores
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from fastcourse.learner.predict import Predicting
+
+if TYPE_CHECKING:  # for annotations only: importing it at run time would import TensorFlow
+    from fastcourse.results.inference import Tta
 
 
 def image_grid(images: np.ndarray, captions: list[str], title: str):
@@ -94,7 +97,7 @@ class Showing(Predicting):
         return fig
 
     def show_results(
-        self, n: int = 4, out_dir: Optional[str | os.PathLike] = None, tta: int = 0, show: Optional[list[str]] = None
+        self, n: int = 4, out_dir: Optional[str | os.PathLike] = None, tta: Tta = 0, show: Optional[list[str]] = None
     ) -> dict:
         """The lesson's views of the evaluation predictions (random correct/incorrect, most
         confident per class, most uncertain, confusion matrix, augmented copies), as PNGs in

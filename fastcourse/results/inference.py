@@ -5,14 +5,15 @@ augmentation (TTA).
 
 TTA averages the probabilities of the clean images and of `tta` augmented copies of them,
 each copy drawn from a stateless seed (the seed, the batch, the pass), so a rerun with the
-same seed and batch size gives the same numbers.
+same seed and batch size gives the same numbers. `tta="flip"` averages each image's and its
+mirror image's (clothes and photos; never digits, where a mirrored 2 is no 2).
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -83,11 +84,31 @@ def model_images(run: Run, paths: Sequence[str]) -> np.ndarray:
     )
 
 
+TTA_FLIP = "flip"  # tta="flip": the clean image and its mirror image, no random draw
+Tta = Union[int, str]
+
+
+def check_tta(tta: Tta) -> None:
+    """A UsageError unless `tta` is 0, a positive number of augmented passes, or "flip"."""
+    if tta == TTA_FLIP:
+        return
+    if isinstance(tta, bool) or not isinstance(tta, (int, np.integer)) or tta < 0:
+        raise UsageError(
+            f"--tta {tta}: give 0 (no augmentation), a positive number of augmented passes, "
+            f"or {TTA_FLIP} (each image and its mirror image)"
+        )
+
+
+def needs_augmenter(tta: Tta) -> bool:
+    """Whether `tta` draws copies from an augmentation pipeline ("flip" brings its own)."""
+    return bool(tta) and tta != TTA_FLIP
+
+
 def predict_images(
     model,
     batches,
     augmenter: Optional[Callable] = None,
-    tta: int = 0,
+    tta: Tta = 0,
     seed: int = 0,
     total: Optional[int] = None,
     progress: bool = True,
@@ -100,8 +121,11 @@ def predict_images(
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    if tta < 0:
-        raise UsageError(f"--tta {tta}: give 0 (no augmentation) or a positive number of passes")
+    check_tta(tta)
+    if tta == TTA_FLIP:
+        from fastcourse.data.augment import mirror_images
+
+        augmenter, tta = mirror_images, 1
     if tta and augmenter is None:
         raise UsageError(
             "test-time augmentation needs an augmentation, but the run has `augment: none`; "
@@ -129,7 +153,7 @@ def predict_images(
 def predict_source(
     run: Run,
     source,
-    tta: int = 0,
+    tta: Tta = 0,
     batch_size: int = 32,
     augment: str | None = None,
     seed: int | None = None,
@@ -141,7 +165,7 @@ def predict_source(
     than the run's own. Raises DataError when a file does not decode (named when it can be)."""
     if batch_size < 1:
         raise UsageError(f"batch_size={batch_size}: must be at least 1")
-    augmenter = run.augmenter(augment) if tta else None
+    augmenter = run.augmenter(augment) if needs_augmenter(tta) else None
     probs = predict_images(
         run.model,
         model_batches(run, source, batch_size),

@@ -24,6 +24,9 @@ import numpy as np
 from fastcourse.data.images import IMAGE_EXTENSIONS, is_os_litter
 from fastcourse.errors import DataError, UsageError
 from fastcourse.results.inference import (
+    TTA_FLIP,
+    Tta,
+    check_tta,
     folder_source,
     model_batches,
     model_images,
@@ -153,7 +156,7 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
 def predict_folder(
     run: Run | str | os.PathLike,
     folder: str | os.PathLike,
-    tta: int = 0,
+    tta: Tta = 0,
     batch_size: int = 32,
     augment: str | None = None,
     labelled: bool = False,
@@ -186,7 +189,7 @@ def predict_folder(
 
 def predict_eval(
     run: Run | str | os.PathLike,
-    tta: int = 0,
+    tta: Tta = 0,
     batch_size: int = 32,
     augment: str | None = None,
     class_names: Sequence[str] | None = None,
@@ -265,8 +268,11 @@ def _relative(path: str, root: Path) -> str:
 
 
 __all__ = [
+    "TTA_FLIP",
     "Predictions",
     "Run",
+    "Tta",
+    "check_tta",
     "folder_source",
     "labelled_images",
     "labels_of",

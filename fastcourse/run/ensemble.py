@@ -367,17 +367,6 @@ def finish_ensemble(cfg: ExperimentConfig, run_dir: Path) -> Path:
     return run_dir
 
 
-# --- test-time augmentation: the mirror image ------------------------------------------
-
-
-def flip_images(images, seed=None):
-    """Mirror a batch (N, H, W, C) left to right; an `augment(images, seed)` for Source.batches
-    that ignores the seed (the flip is the same every time)."""
-    import tensorflow as tf
-
-    return tf.reverse(images, axis=[2])
-
-
 def _flip_tta(cfg: ExperimentConfig, members: list, probs: np.ndarray, labels: np.ndarray, inputs, split, run_dir):
     """`ensemble.tta: flip`: every member also predicts the mirror image of each evaluation image;
     a member's TTA probabilities are the mean of its saved ones and those. Saves their ensemble
@@ -385,10 +374,12 @@ def _flip_tta(cfg: ExperimentConfig, members: list, probs: np.ndarray, labels: n
     beside the plain ensemble's, never in place of them."""
     import time
 
+    from fastcourse.data.augment import mirror_images
     from fastcourse.train.trainer import predict
 
     start = time.perf_counter()
-    flipped = np.stack([predict(m, inputs.eval, batch_size=cfg.train.batch_size, augment=flip_images) for m in members])
+    batch = cfg.train.batch_size
+    flipped = np.stack([predict(m, inputs.eval, batch_size=batch, augment=mirror_images) for m in members])
     if flipped.shape != probs.shape:
         raise RunError(
             f"{run_dir}: {flipped.shape[1]} mirrored predictions for {probs.shape[1]} evaluation images; "
